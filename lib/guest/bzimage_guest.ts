@@ -1,0 +1,83 @@
+/** Fills a planned bzImage layout: boot_params, command line, cc_blob, tables, VMSA. */
+import type { AcpiImage } from "../acpi/acpi_image.ts";
+import { encodeBootParams, encodeCcBlob } from "../bzimage/boot_params.ts";
+import type { SetupHeader } from "../bzimage/setup_header.ts";
+import { PAGE_SIZE } from "../bytes/le.ts";
+import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
+import type { BzImageLayout } from "../layout/bzimage_layout.ts";
+import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
+import { type BootMode, type CpuVendor, initialVmsaState } from "../x86/boot_cpu.ts";
+import { encodeVmsaPage } from "../x86/vmsa.ts";
+import { startGuestMemory, writeBootTables } from "./common.ts";
+
+/** The inputs that fill a bzImage guest. */
+export interface BzImageGuestInput {
+  layout: BzImageLayout;
+  header: SetupHeader;
+  acpi: AcpiImage;
+  cmdline: Uint8Array;
+  kernelPayload: StreamRegion;
+  initrd?: StreamRegion;
+  sharedPayload?: StreamRegion;
+  bootMode: BootMode;
+  arch: CpuVendor;
+  svme: boolean;
+  encryptedPage: boolean;
+  highestVtl: number;
+}
+
+/** Builds the guest image of a bzImage. */
+export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
+  const l = i.layout;
+  const memory = startGuestMemory(i.acpi, l.cpuidPage);
+  const gdt = writeBootTables(memory, i.bootMode, i.encryptedPage, l.pageTables, l.tss, l.gdt);
+  memory.write(
+    l.bootParams,
+    encodeBootParams({
+      header: i.header.raw,
+      patch: {
+        code32Start: l.entry,
+        typeOfLoader: 0xff,
+        cmdLinePtr: l.cmdline,
+        cmdlineSize: i.cmdline.length,
+        ramdiskImage: l.initrd,
+        ramdiskSize: i.initrd?.length ?? 0,
+      },
+      acpiRsdpAddr: ACPI_RSDP_ADDR,
+      ccBlobAddress: l.ccBlob,
+      e820: l.e820,
+    }),
+  );
+  if (i.cmdline.length > 0) memory.write(l.cmdline, i.cmdline);
+  memory.write(l.ccBlob, encodeCcBlob(l.secretsPage, l.cpuidPage, PAGE_SIZE));
+  const vmsa = initialVmsaState({
+    bootMode: i.bootMode,
+    arch: i.arch,
+    svme: i.svme,
+    encryptedPage: i.encryptedPage,
+    gdt,
+    gdtBase: l.gdt,
+    pageTables: l.pageTables,
+    rip: l.entry,
+    rsi: l.bootParams,
+    rsp: l.bootStackTop,
+  });
+  memory.write(l.vmsaPage, encodeVmsaPage(vmsa));
+  const regions = [{ ...i.kernelPayload, gpa: l.kernelBase }];
+  if (i.initrd && i.initrd.length > 0) regions.push({ ...i.initrd, gpa: l.initrd });
+  if (i.sharedPayload && l.sharedPayload && i.sharedPayload.length > 0) {
+    regions.push({ ...i.sharedPayload, gpa: l.sharedPayload.start });
+  }
+  return {
+    top: l.top,
+    holes: l.holes,
+    vmsaPage: l.vmsaPage,
+    cpuidPage: l.cpuidPage,
+    secretsPage: l.secretsPage,
+    paramPage: l.paramPage,
+    guestInvalid: l.sharedPayload ? [l.sharedPayload] : [],
+    regions,
+    memory,
+    highestVtl: i.highestVtl,
+  };
+}

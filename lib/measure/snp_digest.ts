@@ -1,0 +1,74 @@
+/**
+ * The SEV-SNP launch digest (SNP firmware ABI, 8.17.2 "PAGE_INFO"): each measured page
+ * extends the digest with SHA-384 of a 0x70-byte PAGE_INFO record.
+ */
+import { createHash } from "node:crypto";
+import { defineLayout } from "../bytes/layout.ts";
+import { viewOf } from "../bytes/le.ts";
+
+/** PAGE_INFO, 0x70 bytes. */
+export const SNP_PAGE_INFO = defineLayout("SNP_PAGE_INFO", 0x70, [
+  ["DigestCurrent", 0x00, { bytes: 48 }],
+  ["Contents", 0x30, { bytes: 48 }],
+  ["Length", 0x60, "u16"],
+  ["PageType", 0x62, "u8"],
+  ["ImiPageBit", 0x63, "u8"],
+  ["LowerVmplPermissions", 0x64, "u32"],
+  ["Gpa", 0x68, "u64"],
+]);
+
+export const SNP_PAGE_TYPE_NORMAL = 1;
+export const SNP_PAGE_TYPE_VMSA = 2;
+export const SNP_PAGE_TYPE_ZERO = 3;
+export const SNP_PAGE_TYPE_UNMEASURED = 4;
+export const SNP_PAGE_TYPE_SECRETS = 5;
+export const SNP_PAGE_TYPE_CPUID = 6;
+
+/** SHA-384 of `bytes`. */
+export function sha384(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha384").update(bytes).digest());
+}
+
+/** Encodes a PAGE_INFO record. */
+export function encodePageInfo(
+  current: Uint8Array,
+  contents: Uint8Array,
+  pageType: number,
+  gpa: number,
+): Uint8Array {
+  const info = new Uint8Array(SNP_PAGE_INFO.size);
+  const view = viewOf(info);
+  info.set(current, SNP_PAGE_INFO.off.DigestCurrent);
+  info.set(contents, SNP_PAGE_INFO.off.Contents);
+  view.setUint16(SNP_PAGE_INFO.off.Length, SNP_PAGE_INFO.size, true);
+  view.setUint8(SNP_PAGE_INFO.off.PageType, pageType);
+  view.setBigUint64(SNP_PAGE_INFO.off.Gpa, BigInt(gpa), true);
+  return info;
+}
+
+const ZERO_DIGEST: Uint8Array = new Uint8Array(48);
+
+/** The running launch digest. */
+export class SnpLaunchDigest {
+  #digest: Uint8Array = new Uint8Array(48);
+
+  /** The digest so far (48 bytes). */
+  get value(): Uint8Array {
+    return this.#digest.slice();
+  }
+
+  /**
+   * Extends the digest with one page. Normal and VMSA pages are measured by the SHA-384 of
+   * their contents (`contentsDigest` when the caller hashed it already); unmeasured,
+   * secrets and CPUID pages by 48 zero bytes.
+   */
+  extend(gpa: number, pageType: number, page?: Uint8Array, contentsDigest?: Uint8Array): void {
+    let contents: Uint8Array = ZERO_DIGEST;
+    if (pageType === SNP_PAGE_TYPE_NORMAL || pageType === SNP_PAGE_TYPE_VMSA) {
+      if (contentsDigest) contents = contentsDigest;
+      else if (page) contents = sha384(page);
+      else throw new Error("a measured page needs its contents");
+    }
+    this.#digest = sha384(encodePageInfo(this.#digest, contents, pageType, gpa));
+  }
+}

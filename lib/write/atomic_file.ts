@@ -1,0 +1,70 @@
+/**
+ * Output files written to a temporary file beside the target and renamed into place only
+ * on success: a failure leaves no partial file and an existing output untouched.
+ */
+import { basename, dirname, join } from "node:path";
+import type { ByteSink } from "./igvm_writer.ts";
+
+/** A temporary file that becomes `path` on commit. */
+export class AtomicFile implements ByteSink {
+  private constructor(
+    readonly path: string,
+    readonly tempPath: string,
+    private file: Deno.FsFile,
+  ) {}
+
+  /** Creates the temporary file in the target's folder (which must exist). */
+  static async create(path: string): Promise<AtomicFile> {
+    const dir = dirname(path);
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(dir);
+    } catch {
+      throw new Error(`cannot write ${path}: the folder ${dir} does not exist`);
+    }
+    if (!info.isDirectory) throw new Error(`cannot write ${path}: ${dir} is not a folder`);
+    try {
+      const existing = await Deno.stat(path);
+      if (existing.isDirectory) throw new Error(`cannot write ${path}: it is a folder`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const suffix = crypto.getRandomValues(new Uint32Array(2)).join("");
+    const tempPath = join(dir, `.${basename(path)}.${suffix}.tmp`);
+    const file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
+    return new AtomicFile(path, tempPath, file);
+  }
+
+  async writeAt(offset: number, bytes: Uint8Array): Promise<void> {
+    await this.file.seek(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
+  }
+
+  /** Flushes and renames into place. */
+  async commit(): Promise<void> {
+    await this.file.syncData();
+    this.file.close();
+    await Deno.rename(this.tempPath, this.path);
+  }
+
+  /** Removes the temporary file. */
+  async abort(): Promise<void> {
+    try {
+      this.file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(this.tempPath).catch(() => {});
+  }
+}
+
+/** Writes a small file atomically. */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const f = await AtomicFile.create(path);
+  try {
+    await f.writeAt(0, bytes);
+    await f.commit();
+  } catch (e) {
+    await f.abort();
+    throw e;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * igvmgen: build IGVM images for AMD SEV-SNP guests. The thin CLI: parse the arguments,
+ * run, report; every error ends as one line on stderr.
+ */
+import { describeError, describeErrorVerbose, UsageError } from "./lib/cli/errors.ts";
+import { helpText, parseOptions } from "./lib/cli/options.ts";
+import { generateIgvm } from "./lib/generate.ts";
+import { dumpIgvmFile } from "./lib/igvm/dump.ts";
+
+/** Runs igvmgen with `args`; returns the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  let verbose = args.includes("--verbose") ||
+    /(^|\s)-(-?log-level|l)(=|\s)DEBUG/.test(args.join(" "));
+  let quiet = false;
+  try {
+    const o = parseOptions(args);
+    verbose = o["log-level"] === "DEBUG";
+    quiet = o.quiet;
+    if (o.help) {
+      console.log(helpText());
+      return 0;
+    }
+    if (o.d) {
+      const text = await dumpIgvmFile(o.d).catch((e) => {
+        throw new Error(`cannot dump ${o.d}: ${describeError(e)}`, { cause: e });
+      });
+      await Deno.stdout.write(new TextEncoder().encode(text));
+      return 0;
+    }
+    if (!o.o) {
+      if (args.length === 0) {
+        console.log(helpText());
+        return 0;
+      }
+      throw new UsageError("no output: give -o FILE (or -d FILE to dump one)");
+    }
+    const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
+    const result = await generateIgvm(o, {
+      stdin: Deno.stdin.readable,
+      notice: (m) => notices || console.error(`igvmgen: ${m}`),
+    });
+    if (!quiet) {
+      console.error(
+        `igvmgen: wrote ${result.output} (${result.totalSize} bytes, ${result.pageCount} pages); launch measurement ${result.launchMeasurement}`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    console.error(`error: ${describeError(e)}`);
+    if (verbose) console.error(describeErrorVerbose(e));
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
