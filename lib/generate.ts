@@ -16,7 +16,11 @@ import {
   readInputFile,
   statInputFile,
 } from "./inputs.ts";
-import { planBzImageLayout } from "./layout/bzimage_layout.ts";
+import { type EarlyArea, planBzImageLayout } from "./layout/bzimage_layout.ts";
+import { planElfLayout } from "./layout/elf_layout.ts";
+import { buildElfGuest } from "./guest/elf_guest.ts";
+import { flatBinary, parseElf64, sectionByName } from "./elf/elf64.ts";
+import { earlyAreasFromSymbols } from "./elf/early_areas.ts";
 import type { GuestImage } from "./layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
@@ -99,21 +103,95 @@ async function openKernel(o: Options, io: GenerateIo): Promise<InputSource> {
   return await fileSource(o.kernel, "kernel");
 }
 
-async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
+/** Parses the setup header of a bzImage source, naming it in errors. */
+async function readSetupHeader(source: InputSource) {
+  try {
+    return parseSetupHeader(await source.head(SETUP_HEADER_END), source.size);
+  } catch (e) {
+    throw new InputError(`cannot use ${source.name}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Reads a whole ELF source and parses it, naming it in errors. */
+async function readElf(source: InputSource) {
+  try {
+    return parseElf64(await source.head(source.size));
+  } catch (e) {
+    throw new InputError(`cannot use ${source.name} as an ELF: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+async function earlyAreasFor(o: Options, initSize: number): Promise<EarlyArea[] | undefined> {
+  if (!o.symbol_elf) return undefined;
+  const source = await fileSource(o.symbol_elf, "symbol ELF");
+  const elf = await readElf(source);
+  try {
+    return earlyAreasFromSymbols(elf, initSize);
+  } catch (e) {
+    throw new InputError(`cannot use ${source.name}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
+  if (o.rdinit || o.shared_payload || o.symbol_elf) {
+    throw new UsageError("-inform elf takes no -rdinit, -shared_payload or -symbol_elf");
+  }
   const kernel = await openKernel(o, io);
-  const header = await wrapInput(
-    kernel.name,
-    "",
-    async () => parseSetupHeader(await kernel.head(SETUP_HEADER_END), kernel.size),
-  ).catch((e) => {
+  const elf = await readElf(kernel);
+  let image: Uint8Array;
+  let text;
+  try {
+    image = flatBinary(elf);
+    text = sectionByName(elf, ".text");
+  } catch (e) {
+    throw new InputError(`cannot use ${kernel.name}: ${(e as Error).message}`, { cause: e });
+  }
+  if (elf.entry < text.addr) {
     throw new InputError(
-      `cannot use ${kernel.name}: ${
-        (e as Error).cause instanceof Error
-          ? ((e as Error).cause as Error).message
-          : (e as Error).message
-      }`,
+      `cannot use ${kernel.name}: the entry point 0x${elf.entry.toString(16)} is before .text`,
     );
+  }
+  const vmpl2 = o.vmpl2_kernel ? await fileSource(o.vmpl2_kernel, "VMPL2 kernel") : undefined;
+  const vmpl2Header = vmpl2 ? await readSetupHeader(vmpl2) : undefined;
+  const acpi = await loadAcpiFor(o);
+  const cmdline = new TextEncoder().encode(o.append + "\0");
+  let layout;
+  try {
+    layout = planElfLayout({
+      acpiEnd: acpi.endAddr,
+      bootMode: o.boot_mode,
+      pgtableLevel: o.pgtable_level as 2 | 4,
+      cmdlineLength: cmdline.length,
+      imageLength: image.length,
+      entryOffset: elf.entry - text.addr,
+      textAddr: text.addr,
+      maxSectionEnd: Math.max(...elf.sections.map((s) => s.addr + s.size)),
+      vmpl2KernelLength: vmpl2?.size ?? 0,
+    });
+  } catch (e) {
+    throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
+  }
+  return buildElfGuest({
+    layout,
+    acpi,
+    cmdline,
+    image,
+    vmpl2Kernel: vmpl2 ? { ...vmpl2.region(0), gpa: layout.vmpl2Kernel } : undefined,
+    vmpl2Header,
+    bootMode: o.boot_mode,
+    arch: o.arch,
+    svme: o.svme,
+    encryptedPage: o.encrypted_page,
+    highestVtl: o.vtl,
   });
+}
+
+async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
+  if (o.vmpl2_kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
+  const kernel = await openKernel(o, io);
+  const header = await readSetupHeader(kernel);
   const initrd = o.rdinit ? await fileSource(o.rdinit, "initrd") : undefined;
   let shared: InputSource | undefined;
   if (o.inform === "bzImage2") {
@@ -141,6 +219,7 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
       bootMode: o.boot_mode,
       pvalidateOpt: o.pvalidate_opt,
       sharedPayloadLength: shared?.size,
+      earlyAreas: await earlyAreasFor(o, header.initSize),
     });
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
@@ -164,7 +243,6 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
 /** Runs a generation: validates the options, writes `-o` and `-measurement_file`. */
 export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<GenerateResult> {
   if (!o.o) throw new UsageError("no output: give -o FILE");
-  if (o.inform === "elf") throw new UsageError("-inform elf is not supported yet");
   for (const [opt, what] of [["measurement_file", "measurement file"]] as const) {
     const path = o[opt];
     if (path) {
@@ -176,7 +254,7 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
   const config = await loadConfig(o);
   const { key, generated } = await loadKey(o);
   if (generated) io.notice?.("no -sign_key: signing the ID block with a fresh random P-384 key");
-  const image = await planBzImage(o, io);
+  const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
   const out = await AtomicFile.create(o.o).catch((e) => {
     throw new InputError((e as Error).message, { cause: e });
   });
