@@ -39,6 +39,9 @@ export async function main(args: readonly string[]): Promise<number> {
       stdin: Deno.stdin.readable,
       notice: (m) => notices || console.error(`igvmgen: ${m}`),
     });
+    if (result.generatedKey && !notices) {
+      console.error("igvmgen: no -sign_key: the ID block is signed with a fresh random P-384 key");
+    }
     if (!quiet) {
       console.error(
         `igvmgen: wrote ${result.output} (${result.totalSize} bytes, ${result.pageCount} pages); launch measurement ${result.launchMeasurement}`,

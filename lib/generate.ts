@@ -253,7 +253,6 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
   }
   const config = await loadConfig(o);
   const { key, generated } = await loadKey(o);
-  if (generated) io.notice?.("no -sign_key: signing the ID block with a fresh random P-384 key");
   const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
   const out = await AtomicFile.create(o.o).catch((e) => {
     throw new InputError((e as Error).message, { cause: e });

@@ -1,0 +1,299 @@
+import { deflateSync } from "node:zlib";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
+import {
+  decodeLegacySnapshot,
+  parsePagePickle,
+  SnapshotError,
+} from "../lib/acpi/legacy_snapshot.ts";
+import { AcpiError, type AcpiImage, layoutAcpiTables, loadAcpi } from "../lib/acpi/acpi_image.ts";
+import { acpiChecksum, tableSignature } from "../lib/acpi/tables.ts";
+import { HAVE_IASL, HAVE_SHARED, listDir, REFERENCE, tempDir } from "./helpers.ts";
+
+/** A pickle (protocol 4 opcodes) of {gpa: bytearray(page)} built by hand. */
+function pickleOf(pages: [number, Uint8Array][]): Uint8Array {
+  const out: number[] = [0x80, 4, 0x7d, 0x94, 0x28];
+  const str = (s: string) => [0x8c, s.length, ...new TextEncoder().encode(s), 0x94];
+  let first = true;
+  for (const [gpa, page] of pages) {
+    out.push(0x4a, gpa & 0xff, (gpa >> 8) & 0xff, (gpa >> 16) & 0xff, (gpa >>> 24) & 0xff);
+    if (first) out.push(...str("builtins"), ...str("bytearray"), 0x93, 0x94);
+    else out.push(0x68, 3);
+    first = false;
+    out.push(
+      0x42,
+      page.length & 0xff,
+      (page.length >> 8) & 0xff,
+      0,
+      0,
+      ...page,
+      0x94,
+      0x85,
+      0x94,
+      0x52,
+      0x94,
+    );
+  }
+  out.push(0x75, 0x2e);
+  return new Uint8Array(out);
+}
+
+function snapshotOf(pages: [number, Uint8Array][]): Uint8Array {
+  const z = deflateSync(pickleOf(pages));
+  return new TextEncoder().encode(btoa(String.fromCharCode(...new Uint8Array(z))));
+}
+
+Deno.test("parsePagePickle() reads a hand-built pickle of pages", () => {
+  const a = new Uint8Array(4096).fill(1);
+  const b = new Uint8Array(4096).fill(2);
+  const pages = parsePagePickle(pickleOf([[0xe0000, a], [0x100000, b]]));
+  assertEquals([...pages.keys()], [0xe0000, 0x100000]);
+  assertEquals(pages.get(0x100000)![5], 2);
+});
+
+Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", () => {
+  assertThrows(
+    () => decodeLegacySnapshot(new TextEncoder().encode("not base64!")),
+    SnapshotError,
+    "base64",
+  );
+  assertThrows(
+    () => decodeLegacySnapshot(new TextEncoder().encode(btoa("hello world!"))),
+    SnapshotError,
+    "zlib",
+  );
+  const evil = deflateSync(new Uint8Array([0x80, 4, 0x63, 0x2e])); // GLOBAL opcode
+  assertThrows(
+    () =>
+      decodeLegacySnapshot(
+        new TextEncoder().encode(btoa(String.fromCharCode(...new Uint8Array(evil)))),
+      ),
+    SnapshotError,
+    "unsupported pickle opcode",
+  );
+  assertThrows(
+    () => decodeLegacySnapshot(snapshotOf([[0xe0000, new Uint8Array(100)]])),
+    SnapshotError,
+    "one aligned page",
+  );
+});
+
+Deno.test({
+  name: "decodeLegacySnapshot() reads the original's acpi.zip: RSDP at 0xe0000 and 33 more pages",
+  ignore: !HAVE_SHARED,
+  fn() {
+    const pages = decodeLegacySnapshot(Deno.readFileSync(`${REFERENCE}acpi/acpi.zip`));
+    assertEquals(pages.size, 34);
+    const rsdp = pages.get(0xe0000)!;
+    assertEquals(new TextDecoder().decode(rsdp.subarray(0, 8)), "RSD PTR ");
+    assertEquals(acpiChecksum(rsdp, 0, 20), 0);
+    assertEquals(acpiChecksum(rsdp, 0, 36), 0);
+    assert(pages.has(0x1ff000));
+  },
+});
+
+/** A minimal SDT with a signature and some payload. */
+function sdt(signature: string, length: number, revision = 1): Uint8Array {
+  const t = new Uint8Array(length);
+  t.set(new TextEncoder().encode(signature));
+  new DataView(t.buffer).setUint32(4, length, true);
+  t[8] = revision;
+  t[9] = acpiChecksum(t, 0, length, 9);
+  return t;
+}
+
+function rsdp(xsdt: number): Uint8Array {
+  const t = new Uint8Array(36);
+  t.set(new TextEncoder().encode("RSD PTR "));
+  t[15] = 2;
+  new DataView(t.buffer).setUint32(20, 36, true);
+  new DataView(t.buffer).setBigUint64(24, BigInt(xsdt), true);
+  return t;
+}
+
+function facs(): Uint8Array {
+  const t = new Uint8Array(64);
+  t.set(new TextEncoder().encode("FACS"));
+  new DataView(t.buffer).setUint32(4, 64, true);
+  return t;
+}
+
+/** Checks the image's tables as a guest would: RSDP -> XSDT -> tables, checksums, FADT links. */
+function walkTables(image: AcpiImage): Map<string, { gpa: number; bytes: Uint8Array }> {
+  const at = new Map(image.writes.map((w) => [w.gpa, w.bytes]));
+  const rsdpBytes = at.get(0xe0000)!;
+  const xsdtAddr = Number(
+    new DataView(rsdpBytes.buffer, rsdpBytes.byteOffset).getBigUint64(24, true),
+  );
+  const xsdt = at.get(xsdtAddr)!;
+  const found = new Map<string, { gpa: number; bytes: Uint8Array }>();
+  assertEquals(acpiChecksum(xsdt, 0, xsdt.length), 0, "XSDT checksum");
+  const xv = new DataView(xsdt.buffer, xsdt.byteOffset);
+  for (let i = 36; i < xsdt.length; i += 8) {
+    const gpa = Number(xv.getBigUint64(i, true));
+    const t = at.get(gpa);
+    assert(t, `XSDT entry 0x${gpa.toString(16)} points at no table`);
+    assertEquals(acpiChecksum(t, 0, t.length), 0, `${tableSignature(t)} checksum`);
+    found.set(tableSignature(t), { gpa, bytes: t });
+  }
+  const fadt = found.get("FACP")!.bytes;
+  const fv = new DataView(fadt.buffer, fadt.byteOffset);
+  for (const [name, off] of [["FACS", 36], ["DSDT", 40]] as const) {
+    const t = at.get(fv.getUint32(off, true));
+    assert(t && tableSignature(t) === name, `FADT ${name} link`);
+    found.set(name, { gpa: fv.getUint32(off, true), bytes: t });
+  }
+  return found;
+}
+
+Deno.test("layoutAcpiTables() puts the XSDT at 1 MiB when the RSDP names none, RSDP bytes as given", () => {
+  const image = layoutAcpiTables([
+    { file: "r", bytes: rsdp(0) },
+    { file: "x", bytes: sdt("XSDT", 36) },
+    { file: "f", bytes: sdt("FACP", 276, 6) },
+    { file: "d", bytes: sdt("DSDT", 40) },
+    { file: "s", bytes: facs() },
+  ]);
+  assertEquals(image.writes.map((w) => w.gpa).slice(0, 2), [0xe0000, 0x100000]);
+  assertEquals(tableSignature(image.writes[1].bytes), "XSDT");
+  assertEquals([...image.writes[0].bytes], [...rsdp(0)]);
+});
+
+Deno.test("layoutAcpiTables() packs tables after the XSDT in signature order and links them", () => {
+  const image = layoutAcpiTables([
+    { file: "rsdp.aml", bytes: rsdp(0x100000) },
+    { file: "xsdt.aml", bytes: sdt("XSDT", 36) },
+    { file: "facp.aml", bytes: sdt("FACP", 276, 6) },
+    { file: "dsdt.aml", bytes: sdt("DSDT", 100, 2) },
+    { file: "facs.aml", bytes: facs() },
+    { file: "apic.aml", bytes: sdt("APIC", 80, 4) },
+  ]);
+  const t = walkTables(image);
+  // Sorted: APIC, DSDT, FACP, FACS from 0x101000, back to back.
+  assertEquals(t.get("APIC")!.gpa, 0x101000);
+  assertEquals(t.get("DSDT")!.gpa, 0x101000 + 80);
+  assertEquals(t.get("FACP")!.gpa, 0x101000 + 180);
+  assertEquals(t.get("FACS")!.gpa, 0x101000 + 456);
+  assertEquals(image.endAddr, 0x102000);
+  const fadt = t.get("FACP")!.bytes;
+  assertEquals(
+    new DataView(fadt.buffer, fadt.byteOffset).getBigUint64(140, true),
+    BigInt(0x101000 + 80),
+  );
+});
+
+Deno.test("layoutAcpiTables() adds a page when the last table ends on a page boundary", () => {
+  const image = layoutAcpiTables([
+    { file: "r", bytes: rsdp(0x100000) },
+    { file: "x", bytes: sdt("XSDT", 36) },
+    { file: "f", bytes: sdt("FACP", 276, 6) },
+    { file: "d", bytes: sdt("DSDT", 4096 - 276 - 64) },
+    { file: "s", bytes: facs() },
+  ]);
+  assertEquals(image.endAddr, 0x103000);
+});
+
+Deno.test("layoutAcpiTables() rejects missing, duplicate, unknown and inconsistent tables", () => {
+  const base = [
+    { file: "r", bytes: rsdp(0) },
+    { file: "x", bytes: sdt("XSDT", 36) },
+    { file: "f", bytes: sdt("FACP", 276, 6) },
+    { file: "d", bytes: sdt("DSDT", 40) },
+    { file: "s", bytes: facs() },
+  ];
+  assertThrows(() => layoutAcpiTables(base.slice(1)), AcpiError, "no RSDP");
+  assertThrows(() => layoutAcpiTables(base.filter((t) => t.file !== "d")), AcpiError, "no DSDT");
+  assertThrows(
+    () => layoutAcpiTables([...base, { file: "d2", bytes: sdt("DSDT", 40) }]),
+    AcpiError,
+    "both DSDT",
+  );
+  assertThrows(
+    () => layoutAcpiTables([...base, { file: "q", bytes: sdt("QQQQ", 40) }]),
+    AcpiError,
+    "unsupported",
+  );
+  const lying = sdt("APIC", 80);
+  assertThrows(
+    () => layoutAcpiTables([...base, { file: "a", bytes: lying.slice(0, 60) }]),
+    AcpiError,
+    "header length",
+  );
+});
+
+Deno.test({
+  name: "loadAcpi() compiles a .dsl folder with iasl outside the folder and links the tables",
+  ignore: !HAVE_SHARED || !HAVE_IASL,
+  async fn() {
+    const dir = `${REFERENCE}acpi/acpi-clh`;
+    const before = listDir(dir);
+    const image = await loadAcpi(dir);
+    assertEquals(listDir(dir), before, "nothing is written into the input folder");
+    const t = walkTables(image);
+    assertEquals([...t.keys()].sort(), ["APIC", "DSDT", "FACP", "FACS", "MCFG", "TPM2"]);
+  },
+});
+
+Deno.test({
+  name: "loadAcpi() takes .aml files as they are, with no iasl needed",
+  ignore: !HAVE_SHARED || !HAVE_IASL,
+  async fn() {
+    const fromDsl = await loadAcpi(`${REFERENCE}acpi/acpi-test`);
+    // Compile the same folder into .aml files, then load them with iasl unavailable.
+    const dir = tempDir();
+    for (const name of listDir(`${REFERENCE}acpi/acpi-test`)) {
+      await new Deno.Command("iasl", {
+        args: [
+          "-f",
+          "-p",
+          `${dir}/${name.replace(".dsl", "")}`,
+          `${REFERENCE}acpi/acpi-test/${name}`,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+    }
+    const fromAml = await loadAcpi(dir, { iasl: "/nonexistent/iasl" });
+    assertEquals(fromAml.endAddr, fromDsl.endAddr);
+    assertEquals(
+      fromAml.writes.map((w) => [w.gpa, [...w.bytes].join()]),
+      fromDsl.writes.map((w) => [w.gpa, [...w.bytes].join()]),
+    );
+    Deno.removeSync(dir, { recursive: true });
+  },
+});
+
+Deno.test("loadAcpi() says to install acpica-tools when .dsl input meets no iasl", async () => {
+  const dir = tempDir();
+  Deno.writeTextFileSync(`${dir}/x.dsl`, '[0004] Signature : "XSDT"\n');
+  await assertRejects(
+    () => loadAcpi(dir, { iasl: "/nonexistent/iasl" }),
+    AcpiError,
+    "install acpica-tools",
+  );
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test({
+  name: "loadAcpi() shows iasl's first error for a .dsl it rejects",
+  ignore: !HAVE_IASL,
+  async fn() {
+    const dir = tempDir();
+    Deno.writeTextFileSync(
+      `${dir}/bad.dsl`,
+      'DefinitionBlock ("", "DSDT", 2, "X", "Y", 1) { Name (\n',
+    );
+    const e = await assertRejects(() => loadAcpi(dir), AcpiError, "iasl rejected");
+    assert(/error/i.test(e.message), e.message);
+    assert(!e.message.includes("\n"));
+    Deno.removeSync(dir, { recursive: true });
+  },
+});
+
+Deno.test("loadAcpi() rejects an empty folder, a missing path and a non-snapshot file", async () => {
+  const dir = tempDir();
+  await assertRejects(() => loadAcpi(dir), AcpiError, "no .dsl or .aml tables");
+  await assertRejects(() => loadAcpi(`${dir}/missing`), AcpiError, "cannot read");
+  Deno.writeFileSync(`${dir}/f.zip`, new Uint8Array([0x50, 0x4b, 3, 4, 0, 0xff]));
+  await assertRejects(() => loadAcpi(`${dir}/f.zip`), AcpiError, "not an ACPI folder");
+  Deno.removeSync(dir, { recursive: true });
+});

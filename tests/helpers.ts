@@ -1,0 +1,82 @@
+/** Shared test helpers: where ../shared is, running the CLI, hashing files. */
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
+/** ../shared beside the repository (absent on a user's machine). */
+export const SHARED = fileURLToPath(new URL("../../shared/", import.meta.url));
+export const FIXTURES = `${SHARED}fixtures/`;
+export const REFERENCE = `${SHARED}reference/igvm-tooling/`;
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when ../shared is there; otherwise prints why tests that need it are skipped. */
+export const HAVE_SHARED = exists(`${SHARED}golden/cases.json`);
+if (!HAVE_SHARED) console.log(`note: ${SHARED} is absent; golden and fixture tests are skipped`);
+
+/** True when iasl is on PATH. */
+export const HAVE_IASL = (() => {
+  try {
+    new Deno.Command("iasl", { args: ["-v"], stdout: "null", stderr: "null" }).outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** The result of a CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Uint8Array;
+}
+
+/** Runs `deno run main.ts ARGS` in a subprocess, optionally with standard input. */
+export async function runCli(args: string[], stdin?: Uint8Array, cwd = ROOT): Promise<CliResult> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "-A", `${ROOT}main.ts`, ...args],
+    stdin: stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    cwd,
+    env: { NO_COLOR: "1" },
+  });
+  const child = cmd.spawn();
+  if (stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+    stdoutBytes: out.stdout,
+  };
+}
+
+/** SHA-256 hex of bytes. */
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** A fresh temporary folder. */
+export function tempDir(): string {
+  return Deno.makeTempDirSync({ prefix: "igvmgen-test-" });
+}
+
+/** The names in a folder, sorted. */
+export function listDir(path: string): string[] {
+  return [...Deno.readDirSync(path)].map((e) => e.name).sort();
+}

@@ -1,0 +1,199 @@
+import { crc32 } from "node:zlib";
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { toHex } from "../lib/bytes/le.ts";
+import {
+  encodePageInfo,
+  sha384,
+  SNP_PAGE_INFO,
+  SNP_PAGE_TYPE_CPUID,
+  SNP_PAGE_TYPE_NORMAL,
+  SnpLaunchDigest,
+} from "../lib/measure/snp_digest.ts";
+import {
+  encodeSnpIdBlock,
+  fromLittleEndian72,
+  signIdBlock,
+  toLittleEndian72,
+  verifyIdBlock,
+} from "../lib/measure/id_block.ts";
+import {
+  generateP384Key,
+  KeyError,
+  keyFromScalar,
+  parseP384PrivateKeyPem,
+} from "../lib/measure/signing_key.ts";
+import {
+  ConfigError,
+  DEFAULT_SNP_POLICY,
+  defaultIdBlockConfig,
+  parseTeiConfig,
+} from "../lib/measure/tei_config.ts";
+import { FIXTURES, HAVE_SHARED } from "./helpers.ts";
+import { generateKeyPairSync } from "node:crypto";
+
+// Known answers computed with Python's hashlib and zlib.
+const SHA384_ZERO_PAGE =
+  "c0e59a3e3ffbd3b5c75428fb36432facabc745944296ff515f737c4fef4efc64586809f7a16f56354a1eaecf2aa8d774";
+
+Deno.test("sha384() of a zero page matches the known answer", () => {
+  assertEquals(toHex(sha384(new Uint8Array(4096))), SHA384_ZERO_PAGE);
+});
+
+Deno.test("CRC-32 (zlib) of '123456789' is 0xcbf43926", () => {
+  assertEquals(crc32(new TextEncoder().encode("123456789")) >>> 0, 0xcbf43926);
+});
+
+Deno.test("encodePageInfo() lays out a PAGE_INFO record of 0x70 bytes", () => {
+  assertEquals(SNP_PAGE_INFO.size, 0x70);
+  const cur = new Uint8Array(48).fill(0xaa);
+  const contents = new Uint8Array(48).fill(0xbb);
+  const info = encodePageInfo(cur, contents, SNP_PAGE_TYPE_CPUID, 0x1234_5000_0000);
+  assertEquals(info.length, 0x70);
+  assertEquals([...info.subarray(0, 48)], [...cur]);
+  assertEquals([...info.subarray(48, 96)], [...contents]);
+  assertEquals([...info.subarray(96, 112)], [
+    0x70,
+    0,
+    6,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0x50,
+    0x34,
+    0x12,
+    0,
+    0,
+  ]);
+});
+
+Deno.test("SnpLaunchDigest.extend() of one normal page matches a digest computed by hand", () => {
+  // SHA-384(zeros[48] || SHA-384(0x01 * 4096) || 70 00 01 00 00000000 GPA 0x1000), by Python.
+  const d = new SnpLaunchDigest();
+  d.extend(0x1000, SNP_PAGE_TYPE_NORMAL, new Uint8Array(4096).fill(1));
+  assertEquals(
+    toHex(d.value),
+    "432b9a795510fbf3c79647ee3af4147e697431e01873b0a7b4a4a68cd9f0d7e649c54bb70b84c23cc3a7c105bf9c8387",
+  );
+});
+
+Deno.test("SnpLaunchDigest.extend() measures a CPUID page by zeros, not its contents", () => {
+  const a = new SnpLaunchDigest();
+  const b = new SnpLaunchDigest();
+  a.extend(0x800000, SNP_PAGE_TYPE_CPUID, new Uint8Array(4096).fill(7));
+  b.extend(0x800000, SNP_PAGE_TYPE_CPUID);
+  assertEquals(toHex(a.value), toHex(b.value));
+  assertThrows(
+    () => new SnpLaunchDigest().extend(0, SNP_PAGE_TYPE_NORMAL),
+    Error,
+    "needs its contents",
+  );
+});
+
+Deno.test("toLittleEndian72() and fromLittleEndian72() are inverse", () => {
+  const be = Uint8Array.from({ length: 48 }, (_, i) => i + 1);
+  const le = toLittleEndian72(be);
+  assertEquals(le.length, 72);
+  assertEquals(le[0], 48);
+  assertEquals([...le.subarray(48)], new Array(24).fill(0));
+  assertEquals([...fromLittleEndian72(le)], [...be]);
+});
+
+Deno.test("signIdBlock() is RFC 6979 deterministic and verifies; random mode differs", () => {
+  const key = keyFromScalar(Uint8Array.from({ length: 48 }, (_, i) => i + 3));
+  const block = encodeSnpIdBlock(new Uint8Array(48).fill(9), defaultIdBlockConfig());
+  const a = signIdBlock(block, key, true);
+  const b = signIdBlock(block, key, true);
+  assertEquals(toHex(a.r) + toHex(a.s), toHex(b.r) + toHex(b.s));
+  assert(verifyIdBlock(block, a.r, a.s, key.x, key.y));
+  const c = signIdBlock(block, key, false);
+  assert(toHex(c.r) !== toHex(a.r), "random nonces give another r");
+  assert(verifyIdBlock(block, c.r, c.s, key.x, key.y));
+  const tampered = block.slice();
+  tampered[80] ^= 1;
+  assertEquals(verifyIdBlock(tampered, a.r, a.s, key.x, key.y), false);
+});
+
+Deno.test("encodeSnpIdBlock() packs digest, ids, version, SVN and policy into 96 bytes", () => {
+  const block = encodeSnpIdBlock(new Uint8Array(48).fill(1), defaultIdBlockConfig());
+  assertEquals(block.length, 96);
+  assertEquals(block[48], 1); // family id 01 00 ..
+  assertEquals(block[64], 2); // image id 02 00 ..
+  const v = new DataView(block.buffer);
+  assertEquals(v.getUint32(80, true), 1);
+  assertEquals(v.getUint32(84, true), 2);
+  assertEquals(v.getBigUint64(88, true), 0x3001fn);
+});
+
+Deno.test({
+  name: "parseP384PrivateKeyPem() reads the SEC1 test key and its PKCS#8 form alike",
+  ignore: !HAVE_SHARED,
+  fn() {
+    const pem = Deno.readTextFileSync(`${FIXTURES}test-key.pem`);
+    const key = parseP384PrivateKeyPem(pem);
+    assertEquals(key.d.length, 48);
+    assertEquals(toHex(keyFromScalar(key.d).x), toHex(key.x));
+  },
+});
+
+Deno.test("parseP384PrivateKeyPem() accepts PKCS#8 and rejects garbage, P-256 and RSA keys", () => {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const pkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+  assertEquals(parseP384PrivateKeyPem(pkcs8).d.length, 48);
+  assertThrows(() => parseP384PrivateKeyPem("not a key"), KeyError, "not a PEM private key");
+  const p256 = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+    format: "pem",
+    type: "sec1",
+  });
+  assertThrows(() => parseP384PrivateKeyPem(p256.toString()), KeyError, "P-256");
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({
+    format: "pem",
+    type: "pkcs8",
+  });
+  assertThrows(() => parseP384PrivateKeyPem(rsa.toString()), KeyError, "rsa");
+});
+
+Deno.test("generateP384Key() gives a fresh key each time", () => {
+  assert(toHex(generateP384Key().d) !== toHex(generateP384Key().d));
+});
+
+Deno.test("parseTeiConfig() reads ids big-endian and builds the policy", () => {
+  const c = parseTeiConfig(JSON.stringify({
+    tei_config_data: {
+      version: 1,
+      guest_svn: 9,
+      family_id: "12161A1B12161A1B12161A1B12161A1B",
+      image_id: "1A1B12161A1B12161A1B12161A1B1216",
+      policy: {
+        debug_allowed: true,
+        migrate_ma: false,
+        smt_allowed: true,
+        abi_major: 1,
+        abi_minor: 31,
+      },
+    },
+  }));
+  assertEquals(toHex(c.familyId), "12161a1b12161a1b12161a1b12161a1b");
+  assertEquals(toHex(c.imageId), "1a1b12161a1b12161a1b12161a1b1216");
+  assertEquals(c.guestSvn, 9);
+  assertEquals(c.policy, 0x20000n | (1n << 19n) | (1n << 16n) | 0x100n | 0x1fn);
+  assertEquals(parseTeiConfig('{"tei_config_data":{}}').policy, DEFAULT_SNP_POLICY);
+});
+
+Deno.test("parseTeiConfig() rejects malformed configs, naming the field", () => {
+  const bad: [string, string][] = [
+    ["{", "not JSON"],
+    ["[]", "tei_config_data"],
+    ['{"tei_config_data":{"version":2}}', "version must be 1"],
+    ['{"tei_config_data":{"family_id":"12"}}', "family_id must be 32 hex digits"],
+    ['{"tei_config_data":{"image_id":"zz161A1B12161A1B12161A1B12161A1B"}}', "image_id"],
+    ['{"tei_config_data":{"guest_svn":-1}}', "guest_svn"],
+    ['{"tei_config_data":{"policy":{"debug_allowed":"yes"}}}', "debug_allowed"],
+    ['{"tei_config_data":{"policy":{"abi_minor":256}}}', "abi_minor"],
+  ];
+  for (const [text, why] of bad) assertThrows(() => parseTeiConfig(text), ConfigError, why);
+});

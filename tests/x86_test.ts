@@ -1,0 +1,102 @@
+import { assertEquals } from "./assert.ts";
+import { buildGdt } from "../lib/x86/gdt.ts";
+import { buildPageTables, pageTablePages } from "../lib/x86/page_tables.ts";
+import { CPUID_LEAVES, encodeCpuidPage } from "../lib/x86/cpuid_page.ts";
+import { initialVmsaState } from "../lib/x86/boot_cpu.ts";
+import { encodeVmsaPage, VMCB_SAVE_AREA } from "../lib/x86/vmsa.ts";
+
+Deno.test("buildGdt() 32-bit: flat code/data descriptors and a TSS at the given base", () => {
+  const g = buildGdt(false, 0x346e000);
+  assertEquals(g.bytes.length, 48);
+  assertEquals(g.limit, 0x2f);
+  // Kernel code: limit 0xfffff, G=1, D=1, present, type 0xb -> ff ff 00 00 00 9b cf 00.
+  assertEquals([...g.bytes.subarray(8, 16)], [0xff, 0xff, 0, 0, 0, 0x9b, 0xcf, 0]);
+  assertEquals(g.cs, { selector: 8, base: 0, limit: 0xffffffff, attrib: 0xc9b });
+  assertEquals(g.ds.attrib, 0xc93);
+  assertEquals(g.tr, { selector: 0x28, base: 0x346e000, limit: 0x67, attrib: 0x8b });
+  assertEquals([...g.bytes.subarray(40, 48)], [0x67, 0, 0, 0xe0, 0x46, 0x8b, 0, 0x03]);
+});
+
+Deno.test("buildGdt() 64-bit: L=1 code and a 16-byte TSS descriptor", () => {
+  const g = buildGdt(true, 0x1_2345_6000);
+  assertEquals(g.bytes.length, 56);
+  assertEquals(g.cs.attrib, 0xa9b);
+  assertEquals(new DataView(g.bytes.buffer).getUint32(48, true), 1);
+});
+
+Deno.test("buildPageTables(2) maps 512 GiB with 1 GiB pages, C-bit when encrypted", () => {
+  const base = 0x4000000;
+  const t = new BigUint64Array(buildPageTables(2, base, true).buffer);
+  assertEquals(t.length, 2 * 512);
+  assertEquals(t[0], BigInt(base + 0x1000) | 7n | (1n << 51n));
+  assertEquals(t[512], 0x87n | (1n << 51n));
+  assertEquals(t[512 + 511], (511n << 30n) | 0x87n | (1n << 51n));
+  assertEquals(t[1], 0n);
+});
+
+Deno.test("buildPageTables(4) identity-maps 16 GiB in 4 KiB pages", () => {
+  const base = 0x806000;
+  const bytes = buildPageTables(4, base, false);
+  assertEquals(bytes.length, pageTablePages(4) * 4096);
+  const t = new BigUint64Array(bytes.buffer);
+  const pmd = base + 2 * 4096;
+  const pte = pmd + 16 * 4096;
+  assertEquals(t[512 + 15], BigInt(pmd + 15 * 4096) | 7n); // PDPT[15]
+  assertEquals(t[1024 + 16 * 512 - 1], BigInt(pte + (16 * 512 - 1) * 4096) | 7n); // last PMD entry
+  const pteStart = 1024 + 16 * 512;
+  for (const n of [0, 1, 511, 512, 1 << 20, (1 << 20) + 3, 16 * 512 * 512 - 1]) {
+    assertEquals(t[pteStart + n], (BigInt(n) << 12n) | 7n, `PTE ${n}`);
+  }
+  const enc = new BigUint64Array(buildPageTables(4, base, true).buffer);
+  assertEquals(enc[pteStart + (1 << 21) + 5], (BigInt((1 << 21) + 5) << 12n) | 7n | (1n << 51n));
+});
+
+Deno.test("encodeCpuidPage() lists 38 leaves with XFEM_IN 1 for leaf 0xD", () => {
+  const page = encodeCpuidPage();
+  const v = new DataView(page.buffer);
+  assertEquals(v.getUint32(0, true), CPUID_LEAVES.length);
+  assertEquals(CPUID_LEAVES.length, 38);
+  assertEquals(v.getUint32(16, true), 0x8000001f);
+  const leafD = CPUID_LEAVES.findIndex(([f]) => f === 0xd);
+  assertEquals(v.getBigUint64(16 + leafD * 48 + 8, true), 1n);
+  assertEquals(v.getBigUint64(16 * 1 + 0 * 48 + 8, true), 0n);
+});
+
+Deno.test("initialVmsaState() x64: paging on, C-bit in CR3, EFER long mode and SVME", () => {
+  const s = initialVmsaState({
+    bootMode: "x64",
+    arch: "Intel",
+    svme: true,
+    encryptedPage: true,
+    gdt: buildGdt(true, 0x2000),
+    gdtBase: 0x2068,
+    pageTables: { base: 0x1000, level: 2 },
+    rip: 0x1000200,
+    rsi: 0x3000,
+    rsp: 0x5000,
+  });
+  assertEquals(s.cr0, 0x80000001);
+  assertEquals(s.cr4, 0x30);
+  assertEquals(s.cr3, 0x1000n | (1n << 51n));
+  assertEquals(s.efer, 0x1d01);
+  const page = encodeVmsaPage(s);
+  const v = new DataView(page.buffer);
+  assertEquals(v.getBigUint64(VMCB_SAVE_AREA.off.rip, true), 0x1000200n);
+  assertEquals(v.getBigUint64(VMCB_SAVE_AREA.off._0, true), 9n);
+  assertEquals(v.getBigUint64(VMCB_SAVE_AREA.off.rflags, true), 2n);
+});
+
+Deno.test("initialVmsaState() -arch AMD leaves RFLAGS 0; x86 without SVME has EFER 0", () => {
+  const s = initialVmsaState({
+    bootMode: "x86",
+    arch: "AMD",
+    svme: false,
+    encryptedPage: false,
+    gdt: buildGdt(false, 0),
+    gdtBase: 0x68,
+    rip: 1,
+    rsi: 2,
+    rsp: 3,
+  });
+  assertEquals([s.rflags, s.efer, s.cr0, s.cr4, s.cr3], [0, 0, 1, 0, 0n]);
+});
