@@ -3,6 +3,7 @@
  * file -> measurement JSON. No printing here; the CLI reports.
  */
 import { type AcpiImage, loadAcpi } from "./acpi/acpi_image.ts";
+import { builtinAcpi } from "../acpi/builtin.ts";
 import { InputError, UsageError } from "./cli/errors.ts";
 import type { Options } from "./cli/options.ts";
 import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
@@ -85,11 +86,7 @@ async function loadConfig(o: Options): Promise<IdBlockConfig> {
 }
 
 async function loadAcpiFor(o: Options): Promise<AcpiImage> {
-  if (!o.acpi_dir) {
-    throw new UsageError(
-      "no -acpi_dir given: pass an ACPI folder or the original's acpi.zip (built-in tables are not available yet)",
-    );
-  }
+  if (!o.acpi_dir) return builtinAcpi(o.acpi_profile, o.vcpus);
   const dir = o.acpi_dir;
   return await wrapInput("ACPI source", dir, () => loadAcpi(dir));
 }

@@ -294,6 +294,36 @@ Deno.test("loadAcpi() rejects an empty folder, a missing path and a non-snapshot
   await assertRejects(() => loadAcpi(dir), AcpiError, "no .dsl or .aml tables");
   await assertRejects(() => loadAcpi(`${dir}/missing`), AcpiError, "cannot read");
   Deno.writeFileSync(`${dir}/f.zip`, new Uint8Array([0x50, 0x4b, 3, 4, 0, 0xff]));
-  await assertRejects(() => loadAcpi(`${dir}/f.zip`), AcpiError, "not an ACPI folder");
+  await assertRejects(() => loadAcpi(`${dir}/f.zip`), AcpiError, "not a readable zip archive");
+  Deno.writeFileSync(`${dir}/f.bin`, new Uint8Array([0, 1, 2, 0xff]));
+  await assertRejects(() => loadAcpi(`${dir}/f.bin`), AcpiError, "not an ACPI folder");
   Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test({
+  name: "loadAcpi() takes a zip archive of .dsl tables and gives what the folder gives",
+  ignore: !HAVE_SHARED || !HAVE_IASL,
+  async fn() {
+    const { zipSync } = await import("fflate");
+    const src = `${REFERENCE}acpi/acpi-test`;
+    const files: Record<string, Uint8Array> = {};
+    for (const name of listDir(src)) files[`tables/${name}`] = Deno.readFileSync(`${src}/${name}`);
+    const dir = tempDir();
+    Deno.writeFileSync(`${dir}/tables.zip`, zipSync(files));
+    const fromZip = await loadAcpi(`${dir}/tables.zip`);
+    const fromDir = await loadAcpi(src);
+    assertEquals(fromZip.endAddr, fromDir.endAddr);
+    assertEquals(
+      fromZip.writes.map((w) => [w.gpa, [...w.bytes].join()]),
+      fromDir.writes.map((w) => [w.gpa, [...w.bytes].join()]),
+    );
+    assertEquals(listDir(dir), ["tables.zip"]);
+    Deno.writeFileSync(`${dir}/empty.zip`, zipSync({ "readme.txt": new Uint8Array([1]) }));
+    await assertRejects(
+      () => loadAcpi(`${dir}/empty.zip`),
+      AcpiError,
+      "no .dsl or .aml tables in the archive",
+    );
+    Deno.removeSync(dir, { recursive: true });
+  },
 });

@@ -246,7 +246,7 @@ withShared("igvmgen accepts --long, --long=value and -name=value forms alike", a
       "x64",
       `--acpi_dir=${ACPI_ZIP}`,
     ],
-    [`-o=${dir}/3.igvm`, `-kernel=${FIXTURES}test_bzImage`, "-boot_mode=x64", "-acpi", ACPI_ZIP],
+    [`-o=${dir}/3.igvm`, `-kernel=${FIXTURES}test_bzImage`, "-boot_mode=x64", "-acpi_d", ACPI_ZIP],
   ];
   const hashes = [];
   for (const [i, f] of forms.entries()) {

@@ -4,6 +4,7 @@
  * file. The result is the bytes to place in guest memory and the end of the ACPI area.
  */
 import { join } from "node:path";
+import { unzipSync } from "fflate";
 import { alignDown, PAGE_SIZE } from "../bytes/le.ts";
 import { decodeLegacySnapshot, looksLikeLegacySnapshot } from "./legacy_snapshot.ts";
 import {
@@ -192,10 +193,93 @@ async function compileDsl(file: string, outDir: string, iasl: string): Promise<U
   }
 }
 
+/** True when `bytes` start like a zip archive (a local file header, "PK\x03\x04"). */
+export function looksLikeZip(bytes: Uint8Array): boolean {
+  return bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 &&
+    bytes[3] === 0x04;
+}
+
+/** One table input by name: compiled bytes, or `.dsl` text to compile. */
+interface TableInput {
+  name: string;
+  dsl: boolean;
+  /** The file to compile (for .dsl), or the bytes. */
+  path?: string;
+  bytes?: Uint8Array;
+}
+
+/** Picks `.dsl` and `.aml` inputs; a `.dsl` wins over an `.aml` of the same name. */
+function selectTables<T extends { name: string }>(entries: T[]): { dsl: T[]; aml: T[] } {
+  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const dsl = sorted.filter((e) => /\.dsl$/i.test(e.name));
+  const stems = new Set(dsl.map((e) => e.name.replace(/\.dsl$/i, "")));
+  const aml = sorted.filter((e) =>
+    /\.aml$/i.test(e.name) && !stems.has(e.name.replace(/\.aml$/i, ""))
+  );
+  return { dsl, aml };
+}
+
+/** Compiles the `.dsl` inputs (in a temporary folder) and lays out all tables. */
+async function compileAndLayout(
+  inputs: TableInput[],
+  options: AcpiLoadOptions,
+): Promise<AcpiImage> {
+  const tables: NamedTable[] = inputs.filter((t) => !t.dsl).map((t) => ({
+    file: t.name,
+    bytes: t.bytes!,
+  }));
+  const dsl = inputs.filter((t) => t.dsl);
+  if (dsl.length > 0) {
+    const outDir = await Deno.makeTempDir({ prefix: "igvmgen-acpi-" });
+    try {
+      for (const t of dsl) {
+        let path = t.path;
+        if (!path) {
+          // A .dsl from an archive: write it into our own temporary folder first.
+          path = join(outDir, `src-${t.name.replace(/^.*\//, "")}`);
+          await Deno.writeFile(path, t.bytes!);
+        }
+        tables.push({
+          file: t.name,
+          bytes: await compileDsl(path, outDir, options.iasl ?? "iasl"),
+        });
+      }
+    } finally {
+      await Deno.remove(outDir, { recursive: true });
+    }
+  }
+  return layoutAcpiTables(tables);
+}
+
+/** Reads the tables of a zip archive of `.dsl`/`.aml` files (folders inside are flattened). */
+function tablesFromZip(path: string, bytes: Uint8Array): TableInput[] {
+  let files: Record<string, Uint8Array>;
+  try {
+    files = unzipSync(bytes);
+  } catch (e) {
+    throw new AcpiError(`${path}: not a readable zip archive: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  const entries = Object.entries(files).filter(([n]) => !n.endsWith("/")).map(([n, b]) => ({
+    name: n,
+    bytes: b,
+  }));
+  const { dsl, aml } = selectTables(entries);
+  if (dsl.length + aml.length === 0) {
+    throw new AcpiError(`${path}: no .dsl or .aml tables in the archive`);
+  }
+  return [
+    ...aml.map((e) => ({ name: `${path}:${e.name}`, dsl: false, bytes: e.bytes })),
+    ...dsl.map((e) => ({ name: `${path}:${e.name}`, dsl: true, bytes: e.bytes })),
+  ];
+}
+
 /**
- * Loads ACPI from `-acpi_dir PATH`: a folder of `.dsl`/`.aml` tables, or a legacy snapshot
- * file. `.dsl` files win over `.aml` files of the same name, as the original reads only
- * `.dsl`. Nothing is written into the folder.
+ * Loads ACPI from `-acpi_dir PATH`: a folder or a zip archive of `.dsl`/`.aml` tables, or
+ * the original's legacy snapshot file (told apart by content). `.dsl` files win over `.aml`
+ * files of the same name, as the original reads only `.dsl`. Nothing is written into the
+ * input folder.
  */
 export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Promise<AcpiImage> {
   let info: Deno.FileInfo;
@@ -206,32 +290,28 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
   }
   if (info.isFile) {
     const bytes = await Deno.readFile(path);
+    if (looksLikeZip(bytes)) return await compileAndLayout(tablesFromZip(path, bytes), options);
     if (looksLikeLegacySnapshot(bytes)) return acpiFromLegacySnapshot(bytes);
-    throw new AcpiError(`${path}: not an ACPI folder or a legacy igvmgen ACPI snapshot`);
+    throw new AcpiError(
+      `${path}: not an ACPI folder, a zip of tables or a legacy igvmgen ACPI snapshot`,
+    );
   }
-  const entries: string[] = [];
-  for await (const e of Deno.readDir(path)) if (e.isFile) entries.push(e.name);
-  entries.sort();
-  const dsl = entries.filter((n) => /\.dsl$/i.test(n));
-  const dslStems = new Set(dsl.map((n) => n.replace(/\.dsl$/i, "")));
-  const aml = entries.filter((n) => /\.aml$/i.test(n) && !dslStems.has(n.replace(/\.aml$/i, "")));
+  const entries: { name: string }[] = [];
+  for await (const e of Deno.readDir(path)) if (e.isFile) entries.push({ name: e.name });
+  const { dsl, aml } = selectTables(entries);
   if (dsl.length + aml.length === 0) {
     throw new AcpiError(`${path}: no .dsl or .aml tables in the folder`);
   }
-  const tables: NamedTable[] = [];
-  for (const n of aml) {
-    tables.push({ file: join(path, n), bytes: await Deno.readFile(join(path, n)) });
+  const inputs: TableInput[] = [];
+  for (const e of aml) {
+    inputs.push({
+      name: join(path, e.name),
+      dsl: false,
+      bytes: await Deno.readFile(join(path, e.name)),
+    });
   }
-  if (dsl.length > 0) {
-    const outDir = await Deno.makeTempDir({ prefix: "igvmgen-acpi-" });
-    try {
-      for (const n of dsl) {
-        const file = join(path, n);
-        tables.push({ file, bytes: await compileDsl(file, outDir, options.iasl ?? "iasl") });
-      }
-    } finally {
-      await Deno.remove(outDir, { recursive: true });
-    }
+  for (const e of dsl) {
+    inputs.push({ name: join(path, e.name), dsl: true, path: join(path, e.name) });
   }
-  return layoutAcpiTables(tables);
+  return await compileAndLayout(inputs, options);
 }

@@ -89,7 +89,22 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "path",
     metavar: "DIR|FILE",
     help:
-      "ACPI tables: a folder of .dsl (needs iasl) or .aml files, or the original's acpi.zip snapshot",
+      "ACPI tables: a folder or zip of .dsl (needs iasl) or .aml files, or the original's acpi.zip snapshot; built-in tables when omitted",
+  },
+  {
+    name: "acpi_profile",
+    kind: "enum",
+    choices: ["default", "clh"],
+    default: "default",
+    help:
+      "built-in ACPI tables when -acpi_dir is not given: default (PC-style) or clh (Cloud Hypervisor)",
+  },
+  {
+    name: "vcpus",
+    kind: "int",
+    metavar: "N",
+    default: 1,
+    help: "vCPUs the built-in ACPI tables describe (1 to 255)",
   },
   {
     name: "shared_payload",
@@ -187,6 +202,8 @@ export interface Options {
   encrypted_page: boolean;
   svme: boolean;
   acpi_dir?: string;
+  acpi_profile: "default" | "clh";
+  vcpus: number;
   shared_payload?: string;
   sign_key?: string;
   sign_deterministic: boolean;
@@ -301,6 +318,14 @@ export function parseOptions(args: readonly string[]): Options {
   }
   const o = out as unknown as Options;
   if (o.vtl < 0 || o.vtl > 2) throw new UsageError(`-vtl: expected 0, 1 or 2, got ${o.vtl}`);
+  if (o.vcpus < 1 || o.vcpus > 255) {
+    throw new UsageError(`-vcpus: expected 1 to 255, got ${o.vcpus}`);
+  }
+  if (o.acpi_dir && (given.has("acpi_profile") || given.has("vcpus"))) {
+    throw new UsageError(
+      "-acpi_profile and -vcpus choose built-in tables; they do not go with -acpi_dir",
+    );
+  }
   if (o.pgtable_level !== 2 && o.pgtable_level !== 4) {
     throw new UsageError(`-pgtable_level: expected 2 or 4, got ${o.pgtable_level}`);
   }

@@ -1,0 +1,168 @@
+/**
+ * A validating IGVM reader: parses the fixed header and every variable header into
+ * directives, checking the structure the specification requires. It shares only the layout
+ * declarations with the writer, so it can check the writer's output.
+ */
+import { crc32 } from "node:zlib";
+import { readScalar } from "../bytes/layout.ts";
+import { PAGE_SIZE } from "../bytes/le.ts";
+import {
+  IGVM_FIXED_HEADER,
+  IGVM_MAGIC_VALUE,
+  IGVM_VHS_VARIABLE_HEADER,
+  IGVM_VHT_PAGE_DATA,
+  IGVM_VHT_VP_CONTEXT,
+  VARIABLE_HEADER_BODIES,
+} from "./defs.ts";
+import { IgvmFormatError } from "./dump.ts";
+
+export { IgvmFormatError };
+
+/** One variable header: its type, offset, and its body's fields by name. */
+export interface Directive {
+  type: number;
+  name: string;
+  offset: number;
+  length: number;
+  fields: Record<string, bigint>;
+  body: Uint8Array;
+}
+
+/** A parsed file. */
+export interface IgvmFile {
+  fixed: Record<string, number>;
+  directives: Directive[];
+  /** Problems found while parsing that do not stop it (checksum, padding...). */
+  problems: string[];
+}
+
+/** Reads one scalar field of a body by name. */
+function scalarFields(
+  body: Uint8Array,
+  layoutFields: readonly (readonly [string, number, unknown])[],
+) {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const out: Record<string, bigint> = {};
+  for (const [name, offset, type] of layoutFields) {
+    if (typeof type === "string") out[name] = readScalar(view, offset, type as "u8");
+  }
+  return out;
+}
+
+/**
+ * Parses the header section of an IGVM file (`head` holds at least the fixed header and
+ * the variable headers; `fileSize` is the whole file's size).
+ */
+export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
+  const problems: string[] = [];
+  if (head.length < IGVM_FIXED_HEADER.size) {
+    throw new IgvmFormatError(`truncated: ${head.length} bytes, no fixed header`);
+  }
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const fixed: Record<string, number> = {};
+  for (const [name, offset] of IGVM_FIXED_HEADER.fields) fixed[name] = v.getUint32(offset, true);
+  if (fixed.Magic !== IGVM_MAGIC_VALUE) {
+    throw new IgvmFormatError("no IGVM magic: not an IGVM file");
+  }
+  if (fixed.FormatVersion !== 1) problems.push(`format version ${fixed.FormatVersion}, expected 1`);
+  const start = fixed.VariableHeaderOffset;
+  const end = start + fixed.VariableHeaderSize;
+  if (start < IGVM_FIXED_HEADER.size || start % 8 !== 0) {
+    throw new IgvmFormatError(
+      `variable headers at 0x${start.toString(16)}: not 8-byte aligned after the fixed header`,
+    );
+  }
+  if (end > fileSize || end > head.length) {
+    throw new IgvmFormatError(
+      `truncated: the header section ends at 0x${end.toString(16)}, past the end of the file`,
+    );
+  }
+  if (fixed.TotalFileSize !== fileSize) {
+    problems.push(`TotalFileSize ${fixed.TotalFileSize}, the file has ${fileSize} bytes`);
+  }
+  const section = head.slice(0, end);
+  new DataView(section.buffer).setUint32(IGVM_FIXED_HEADER.off.Checksum, 0, true);
+  const crc = crc32(section) >>> 0;
+  if (crc !== fixed.Checksum) {
+    problems.push(`checksum 0x${fixed.Checksum.toString(16)}, computed 0x${crc.toString(16)}`);
+  }
+  const directives: Directive[] = [];
+  let at = start;
+  while (at < end) {
+    if (at + IGVM_VHS_VARIABLE_HEADER.size > end) {
+      throw new IgvmFormatError(
+        `variable header at 0x${at.toString(16)} runs past the header section`,
+      );
+    }
+    const type = v.getUint32(at, true);
+    const length = v.getUint32(at + 4, true);
+    const bodyAt = at + IGVM_VHS_VARIABLE_HEADER.size;
+    if (bodyAt + length > end) {
+      throw new IgvmFormatError(
+        `header 0x${type.toString(16)} at 0x${at.toString(16)} runs past the header section`,
+      );
+    }
+    const known = VARIABLE_HEADER_BODIES.get(type);
+    if (known && known.body.size !== length) {
+      problems.push(
+        `${known.name} at 0x${at.toString(16)}: length ${length}, expected ${known.body.size}`,
+      );
+    }
+    if (!known) problems.push(`unknown header type 0x${type.toString(16)} at 0x${at.toString(16)}`);
+    const body = head.subarray(bodyAt, bodyAt + length);
+    directives.push({
+      type,
+      name: known?.name ?? `0x${type.toString(16)}`,
+      offset: at,
+      length,
+      fields: known && known.body.size === length ? scalarFields(body, known.body.fields) : {},
+      body,
+    });
+    at = Math.ceil((bodyAt + length) / 8) * 8;
+  }
+  if (at !== end) problems.push(`the last header's padding runs past the section end`);
+  return { fixed, directives, problems };
+}
+
+/** The file data of a PAGE_DATA or VP_CONTEXT directive, or undefined for a zero page. */
+export function directiveFileOffset(d: Directive): number | undefined {
+  if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) return undefined;
+  const offset = Number(d.fields.FileOffset ?? 0n);
+  return offset === 0 ? undefined : offset;
+}
+
+/** Reads a whole IGVM file into headers and a page map (for tests and small files). */
+export function readIgvmFile(bytes: Uint8Array): IgvmFile & { pages: Map<number, Uint8Array> } {
+  const parsed = parseIgvmHeaders(bytes, bytes.length);
+  const pages = new Map<number, Uint8Array>();
+  for (const d of parsed.directives) {
+    if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
+    const gpa = Number(d.fields.GPA ?? 0n);
+    const offset = directiveFileOffset(d);
+    if (offset === undefined) {
+      pages.set(gpa, new Uint8Array(PAGE_SIZE));
+      continue;
+    }
+    if (offset + PAGE_SIZE > bytes.length) {
+      throw new IgvmFormatError(
+        `page 0x${gpa.toString(16)}: file data at 0x${offset.toString(16)} runs past the end`,
+      );
+    }
+    pages.set(gpa, bytes.subarray(offset, offset + PAGE_SIZE));
+  }
+  return { ...parsed, pages };
+}
+
+/** Reads `length` bytes of guest memory at `gpa` from a page map (zero where absent). */
+export function readGuest(pages: Map<number, Uint8Array>, gpa: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let done = 0; done < length;) {
+    const at = gpa + done;
+    const page = at - (at % PAGE_SIZE);
+    const n = Math.min(PAGE_SIZE - (at - page), length - done);
+    const src = pages.get(page);
+    if (src) out.set(src.subarray(at - page, at - page + n), done);
+    done += n;
+  }
+  return out;
+}
