@@ -15,10 +15,10 @@ export function alignDown(value: number, alignment: number): number {
 
 /** True when every byte of `bytes` is zero. */
 export function isAllZero(bytes: Uint8Array): boolean {
-  // Compare eight bytes at a time where the buffer allows it.
-  if (bytes.byteOffset % 8 === 0 && bytes.byteLength % 8 === 0) {
-    const words = new BigUint64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  // Compare four bytes at a time where the buffer allows it.
+  if (bytes.byteOffset % 4 === 0 && bytes.byteLength % 4 === 0) {
+    const words = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
     return true;
   }
   for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;

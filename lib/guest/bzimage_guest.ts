@@ -8,7 +8,7 @@ import type { BzImageLayout } from "../layout/bzimage_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
 import { type BootMode, type CpuVendor, initialVmsaState } from "../x86/boot_cpu.ts";
 import { encodeVmsaPage } from "../x86/vmsa.ts";
-import { startGuestMemory, writeBootTables } from "./common.ts";
+import { pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
 
 /** The inputs that fill a bzImage guest. */
 export interface BzImageGuestInput {
@@ -30,7 +30,7 @@ export interface BzImageGuestInput {
 export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
   const l = i.layout;
   const memory = startGuestMemory(i.acpi, l.cpuidPage);
-  const gdt = writeBootTables(memory, i.bootMode, i.encryptedPage, l.pageTables, l.tss, l.gdt);
+  const gdt = writeGdt(memory, i.bootMode, l.tss, l.gdt);
   memory.write(
     l.bootParams,
     encodeBootParams({
@@ -63,7 +63,10 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
     rsp: l.bootStackTop,
   });
   memory.write(l.vmsaPage, encodeVmsaPage(vmsa));
-  const regions = [{ ...i.kernelPayload, gpa: l.kernelBase }];
+  const regions = [
+    { ...i.kernelPayload, gpa: l.kernelBase },
+    ...pageTableRegion(l.pageTables, i.encryptedPage),
+  ];
   if (i.initrd && i.initrd.length > 0) regions.push({ ...i.initrd, gpa: l.initrd });
   if (i.sharedPayload && l.sharedPayload && i.sharedPayload.length > 0) {
     regions.push({ ...i.sharedPayload, gpa: l.sharedPayload.start });

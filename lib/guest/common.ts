@@ -1,6 +1,8 @@
-/** Generated pages every image has: ACPI, CPUID, GDT, page tables, VMSA. */
+/** Generated pages every image has: ACPI, CPUID, GDT, page tables. */
 import type { AcpiImage } from "../acpi/acpi_image.ts";
+import type { StreamRegion } from "../layout/guest_image.ts";
 import { SparseMemory } from "../layout/sparse_memory.ts";
+import { bytesReader } from "../write/file_reader.ts";
 import { encodeCpuidPage } from "../x86/cpuid_page.ts";
 import { buildGdt, type Gdt } from "../x86/gdt.ts";
 import { buildPageTables } from "../x86/page_tables.ts";
@@ -14,22 +16,32 @@ export function startGuestMemory(acpi: AcpiImage, cpuidPage: number): SparseMemo
   return memory;
 }
 
-/** Writes the page tables (x64) and the GDT; returns the GDT for the VMSA. */
-export function writeBootTables(
+/** Writes the GDT (its TSS stays zero); returns it for the VMSA. */
+export function writeGdt(
   memory: SparseMemory,
   bootMode: BootMode,
-  encryptedPage: boolean,
-  pageTables: { base: number; level: 2 | 4 } | undefined,
   tss: number,
   gdtAddr: number,
 ): Gdt {
-  if (pageTables) {
-    memory.write(
-      pageTables.base,
-      buildPageTables(pageTables.level, pageTables.base, encryptedPage),
-    );
-  }
   const gdt = buildGdt(bootMode === "x64", tss);
   memory.write(gdtAddr, gdt.bytes);
   return gdt;
+}
+
+/**
+ * The page tables (x64) as a region of whole pages streamed from memory: up to 8 MiB for
+ * 4-level tables, so they are not copied page by page into the sparse memory.
+ */
+export function pageTableRegion(
+  pageTables: { base: number; level: 2 | 4 } | undefined,
+  encryptedPage: boolean,
+): StreamRegion[] {
+  if (!pageTables) return [];
+  const bytes = buildPageTables(pageTables.level, pageTables.base, encryptedPage);
+  return [{
+    name: "page tables",
+    gpa: pageTables.base,
+    length: bytes.length,
+    open: () => Promise.resolve(bytesReader(bytes)),
+  }];
 }

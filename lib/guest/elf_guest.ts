@@ -9,7 +9,7 @@ import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
 import { type BootMode, type CpuVendor, initialVmsaState } from "../x86/boot_cpu.ts";
 import { encodeVmsaPage } from "../x86/vmsa.ts";
 import { bytesReader } from "../write/file_reader.ts";
-import { startGuestMemory, writeBootTables } from "./common.ts";
+import { pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
 
 /** The inputs that fill a monitor guest. */
 export interface ElfGuestInput {
@@ -32,7 +32,7 @@ export function buildElfGuest(i: ElfGuestInput): GuestImage {
   const l = i.layout;
   const memory = startGuestMemory(i.acpi, l.cpuidPage);
   memory.write(l.cmdline, i.cmdline);
-  const gdt = writeBootTables(memory, i.bootMode, i.encryptedPage, l.pageTables, l.tss, l.gdt);
+  const gdt = writeGdt(memory, i.bootMode, l.tss, l.gdt);
   memory.write(
     l.monitorParams,
     encodeMonitorParams({
@@ -67,7 +67,7 @@ export function buildElfGuest(i: ElfGuestInput): GuestImage {
   });
   memory.write(l.vmsaPage, encodeVmsaPage(vmsa));
   const image = i.image;
-  const regions: StreamRegion[] = [];
+  const regions: StreamRegion[] = pageTableRegion(l.pageTables, i.encryptedPage);
   if (image.length > 0) {
     regions.push({
       name: "monitor image",

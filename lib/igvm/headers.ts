@@ -100,14 +100,23 @@ export class HeaderSectionBuilder {
     b.setUint32(IGVM_VHS_SNP_POLICY.off.CompatibilityMask, 1, true);
   }
 
+  /** A PAGE_DATA header: the hot path, written without intermediate views. */
   pageData(gpa: number, fileOffset: number, flags: number, dataType: number): void {
-    const b = this.#append(IGVM_VHT_PAGE_DATA, IGVM_VHS_PAGE_DATA);
+    const at = this.#at;
+    if (at + PAGE_HEADER_SPAN > this.bytes.length) throw new Error("header section overflow");
+    const v = this.#view;
+    const b = at + IGVM_VHS_VARIABLE_HEADER.size;
     const o = IGVM_VHS_PAGE_DATA.off;
-    setU64(b, o.GPA, gpa);
-    b.setUint32(o.CompatibilityMask, 1, true);
-    b.setUint32(o.FileOffset, fileOffset, true);
-    b.setUint32(o.Flags, flags, true);
-    b.setUint16(o.DataType, dataType, true);
+    v.setUint32(at + IGVM_VHS_VARIABLE_HEADER.off.Type, IGVM_VHT_PAGE_DATA, true);
+    v.setUint32(at + IGVM_VHS_VARIABLE_HEADER.off.Length, IGVM_VHS_PAGE_DATA.size, true);
+    v.setUint32(b + o.GPA, gpa % 0x1_0000_0000, true);
+    v.setUint32(b + o.GPA + 4, Math.floor(gpa / 0x1_0000_0000), true);
+    v.setUint32(b + o.CompatibilityMask, 1, true);
+    v.setUint32(b + o.FileOffset, fileOffset, true);
+    v.setUint32(b + o.Flags, flags, true);
+    v.setUint16(b + o.DataType, dataType, true);
+    v.setUint16(b + o.Reserved, 0, true);
+    this.#at = at + PAGE_HEADER_SPAN;
   }
 
   vpContext(gpa: number, fileOffset: number): void {

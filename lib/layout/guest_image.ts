@@ -6,6 +6,8 @@ import type { SparseMemory } from "./sparse_memory.ts";
 export interface ByteReader {
   /** Fills `dst` from the input; returns how many bytes it got (less only at the end). */
   read(dst: Uint8Array): Promise<number>;
+  /** The same without waiting, for inputs already in memory. */
+  readSync?(dst: Uint8Array): number;
   close(): void;
 }
 
