@@ -6,6 +6,7 @@ import { describeError, describeErrorVerbose, UsageError } from "./lib/cli/error
 import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { generateIgvm } from "./lib/generate.ts";
 import { dumpIgvmFile } from "./lib/igvm/dump.ts";
+import { progressFor } from "./lib/cli/progress.ts";
 
 /** Runs igvmgen with `args`; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -35,8 +36,14 @@ export async function main(args: readonly string[]): Promise<number> {
       throw new UsageError("no output: give -o FILE (or -d FILE to dump one)");
     }
     const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
+    const stderrBytes = new TextEncoder();
+    const showProgress = !quiet && Deno.stderr.isTerminal();
     const result = await generateIgvm(o, {
       stdin: Deno.stdin.readable,
+      stdout: Deno.stdout.writable,
+      progress: showProgress
+        ? (image) => progressFor(image, (t) => Deno.stderr.writeSync(stderrBytes.encode(t)))
+        : undefined,
       notice: (m) => notices || console.error(`igvmgen: ${m}`),
     });
     if (result.generatedKey && !notices) {

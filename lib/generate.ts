@@ -12,10 +12,9 @@ import { buildBzImageGuest } from "./guest/bzimage_guest.ts";
 import {
   fileSource,
   type InputSource,
-  memorySource,
-  readAllStream,
   readInputFile,
-  statInputFile,
+  removeSpools,
+  spoolToTempFile,
 } from "./inputs.ts";
 import { type EarlyArea, planBzImageLayout } from "./layout/bzimage_layout.ts";
 import { planElfLayout } from "./layout/elf_layout.ts";
@@ -40,10 +39,13 @@ export interface GenerateResult {
   measurementJson: string;
 }
 
-/** The environment of a run: standard input, and a sink for notices. */
+/** The environment of a run: standard input and output, notices, progress. */
 export interface GenerateIo {
   stdin?: ReadableStream<Uint8Array>;
+  stdout?: WritableStream<Uint8Array>;
   notice?: (message: string) => void;
+  /** Called once the image is planned; returns a per-batch progress callback, if wanted. */
+  progress?: (image: GuestImage) => ((pagesDone: number, pageCount: number) => void) | undefined;
 }
 
 /** The measurement JSON as the original writes it (indent 2, no trailing newline). */
@@ -95,7 +97,8 @@ async function openKernel(o: Options, io: GenerateIo): Promise<InputSource> {
   if (!o.kernel) throw new UsageError("no kernel: give -kernel FILE (or - for standard input)");
   if (o.kernel === "-") {
     if (!io.stdin) throw new UsageError("the kernel is - but there is no standard input");
-    return memorySource(await readAllStream(io.stdin), "kernel (standard input)");
+    const spooled = await spoolToTempFile(io.stdin, "the kernel from standard input");
+    return await fileSource(spooled, "kernel", "kernel (standard input)");
   }
   return await fileSource(o.kernel, "kernel");
 }
@@ -237,48 +240,63 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
   });
 }
 
-/** Runs a generation: validates the options, writes `-o` and `-measurement_file`. */
+/** Rejects an output path that is an existing folder, before any work is done. */
+async function checkOutputPath(path: string, what: string): Promise<void> {
+  try {
+    if ((await Deno.stat(path)).isDirectory) {
+      throw new InputError(`cannot write ${what} ${path}: it is a folder`);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Runs a generation: validates the options, writes `-o` (a file, or standard output for
+ * `-`) and `-measurement_file`. Outputs appear only when everything succeeded.
+ */
 export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<GenerateResult> {
   if (!o.o) throw new UsageError("no output: give -o FILE");
-  for (const [opt, what] of [["measurement_file", "measurement file"]] as const) {
-    const path = o[opt];
-    if (path) {
-      await statInputFile(path, what).then(() => {}, (e) => {
-        if (!(e instanceof InputError) || !/does not exist/.test(e.message)) throw e;
-      });
-    }
-  }
-  const config = await loadConfig(o);
-  const { key, generated } = await loadKey(o);
-  const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
-  const out = await AtomicFile.create(o.o).catch((e) => {
-    throw new InputError((e as Error).message, { cause: e });
-  });
-  let written;
+  const toStdout = o.o === "-";
+  if (toStdout && !io.stdout) throw new UsageError("-o - needs a standard output");
+  if (!toStdout) await checkOutputPath(o.o, "output");
+  if (o.measurement_file) await checkOutputPath(o.measurement_file, "measurement file");
   try {
-    written = await writeIgvm(
-      image,
-      out,
-      (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
-      config.policy,
-    );
-    const launchMeasurement = toHex(written.launchDigest);
-    const json = measurementJson(o.svn, launchMeasurement);
-    if (o.measurement_file) {
-      await writeFileAtomic(o.measurement_file, new TextEncoder().encode(json));
+    const config = await loadConfig(o);
+    const { key, generated } = await loadKey(o);
+    const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
+    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(o.o)).catch((e) => {
+      throw new InputError((e as Error).message, { cause: e });
+    });
+    try {
+      const written = await writeIgvm(
+        image,
+        out,
+        (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
+        config.policy,
+        io.progress?.(image),
+      );
+      const launchMeasurement = toHex(written.launchDigest);
+      const json = measurementJson(o.svn, launchMeasurement);
+      if (o.measurement_file) {
+        await writeFileAtomic(o.measurement_file, new TextEncoder().encode(json));
+      }
+      if (toStdout) await out.commitTo(io.stdout!);
+      else await out.commit();
+      return {
+        output: o.o,
+        launchMeasurement,
+        totalSize: written.totalSize,
+        pageCount: written.pageCount,
+        dataPages: written.dataPages,
+        generatedKey: generated,
+        measurementJson: json,
+      };
+    } catch (e) {
+      await out.abort();
+      throw e;
     }
-    await out.commit();
-    return {
-      output: o.o,
-      launchMeasurement,
-      totalSize: written.totalSize,
-      pageCount: written.pageCount,
-      dataPages: written.dataPages,
-      generatedKey: generated,
-      measurementJson: json,
-    };
-  } catch (e) {
-    await out.abort();
-    throw e;
+  } finally {
+    await removeSpools();
   }
 }

@@ -1,7 +1,7 @@
 /** Opening the user's input files: checks that name the file, and sizes for planning. */
 import { InputError } from "./cli/errors.ts";
 import type { ByteReader, StreamRegion } from "./layout/guest_image.ts";
-import { bytesReader, openFileRange } from "./write/file_reader.ts";
+import { openFileRange } from "./write/file_reader.ts";
 
 /** Stats `path` as a readable regular file, with a message naming `what` and the path. */
 export async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {
@@ -26,21 +26,36 @@ export async function readInputFile(path: string, what: string): Promise<Uint8Ar
   }
 }
 
-/** Reads all of a stream (standard input) into memory. */
-export async function readAllStream(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const c of stream) {
-    chunks.push(c);
-    total += c.length;
+/** Temporary spool files made by this run, removed by `removeSpools()`. */
+const spools: string[] = [];
+
+/**
+ * Copies a stream of unknown length (standard input, a pipe) into a temporary file in the
+ * system's temporary folder, in bounded memory, so it can be sized and read like a file.
+ */
+export async function spoolToTempFile(
+  stream: ReadableStream<Uint8Array>,
+  what: string,
+): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "igvmgen-spool-" });
+  spools.push(path);
+  const file = await Deno.open(path, { write: true });
+  try {
+    for await (const chunk of stream) {
+      let done = 0;
+      while (done < chunk.length) done += await file.write(chunk.subarray(done));
+    }
+  } catch (e) {
+    throw new InputError(`cannot read ${what}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    file.close();
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return path;
+}
+
+/** Removes the spool files of this run. */
+export async function removeSpools(): Promise<void> {
+  while (spools.length) await Deno.remove(spools.pop()!).catch(() => {});
 }
 
 /** A kernel, initrd or payload source: a file range or bytes in memory. */
@@ -53,12 +68,26 @@ export interface InputSource {
   region(offset: number): Omit<StreamRegion, "gpa">;
 }
 
-/** A source over a file on disk. */
-export async function fileSource(path: string, what: string): Promise<InputSource> {
-  const info = await statInputFile(path, what);
+/**
+ * A source over a file on disk. A path that is not a regular file (a pipe, a FIFO,
+ * /dev/stdin) is spooled to a temporary file first, since the layout needs its size.
+ */
+export async function fileSource(
+  path: string,
+  what: string,
+  label = `${what} ${path}`,
+): Promise<InputSource> {
+  let info = await statInputFile(path, what);
+  if (!info.isFile) {
+    const file = await Deno.open(path, { read: true }).catch((e) => {
+      throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`);
+    });
+    path = await spoolToTempFile(file.readable, `${what} ${path}`);
+    info = await Deno.stat(path);
+  }
   const size = info.size;
   return {
-    name: `${what} ${path}`,
+    name: label,
     size,
     async head(length: number) {
       const r = await openFileRange(path, 0, Math.min(length, size));
@@ -73,23 +102,10 @@ export async function fileSource(path: string, what: string): Promise<InputSourc
     region(offset: number) {
       const length = Math.max(0, size - offset);
       return {
-        name: `${what} ${path}`,
+        name: label,
         length,
         open: (): Promise<ByteReader> => openFileRange(path, Math.min(offset, size), length),
       };
-    },
-  };
-}
-
-/** A source over bytes in memory (standard input). */
-export function memorySource(bytes: Uint8Array, name: string): InputSource {
-  return {
-    name,
-    size: bytes.length,
-    head: (length: number) => Promise.resolve(bytes.subarray(0, length)),
-    region(offset: number) {
-      const rest = bytes.subarray(Math.min(offset, bytes.length));
-      return { name, length: rest.length, open: () => Promise.resolve(bytesReader(rest)) };
     },
   };
 }

@@ -83,4 +83,25 @@ for (const c of golden.cases) {
       Deno.removeSync(dir, { recursive: true });
     },
   });
+
+  Deno.test({
+    name: `golden ${c.name}: the kernel from standard input and -o - give the same bytes`,
+    ignore: needsIasl && !HAVE_IASL,
+    async fn() {
+      const dir = tempDir();
+      const args = goldenArgs(c, `${dir}/m`);
+      const at = args.indexOf("-kernel");
+      const kernel = Deno.readFileSync(args[at + 1]);
+      const streamed = [...args.slice(0, at), ...args.slice(at + 2)];
+      const r = await runCli(["-", "-o", "-", ...streamed], kernel);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdoutBytes.length, c.expected.size);
+      assertEquals(sha256Hex(r.stdoutBytes), c.expected.sha256);
+      assertEquals(
+        JSON.parse(Deno.readTextFileSync(`${dir}/m.json`))["x-ms-sevsnpvm-launchmeasurement"],
+        c.expected.launch_measurement,
+      );
+      Deno.removeSync(dir, { recursive: true });
+    },
+  });
 }

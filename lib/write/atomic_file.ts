@@ -41,6 +41,24 @@ export class AtomicFile implements ByteSink {
     while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
   }
 
+  /** A temporary file in the system's temporary folder, for output to a stream (`-o -`). */
+  static async createSpool(): Promise<AtomicFile> {
+    const tempPath = await Deno.makeTempFile({ prefix: "igvmgen-out-" });
+    const file = await Deno.open(tempPath, { write: true, read: true });
+    return new AtomicFile("-", tempPath, file);
+  }
+
+  /** Copies the finished spool to `stream` (standard output) and removes it. */
+  async commitTo(stream: WritableStream<Uint8Array>): Promise<void> {
+    this.file.close();
+    try {
+      const src = await Deno.open(this.tempPath, { read: true });
+      await src.readable.pipeTo(stream, { preventClose: true });
+    } finally {
+      await Deno.remove(this.tempPath).catch(() => {});
+    }
+  }
+
   /** Flushes and renames into place. */
   async commit(): Promise<void> {
     await this.file.syncData();
