@@ -7,6 +7,7 @@ import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { generateIgvm } from "./lib/generate.ts";
 import { dumpIgvmFile } from "./lib/igvm/dump.ts";
 import { progressFor } from "./lib/cli/progress.ts";
+import { runSubcommand, type Subcommand, SUBCOMMANDS } from "./lib/cli/commands.ts";
 
 /** Runs igvmgen with `args`; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -14,6 +15,9 @@ export async function main(args: readonly string[]): Promise<number> {
     /(^|\s)-(-?log-level|l)(=|\s)DEBUG/.test(args.join(" "));
   let quiet = false;
   try {
+    if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
+      return await runSubcommand(args[0] as Subcommand, args.slice(1), (line) => console.log(line));
+    }
     const o = parseOptions(args);
     verbose = o["log-level"] === "DEBUG";
     quiet = o.quiet;

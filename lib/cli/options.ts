@@ -343,6 +343,7 @@ export function helpText(): string {
     "",
     "usage: igvmgen -o OUT.igvm -kernel bzImage [-append CMDLINE] [-rdinit INITRD] [options]",
     "       igvmgen -d FILE.igvm",
+    "       igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)",
     "       cat bzImage | igvmgen - -o OUT.igvm [options]",
     "",
     "Options take one dash or two, and a value as the next word or after '=':",

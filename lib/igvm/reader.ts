@@ -25,8 +25,11 @@ export interface Directive {
   offset: number;
   length: number;
   fields: Record<string, bigint>;
+  /** The raw body; empty for PAGE_DATA, whose fields say everything (saves memory). */
   body: Uint8Array;
 }
+
+const NO_BODY = new Uint8Array(0);
 
 /** A parsed file. */
 export interface IgvmFile {
@@ -116,7 +119,7 @@ export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
       offset: at,
       length,
       fields: known && known.body.size === length ? scalarFields(body, known.body.fields) : {},
-      body,
+      body: type === IGVM_VHT_PAGE_DATA ? NO_BODY : body,
     });
     at = Math.ceil((bodyAt + length) / 8) * 8;
   }

@@ -1,0 +1,113 @@
+/** The subcommands: `inspect`, `verify` and `measure` of an existing IGVM file. */
+import { UsageError } from "./errors.ts";
+import { formatInspect, inspectIgvm } from "../igvm/inspect.ts";
+import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "../igvm/verify.ts";
+import { toHex } from "../bytes/le.ts";
+import { measurementJson } from "../generate.ts";
+import { writeFileAtomic } from "../write/atomic_file.ts";
+
+export const SUBCOMMANDS = ["inspect", "verify", "measure"] as const;
+export type Subcommand = typeof SUBCOMMANDS[number];
+
+/** Help for the subcommands. */
+export const SUBCOMMAND_HELP = `usage: igvmgen inspect FILE [--json]
+       igvmgen verify FILE [--json]
+       igvmgen measure FILE [-measurement_file OUT.json] [-svn N]
+
+inspect  summarise any IGVM file: platforms, policy, page ranges by kind, VMSA registers,
+         ID block (--json: a stable JSON document, schema igvmgen-inspect/1)
+verify   check the file against the IGVM format on igvmgen's own reader, recompute the SNP
+         launch digest, verify the ID block signature, walk the ACPI tables in the image;
+         prints each problem on its own line; exit 0 when there is none, 1 otherwise
+measure  print the SNP launch digest recomputed from the file (and write the measurement
+         JSON with -measurement_file; -svn sets its guest SVN, default 0)`;
+
+interface SubOptions {
+  file: string;
+  json: boolean;
+  measurementFile?: string;
+  svn: string;
+}
+
+function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptions {
+  const o: SubOptions = { file: "", json: false, svn: "0" };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const [name, inline] = arg.startsWith("-")
+      ? arg.replace(/^--?/, "").split(/=(.*)/s, 2)
+      : [undefined, undefined];
+    const value = () => {
+      if (inline !== undefined) return inline;
+      if (i + 1 >= args.length) throw new UsageError(`-${name} needs a value`);
+      return args[++i];
+    };
+    if (name === undefined) {
+      if (o.file) throw new UsageError(`${command}: unexpected argument "${arg}"`);
+      o.file = arg;
+    } else if (name === "json" && command !== "measure") o.json = true;
+    else if (name === "measurement_file" && command === "measure") o.measurementFile = value();
+    else if (name === "svn" && command === "measure") {
+      o.svn = value();
+      if (!/^[0-9]+$/.test(o.svn)) {
+        throw new UsageError(`-svn: expected a whole number, got "${o.svn}"`);
+      }
+    } else {throw new UsageError(
+        `${command}: unknown option ${arg} (see igvmgen ${command} --help)`,
+      );}
+  }
+  if (!o.file) throw new UsageError(`${command}: no IGVM file given`);
+  return o;
+}
+
+/** Runs a subcommand; returns the exit code. `print` writes a line to standard output. */
+export async function runSubcommand(
+  command: Subcommand,
+  args: readonly string[],
+  print: (line: string) => void,
+) {
+  if (args.includes("--help") || args.includes("-h")) {
+    print(SUBCOMMAND_HELP);
+    return 0;
+  }
+  const o = parseSubOptions(command, args);
+  const file = await openFileAccess(o.file).catch((e) => {
+    throw new Error(`cannot read ${o.file}: ${(e as Error).message}`, { cause: e });
+  });
+  try {
+    const named = (e: unknown) => new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
+    if (command === "inspect") {
+      const report = await inspectIgvm(file, o.file).catch((e) => Promise.reject(named(e)));
+      print(o.json ? JSON.stringify(report, null, 2) : formatInspect(report));
+      return 0;
+    }
+    if (command === "verify") {
+      const report = await verifyIgvm(file).catch((e) => Promise.reject(named(e)));
+      if (o.json) print(JSON.stringify({ file: o.file, ...report }, null, 2));
+      else if (report.ok) {
+        for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
+        print(
+          `${o.file}: OK (launch digest ${report.launchDigest}, signature valid, ACPI ${
+            report.acpiTables.length
+              ? report.acpiTables.map((t) => t.split("@")[0]).join(" ")
+              : "none"
+          })`,
+        );
+      } else for (const p of report.problems) print(`${o.file}: ${p}`);
+      return report.ok ? 0 : 1;
+    }
+    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+    const digest = toHex(
+      await computeLaunchDigest(file, headers).catch((e) => Promise.reject(named(e))),
+    );
+    print(digest);
+    if (o.measurementFile) {
+      await writeFileAtomic(
+        o.measurementFile,
+        new TextEncoder().encode(measurementJson(o.svn, digest)),
+      );
+    }
+    return 0;
+  } finally {
+    file.close();
+  }
+}

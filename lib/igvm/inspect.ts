@@ -1,0 +1,257 @@
+/**
+ * `igvmgen inspect`: a summary of any IGVM file: platforms, policy, page ranges grouped by
+ * kind and flags, counts and sizes, the VMSA's key registers and the ID block. The JSON form
+ * (`--json`) has a stable schema, version 1, described in the README.
+ */
+import { PAGE_SIZE } from "../bytes/le.ts";
+import {
+  IGVM_VHF_PAGE_DATA_GUEST_INVALID,
+  IGVM_VHF_PAGE_DATA_UNMEASURED,
+  IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA,
+  IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
+  IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
+  IGVM_VHT_PAGE_DATA,
+  IGVM_VHT_PARAMETER_AREA,
+  IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_SNP_POLICY,
+  IGVM_VHT_SUPPORTED_PLATFORM,
+  IGVM_VHT_VP_CONTEXT,
+} from "./defs.ts";
+import { type Directive, directiveFileOffset } from "./reader.ts";
+import { type FileAccess, readHeaders, verifyIgvm } from "./verify.ts";
+import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";
+
+/** Kinds of pages in a range. */
+export type PageKind =
+  | "normal"
+  | "zero"
+  | "unmeasured"
+  | "cpuid"
+  | "secrets"
+  | "vmsa"
+  | "guest-invalid"
+  | "parameter";
+
+/** A run of consecutive pages of one kind. */
+export interface PageRange {
+  start: string;
+  end: string;
+  pages: number;
+  kind: PageKind;
+}
+
+/** The `inspect --json` document. */
+export interface InspectReport {
+  schema: "igvmgen-inspect/1";
+  file: string;
+  size: number;
+  formatVersion: number;
+  platforms: { type: string; highestVtl: number; version: number }[];
+  policy?: string;
+  pages: { total: number; withData: number; byKind: Record<PageKind, number> };
+  ranges: PageRange[];
+  parameterAreas: { index: number; bytes: number; insertedAt?: string }[];
+  vmsa: { gpa: string; vpIndex: number; registers: Record<string, string> }[];
+  idBlock?: {
+    familyId: string;
+    imageId: string;
+    version: number;
+    guestSvn: number;
+    launchDigest: string;
+    publicKeyX: string;
+    publicKeyY: string;
+    signatureValid: boolean;
+  };
+  launchDigest: string;
+}
+
+const hexOf = (n: number | bigint) => "0x" + n.toString(16);
+
+function kindOf(d: Directive, hasData: boolean): PageKind {
+  if (d.type === IGVM_VHT_VP_CONTEXT) return "vmsa";
+  if (d.type === IGVM_VHT_PARAMETER_INSERT) return "parameter";
+  const flags = Number(d.fields.Flags ?? 0n);
+  const type = Number(d.fields.DataType ?? 0n);
+  if (type === IGVM_VHS_PAGE_DATA_TYPE_SECRETS) return "secrets";
+  if (type === IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA || type === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF) {
+    return "cpuid";
+  }
+  if (flags & IGVM_VHF_PAGE_DATA_GUEST_INVALID) return "guest-invalid";
+  if (flags & IGVM_VHF_PAGE_DATA_UNMEASURED) return "unmeasured";
+  return hasData ? "normal" : "zero";
+}
+
+const VMSA_REGISTERS = [
+  "rip",
+  "rsp",
+  "rsi",
+  "rflags",
+  "cr0",
+  "cr3",
+  "cr4",
+  "efer",
+  "xcr0",
+  "g_pat",
+] as const;
+
+/** Builds the inspect report of a file. */
+export async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
+  const h = await readHeaders(file);
+  const verify = await verifyIgvm(file);
+  const byKind = {
+    normal: 0,
+    zero: 0,
+    unmeasured: 0,
+    cpuid: 0,
+    secrets: 0,
+    vmsa: 0,
+    "guest-invalid": 0,
+    parameter: 0,
+  };
+  const ranges: PageRange[] = [];
+  let withData = 0;
+  let total = 0;
+  const platforms: InspectReport["platforms"] = [];
+  const parameterAreas: InspectReport["parameterAreas"] = [];
+  const vmsa: InspectReport["vmsa"] = [];
+  let policy: string | undefined;
+  for (const d of h.directives) {
+    if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) {
+      const t = Number(d.fields.PlatformType ?? 0n);
+      platforms.push({
+        type: ({ 1: "VSM isolation", 2: "SEV-SNP", 3: "TDX" } as Record<number, string>)[t] ??
+          `type ${t}`,
+        highestVtl: Number(d.fields.HighestVtl ?? 0n),
+        version: Number(d.fields.PlatformVersion ?? 0n),
+      });
+    } else if (d.type === IGVM_VHT_SNP_POLICY) {
+      policy = hexOf(d.fields.Policy ?? 0n);
+    } else if (d.type === IGVM_VHT_PARAMETER_AREA) {
+      parameterAreas.push({
+        index: Number(d.fields.ParameterAreaIndex ?? 0n),
+        bytes: Number(d.fields.NumberOfBytes ?? 0n),
+      });
+    }
+    if (d.type === IGVM_VHT_PARAMETER_INSERT) {
+      const area = parameterAreas.find((a) =>
+        a.index === Number(d.fields.ParameterAreaIndex ?? 0n)
+      );
+      if (area) area.insertedAt = hexOf(d.fields.GPA ?? 0n);
+    }
+    if (
+      d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT &&
+      d.type !== IGVM_VHT_PARAMETER_INSERT
+    ) continue;
+    const gpa = Number(d.fields.GPA ?? 0n);
+    const offset = directiveFileOffset(d);
+    if (offset !== undefined) withData++;
+    const kind = kindOf(d, offset !== undefined);
+    byKind[kind]++;
+    total++;
+    const last = ranges[ranges.length - 1];
+    if (last && last.kind === kind && Number(last.end) === gpa) {
+      last.end = hexOf(gpa + PAGE_SIZE);
+      last.pages++;
+    } else {
+      ranges.push({ start: hexOf(gpa), end: hexOf(gpa + PAGE_SIZE), pages: 1, kind });
+    }
+    if (d.type === IGVM_VHT_VP_CONTEXT && offset !== undefined) {
+      const page = await file.readAt(offset, VMCB_SAVE_AREA.size);
+      const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
+      const registers: Record<string, string> = {};
+      if (page.length === VMCB_SAVE_AREA.size) {
+        for (const r of VMSA_REGISTERS) {
+          registers[r] = hexOf(v.getBigUint64(VMCB_SAVE_AREA.off[r], true));
+        }
+        for (const seg of ["cs", "ds", "tr", "gdtr"]) {
+          const at = VMCB_SAVE_AREA.off[seg];
+          registers[`${seg}.selector`] = hexOf(v.getUint16(at + VMCB_SEG.off.selector, true));
+          registers[`${seg}.attrib`] = hexOf(v.getUint16(at + VMCB_SEG.off.attrib, true));
+          registers[`${seg}.base`] = hexOf(v.getBigUint64(at + VMCB_SEG.off.base, true));
+          registers[`${seg}.limit`] = hexOf(v.getUint32(at + VMCB_SEG.off.limit, true));
+        }
+        registers.sev_features = hexOf(v.getBigUint64(VMCB_SAVE_AREA.off._0, true));
+      }
+      vmsa.push({ gpa: hexOf(gpa), vpIndex: Number(d.fields.VpIndex ?? 0n), registers });
+    }
+  }
+  const id = verify.idBlock;
+  return {
+    schema: "igvmgen-inspect/1",
+    file: name,
+    size: file.size,
+    formatVersion: h.fixed.FormatVersion,
+    platforms,
+    policy,
+    pages: { total, withData, byKind },
+    ranges,
+    parameterAreas,
+    vmsa,
+    idBlock: id && {
+      familyId: id.familyId,
+      imageId: id.imageId,
+      version: id.version,
+      guestSvn: id.guestSvn,
+      launchDigest: id.ld,
+      publicKeyX: id.publicKeyX,
+      publicKeyY: id.publicKeyY,
+      signatureValid: id.signatureValid,
+    },
+    launchDigest: verify.launchDigest,
+  };
+}
+
+/** The human-readable form of a report. */
+export function formatInspect(r: InspectReport): string {
+  const mib = (pages: number) => `${(pages * PAGE_SIZE / 1024).toFixed(0)} KiB`;
+  const lines = [
+    `${r.file}: IGVM format ${r.formatVersion}, ${r.size} bytes`,
+    `platforms:   ${
+      r.platforms.map((p) => `${p.type} (version ${p.version}, highest VTL ${p.highestVtl})`).join(
+        ", ",
+      )
+    }`,
+    `policy:      ${r.policy ?? "none"}`,
+    `pages:       ${r.pages.total} (${
+      mib(r.pages.total)
+    }), ${r.pages.withData} with data in the file`,
+    `             ${
+      Object.entries(r.pages.byKind).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(
+        ", ",
+      )
+    }`,
+    `launch digest ${r.launchDigest}`,
+    "ranges:",
+    ...r.ranges.map((x) =>
+      `  ${x.start.padStart(12)} - ${x.end.padStart(12)}  ${
+        String(x.pages).padStart(7)
+      } pages  ${x.kind}`
+    ),
+  ];
+  for (const a of r.parameterAreas) {
+    lines.push(
+      `parameter area ${a.index}: ${a.bytes} bytes${a.insertedAt ? ` at ${a.insertedAt}` : ""}`,
+    );
+  }
+  for (const v of r.vmsa) {
+    lines.push(`VMSA (VP ${v.vpIndex}) at ${v.gpa}:`);
+    const regs = Object.entries(v.registers);
+    for (let i = 0; i < regs.length; i += 4) {
+      lines.push("  " + regs.slice(i, i + 4).map(([k, val]) => `${k}=${val}`).join("  "));
+    }
+  }
+  if (r.idBlock) {
+    const b = r.idBlock;
+    lines.push(
+      "ID block:",
+      `  family id ${b.familyId}  image id ${b.imageId}  version ${b.version}  guest SVN ${b.guestSvn}`,
+      `  launch digest ${b.launchDigest}${
+        b.launchDigest === r.launchDigest ? " (matches the file)" : " (DOES NOT match the file)"
+      }`,
+      `  public key x ${b.publicKeyX}`,
+      `             y ${b.publicKeyY}`,
+      `  signature ${b.signatureValid ? "valid" : "INVALID"}`,
+    );
+  }
+  return lines.join("\n");
+}

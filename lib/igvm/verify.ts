@@ -1,0 +1,392 @@
+/**
+ * `igvmgen verify` and `measure`: checks an IGVM file on the reader (not the writer):
+ * structure, checksum, header lengths and reserved fields, GPAs, file-data ranges; then
+ * recomputes the SNP launch digest from the directives, checks the ID block's signature,
+ * and walks the ACPI tables found in the image.
+ */
+import { PAGE_SIZE, toHex } from "../bytes/le.ts";
+import {
+  IGVM_VHF_PAGE_DATA_2MB,
+  IGVM_VHF_PAGE_DATA_GUEST_INVALID,
+  IGVM_VHF_PAGE_DATA_UNMEASURED,
+  IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA,
+  IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
+  IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
+  IGVM_VHS_SNP_ID_BLOCK,
+  IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY,
+  IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
+  IGVM_VHT_PAGE_DATA,
+  IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_SNP_ID_BLOCK,
+  IGVM_VHT_SNP_POLICY,
+  IGVM_VHT_VP_CONTEXT,
+  SNP_ECDSA_CURVE_P384,
+  SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
+} from "./defs.ts";
+import { type Directive, directiveFileOffset, type IgvmFile, parseIgvmHeaders } from "./reader.ts";
+import { IgvmFormatError } from "./dump.ts";
+import {
+  SNP_PAGE_TYPE_CPUID,
+  SNP_PAGE_TYPE_NORMAL,
+  SNP_PAGE_TYPE_SECRETS,
+  SNP_PAGE_TYPE_UNMEASURED,
+  SNP_PAGE_TYPE_VMSA,
+  SnpLaunchDigest,
+} from "../measure/snp_digest.ts";
+import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
+import { walkAcpiTables } from "../acpi/walk.ts";
+
+/** Random access to a file. */
+export interface FileAccess {
+  size: number;
+  /** Reads up to `length` bytes at `offset` (fewer at the end of the file). */
+  readAt(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+}
+
+/** Opens a file for random access; `close()` when done. */
+export async function openFileAccess(path: string): Promise<FileAccess & { close(): void }> {
+  const info = await Deno.stat(path);
+  if (!info.isFile) throw new IgvmFormatError(`${path} is not a file`);
+  const file = await Deno.open(path, { read: true });
+  // One handle, one position: reads are queued so concurrent callers cannot interleave a
+  // seek with another caller's read.
+  let queue: Promise<unknown> = Promise.resolve();
+  const readAt = async (offset: number, length: number, into?: Uint8Array) => {
+    const n = Math.max(0, Math.min(length, info.size - offset));
+    const buf = into && into.length >= n ? into.subarray(0, n) : new Uint8Array(n);
+    await file.seek(offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < buf.length) {
+      const n = await file.read(buf.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  };
+  return {
+    size: info.size,
+    readAt(offset: number, length: number, into?: Uint8Array) {
+      const next = queue.then(() => readAt(offset, length, into));
+      queue = next.catch(() => {});
+      return next;
+    },
+    close: () => file.close(),
+  };
+}
+
+/** Reads and parses the header section of a file. */
+export async function readHeaders(file: FileAccess): Promise<IgvmFile> {
+  const fixed = await file.readAt(0, 24);
+  const v = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
+  if (fixed.length < 4 || v.getUint32(0, true) !== 0x4d564749) {
+    throw new IgvmFormatError("no IGVM magic: not an IGVM file");
+  }
+  if (fixed.length < 24) {
+    throw new IgvmFormatError(`truncated: ${file.size} bytes, no fixed header`);
+  }
+  const end = v.getUint32(8, true) + v.getUint32(12, true);
+  if (end > file.size) {
+    throw new IgvmFormatError(
+      `truncated: the header section ends at 0x${
+        end.toString(16)
+      }, past the end (${file.size} bytes)`,
+    );
+  }
+  return parseIgvmHeaders(await file.readAt(0, end), file.size);
+}
+
+/** The ID block of a file, decoded. */
+export interface IdBlockInfo {
+  ld: string;
+  familyId: string;
+  imageId: string;
+  version: number;
+  guestSvn: number;
+  idKeyAlgorithm: number;
+  curve: number;
+  publicKeyX: string;
+  publicKeyY: string;
+  signatureValid: boolean;
+}
+
+/** Everything `verify` found. */
+export interface VerifyReport {
+  ok: boolean;
+  problems: string[];
+  /** Departures from specifications that loaders accept (e.g. the original's unaligned FACS). */
+  warnings: string[];
+  launchDigest: string;
+  policy?: string;
+  idBlock?: IdBlockInfo;
+  acpiTables: string[];
+}
+
+function directiveGpa(d: Directive): number {
+  return Number(d.fields.GPA ?? 0n);
+}
+
+/** The SNP page type a directive is measured as, or undefined when it is not measured. */
+export function snpPageType(d: Directive): number | undefined {
+  if (d.type === IGVM_VHT_VP_CONTEXT) return SNP_PAGE_TYPE_VMSA;
+  if (d.type === IGVM_VHT_PARAMETER_INSERT) return SNP_PAGE_TYPE_UNMEASURED;
+  if (d.type !== IGVM_VHT_PAGE_DATA) return undefined;
+  const flags = Number(d.fields.Flags ?? 0n);
+  if (flags & IGVM_VHF_PAGE_DATA_GUEST_INVALID) return undefined;
+  switch (Number(d.fields.DataType ?? 0n)) {
+    case IGVM_VHS_PAGE_DATA_TYPE_SECRETS:
+      return SNP_PAGE_TYPE_SECRETS;
+    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA:
+    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF:
+      return SNP_PAGE_TYPE_CPUID;
+    default:
+      return flags & IGVM_VHF_PAGE_DATA_UNMEASURED
+        ? SNP_PAGE_TYPE_UNMEASURED
+        : SNP_PAGE_TYPE_NORMAL;
+  }
+}
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
+/** True for directives measured by the digest of their contents (normal and VMSA pages). */
+function isContentMeasured(d: Directive): boolean {
+  const t = snpPageType(d);
+  return t === SNP_PAGE_TYPE_NORMAL || t === SNP_PAGE_TYPE_VMSA;
+}
+
+/**
+ * Recomputes the launch digest from the directives, in file order, reading each measured
+ * page's data (zero pages when FileOffset is 0). Page contents are hashed in batches.
+ */
+export async function computeLaunchDigest(
+  file: FileAccess,
+  headers: IgvmFile,
+): Promise<Uint8Array> {
+  const digest = new SnpLaunchDigest();
+  const measured = headers.directives.filter((d) => snpPageType(d) !== undefined);
+  const BATCH = 256;
+  // One span buffer for every batch: WebCrypto copies a page when digest() is called.
+  const spanBuffer = new Uint8Array(4 * BATCH * PAGE_SIZE);
+  for (let i = 0; i < measured.length; i += BATCH) {
+    const part = measured.slice(i, i + BATCH);
+    // Data pages usually follow each other in the file: read the batch's span at once.
+    const offsets = part.map((d) => isContentMeasured(d) ? directiveFileOffset(d) : undefined)
+      .filter((x): x is number => x !== undefined);
+    const lo = Math.min(...offsets);
+    const hi = Math.max(...offsets) + PAGE_SIZE;
+    const span = offsets.length && hi - lo <= spanBuffer.length
+      ? await file.readAt(lo, hi - lo, spanBuffer)
+      : undefined;
+    const pageAt = async (d: Directive): Promise<Uint8Array> => {
+      const offset = directiveFileOffset(d);
+      if (offset === undefined) return ZERO_PAGE;
+      const page = span && offset - lo + PAGE_SIZE <= span.length
+        ? span.subarray(offset - lo, offset - lo + PAGE_SIZE)
+        : await file.readAt(offset, PAGE_SIZE);
+      if (page.length !== PAGE_SIZE) {
+        throw new IgvmFormatError(
+          `page 0x${directiveGpa(d).toString(16)}: file data at 0x${
+            offset.toString(16)
+          } runs past the end`,
+        );
+      }
+      return page;
+    };
+    const contents = await Promise.all(part.map(async (d) => {
+      if (!isContentMeasured(d)) return undefined;
+      const page = await pageAt(d);
+      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
+    }));
+    part.forEach((d, j) => digest.extend(directiveGpa(d), snpPageType(d)!, undefined, contents[j]));
+  }
+  return digest.value;
+}
+
+/** Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges. */
+function checkDirectives(file: FileAccess, h: IgvmFile, problems: string[]): void {
+  const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
+  const ranges: { start: number; gpa: number }[] = [];
+  const seen = new Set<number>();
+  for (const d of h.directives) {
+    const at = `header at 0x${d.offset.toString(16)}`;
+    if (d.fields.Reserved !== undefined && d.fields.Reserved !== 0n) {
+      problems.push(`${at}: reserved field is not zero`);
+    }
+    if (
+      d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT ||
+      d.type === IGVM_VHT_PARAMETER_INSERT
+    ) {
+      const gpa = directiveGpa(d);
+      if (gpa % PAGE_SIZE !== 0) {
+        problems.push(`${at}: GPA 0x${gpa.toString(16)} is not page aligned`);
+      }
+      if (d.type !== IGVM_VHT_VP_CONTEXT) {
+        if (seen.has(gpa)) problems.push(`${at}: GPA 0x${gpa.toString(16)} is loaded twice`);
+        seen.add(gpa);
+      }
+      if (d.type === IGVM_VHT_PAGE_DATA && Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_2MB) {
+        problems.push(`${at}: 2 MiB pages are not supported by this verifier`);
+      }
+      const offset = directiveFileOffset(d);
+      if (offset !== undefined) {
+        if (offset < sectionEnd) {
+          problems.push(`${at}: file data at 0x${offset.toString(16)} is inside the headers`);
+        }
+        if (offset + PAGE_SIZE > file.size) {
+          problems.push(`${at}: file data at 0x${offset.toString(16)} runs past the end`);
+        }
+        ranges.push({ start: offset, gpa });
+      }
+    }
+  }
+  ranges.sort((a, b) => a.start - b.start);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i].start < ranges[i - 1].start + PAGE_SIZE) {
+      problems.push(
+        `file data of GPA 0x${ranges[i].gpa.toString(16)} overlaps that of 0x${
+          ranges[i - 1].gpa.toString(16)
+        }`,
+      );
+    }
+  }
+}
+
+/** Decodes and checks the ID block against the digest and the policy. */
+function checkIdBlock(d: Directive, policy: bigint | undefined, problems: string[]): IdBlockInfo {
+  const b = d.body;
+  const o = IGVM_VHS_SNP_ID_BLOCK.off;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const sig = o.IdKeySignature;
+  const key = o.IdPublicKey;
+  const r = fromLittleEndian72(
+    b.subarray(
+      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R,
+      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R + 72,
+    ),
+  );
+  const s = fromLittleEndian72(
+    b.subarray(
+      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S,
+      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S + 72,
+    ),
+  );
+  const x = fromLittleEndian72(
+    b.subarray(
+      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qx,
+      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qx + 72,
+    ),
+  );
+  const y = fromLittleEndian72(
+    b.subarray(
+      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qy,
+      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qy + 72,
+    ),
+  );
+  const block = new Uint8Array(96);
+  block.set(b.subarray(o.Ld, o.Ld + 88));
+  new DataView(block.buffer).setBigUint64(88, policy ?? 0n, true);
+  const algorithm = v.getUint32(o.IdKeyAlgorithm, true);
+  const curve = v.getUint32(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Curve, true);
+  if (algorithm !== SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384) {
+    problems.push(`ID block: key algorithm ${algorithm}, expected 1 (ECDSA P-384 SHA-384)`);
+  }
+  if (curve !== SNP_ECDSA_CURVE_P384) problems.push(`ID block: curve ${curve}, expected 2 (P-384)`);
+  if (b.subarray(o.Reserved, o.Reserved + 3).some((x) => x !== 0)) {
+    problems.push("ID block: reserved bytes are not zero");
+  }
+  const valid = policy !== undefined && verifyIdBlock(block, r, s, x, y);
+  if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
+  return {
+    ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
+    familyId: toHex(b.subarray(o.FamilyId, o.FamilyId + 16)),
+    imageId: toHex(b.subarray(o.ImageId, o.ImageId + 16)),
+    version: v.getUint32(o.Version, true),
+    guestSvn: v.getUint32(o.GuestSvn, true),
+    idKeyAlgorithm: algorithm,
+    curve,
+    publicKeyX: toHex(x),
+    publicKeyY: toHex(y),
+    signatureValid: valid,
+  };
+}
+
+/** Reads guest memory from the file's directives, page by page on demand. */
+export function guestReaderOf(file: FileAccess, h: IgvmFile) {
+  const byGpa = new Map<number, number | undefined>();
+  for (const d of h.directives) {
+    if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT) {
+      byGpa.set(directiveGpa(d), directiveFileOffset(d));
+    }
+  }
+  const cache = new Map<number, Uint8Array>();
+  return {
+    /** Loads the pages of [gpa, gpa + length) into the cache. */
+    async load(gpa: number, length: number) {
+      for (let p = gpa - (gpa % PAGE_SIZE); p < gpa + length; p += PAGE_SIZE) {
+        if (cache.has(p) || !byGpa.has(p)) continue;
+        const off = byGpa.get(p);
+        cache.set(p, off === undefined ? ZERO_PAGE : await file.readAt(off, PAGE_SIZE));
+      }
+    },
+    read(gpa: number, length: number): Uint8Array {
+      const out = new Uint8Array(length);
+      for (let done = 0; done < length;) {
+        const at = gpa + done;
+        const page = at - (at % PAGE_SIZE);
+        const n = Math.min(PAGE_SIZE - (at - page), length - done);
+        const src = cache.get(page);
+        if (src) out.set(src.subarray(at - page, at - page + n), done);
+        done += n;
+      }
+      return out;
+    },
+  };
+}
+
+/** Verifies a file; problems are listed, never thrown (except for unreadable files). */
+export async function verifyIgvm(file: FileAccess): Promise<VerifyReport> {
+  const h = await readHeaders(file);
+  const problems = [...h.problems];
+  checkDirectives(file, h, problems);
+  const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
+  const policy = policyHeader?.fields.Policy;
+  if (!policyHeader) problems.push("no SNP_POLICY header");
+  let launchDigest = "";
+  try {
+    launchDigest = toHex(await computeLaunchDigest(file, h));
+  } catch (e) {
+    problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
+  }
+  const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  let idBlock: IdBlockInfo | undefined;
+  if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
+  else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
+  if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
+    idBlock = checkIdBlock(idHeaders[0], policy, problems);
+    if (launchDigest && idBlock.ld !== launchDigest) {
+      problems.push(
+        `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
+          launchDigest.slice(0, 16)
+        }...`,
+      );
+    }
+  }
+  // ACPI: walk the tables from the RSDP, reading only the pages the walk needs.
+  const guest = guestReaderOf(file, h);
+  await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
+  const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n));
+  const warnings: string[] = [];
+  const hasRsdp = acpi.problems[0] !== "no RSDP signature at 0xe0000";
+  if (!hasRsdp) warnings.push("no ACPI RSDP at 0xe0000: ACPI tables not checked");
+  for (const p of hasRsdp ? acpi.problems : []) {
+    (/not 64-byte aligned/.test(p) ? warnings : problems).push(`ACPI: ${p}`);
+  }
+  return {
+    ok: problems.length === 0,
+    problems,
+    warnings,
+    launchDigest,
+    policy: policy !== undefined ? "0x" + policy.toString(16) : undefined,
+    idBlock,
+    acpiTables: acpi.tables.map((t) => `${t.signature}@0x${t.gpa.toString(16)}`),
+  };
+}

@@ -1,0 +1,260 @@
+/** `verify`, `inspect` and `measure` on golden files, our own outputs, and corrupted files. */
+import { crc32 } from "node:zlib";
+import { assert, assertEquals } from "./assert.ts";
+import { HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
+import { makeBzImage, makeElf } from "../scripts/fixtures.ts";
+import { readIgvmFile } from "../lib/igvm/reader.ts";
+import { type FileAccess, verifyIgvm } from "../lib/igvm/verify.ts";
+import { IgvmFormatError } from "../lib/igvm/dump.ts";
+import { assertRejects } from "./assert.ts";
+
+const golden = HAVE_SHARED
+  ? (JSON.parse(Deno.readTextFileSync(`${SHARED}golden/cases.json`)).cases as {
+    name: string;
+    expected: { igvm: string | null; launch_measurement: string };
+  }[]).filter((c) => c.expected.igvm)
+  : [];
+
+/** An in-memory file for the verifier. */
+function memoryFile(bytes: Uint8Array): FileAccess {
+  return {
+    size: bytes.length,
+    readAt: (o, n) => Promise.resolve(bytes.slice(o, Math.min(bytes.length, o + n))),
+  };
+}
+
+for (const c of golden) {
+  Deno.test(`verify and measure accept golden ${c.name} and recompute its measurement`, async () => {
+    const path = `${SHARED}golden/${c.expected.igvm}`;
+    const v = await runCli(["verify", path]);
+    assertEquals(v.code, 0, v.stdout + v.stderr);
+    assert(v.stdout.includes("OK (launch digest"), v.stdout);
+    const m = await runCli(["measure", path]);
+    assertEquals(m.stdout.trim(), c.expected.launch_measurement);
+  });
+}
+
+/** Generates an image with igvmgen and returns its bytes. */
+async function generated(extra: string[], kernel = makeBzImage()): Promise<Uint8Array> {
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/k`, kernel);
+  const r = await runCli(["-o", `${dir}/o.igvm`, "-kernel", `${dir}/k`, ...extra]);
+  assertEquals(r.code, 0, r.stderr);
+  const bytes = Deno.readFileSync(`${dir}/o.igvm`);
+  Deno.removeSync(dir, { recursive: true });
+  return bytes;
+}
+
+const FLOWS: [string, string[], Uint8Array?][] = [
+  ["default x86", []],
+  ["x64 clh, no pvalidate_opt", [
+    "-boot_mode",
+    "x64",
+    "-acpi_profile",
+    "clh",
+    "-pvalidate_opt",
+    "0",
+    "-vcpus",
+    "4",
+  ]],
+  ["bzImage2", ["-inform", "bzImage2", "-shared_payload", "/dev/null"]],
+  ["elf x64 4-level", ["-inform", "elf", "-boot_mode", "x64", "-pgtable_level", "4"], makeElf()],
+];
+for (const [name, args, kernel] of FLOWS) {
+  Deno.test(`verify accepts what igvmgen writes: ${name}`, async () => {
+    const bytes = await generated(args, kernel);
+    const report = await verifyIgvm(memoryFile(bytes));
+    assertEquals(report.problems, []);
+    assertEquals(report.warnings, []);
+    assert(report.idBlock?.signatureValid);
+    assertEquals(report.idBlock?.ld, report.launchDigest);
+    assert(report.acpiTables.some((t) => t.startsWith("DSDT")));
+  });
+}
+
+/** Recomputes the header checksum after a deliberate change. */
+function fixChecksum(bytes: Uint8Array): Uint8Array {
+  const v = new DataView(bytes.buffer);
+  const end = v.getUint32(8, true) + v.getUint32(12, true);
+  v.setUint32(20, 0, true);
+  v.setUint32(20, crc32(bytes.subarray(0, end)) >>> 0, true);
+  return bytes;
+}
+
+Deno.test("verify rejects corrupted files, each for its reason", async () => {
+  const good = await generated(["-acpi_profile", "default"]);
+  const file = readIgvmFile(good);
+  const pages = file.directives.filter((d) => d.name === "IGVM_VHT_PAGE_DATA");
+  const withData = pages.filter((d) => d.fields.FileOffset !== 0n);
+  const acpiXsdt = withData.find((d) => d.fields.GPA === 0x100000n)!;
+  const normal = withData.find((d) => d.fields.GPA > 0x1000000n)!;
+  const body = (d: { offset: number }) => d.offset + 8;
+  const mutate = (f: (b: Uint8Array, v: DataView) => void, fix = true) => {
+    const b = good.slice();
+    f(b, new DataView(b.buffer));
+    return fix ? fixChecksum(b) : b;
+  };
+  const cases: [string, Uint8Array, string][] = [
+    ["a flipped header byte", mutate((b) => b[pages[3].offset + 12] ^= 1, false), "checksum"],
+    [
+      "an unaligned GPA",
+      mutate((_, v) => v.setUint32(body(pages[2]), 0xa0010, true)),
+      "not page aligned",
+    ],
+    [
+      "a GPA loaded twice",
+      mutate((_, v) => v.setUint32(body(pages[2]), Number(pages[1].fields.GPA), true)),
+      "loaded twice",
+    ],
+    [
+      "a reserved field",
+      mutate((_, v) => v.setUint16(body(pages[2]) + 0x16, 1, true)),
+      "reserved field",
+    ],
+    [
+      "overlapping file data",
+      mutate((_, v) =>
+        v.setUint32(body(withData[1]) + 12, Number(withData[0].fields.FileOffset) + 8, true)
+      ),
+      "overlaps",
+    ],
+    [
+      "file data inside the headers",
+      mutate((_, v) => v.setUint32(body(withData[1]) + 12, 64, true)),
+      "inside the headers",
+    ],
+    [
+      "a wrong header length",
+      mutate((_, v) => v.setUint32(pages[4].offset + 4, 16, true)),
+      "length 16, expected 24",
+    ],
+    [
+      "a changed measured page",
+      mutate((b) => b[Number(normal.fields.FileOffset) + 100] ^= 0xff),
+      "launch digest",
+    ],
+    [
+      "a tampered signature",
+      mutate((b) => b[file.directives.at(-1)!.offset + 8 + 0x68 + 5] ^= 1),
+      "signature does not verify",
+    ],
+    [
+      "a broken ACPI table",
+      mutate((b) => b[Number(acpiXsdt.fields.FileOffset) + 20] ^= 1),
+      "ACPI: XSDT",
+    ],
+    [
+      "a wrong total size",
+      mutate((_, v) => v.setUint32(16, good.length + 4096, true)),
+      "TotalFileSize",
+    ],
+  ];
+  for (const [what, bytes, reason] of cases) {
+    const report = await verifyIgvm(memoryFile(bytes));
+    assert(!report.ok, `${what}: accepted`);
+    assert(
+      report.problems.some((p) => p.includes(reason)),
+      `${what}: ${JSON.stringify(report.problems)} lacks "${reason}"`,
+    );
+  }
+});
+
+Deno.test("verify refuses non-IGVM, truncated and overrunning files with an error", async () => {
+  const good = await generated([]);
+  await assertRejects(
+    () => verifyIgvm(memoryFile(new TextEncoder().encode("not an igvm file at all, no"))),
+    IgvmFormatError,
+    "not an IGVM file",
+  );
+  await assertRejects(
+    () => verifyIgvm(memoryFile(good.slice(0, 1000))),
+    IgvmFormatError,
+    "truncated",
+  );
+  const overrun = good.slice();
+  const v = new DataView(overrun.buffer);
+  const last = readIgvmFile(good).directives.at(-1)!;
+  v.setUint32(last.offset + 4, 0x10000, true);
+  await assertRejects(
+    () => verifyIgvm(memoryFile(fixChecksum(overrun))),
+    IgvmFormatError,
+    "runs past the header section",
+  );
+});
+
+Deno.test("igvmgen verify prints each problem on its own line and exits 1", async () => {
+  const dir = tempDir();
+  const bad = (await generated([])).slice();
+  bad[100] ^= 0xff;
+  Deno.writeFileSync(`${dir}/bad.igvm`, bad);
+  const r = await runCli(["verify", `${dir}/bad.igvm`]);
+  assertEquals(r.code, 1);
+  const lines = r.stdout.trim().split("\n");
+  assert(lines.length >= 1 && lines.every((l) => l.startsWith(`${dir}/bad.igvm: `)), r.stdout);
+  const json = await runCli(["verify", `${dir}/bad.igvm`, "--json"]);
+  assertEquals(json.code, 1);
+  assertEquals(JSON.parse(json.stdout).ok, false);
+  Deno.writeTextFileSync(`${dir}/text`, "plain text");
+  const e = await runCli(["verify", `${dir}/text`]);
+  assertEquals(e.code, 1);
+  assert(e.stderr.startsWith("error: ") && e.stderr.includes("not an IGVM file"), e.stderr);
+  const u = await runCli(["verify"]);
+  assertEquals(u.code, 2);
+});
+
+Deno.test("igvmgen inspect --json has the stable schema and the VMSA registers", async () => {
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/o.igvm`, await generated(["-boot_mode", "x64"]));
+  const r = await runCli(["inspect", `${dir}/o.igvm`, "--json"]);
+  assertEquals(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assertEquals(j.schema, "igvmgen-inspect/1");
+  assertEquals(Object.keys(j).sort(), [
+    "file",
+    "formatVersion",
+    "idBlock",
+    "launchDigest",
+    "pages",
+    "parameterAreas",
+    "platforms",
+    "policy",
+    "ranges",
+    "schema",
+    "size",
+    "vmsa",
+  ]);
+  assertEquals(j.platforms, [{ type: "SEV-SNP", highestVtl: 2, version: 1 }]);
+  assertEquals(j.policy, "0x3001f");
+  assertEquals(j.vmsa[0].registers.rip, "0x1000200");
+  assertEquals(j.vmsa[0].registers.cr0, "0x80000001");
+  assertEquals(
+    j.pages.byKind.vmsa + j.pages.byKind.cpuid + j.pages.byKind.secrets + j.pages.byKind.parameter,
+    4,
+  );
+  assertEquals(j.ranges.reduce((n: number, x: { pages: number }) => n + x.pages, 0), j.pages.total);
+  assert(j.idBlock.signatureValid);
+  const text = await runCli(["inspect", `${dir}/o.igvm`]);
+  assert(
+    text.stdout.includes("signature valid") && text.stdout.includes("rip=0x1000200"),
+    text.stdout,
+  );
+});
+
+Deno.test("igvmgen measure -measurement_file writes the JSON with -svn", async () => {
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/o.igvm`, await generated([]));
+  const r = await runCli([
+    "measure",
+    `${dir}/o.igvm`,
+    "-measurement_file",
+    `${dir}/m.json`,
+    "-svn",
+    "5",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  const j = JSON.parse(Deno.readTextFileSync(`${dir}/m.json`));
+  assertEquals(j, {
+    "x-ms-sevsnpvm-guestsvn": "5",
+    "x-ms-sevsnpvm-launchmeasurement": r.stdout.trim(),
+  });
+});
