@@ -327,3 +327,16 @@ Deno.test({
     Deno.removeSync(dir, { recursive: true });
   },
 });
+
+Deno.test("walkAcpiTables() handles a hostile RSDP length quickly (found by fuzzing)", async () => {
+  const { walkAcpiTables } = await import("../lib/acpi/walk.ts");
+  const r = rsdp(0x100000);
+  new DataView(r.buffer).setUint32(20, 0xffff_ffff, true);
+  const start = performance.now();
+  const walk = walkAcpiTables((gpa, n) => gpa === 0xe0000 ? r.slice(0, n) : new Uint8Array(n));
+  assert(performance.now() - start < 1000, "the walk is bounded");
+  assert(
+    walk.problems.some((p) => p.includes("RSDP: length 4294967295")),
+    JSON.stringify(walk.problems),
+  );
+});

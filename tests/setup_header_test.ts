@@ -44,6 +44,11 @@ Deno.test("parseSetupHeader() rejects what the boot flow cannot place", () => {
     ["pref below 3 MiB", (_, v) => v.setBigUint64(0x258, 0x200000n, true), "not above 3 MiB"],
     ["pref at exactly 3 MiB", (_, v) => v.setBigUint64(0x258, 0x300000n, true), "not above 3 MiB"],
     ["unaligned pref", (_, v) => v.setBigUint64(0x258, 0x1000800n, true), "not page aligned"],
+    [
+      "huge pref (found by fuzzing)",
+      (_, v) => v.setBigUint64(0x258, 0x7f7f7f7fa00000n, true),
+      "out of range",
+    ],
     ["unaligned init_size", (_, v) => v.setUint32(0x260, 0x2000100, true), "init_size"],
   ];
   for (const [what, mutate, message] of cases) {

@@ -43,6 +43,7 @@ export const ACPI_DEFAULT_END_ADDR = 0x200000;
 
 /** The byte that makes `bytes[start, end)` sum to zero modulo 256 with it in place. */
 export function acpiChecksum(bytes: Uint8Array, start = 0, end = bytes.length, skip = -1): number {
+  end = Math.min(end, bytes.length);
   let sum = 0;
   for (let i = start; i < end; i++) if (i !== skip) sum += bytes[i];
   return (0x100 - (sum & 0xff)) & 0xff;

@@ -21,6 +21,9 @@ export interface AcpiWalk {
 export type GuestReader = (gpa: number, length: number) => Uint8Array;
 
 const MAX_TABLE = 1 << 20;
+/** Bounds that keep a hostile image from making the walk slow. */
+const MAX_XSDT_ENTRIES = 256;
+const MAX_TOTAL_BYTES = 8 << 20;
 
 /** Walks the tables from the RSDP. */
 export function walkAcpiTables(read: GuestReader): AcpiWalk {
@@ -32,11 +35,17 @@ export function walkAcpiTables(read: GuestReader): AcpiWalk {
   }
   if (acpiChecksum(rsdp, 0, 20) !== 0) problems.push("RSDP: bad checksum");
   const rv = new DataView(rsdp.buffer, rsdp.byteOffset);
-  if (rsdp[15] >= 2 && acpiChecksum(rsdp, 0, rv.getUint32(20, true)) !== 0) {
-    problems.push("RSDP: bad extended checksum");
+  if (rsdp[15] >= 2) {
+    const length = rv.getUint32(20, true);
+    if (length !== 36) problems.push(`RSDP: length ${length}, expected 36`);
+    else if (acpiChecksum(rsdp, 0, 36) !== 0) problems.push("RSDP: bad extended checksum");
   }
   tables.push({ signature: "RSDP", gpa: ACPI_RSDP_ADDR, bytes: rsdp });
+  const visited = new Set<number>();
+  let totalBytes = 0;
   const readTable = (gpa: number, expect?: string): FoundTable | undefined => {
+    if (visited.has(gpa)) return tables.find((t) => t.gpa === gpa);
+    visited.add(gpa);
     const head = read(gpa, 8);
     const signature = tableSignature(head);
     const length = new DataView(head.buffer, head.byteOffset).getUint32(4, true);
@@ -46,6 +55,11 @@ export function walkAcpiTables(read: GuestReader): AcpiWalk {
     }
     if (length < (signature === "FACS" ? 64 : 36) || length > MAX_TABLE) {
       problems.push(`${signature} at 0x${gpa.toString(16)}: implausible length ${length}`);
+      return undefined;
+    }
+    totalBytes += length;
+    if (totalBytes > MAX_TOTAL_BYTES) {
+      problems.push(`the tables add up to more than ${MAX_TOTAL_BYTES >> 20} MiB; walk stopped`);
       return undefined;
     }
     const bytes = read(gpa, length);
@@ -63,6 +77,11 @@ export function walkAcpiTables(read: GuestReader): AcpiWalk {
     return { tables, problems };
   }
   const xv = new DataView(xsdt.bytes.buffer, xsdt.bytes.byteOffset);
+  const entries = Math.floor((xsdt.bytes.length - 36) / 8);
+  if (entries > MAX_XSDT_ENTRIES) {
+    problems.push(`the XSDT lists ${entries} tables (more than ${MAX_XSDT_ENTRIES}); walk stopped`);
+    return { tables, problems };
+  }
   for (let i = 36; i + 8 <= xsdt.bytes.length; i += 8) {
     const t = readTable(Number(xv.getBigUint64(i, true)));
     if (t?.signature !== "FACP") continue;

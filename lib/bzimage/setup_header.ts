@@ -3,7 +3,7 @@
  * parser and the checks the original makes before it will place a kernel.
  */
 import { defineLayout } from "../bytes/layout.ts";
-import { getU64Number, PAGE_SIZE, viewOf } from "../bytes/le.ts";
+import { PAGE_SIZE, viewOf } from "../bytes/le.ts";
 
 /** Offset of the setup header in a bzImage and in boot_params. */
 export const SETUP_HEADER_OFFSET = 0x1f1;
@@ -99,7 +99,11 @@ export function parseSetupHeader(head: Uint8Array, fileSize: number): SetupHeade
   }
   const setupSects = view.getUint8(o.setup_sects);
   const xloadflags = view.getUint16(o.xloadflags, true);
-  const prefAddress = getU64Number(view, o.pref_address);
+  const prefRaw = view.getBigUint64(o.pref_address, true);
+  if (prefRaw >= 1n << 52n) {
+    throw new BzImageError(`pref_address 0x${prefRaw.toString(16)} is out of range`);
+  }
+  const prefAddress = Number(prefRaw);
   const initSize = view.getUint32(o.init_size, true);
   const payloadOffset = (setupSects + 1) * 512;
   if ((xloadflags & XLF_KERNEL_64) === 0) {

@@ -66,6 +66,8 @@ export const PT_LOAD = 1;
 export const SHT_SYMTAB = 2;
 export const SHT_NOBITS = 8;
 export const SHF_ALLOC = 0x2;
+/** The largest flat image accepted (the monitor must fit below 0x3d00000). */
+export const MAX_FLAT_IMAGE = 64 << 20;
 
 /** An input that is not a usable ELF file. */
 export class ElfError extends Error {
@@ -282,7 +284,10 @@ export function flatBinary(elf: Elf64): Uint8Array {
   if (parts.length === 0) return new Uint8Array(0);
   const base = Math.min(...parts.map((p) => p.lma));
   const end = Math.max(...parts.map((p) => p.lma + p.s.size));
-  if (end - base > 1 << 30) throw new ElfError("the loadable image spans more than 1 GiB");
+  // The monitor must fit below the VMPL2 kernel at 61 MiB; refuse anything larger early.
+  if (end - base > MAX_FLAT_IMAGE) {
+    throw new ElfError(`the loadable image spans more than ${MAX_FLAT_IMAGE >> 20} MiB`);
+  }
   const out = new Uint8Array(end - base);
   for (const { s, lma } of parts) {
     out.set(elf.bytes.subarray(s.offset, s.offset + s.size), lma - base);

@@ -165,7 +165,9 @@ export async function computeLaunchDigest(
   const measured = headers.directives.filter((d) => snpPageType(d) !== undefined);
   const BATCH = 256;
   // One span buffer for every batch: WebCrypto copies a page when digest() is called.
-  const spanBuffer = new Uint8Array(4 * BATCH * PAGE_SIZE);
+  const spanBuffer = new Uint8Array(
+    Math.min(4 * BATCH * PAGE_SIZE, Math.max(file.size, PAGE_SIZE)),
+  );
   for (let i = 0; i < measured.length; i += BATCH) {
     const part = measured.slice(i, i + BATCH);
     // Data pages usually follow each other in the file: read the batch's span at once.
