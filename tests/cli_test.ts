@@ -332,3 +332,104 @@ Deno.test("igvmgen -d on a non-IGVM, truncated or missing file fails with one li
   assertOneLineError(await runCli(["-d", `${dir}/trunc`]), 1, "truncated");
   assertOneLineError(await runCli(["-d", `${dir}/missing`]), 1, "cannot dump");
 });
+
+Deno.test("igvmgen reports bad ELF input, bad profiles and bad ACPI folders in one line", async () => {
+  const { makeElf } = await import("../scripts/fixtures.ts");
+  const dir = tempDir();
+  const elf = makeElf();
+  Deno.writeFileSync(`${dir}/trunc.elf`, elf.slice(0, 100));
+  const wrong = elf.slice();
+  new DataView(wrong.buffer).setUint16(0x12, 40, true);
+  Deno.writeFileSync(`${dir}/arm.elf`, wrong);
+  Deno.writeFileSync(`${dir}/good.elf`, elf);
+  Deno.mkdirSync(`${dir}/acpi`);
+  Deno.writeFileSync(
+    `${dir}/acpi/junk.aml`,
+    new TextEncoder().encode("JUNKJUNKJUNKJUNKJUNKJUNKJUNKJUNKJUNKJUNK"),
+  );
+  const base = ["-o", `${dir}/o.igvm`];
+  const cases: [string[], number, string][] = [
+    [["-kernel", `${dir}/trunc.elf`, "-inform", "elf"], 1, "truncated"],
+    [["-kernel", `${dir}/arm.elf`, "-inform", "elf"], 1, "not x86-64"],
+    [["-kernel", `${dir}/arm.elf`, "-acpi_profile", "hyperv"], 2, "-acpi_profile"],
+    [["-kernel", `${dir}/arm.elf`, "-vcpus", "0"], 2, "-vcpus"],
+    [["-kernel", `${dir}/arm.elf`, "-vcpus", "256"], 2, "-vcpus"],
+    [
+      ["-kernel", `${dir}/good.elf`, "-inform", "elf", "-acpi_dir", `${dir}/acpi`],
+      1,
+      "unsupported table signature",
+    ],
+  ];
+  for (const [extra, code, message] of cases) {
+    assertOneLineError(await runCli([...base, ...extra]), code, message);
+  }
+  assertEquals(listDir(dir).includes("o.igvm"), false);
+});
+
+Deno.test({
+  name:
+    "igvmgen -acpi_dir with a .dsl iasl rejects shows iasl's first error; nothing is written into the folder",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const { makeBzImage } = await import("../scripts/fixtures.ts");
+    const dir = tempDir();
+    Deno.mkdirSync(`${dir}/acpi`);
+    for (const name of listDir(`${REFERENCE}acpi/acpi-test`)) {
+      Deno.copyFileSync(`${REFERENCE}acpi/acpi-test/${name}`, `${dir}/acpi/${name}`);
+    }
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    const before = listDir(`${dir}/acpi`);
+    const ok = await runCli([
+      "-o",
+      `${dir}/ok.igvm`,
+      "-kernel",
+      `${dir}/k`,
+      "-acpi_dir",
+      `${dir}/acpi`,
+    ]);
+    assertEquals(ok.code, 0, ok.stderr);
+    assertEquals(listDir(`${dir}/acpi`), before, "no .aml written into the ACPI folder");
+    Deno.writeTextFileSync(
+      `${dir}/acpi/DSDT_sample.dsl`,
+      'DefinitionBlock ("", "DSDT", 2, "X", "Y", 1) { Name (\n',
+    );
+    const r = await runCli([
+      "-o",
+      `${dir}/bad.igvm`,
+      "-kernel",
+      `${dir}/k`,
+      "-acpi_dir",
+      `${dir}/acpi`,
+    ]);
+    assertOneLineError(r, 1, "iasl rejected");
+    assert(r.stderr.includes("Error 6126 - syntax error"), r.stderr);
+    // iasl 20200925 crashes on this data-table input; the message says so.
+    Deno.writeTextFileSync(
+      `${dir}/acpi/APIC_sample.dsl`,
+      '[0004] Signature : "APIC"\n[0004] Table Length : zz\n',
+    );
+    Deno.removeSync(`${dir}/acpi/DSDT_sample.dsl`);
+    const crash = await runCli([
+      "-o",
+      `${dir}/bad.igvm`,
+      "-kernel",
+      `${dir}/k`,
+      "-acpi_dir",
+      `${dir}/acpi`,
+    ]);
+    assertOneLineError(crash, 1, "iasl rejected");
+    assert(/iasl (was killed by|exited with status)|Error/.test(crash.stderr), crash.stderr);
+    assertEquals(listDir(`${dir}/acpi`), before.filter((n) => n !== "DSDT_sample.dsl"));
+  },
+});
+
+Deno.test("igvmgen --verbose adds the cause chain and stack after the one-line error", async () => {
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/k`, new Uint8Array(10));
+  const quiet = await runCli(["-o", `${dir}/o`, "-kernel", `${dir}/k`]);
+  assertOneLineError(quiet, 1, "too short");
+  const loud = await runCli(["-o", `${dir}/o`, "-kernel", `${dir}/k`, "--verbose"]);
+  assertEquals(loud.code, 1);
+  assert(loud.stderr.split("\n")[0].startsWith("error: "), loud.stderr);
+  assert(/at .*\.ts:\d+/.test(loud.stderr), "a stack with --verbose");
+});

@@ -184,13 +184,22 @@ async function compileDsl(file: string, outDir: string, iasl: string): Promise<U
   try {
     return await Deno.readFile(`${prefix}.aml`);
   } catch {
-    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-    const first = text.split("\n").find((l) =>
-      /^\s*Error\s/.test(l) || / Error /.test(l)
-    )?.trim() ??
-      text.trim().split("\n").pop()?.trim() ?? "no output";
-    throw new AcpiError(`iasl rejected ${file}: ${first.replace(/\s+/g, " ")}`);
+    throw new AcpiError(`iasl rejected ${file}: ${firstIaslError(output)}`);
   }
+}
+
+/** The first error iasl reported, or how it ended when it reported none (it can crash). */
+function firstIaslError(output: Deno.CommandOutput): string {
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const error = lines.find((l) => /^Error\s/.test(l) || /\bError\b/.test(l));
+  if (error) return error.replace(/\s+/g, " ");
+  const ended = output.signal
+    ? `iasl was killed by ${output.signal}`
+    : `iasl exited with status ${output.code}`;
+  return `${ended} and wrote no AML${
+    lines.length ? ` (last output: ${lines[lines.length - 1]})` : ""
+  }`;
 }
 
 /** True when `bytes` start like a zip archive (a local file header, "PK\x03\x04"). */
