@@ -3,6 +3,7 @@
  * integers, strings, buffers, packages, methods, devices and scopes. Every function returns
  * the encoded bytes of one term.
  */
+import { concatBytes } from "../lib/bytes/le.ts";
 
 const ZERO_OP = 0x00;
 const ONE_OP = 0x01;
@@ -25,15 +26,7 @@ const RETURN_OP = 0xa4;
 const ROOT_CHAR = 0x5c;
 
 /** Concatenates terms. */
-export function terms(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+export const terms = concatBytes;
 
 /** PkgLength (20.2.4) for `contentLength` bytes that follow it; the length counts itself. */
 export function pkgLength(contentLength: number): Uint8Array {

@@ -35,17 +35,6 @@ export function setU64(view: DataView, offset: number, value: number | bigint): 
   view.setBigUint64(offset, BigInt(value), true);
 }
 
-/** Reads an unsigned 64-bit value as a number; throws when it is not exact. */
-export function getU64Number(view: DataView, offset: number): number {
-  const value = view.getBigUint64(offset, true);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(
-      `64-bit value 0x${value.toString(16)} at 0x${offset.toString(16)} is too large`,
-    );
-  }
-  return Number(value);
-}
-
 /** Lower-case hex of a byte string. */
 export function toHex(bytes: Uint8Array): string {
   let out = "";

@@ -23,7 +23,13 @@ import {
   SNP_ECDSA_CURVE_P384,
   SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
 } from "./defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile, parseIgvmHeaders } from "./reader.ts";
+import {
+  type Directive,
+  directiveFileOffset,
+  type IgvmFile,
+  parseIgvmHeaders,
+  readGuest,
+} from "./reader.ts";
 import { IgvmFormatError } from "./dump.ts";
 import {
   SNP_PAGE_TYPE_CPUID,
@@ -259,30 +265,12 @@ function checkIdBlock(d: Directive, policy: bigint | undefined, problems: string
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const sig = o.IdKeySignature;
   const key = o.IdPublicKey;
-  const r = fromLittleEndian72(
-    b.subarray(
-      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R,
-      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R + 72,
-    ),
-  );
-  const s = fromLittleEndian72(
-    b.subarray(
-      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S,
-      sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S + 72,
-    ),
-  );
-  const x = fromLittleEndian72(
-    b.subarray(
-      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qx,
-      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qx + 72,
-    ),
-  );
-  const y = fromLittleEndian72(
-    b.subarray(
-      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qy,
-      key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qy + 72,
-    ),
-  );
+  // Big numbers are 72-byte little-endian fields; the curve uses the first 48 bytes.
+  const big = (at: number) => fromLittleEndian72(b.subarray(at, at + 72));
+  const r = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
+  const s = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
+  const x = big(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qx);
+  const y = big(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qy);
   const block = new Uint8Array(96);
   block.set(b.subarray(o.Ld, o.Ld + 88));
   new DataView(block.buffer).setBigUint64(88, policy ?? 0n, true);
@@ -329,18 +317,7 @@ export function guestReaderOf(file: FileAccess, h: IgvmFile) {
         cache.set(p, off === undefined ? ZERO_PAGE : await file.readAt(off, PAGE_SIZE));
       }
     },
-    read(gpa: number, length: number): Uint8Array {
-      const out = new Uint8Array(length);
-      for (let done = 0; done < length;) {
-        const at = gpa + done;
-        const page = at - (at % PAGE_SIZE);
-        const n = Math.min(PAGE_SIZE - (at - page), length - done);
-        const src = cache.get(page);
-        if (src) out.set(src.subarray(at - page, at - page + n), done);
-        done += n;
-      }
-      return out;
-    },
+    read: (gpa: number, length: number): Uint8Array => readGuest(cache, gpa, length),
   };
 }
 

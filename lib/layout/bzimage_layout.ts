@@ -73,6 +73,18 @@ export interface BzImageLayout {
   sharedPayload?: Range;
 }
 
+/**
+ * The e820 entries every layout of the original starts with: low RAM (possibly empty), the
+ * legacy video/BIOS hole as reserved, and the ACPI area from 1 MiB.
+ */
+export function firstE820Entries(lowRamSize: number, acpiEnd: number): E820Entry[] {
+  return [
+    { addr: 0, size: lowRamSize, type: E820_TYPE_RAM },
+    { addr: 0xa0000, size: 0x100000 - 0xa0000, type: E820_TYPE_RESERVED },
+    { addr: 0x100000, size: acpiEnd - 0x100000, type: E820_TYPE_ACPI },
+  ];
+}
+
 /** The original's default early areas: boot stack after the heap, page tables at the end. */
 export function defaultEarlyAreas(payloadLength: number, initSize: number): EarlyArea[] {
   return [
@@ -146,11 +158,7 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
   const end = mem.allocate(0, PAGE_SIZE);
   validated.push({ start: afterKernel, end });
 
-  const e820: E820Entry[] = [
-    { addr: 0, size: input.pvalidateOpt ? 0 : 0xa0000, type: E820_TYPE_RAM },
-    { addr: 0xa0000, size: 0x100000 - 0xa0000, type: E820_TYPE_RESERVED },
-    { addr: 0x100000, size: input.acpiEnd - 0x100000, type: E820_TYPE_ACPI },
-  ];
+  const e820 = firstE820Entries(input.pvalidateOpt ? 0 : 0xa0000, input.acpiEnd);
   if (input.pvalidateOpt) {
     e820.push({ addr: pref, size: vmlinuxSize, type: E820_TYPE_RAM });
     for (const r of validated) {

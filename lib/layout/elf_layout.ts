@@ -5,17 +5,12 @@
  *   sections | TSS, GDT, monitor_params, boot_params | VMPL2 kernel at 0x3d00000.
  */
 import { alignUp, PAGE_SIZE } from "../bytes/le.ts";
-import {
-  E820_TYPE_ACPI,
-  E820_TYPE_RAM,
-  E820_TYPE_RESERVED,
-  type E820Entry,
-} from "../bzimage/boot_params.ts";
+import { E820_TYPE_RESERVED, type E820Entry } from "../bzimage/boot_params.ts";
 import { gdtSize, TSS_SIZE } from "../x86/gdt.ts";
 import { pageTablePages } from "../x86/page_tables.ts";
 import type { BootMode } from "../x86/boot_cpu.ts";
 import { GuestAllocator, type Range } from "./guest_allocator.ts";
-import { SNP_CPUID_PAGE_ADDR } from "./bzimage_layout.ts";
+import { firstE820Entries, SNP_CPUID_PAGE_ADDR } from "./bzimage_layout.ts";
 import { MONITOR_PARAMS } from "../elf/monitor_params.ts";
 
 /** Where the VMPL2 kernel goes. */
@@ -109,9 +104,7 @@ export function planElfLayout(input: ElfLayoutInput): ElfLayout {
   validated.push({ start: VMPL2_KERNEL_ADDR, end: VMPL2_KERNEL_ADDR + input.vmpl2KernelLength });
 
   const e820: E820Entry[] = [
-    { addr: 0, size: 0, type: E820_TYPE_RAM },
-    { addr: 0xa0000, size: 0x100000 - 0xa0000, type: E820_TYPE_RESERVED },
-    { addr: 0x100000, size: input.acpiEnd - 0x100000, type: E820_TYPE_ACPI },
+    ...firstE820Entries(0, input.acpiEnd),
     { addr: SNP_CPUID_PAGE_ADDR, size: 4 * PAGE_SIZE, type: E820_TYPE_RESERVED },
     ...validated.map((r) => ({ addr: r.start, size: r.end - r.start, type: E820_TYPE_RESERVED })),
   ];

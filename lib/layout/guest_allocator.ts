@@ -39,11 +39,6 @@ export class GuestAllocator {
     if (addr > this.#top) this.holes.push({ start: this.#top, end: addr });
     this.#top = addr;
   }
-
-  /** True when the page at `gpa` lies in a hole. */
-  isHole(gpa: number): boolean {
-    return this.holes.some((h) => h.start <= gpa && gpa < h.end);
-  }
 }
 
 /**

@@ -27,9 +27,4 @@ export class SparseMemory {
   page(gpa: number): Uint8Array | undefined {
     return this.#pages.get(gpa);
   }
-
-  /** Page-aligned GPAs written to, ascending. */
-  pageAddresses(): number[] {
-    return [...this.#pages.keys()].sort((a, b) => a - b);
-  }
 }
