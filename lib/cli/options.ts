@@ -227,9 +227,7 @@ const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
 const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
 
 function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
-  const flag = spec.name.length === 1 || spec.name === "log-level"
-    ? `-${spec.name}`
-    : `-${spec.name}`;
+  const flag = `-${spec.name}`;
   switch (spec.kind) {
     case "bool":
       if (TRUE_WORDS.includes(raw)) return true;
@@ -351,10 +349,9 @@ export function helpText(): string {
     "",
   ];
   for (const s of OPTION_SPECS) {
-    const names = [
-      ...(s.aliases ?? []).map((a) => `-${a}`),
-      s.name.length === 1 ? `-${s.name}` : `-${s.name}`,
-    ];
+    // The original's options are shown single-dash; igvmgen's own GNU-style ones double-dash.
+    const dashes = ["log-level", "verbose", "quiet", "help"].includes(s.name) ? "--" : "-";
+    const names = [...(s.aliases ?? []).map((a) => `-${a}`), `${dashes}${s.name}`];
     const value = s.kind === "flag"
       ? ""
       : s.kind === "bool"
