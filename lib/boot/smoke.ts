@@ -104,6 +104,9 @@ export async function bootSmoke(
         `${MEMORY >> 20}M`,
         "-nographic",
         "-no-reboot",
+        // No NIC: the test needs none, and it spares the iPXE option ROM and its prompt.
+        "-nic",
+        "none",
         "-kernel",
         elf,
       ],
