@@ -55,7 +55,9 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     if (!quiet) {
       console.error(
-        `igvmgen: wrote ${result.output} (${result.totalSize} bytes, ${result.pageCount} pages); launch measurement ${result.launchMeasurement}`,
+        `igvmgen: wrote ${result.output} (${result.totalSize} bytes, ${result.pageCount} pages${
+          o.verify ? ", verified" : ""
+        }); launch measurement ${result.launchMeasurement}`,
       );
     }
     return 0;

@@ -26,7 +26,9 @@ import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { AtomicFile, writeFileAtomic } from "./write/atomic_file.ts";
-import { writeIgvm } from "./write/igvm_writer.ts";
+import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
+import { checkHeaderSection } from "./igvm/reader.ts";
+import { verifyIgvm } from "./igvm/verify.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
@@ -240,6 +242,39 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
   });
 }
 
+/**
+ * Reads the written file back before it is committed and checks it with the independent
+ * reader: the header section's CRC, sizes and header count. With `full` (`--verify`), also
+ * the whole `verify`: recomputed launch digest, ID block signature, ACPI walk.
+ */
+async function selfCheck(out: AtomicFile, written: WrittenImage, full: boolean): Promise<void> {
+  const size = await out.size();
+  const fixed = await out.readBack(0, 24);
+  const sectionEnd = new DataView(fixed.buffer, fixed.byteOffset).getUint32(8, true) +
+    new DataView(fixed.buffer, fixed.byteOffset).getUint32(12, true);
+  const check = checkHeaderSection(await out.readBack(0, sectionEnd), size);
+  const problems = [...check.problems];
+  if (size !== written.totalSize) {
+    problems.push(`the file has ${size} bytes, ${written.totalSize} were written`);
+  }
+  if (check.pageHeaders !== written.pageCount) {
+    problems.push(`${check.pageHeaders} page headers for ${written.pageCount} pages`);
+  }
+  if (full) {
+    const report = await verifyIgvm({
+      size,
+      readAt: (offset, length) => out.readBack(offset, length),
+    });
+    problems.push(...report.problems);
+    if (report.launchDigest !== toHex(written.launchDigest)) {
+      problems.push("the recomputed launch digest differs");
+    }
+  }
+  if (problems.length) {
+    throw new Error(`the written image failed its self-check: ${problems.join("; ")}`);
+  }
+}
+
 /** Rejects an output path that is an existing folder, before any work is done. */
 async function checkOutputPath(path: string, what: string): Promise<void> {
   try {
@@ -276,6 +311,7 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
         config.policy,
         io.progress?.(image),
       );
+      await selfCheck(out, written, o.verify);
       const launchMeasurement = toHex(written.launchDigest);
       const json = measurementJson(o.svn, launchMeasurement);
       if (o.measurement_file) {

@@ -258,3 +258,44 @@ Deno.test("igvmgen measure -measurement_file writes the JSON with -svn", async (
     "x-ms-sevsnpvm-launchmeasurement": r.stdout.trim(),
   });
 });
+
+Deno.test("checkHeaderSection() passes igvmgen's output and catches a bad checksum, length and size", async () => {
+  const { checkHeaderSection } = await import("../lib/igvm/reader.ts");
+  const good = await generated([]);
+  const pages = readIgvmFile(good).directives.filter((d) =>
+    ["IGVM_VHT_PAGE_DATA", "IGVM_VHT_VP_CONTEXT", "IGVM_VHT_PARAMETER_INSERT"].includes(d.name)
+  );
+  assertEquals(checkHeaderSection(good, good.length), { problems: [], pageHeaders: pages.length });
+  const flipped = good.slice();
+  flipped[200] ^= 1;
+  assert(checkHeaderSection(flipped, good.length).problems.includes("header checksum mismatch"));
+  assert(
+    checkHeaderSection(good, good.length + 1).problems.includes(
+      "TotalFileSize differs from the file size",
+    ),
+  );
+  const badLength = good.slice();
+  new DataView(badLength.buffer).setUint32(pages[0].offset + 4, 20, true);
+  assert(
+    checkHeaderSection(fixChecksum(badLength), good.length).problems.some((p) =>
+      p.includes("length 20")
+    ),
+  );
+});
+
+Deno.test("igvmgen --verify checks the written image before committing it", async () => {
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/k`, makeBzImage());
+  const r = await runCli([
+    "-o",
+    `${dir}/o.igvm`,
+    "-kernel",
+    `${dir}/k`,
+    "-boot_mode",
+    "x64",
+    "--verify",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  assert(r.stderr.includes(", verified)"), r.stderr);
+  assertEquals((await verifyIgvm(memoryFile(Deno.readFileSync(`${dir}/o.igvm`)))).problems, []);
+});

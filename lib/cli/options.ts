@@ -185,6 +185,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   { name: "verbose", kind: "flag", help: "same as -l DEBUG" },
   { name: "quiet", kind: "flag", help: "print nothing on success" },
+  {
+    name: "verify",
+    kind: "flag",
+    help: "before committing the output, run the full verify on it (digest, signature, ACPI)",
+  },
   { name: "help", kind: "flag", aliases: ["h"], help: "show this help" },
 ];
 
@@ -218,6 +223,7 @@ export interface Options {
   "log-level": "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL";
   verbose: boolean;
   quiet: boolean;
+  verify: boolean;
   help: boolean;
   /** Options given explicitly on the command line. */
   given: Set<string>;
@@ -350,7 +356,9 @@ export function helpText(): string {
   ];
   for (const s of OPTION_SPECS) {
     // The original's options are shown single-dash; igvmgen's own GNU-style ones double-dash.
-    const dashes = ["log-level", "verbose", "quiet", "help"].includes(s.name) ? "--" : "-";
+    const dashes = ["log-level", "verbose", "quiet", "verify", "help"].includes(s.name)
+      ? "--"
+      : "-";
     const names = [...(s.aliases ?? []).map((a) => `-${a}`), `${dashes}${s.name}`];
     const value = s.kind === "flag"
       ? ""

@@ -41,6 +41,29 @@ export class AtomicFile implements ByteSink {
     while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
   }
 
+  /** Reads back what was written (for the self-check before commit). */
+  async readBack(offset: number, length: number): Promise<Uint8Array> {
+    const file = await Deno.open(this.tempPath, { read: true });
+    try {
+      await file.seek(offset, Deno.SeekMode.Start);
+      const buf = new Uint8Array(length);
+      let got = 0;
+      while (got < length) {
+        const n = await file.read(buf.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      file.close();
+    }
+  }
+
+  /** The size of what was written so far. */
+  async size(): Promise<number> {
+    return (await Deno.stat(this.tempPath)).size;
+  }
+
   /** A temporary file in the system's temporary folder, for output to a stream (`-o -`). */
   static async createSpool(): Promise<AtomicFile> {
     const tempPath = await Deno.makeTempFile({ prefix: "igvmgen-out-" });
