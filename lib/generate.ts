@@ -114,8 +114,18 @@ async function readSetupHeader(source: InputSource) {
   }
 }
 
+/** ELF inputs are read whole; a monitor must fit below 61 MiB, so this is generous. */
+const MAX_ELF_FILE = 256 << 20;
+
 /** Reads a whole ELF source and parses it, naming it in errors. */
 async function readElf(source: InputSource) {
+  if (source.size > MAX_ELF_FILE) {
+    throw new InputError(
+      `cannot use ${source.name} as an ELF: ${source.size} bytes, more than ${
+        MAX_ELF_FILE >> 20
+      } MiB`,
+    );
+  }
   try {
     return parseElf64(await source.head(source.size));
   } catch (e) {

@@ -299,3 +299,23 @@ Deno.test("igvmgen --verify checks the written image before committing it", asyn
   assert(r.stderr.includes(", verified)"), r.stderr);
   assertEquals((await verifyIgvm(memoryFile(Deno.readFileSync(`${dir}/o.igvm`)))).problems, []);
 });
+
+Deno.test("-inform elf -vmpl2_kernel loads the bzImage at 0x3d00000; -symbol_elf moves the early areas", async () => {
+  const dir = tempDir();
+  const bz = makeBzImage({ payloadLength: 20000 });
+  Deno.writeFileSync(`${dir}/bz`, bz);
+  Deno.writeFileSync(`${dir}/sym.elf`, makeElf()); // boot_stack 0x14000/0x4000, pgtable 0x19000/0x7000, _end 0x20000
+  const monitor = readIgvmFile(
+    await generated(["-inform", "elf", "-vmpl2_kernel", `${dir}/bz`], makeElf()),
+  );
+  const at = monitor.pages.get(0x3d00000)!;
+  assertEquals([...at.subarray(0x1f1, 0x1f1 + 16)], [...bz.subarray(0x1f1, 0x1f1 + 16)]);
+  assertEquals(monitor.problems, []);
+  const withSymbols = readIgvmFile(await generated(["-symbol_elf", `${dir}/sym.elf`]));
+  const gpas = new Set(withSymbols.directives.map((d) => Number(d.fields.GPA ?? -1)));
+  // The boot stack symbol puts pages at pref + 0x14000 .. + 0x18000.
+  for (let p = 0x1014000; p < 0x1018000; p += 0x1000) {
+    assert(gpas.has(p), `page 0x${p.toString(16)}`);
+  }
+  assert(!gpas.has(0x1018000), "no page after the symbol's stack");
+});
