@@ -9,21 +9,14 @@ import { buildTrampoline } from "../lib/boot/trampoline.ts";
 import { bootSmoke, buildInitramfs, smokePrerequisites } from "../lib/boot/smoke.ts";
 import { PT_LOAD } from "../lib/elf/elf64.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
-import { makeBzImage } from "../scripts/fixtures.ts";
 import { buildSmokeImage, SMOKE_CASES } from "../scripts/boot_smoke.ts";
-import { HAVE_SHARED, runCli, tempDir } from "./helpers.ts";
+import { generateImage, HAVE_SHARED, tempDir } from "./helpers.ts";
 
 const missing = smokePrerequisites() ??
   (HAVE_SHARED ? undefined : "../shared (the Debian kernel) is absent");
 if (missing) console.log(`note: QEMU boot smoke tests skipped: ${missing}`);
 
-async function image(args: string[]): Promise<Uint8Array> {
-  const dir = tempDir();
-  Deno.writeFileSync(`${dir}/k`, makeBzImage());
-  const r = await runCli(["-o", `${dir}/o.igvm`, "-kernel", `${dir}/k`, ...args]);
-  assertEquals(r.code, 0, r.stderr);
-  return Deno.readFileSync(`${dir}/o.igvm`);
-}
+const image = (args: string[]) => generateImage(args);
 
 Deno.test("buildTrampoline() masks the PIC, loads the GDT, and far-jumps through the image's CS", () => {
   const t = buildTrampoline(0x200000, {

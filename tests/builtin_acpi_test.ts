@@ -9,7 +9,7 @@ import { acpiProfile, type ProfileName } from "../acpi/profiles.ts";
 import { madtEnabledCpus, walkAcpiTables } from "../lib/acpi/walk.ts";
 import { readGuest, readIgvmFile } from "../lib/igvm/reader.ts";
 import { makeBzImage } from "../scripts/fixtures.ts";
-import { HAVE_IASL, runCli, tempDir } from "./helpers.ts";
+import { generateImage, HAVE_IASL, tempDir } from "./helpers.ts";
 
 Deno.test("aml.pkgLength() encodes 1 to 4 bytes at the boundaries", () => {
   assertEquals([...aml.pkgLength(0)], [1]);
@@ -40,24 +40,9 @@ Deno.test("acpiProfile() accepts 1 to 255 vCPUs", () => {
   assertThrows(() => acpiProfile("clh", 256), RangeError);
 });
 
-/** Generates an image with the built-in tables and returns its page map. */
+/** Generates an image with the built-in tables and returns it parsed. */
 async function generate(profile: ProfileName, vcpus: number) {
-  const dir = tempDir();
-  Deno.writeFileSync(`${dir}/k`, makeBzImage());
-  const r = await runCli([
-    "-o",
-    `${dir}/o.igvm`,
-    "-kernel",
-    `${dir}/k`,
-    "-acpi_profile",
-    profile,
-    "-vcpus",
-    String(vcpus),
-  ]);
-  assertEquals(r.code, 0, r.stderr);
-  const file = readIgvmFile(Deno.readFileSync(`${dir}/o.igvm`));
-  Deno.removeSync(dir, { recursive: true });
-  return file;
+  return readIgvmFile(await generateImage(["-acpi_profile", profile, "-vcpus", String(vcpus)]));
 }
 
 for (const profile of ["default", "clh"] as const) {

@@ -393,14 +393,8 @@ Deno.test({
       `${dir}/acpi/DSDT_sample.dsl`,
       'DefinitionBlock ("", "DSDT", 2, "X", "Y", 1) { Name (\n',
     );
-    const r = await runCli([
-      "-o",
-      `${dir}/bad.igvm`,
-      "-kernel",
-      `${dir}/k`,
-      "-acpi_dir",
-      `${dir}/acpi`,
-    ]);
+    const badRun = ["-o", `${dir}/bad.igvm`, "-kernel", `${dir}/k`, "-acpi_dir", `${dir}/acpi`];
+    const r = await runCli(badRun);
     assertOneLineError(r, 1, "iasl rejected");
     assert(r.stderr.includes("Error 6126 - syntax error"), r.stderr);
     // iasl 20200925 crashes on this data-table input; the message says so.
@@ -409,14 +403,7 @@ Deno.test({
       '[0004] Signature : "APIC"\n[0004] Table Length : zz\n',
     );
     Deno.removeSync(`${dir}/acpi/DSDT_sample.dsl`);
-    const crash = await runCli([
-      "-o",
-      `${dir}/bad.igvm`,
-      "-kernel",
-      `${dir}/k`,
-      "-acpi_dir",
-      `${dir}/acpi`,
-    ]);
+    const crash = await runCli(badRun);
     assertOneLineError(crash, 1, "iasl rejected");
     assert(/iasl (was killed by|exited with status)|Error/.test(crash.stderr), crash.stderr);
     assertEquals(listDir(`${dir}/acpi`), before.filter((n) => n !== "DSDT_sample.dsl"));

@@ -80,3 +80,15 @@ export function tempDir(): string {
 export function listDir(path: string): string[] {
   return [...Deno.readDirSync(path)].map((e) => e.name).sort();
 }
+
+/** Runs igvmgen on `kernel` (a synthetic bzImage by default) with `args`; returns the image. */
+export async function generateImage(args: string[], kernel?: Uint8Array): Promise<Uint8Array> {
+  const { makeBzImage } = await import("../scripts/fixtures.ts");
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/k`, kernel ?? makeBzImage());
+  const r = await runCli(["-o", `${dir}/o.igvm`, "-kernel", `${dir}/k`, ...args]);
+  if (r.code !== 0) throw new Error(`igvmgen failed: ${r.stderr}`);
+  const bytes = Deno.readFileSync(`${dir}/o.igvm`);
+  Deno.removeSync(dir, { recursive: true });
+  return bytes;
+}

@@ -1,7 +1,7 @@
 /** `verify`, `inspect` and `measure` on golden files, our own outputs, and corrupted files. */
 import { crc32 } from "node:zlib";
 import { assert, assertEquals } from "./assert.ts";
-import { HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
+import { generateImage, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
 import { makeBzImage, makeElf } from "../scripts/fixtures.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { type FileAccess, verifyIgvm } from "../lib/igvm/verify.ts";
@@ -34,16 +34,7 @@ for (const c of golden) {
   });
 }
 
-/** Generates an image with igvmgen and returns its bytes. */
-async function generated(extra: string[], kernel = makeBzImage()): Promise<Uint8Array> {
-  const dir = tempDir();
-  Deno.writeFileSync(`${dir}/k`, kernel);
-  const r = await runCli(["-o", `${dir}/o.igvm`, "-kernel", `${dir}/k`, ...extra]);
-  assertEquals(r.code, 0, r.stderr);
-  const bytes = Deno.readFileSync(`${dir}/o.igvm`);
-  Deno.removeSync(dir, { recursive: true });
-  return bytes;
-}
+const generated = generateImage;
 
 const FLOWS: [string, string[], Uint8Array?][] = [
   ["default x86", []],

@@ -6,12 +6,12 @@ import { PAGE_SIZE } from "../bytes/le.ts";
 import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
 import type { BzImageLayout } from "../layout/bzimage_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
-import { type BootMode, type CpuVendor, initialVmsaState } from "../x86/boot_cpu.ts";
+import { initialVmsaState } from "../x86/boot_cpu.ts";
 import { encodeVmsaPage } from "../x86/vmsa.ts";
-import { pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
+import { type GuestCpuOptions, pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
 
 /** The inputs that fill a bzImage guest. */
-export interface BzImageGuestInput {
+export interface BzImageGuestInput extends GuestCpuOptions {
   layout: BzImageLayout;
   header: SetupHeader;
   acpi: AcpiImage;
@@ -19,11 +19,6 @@ export interface BzImageGuestInput {
   kernelPayload: StreamRegion;
   initrd?: StreamRegion;
   sharedPayload?: StreamRegion;
-  bootMode: BootMode;
-  arch: CpuVendor;
-  svme: boolean;
-  encryptedPage: boolean;
-  highestVtl: number;
 }
 
 /** Builds the guest image of a bzImage. */

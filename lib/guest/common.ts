@@ -6,7 +6,16 @@ import { bytesReader } from "../write/file_reader.ts";
 import { encodeCpuidPage } from "../x86/cpuid_page.ts";
 import { buildGdt, type Gdt } from "../x86/gdt.ts";
 import { buildPageTables } from "../x86/page_tables.ts";
-import type { BootMode } from "../x86/boot_cpu.ts";
+import type { BootMode, CpuVendor } from "../x86/boot_cpu.ts";
+
+/** The vCPU options every guest flow takes from the command line. */
+export interface GuestCpuOptions {
+  bootMode: BootMode;
+  arch: CpuVendor;
+  svme: boolean;
+  encryptedPage: boolean;
+  highestVtl: number;
+}
 
 /** Starts a guest memory with the ACPI tables and the CPUID page written. */
 export function startGuestMemory(acpi: AcpiImage, cpuidPage: number): SparseMemory {

@@ -6,13 +6,13 @@ import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { encodeMonitorParams } from "../elf/monitor_params.ts";
 import type { ElfLayout } from "../layout/elf_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
-import { type BootMode, type CpuVendor, initialVmsaState } from "../x86/boot_cpu.ts";
+import { initialVmsaState } from "../x86/boot_cpu.ts";
 import { encodeVmsaPage } from "../x86/vmsa.ts";
 import { bytesReader } from "../write/file_reader.ts";
-import { pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
+import { type GuestCpuOptions, pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
 
 /** The inputs that fill a monitor guest. */
-export interface ElfGuestInput {
+export interface ElfGuestInput extends GuestCpuOptions {
   layout: ElfLayout;
   acpi: AcpiImage;
   /** Command line with its NUL. */
@@ -20,11 +20,6 @@ export interface ElfGuestInput {
   image: Uint8Array;
   vmpl2Kernel?: StreamRegion;
   vmpl2Header?: SetupHeader;
-  bootMode: BootMode;
-  arch: CpuVendor;
-  svme: boolean;
-  encryptedPage: boolean;
-  highestVtl: number;
 }
 
 /** Builds the guest image of the ELF flow. */
