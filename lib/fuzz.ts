@@ -5,8 +5,7 @@
  */
 import { BzImageError, parseSetupHeader } from "./bzimage/setup_header.ts";
 import { ElfError, flatBinary, parseElf64, symbolByName } from "./elf/elf64.ts";
-import { parseIgvmHeaders } from "./igvm/reader.ts";
-import { IgvmFormatError } from "./igvm/dump.ts";
+import { IgvmFormatError, parseIgvmHeaders } from "./igvm/reader.ts";
 import { verifyIgvm } from "./igvm/verify.ts";
 import { decodeLegacySnapshot, SnapshotError } from "./acpi/legacy_snapshot.ts";
 import { AcpiError, acpiFromLegacySnapshot } from "./acpi/acpi_image.ts";

@@ -260,8 +260,8 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
 async function selfCheck(out: AtomicFile, written: WrittenImage, full: boolean): Promise<void> {
   const size = await out.size();
   const fixed = await out.readBack(0, 24);
-  const sectionEnd = new DataView(fixed.buffer, fixed.byteOffset).getUint32(8, true) +
-    new DataView(fixed.buffer, fixed.byteOffset).getUint32(12, true);
+  const fv = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
+  const sectionEnd = fv.getUint32(8, true) + fv.getUint32(12, true); // header offset + size
   const check = checkHeaderSection(await out.readBack(0, sectionEnd), size);
   const problems = [...check.problems];
   if (size !== written.totalSize) {

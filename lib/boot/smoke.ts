@@ -16,6 +16,8 @@ export const SMOKE_CMDLINE = "console=ttyS0 panic=-1 rdinit=/init tsc_early_khz=
 const QEMU = "qemu-system-x86_64";
 const BUSYBOX = "/bin/busybox";
 const MEMORY = 1 << 30;
+/** Terminal escape sequences in the serial log (SeaBIOS clears the screen). */
+const ANSI_ESCAPE = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[a-zA-Z]`, "g");
 
 /** What the smoke test needs on the machine, or why it cannot run. */
 export function smokePrerequisites(): string | undefined {
@@ -128,7 +130,7 @@ export async function bootSmoke(
     const status = await child.status;
     const stderr = decoder.decode(await new Response(child.stderr).arrayBuffer());
     if (stderr.trim()) log += `\n[qemu stderr] ${stderr.trim()}`;
-    const lines = log.replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, "").split(/\r?\n/).map((l) => l.trimEnd())
+    const lines = log.replace(ANSI_ESCAPE, "").split(/\r?\n/).map((l) => l.trimEnd())
       .filter((l) => l.trim());
     return {
       booted: log.includes(marker),

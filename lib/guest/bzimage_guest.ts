@@ -6,9 +6,14 @@ import { PAGE_SIZE } from "../bytes/le.ts";
 import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
 import type { BzImageLayout } from "../layout/bzimage_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
-import { initialVmsaState } from "../x86/boot_cpu.ts";
-import { encodeVmsaPage } from "../x86/vmsa.ts";
-import { type GuestCpuOptions, pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
+import {
+  type GuestCpuOptions,
+  guestImageOf,
+  pageTableRegion,
+  startGuestMemory,
+  writeGdt,
+  writeInitialVmsa,
+} from "./common.ts";
 
 /** The inputs that fill a bzImage guest. */
 export interface BzImageGuestInput extends GuestCpuOptions {
@@ -45,19 +50,7 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
   );
   if (i.cmdline.length > 0) memory.write(l.cmdline, i.cmdline);
   memory.write(l.ccBlob, encodeCcBlob(l.secretsPage, l.cpuidPage, PAGE_SIZE));
-  const vmsa = initialVmsaState({
-    bootMode: i.bootMode,
-    arch: i.arch,
-    svme: i.svme,
-    encryptedPage: i.encryptedPage,
-    gdt,
-    gdtBase: l.gdt,
-    pageTables: l.pageTables,
-    rip: l.entry,
-    rsi: l.bootParams,
-    rsp: l.bootStackTop,
-  });
-  memory.write(l.vmsaPage, encodeVmsaPage(vmsa));
+  writeInitialVmsa(memory, i, l, gdt, l.bootParams);
   const regions = [
     { ...i.kernelPayload, gpa: l.kernelBase },
     ...pageTableRegion(l.pageTables, i.encryptedPage),
@@ -66,16 +59,5 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
   if (i.sharedPayload && l.sharedPayload && i.sharedPayload.length > 0) {
     regions.push({ ...i.sharedPayload, gpa: l.sharedPayload.start });
   }
-  return {
-    top: l.top,
-    holes: l.holes,
-    vmsaPage: l.vmsaPage,
-    cpuidPage: l.cpuidPage,
-    secretsPage: l.secretsPage,
-    paramPage: l.paramPage,
-    guestInvalid: l.sharedPayload ? [l.sharedPayload] : [],
-    regions,
-    memory,
-    highestVtl: i.highestVtl,
-  };
+  return guestImageOf(l, memory, regions, l.sharedPayload ? [l.sharedPayload] : [], i.highestVtl);
 }

@@ -6,10 +6,15 @@ import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { encodeMonitorParams } from "../elf/monitor_params.ts";
 import type { ElfLayout } from "../layout/elf_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
-import { initialVmsaState } from "../x86/boot_cpu.ts";
-import { encodeVmsaPage } from "../x86/vmsa.ts";
 import { bytesReader } from "../write/file_reader.ts";
-import { type GuestCpuOptions, pageTableRegion, startGuestMemory, writeGdt } from "./common.ts";
+import {
+  type GuestCpuOptions,
+  guestImageOf,
+  pageTableRegion,
+  startGuestMemory,
+  writeGdt,
+  writeInitialVmsa,
+} from "./common.ts";
 
 /** The inputs that fill a monitor guest. */
 export interface ElfGuestInput extends GuestCpuOptions {
@@ -48,19 +53,7 @@ export function buildElfGuest(i: ElfGuestInput): GuestImage {
       e820: l.e820,
     }),
   );
-  const vmsa = initialVmsaState({
-    bootMode: i.bootMode,
-    arch: i.arch,
-    svme: i.svme,
-    encryptedPage: i.encryptedPage,
-    gdt,
-    gdtBase: l.gdt,
-    pageTables: l.pageTables,
-    rip: l.entry,
-    rsi: l.monitorParams,
-    rsp: l.bootStackTop,
-  });
-  memory.write(l.vmsaPage, encodeVmsaPage(vmsa));
+  writeInitialVmsa(memory, i, l, gdt, l.monitorParams);
   const image = i.image;
   const regions: StreamRegion[] = pageTableRegion(l.pageTables, i.encryptedPage);
   if (image.length > 0) {
@@ -74,16 +67,5 @@ export function buildElfGuest(i: ElfGuestInput): GuestImage {
   if (i.vmpl2Kernel && i.vmpl2Kernel.length > 0) {
     regions.push({ ...i.vmpl2Kernel, gpa: l.vmpl2Kernel });
   }
-  return {
-    top: l.top,
-    holes: l.holes,
-    vmsaPage: l.vmsaPage,
-    cpuidPage: l.cpuidPage,
-    secretsPage: l.secretsPage,
-    paramPage: l.paramPage,
-    guestInvalid: [],
-    regions,
-    memory,
-    highestVtl: i.highestVtl,
-  };
+  return guestImageOf(l, memory, regions, [], i.highestVtl);
 }

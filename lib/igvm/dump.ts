@@ -13,11 +13,10 @@ import {
   VARIABLE_HEADER_BODIES,
 } from "./defs.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
+import { IgvmFormatError } from "./reader.ts";
+import { openFileAccess } from "../write/file_reader.ts";
 
-/** A file that is not a readable IGVM file. */
-export class IgvmFormatError extends Error {
-  override name = "IgvmFormatError";
-}
+export { IgvmFormatError };
 
 /** Renders a structure as Python ctypes `dumps()` did: `{ name:0x.. name:[..] sub: { .. } }`. */
 export function dumpStruct(layout: Layout, view: DataView, base: number): string {
@@ -108,21 +107,9 @@ export async function dumpIgvm(readAt: ReadAt, fileSize: number): Promise<string
 
 /** Dumps an IGVM file on disk. */
 export async function dumpIgvmFile(path: string): Promise<string> {
-  const file = await Deno.open(path, { read: true });
+  const file = await openFileAccess(path);
   try {
-    const { size } = await file.stat();
-    if (!(await Deno.stat(path)).isFile) throw new IgvmFormatError(`${path} is not a file`);
-    return await dumpIgvm(async (offset, length) => {
-      const buf = new Uint8Array(length);
-      await file.seek(offset, Deno.SeekMode.Start);
-      let got = 0;
-      while (got < length) {
-        const n = await file.read(buf.subarray(got));
-        if (n === null) break;
-        got += n;
-      }
-      return buf.subarray(0, got);
-    }, size);
+    return await dumpIgvm((offset, length) => file.readAt(offset, length), file.size);
   } finally {
     file.close();
   }

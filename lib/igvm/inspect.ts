@@ -97,7 +97,7 @@ const VMSA_REGISTERS = [
 /** Builds the inspect report of a file. */
 export async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
   const h = await readHeaders(file);
-  const verify = await verifyIgvm(file);
+  const verify = await verifyIgvm(file, h);
   const byKind = {
     normal: 0,
     zero: 0,

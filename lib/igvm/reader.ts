@@ -15,9 +15,17 @@ import {
   IGVM_VHT_VP_CONTEXT,
   VARIABLE_HEADER_BODIES,
 } from "./defs.ts";
-import { IgvmFormatError } from "./dump.ts";
+/** A file that is not a readable IGVM file. */
+export class IgvmFormatError extends Error {
+  override name = "IgvmFormatError";
+}
 
-export { IgvmFormatError };
+/** CRC-32 of the header section `head[0, end)` with the fixed header's checksum field zero. */
+export function headerSectionChecksum(head: Uint8Array, end: number): number {
+  const section = head.slice(0, end);
+  new DataView(section.buffer).setUint32(IGVM_FIXED_HEADER.off.Checksum, 0, true);
+  return crc32(section) >>> 0;
+}
 
 /** One variable header: its type, offset, and its body's fields by name. */
 export interface Directive {
@@ -84,9 +92,7 @@ export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
   if (fixed.TotalFileSize !== fileSize) {
     problems.push(`TotalFileSize ${fixed.TotalFileSize}, the file has ${fileSize} bytes`);
   }
-  const section = head.slice(0, end);
-  new DataView(section.buffer).setUint32(IGVM_FIXED_HEADER.off.Checksum, 0, true);
-  const crc = crc32(section) >>> 0;
+  const crc = headerSectionChecksum(head, end);
   if (crc !== fixed.Checksum) {
     problems.push(`checksum 0x${fixed.Checksum.toString(16)}, computed 0x${crc.toString(16)}`);
   }
@@ -196,9 +202,7 @@ export function checkHeaderSection(head: Uint8Array, fileSize: number): HeaderSe
     problems.push("TotalFileSize differs from the file size");
   }
   const stored = v.getUint32(IGVM_FIXED_HEADER.off.Checksum, true);
-  const zeroed = head.slice(0, end);
-  new DataView(zeroed.buffer).setUint32(IGVM_FIXED_HEADER.off.Checksum, 0, true);
-  if ((crc32(zeroed) >>> 0) !== stored) problems.push("header checksum mismatch");
+  if (headerSectionChecksum(head, end) !== stored) problems.push("header checksum mismatch");
   let pageHeaders = 0;
   let at = start;
   while (at < end) {

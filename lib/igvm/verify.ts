@@ -27,10 +27,10 @@ import {
   type Directive,
   directiveFileOffset,
   type IgvmFile,
+  IgvmFormatError,
   parseIgvmHeaders,
   readGuest,
 } from "./reader.ts";
-import { IgvmFormatError } from "./dump.ts";
 import {
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
@@ -42,43 +42,8 @@ import {
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../acpi/walk.ts";
 
-/** Random access to a file. */
-export interface FileAccess {
-  size: number;
-  /** Reads up to `length` bytes at `offset` (fewer at the end of the file). */
-  readAt(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
-}
-
-/** Opens a file for random access; `close()` when done. */
-export async function openFileAccess(path: string): Promise<FileAccess & { close(): void }> {
-  const info = await Deno.stat(path);
-  if (!info.isFile) throw new IgvmFormatError(`${path} is not a file`);
-  const file = await Deno.open(path, { read: true });
-  // One handle, one position: reads are queued so concurrent callers cannot interleave a
-  // seek with another caller's read.
-  let queue: Promise<unknown> = Promise.resolve();
-  const readAt = async (offset: number, length: number, into?: Uint8Array) => {
-    const n = Math.max(0, Math.min(length, info.size - offset));
-    const buf = into && into.length >= n ? into.subarray(0, n) : new Uint8Array(n);
-    await file.seek(offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < buf.length) {
-      const n = await file.read(buf.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
-    return buf.subarray(0, got);
-  };
-  return {
-    size: info.size,
-    readAt(offset: number, length: number, into?: Uint8Array) {
-      const next = queue.then(() => readAt(offset, length, into));
-      queue = next.catch(() => {});
-      return next;
-    },
-    close: () => file.close(),
-  };
-}
+export { type FileAccess, openFileAccess } from "../write/file_reader.ts";
+import type { FileAccess } from "../write/file_reader.ts";
 
 /** Reads and parses the header section of a file. */
 export async function readHeaders(file: FileAccess): Promise<IgvmFile> {
@@ -322,8 +287,8 @@ export function guestReaderOf(file: FileAccess, h: IgvmFile) {
 }
 
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
-export async function verifyIgvm(file: FileAccess): Promise<VerifyReport> {
-  const h = await readHeaders(file);
+export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<VerifyReport> {
+  const h = headers ?? await readHeaders(file);
   const problems = [...h.problems];
   checkDirectives(file, h, problems);
   const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);

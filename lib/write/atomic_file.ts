@@ -4,6 +4,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import type { ByteSink } from "./igvm_writer.ts";
+import { readFullyAt } from "./file_reader.ts";
 
 /** A temporary file that becomes `path` on commit. */
 export class AtomicFile implements ByteSink {
@@ -45,15 +46,7 @@ export class AtomicFile implements ByteSink {
   async readBack(offset: number, length: number): Promise<Uint8Array> {
     const file = await Deno.open(this.tempPath, { read: true });
     try {
-      await file.seek(offset, Deno.SeekMode.Start);
-      const buf = new Uint8Array(length);
-      let got = 0;
-      while (got < length) {
-        const n = await file.read(buf.subarray(got));
-        if (n === null) break;
-        got += n;
-      }
-      return buf.subarray(0, got);
+      return await readFullyAt(file, offset, new Uint8Array(length));
     } finally {
       file.close();
     }

@@ -71,3 +71,47 @@ export function bytesReader(bytes: Uint8Array): ByteReader {
   };
   return { read: (dst) => Promise.resolve(readSync(dst)), readSync, close() {} };
 }
+
+/** Reads into `buf` from `offset` until it is full or the file ends; returns what was read. */
+export async function readFullyAt(
+  file: Deno.FsFile,
+  offset: number,
+  buf: Uint8Array,
+): Promise<Uint8Array> {
+  await file.seek(offset, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < buf.length) {
+    const n = await file.read(buf.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return buf.subarray(0, got);
+}
+
+/** Random access to a file. */
+export interface FileAccess {
+  size: number;
+  /** Reads up to `length` bytes at `offset` (fewer at the end of the file). */
+  readAt(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+}
+
+/** Opens a regular file for random access; `close()` when done. */
+export async function openFileAccess(path: string): Promise<FileAccess & { close(): void }> {
+  const info = await Deno.stat(path);
+  if (!info.isFile) throw new Error(`${path} is not a file`);
+  const file = await Deno.open(path, { read: true });
+  // One handle, one position: reads are queued so concurrent callers cannot interleave a
+  // seek with another caller's read.
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    size: info.size,
+    readAt(offset: number, length: number, into?: Uint8Array) {
+      const n = Math.max(0, Math.min(length, info.size - offset));
+      const buf = into && into.length >= n ? into.subarray(0, n) : new Uint8Array(n);
+      const next = queue.then(() => readFullyAt(file, offset, buf));
+      queue = next.catch(() => {});
+      return next;
+    },
+    close: () => file.close(),
+  };
+}
