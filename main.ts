@@ -2,7 +2,8 @@
  * igvmgen: build IGVM images for AMD SEV-SNP guests. The thin CLI: parse the arguments,
  * run, report; every error ends as one line on stderr.
  */
-import { describeError, describeErrorVerbose, UsageError } from "./lib/cli/errors.ts";
+import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
+import { UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { generateIgvm } from "./lib/generate.ts";
 import { dumpIgvmFile } from "./lib/igvm/dump.ts";

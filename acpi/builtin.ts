@@ -2,8 +2,8 @@
  * Places a built-in profile's tables where the original puts ACPI: the RSDP at 0xE0000, the
  * XSDT at 1 MiB and the other tables from 0x101000 (FACS 64-byte aligned, others 8-byte).
  */
-import type { AcpiImage } from "../lib/acpi/acpi_image.ts";
-import { ACPI_DEFAULT_XSDT_ADDR, ACPI_RSDP_ADDR } from "../lib/acpi/tables.ts";
+import type { AcpiImage } from "./acpi_image.ts";
+import { ACPI_DEFAULT_XSDT_ADDR, ACPI_RSDP_ADDR } from "./tables.ts";
 import { alignUp, PAGE_SIZE } from "../lib/bytes/le.ts";
 import { acpiProfile, type ProfileName } from "./profiles.ts";
 import {

@@ -2,7 +2,7 @@
  * Encoders of the ACPI tables igvmgen builds itself (ACPI 6.5, chapter 5): RSDP (revision
  * 2), XSDT, FADT (revision 6), FACS, MADT, MCFG and a DSDT around AML. Checksums included.
  */
-import { ACPI_TABLE_HEADER, acpiChecksum, fixTableChecksum } from "../lib/acpi/tables.ts";
+import { ACPI_TABLE_HEADER, acpiChecksum, fixTableChecksum } from "./tables.ts";
 
 /** OEM fields written into every table header. */
 export const OEM = {

@@ -2,9 +2,9 @@
  * The generation pipeline: inputs -> layout plan -> guest image -> measured, streamed IGVM
  * file -> measurement JSON. No printing here; the CLI reports.
  */
-import { type AcpiImage, loadAcpi } from "./acpi/acpi_image.ts";
+import { type AcpiImage, loadAcpi } from "../acpi/acpi_image.ts";
 import { builtinAcpi } from "../acpi/builtin.ts";
-import { InputError, UsageError } from "./cli/errors.ts";
+import { InputError, UsageError } from "./errors.ts";
 import type { Options } from "./cli/options.ts";
 import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
 import { toHex } from "./bytes/le.ts";
@@ -15,7 +15,7 @@ import {
   readInputFile,
   removeSpools,
   spoolToTempFile,
-} from "./inputs.ts";
+} from "./io/inputs.ts";
 import { type EarlyArea, planBzImageLayout } from "./layout/bzimage_layout.ts";
 import { planElfLayout } from "./layout/elf_layout.ts";
 import { buildElfGuest } from "./guest/elf_guest.ts";
@@ -25,7 +25,7 @@ import type { GuestImage } from "./layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import { AtomicFile, writeFileAtomic } from "./write/atomic_file.ts";
+import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
 import { verifyIgvm } from "./igvm/verify.ts";

@@ -3,7 +3,7 @@
  * of bzimage, elf, igvm, snapshot, pickle, pem, tei. It runs tests/fuzz_test.ts (same seeds and
  * mutations) with IGVMGEN_FUZZ_ITERATIONS and IGVMGEN_FUZZ_SEED set.
  */
-import { FUZZ_TARGETS } from "../lib/fuzz.ts";
+import { FUZZ_TARGETS } from "../tests/fuzz_targets.ts";
 
 const [target = "all", iterations = "20000", seed = String(Date.now() % 1e9)] = Deno.args;
 if (target !== "all" && !(target in FUZZ_TARGETS)) {

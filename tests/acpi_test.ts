@@ -1,12 +1,8 @@
 import { deflateSync } from "node:zlib";
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import {
-  decodeLegacySnapshot,
-  parsePagePickle,
-  SnapshotError,
-} from "../lib/acpi/legacy_snapshot.ts";
-import { AcpiError, type AcpiImage, layoutAcpiTables, loadAcpi } from "../lib/acpi/acpi_image.ts";
-import { acpiChecksum, tableSignature } from "../lib/acpi/tables.ts";
+import { decodeLegacySnapshot, parsePagePickle, SnapshotError } from "../acpi/legacy_snapshot.ts";
+import { AcpiError, type AcpiImage, layoutAcpiTables, loadAcpi } from "../acpi/acpi_image.ts";
+import { acpiChecksum, tableSignature } from "../acpi/tables.ts";
 import { HAVE_IASL, HAVE_SHARED, listDir, REFERENCE, tempDir } from "./helpers.ts";
 
 /** A pickle (protocol 4 opcodes) of {gpa: bytearray(page)} built by hand. */
@@ -329,7 +325,7 @@ Deno.test({
 });
 
 Deno.test("walkAcpiTables() handles a hostile RSDP length quickly (found by fuzzing)", async () => {
-  const { walkAcpiTables } = await import("../lib/acpi/walk.ts");
+  const { walkAcpiTables } = await import("../acpi/walk.ts");
   const r = rsdp(0x100000);
   new DataView(r.buffer).setUint32(20, 0xffff_ffff, true);
   const start = performance.now();

@@ -6,7 +6,7 @@ import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { builtinAcpi } from "../acpi/builtin.ts";
 import * as aml from "../acpi/aml.ts";
 import { acpiProfile, type ProfileName } from "../acpi/profiles.ts";
-import { madtEnabledCpus, walkAcpiTables } from "../lib/acpi/walk.ts";
+import { madtEnabledCpus, walkAcpiTables } from "../acpi/walk.ts";
 import { readGuest, readIgvmFile } from "../lib/igvm/reader.ts";
 import { makeBzImage } from "../scripts/fixtures.ts";
 import { generateImage, HAVE_IASL, tempDir } from "./helpers.ts";

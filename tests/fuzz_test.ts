@@ -3,7 +3,7 @@
  * error, never an uncaught exception or a hang. `deno run scripts/fuzz.ts` runs longer.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { fuzz, FUZZ_TARGETS, mutate, prng } from "../lib/fuzz.ts";
+import { fuzz, FUZZ_TARGETS, mutate, prng } from "./fuzz_targets.ts";
 import { makeBzImage, makeElf } from "../scripts/fixtures.ts";
 import { FIXTURES, HAVE_SHARED, REFERENCE, runCli, SHARED, tempDir } from "./helpers.ts";
 import { generateKeyPairSync } from "node:crypto";

@@ -8,7 +8,7 @@ import { HV_PSP_CPUID_LEAF } from "../lib/x86/cpuid_page.ts";
 import { SNP_PAGE_INFO } from "../lib/measure/snp_digest.ts";
 import { ELF64_EHDR, ELF64_PHDR, ELF64_SHDR, ELF64_SYM } from "../lib/elf/elf64.ts";
 import { MONITOR_PARAMS } from "../lib/elf/monitor_params.ts";
-import { ACPI_TABLE_HEADER, ACPI_TABLE_RSDP } from "../lib/acpi/tables.ts";
+import { ACPI_TABLE_HEADER, ACPI_TABLE_RSDP } from "../acpi/tables.ts";
 
 const SIZES: [string, number, number][] = [
   ["IGVM_FIXED_HEADER", igvm.IGVM_FIXED_HEADER.size, 24],

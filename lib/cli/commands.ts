@@ -1,10 +1,10 @@
 /** The subcommands: `inspect`, `verify` and `measure` of an existing IGVM file. */
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../errors.ts";
 import { formatInspect, inspectIgvm } from "../igvm/inspect.ts";
 import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "../igvm/verify.ts";
 import { toHex } from "../bytes/le.ts";
 import { measurementJson } from "../generate.ts";
-import { writeFileAtomic } from "../write/atomic_file.ts";
+import { writeFileAtomic } from "../io/atomic_file.ts";
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];

@@ -1,14 +1,4 @@
-/** Errors the CLI reports in one line. */
-
-/** A bad command line: exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
-/** A bad input file or value, named in the message: exit code 1. */
-export class InputError extends Error {
-  override name = "InputError";
-}
+/** The one error sink's formatting: one line, or the whole chain when verbose. */
 
 /** The one line the sink prints for an error, with its causes' messages when they add any. */
 export function describeError(e: unknown): string {

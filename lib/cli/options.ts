@@ -3,7 +3,7 @@
  * `-name=value`, `--name value` and `--name=value`, and by unambiguous prefix (as
  * Python's argparse did).
  */
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../errors.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
 

@@ -1,9 +1,9 @@
 /** Fills a planned bzImage layout: boot_params, command line, cc_blob, tables, VMSA. */
-import type { AcpiImage } from "../acpi/acpi_image.ts";
+import type { AcpiImage } from "../../acpi/acpi_image.ts";
 import { encodeBootParams, encodeCcBlob } from "../bzimage/boot_params.ts";
 import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { PAGE_SIZE } from "../bytes/le.ts";
-import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
+import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
 import type { BzImageLayout } from "../layout/bzimage_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
 import {

@@ -1,9 +1,9 @@
 /** Generated pages every image has: ACPI, CPUID, GDT, page tables. */
-import type { AcpiImage } from "../acpi/acpi_image.ts";
+import type { AcpiImage } from "../../acpi/acpi_image.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
 import type { Range } from "../layout/guest_allocator.ts";
 import { SparseMemory } from "../layout/sparse_memory.ts";
-import { bytesReader } from "../write/file_reader.ts";
+import { bytesReader } from "../io/file_reader.ts";
 import { encodeCpuidPage } from "../x86/cpuid_page.ts";
 import { buildGdt, type Gdt } from "../x86/gdt.ts";
 import { buildPageTables } from "../x86/page_tables.ts";

@@ -1,12 +1,12 @@
 /** Fills a planned monitor layout: the flat image, tables, monitor_params, boot_params, VMSA. */
-import type { AcpiImage } from "../acpi/acpi_image.ts";
-import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
+import type { AcpiImage } from "../../acpi/acpi_image.ts";
+import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
 import { encodeBootParams } from "../bzimage/boot_params.ts";
 import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { encodeMonitorParams } from "../elf/monitor_params.ts";
 import type { ElfLayout } from "../layout/elf_layout.ts";
 import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
-import { bytesReader } from "../write/file_reader.ts";
+import { bytesReader } from "../io/file_reader.ts";
 import {
   type GuestCpuOptions,
   guestImageOf,

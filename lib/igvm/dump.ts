@@ -14,7 +14,7 @@ import {
 } from "./defs.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 import { IgvmFormatError } from "./reader.ts";
-import { openFileAccess } from "../write/file_reader.ts";
+import { openFileAccess } from "../io/file_reader.ts";
 
 export { IgvmFormatError };
 

@@ -40,10 +40,10 @@ import {
   SnpLaunchDigest,
 } from "../measure/snp_digest.ts";
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
-import { walkAcpiTables } from "../acpi/walk.ts";
+import { walkAcpiTables } from "../../acpi/walk.ts";
 
-export { type FileAccess, openFileAccess } from "../write/file_reader.ts";
-import type { FileAccess } from "../write/file_reader.ts";
+export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
+import type { FileAccess } from "../io/file_reader.ts";
 
 /** Reads and parses the header section of a file. */
 export async function readHeaders(file: FileAccess): Promise<IgvmFile> {

@@ -3,14 +3,14 @@
  * throws one of its own error classes. Anything else (TypeError, RangeError, a hang) is a
  * bug. Used by tests/fuzz_test.ts (bounded) and scripts/fuzz.ts (long runs).
  */
-import { BzImageError, parseSetupHeader } from "./bzimage/setup_header.ts";
-import { ElfError, flatBinary, parseElf64, symbolByName } from "./elf/elf64.ts";
-import { IgvmFormatError, parseIgvmHeaders } from "./igvm/reader.ts";
-import { verifyIgvm } from "./igvm/verify.ts";
-import { decodeLegacySnapshot, SnapshotError } from "./acpi/legacy_snapshot.ts";
-import { AcpiError, acpiFromLegacySnapshot } from "./acpi/acpi_image.ts";
-import { KeyError, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
-import { ConfigError, parseTeiConfig } from "./measure/tei_config.ts";
+import { BzImageError, parseSetupHeader } from "../lib/bzimage/setup_header.ts";
+import { ElfError, flatBinary, parseElf64, symbolByName } from "../lib/elf/elf64.ts";
+import { IgvmFormatError, parseIgvmHeaders } from "../lib/igvm/reader.ts";
+import { verifyIgvm } from "../lib/igvm/verify.ts";
+import { decodeLegacySnapshot, SnapshotError } from "../acpi/legacy_snapshot.ts";
+import { AcpiError, acpiFromLegacySnapshot } from "../acpi/acpi_image.ts";
+import { KeyError, parseP384PrivateKeyPem } from "../lib/measure/signing_key.ts";
+import { ConfigError, parseTeiConfig } from "../lib/measure/tei_config.ts";
 import { deflateSync } from "node:zlib";
 
 /** A parser under test, with the errors it may throw. */

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { unzipSync } from "fflate";
-import { alignDown, PAGE_SIZE } from "../bytes/le.ts";
+import { alignDown, PAGE_SIZE } from "../lib/bytes/le.ts";
 import { decodeLegacySnapshot, looksLikeLegacySnapshot } from "./legacy_snapshot.ts";
 import {
   ACPI_DEFAULT_END_ADDR,

@@ -3,7 +3,7 @@
  * on success: a failure leaves no partial file and an existing output untouched.
  */
 import { basename, dirname, join } from "node:path";
-import type { ByteSink } from "./igvm_writer.ts";
+import type { ByteSink } from "../write/igvm_writer.ts";
 import { readFullyAt } from "./file_reader.ts";
 
 /** A temporary file that becomes `path` on commit. */

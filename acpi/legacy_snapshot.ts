@@ -4,7 +4,7 @@
  * such a dict needs; anything else is rejected rather than interpreted.
  */
 import { inflateSync } from "node:zlib";
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { PAGE_SIZE } from "../lib/bytes/le.ts";
 
 /** A snapshot that cannot be read. */
 export class SnapshotError extends Error {

@@ -1,7 +1,7 @@
 /** Opening the user's input files: checks that name the file, and sizes for planning. */
-import { InputError } from "./cli/errors.ts";
-import type { ByteReader, StreamRegion } from "./layout/guest_image.ts";
-import { openFileRange } from "./write/file_reader.ts";
+import { InputError } from "../errors.ts";
+import type { ByteReader, StreamRegion } from "../layout/guest_image.ts";
+import { openFileRange } from "./file_reader.ts";
 
 /** Stats `path` as a readable regular file, with a message naming `what` and the path. */
 export async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {

@@ -1,5 +1,5 @@
 /** ACPI table headers (ACPI 6.x, 5.2): layouts, checksum. */
-import { defineLayout } from "../bytes/layout.ts";
+import { defineLayout } from "../lib/bytes/layout.ts";
 
 /** struct acpi_table_header (the SDT header), 0x24 bytes. */
 export const ACPI_TABLE_HEADER = defineLayout("acpi_table_header", 0x24, [
