@@ -1,0 +1,25 @@
+/**
+ * The launch updates a host's loader issues for an IGVM file: one SNP_LAUNCH_UPDATE per
+ * 4 KiB page, in the order the PSP sees them. Each loader (../shared/LOADERS.md) turns the
+ * same file into its own list; the SNP launch digest is the fold of that list.
+ */
+
+/** One 4 KiB SNP_LAUNCH_UPDATE as the PSP measures it (SNP firmware ABI, PAGE_INFO). */
+export interface LaunchUpdate {
+  /** SNP page type: SNP_PAGE_TYPE_NORMAL, _VMSA, _ZERO, _UNMEASURED, _SECRETS, _CPUID. */
+  pageType: number;
+  /** The RMP GPA that is measured (0xFFFFFFFFF000 for VMSAs under KVM). */
+  gpa: number;
+  /** The 48-byte contents digest: SHA-384 of the page for NORMAL and VMSA, else zeros. */
+  contents: Uint8Array;
+  /** Index of the directive in the file it comes from; -1 for a page the host adds. */
+  directive: number;
+}
+
+/** The host configuration a KVM loader's digest depends on (LOADERS.md §4.4). */
+export interface HostConfig {
+  /** vCPUs the VM is started with: every one gets a measured VMSA under KVM. */
+  vcpus: number;
+  /** CPUID(1).EAX of the vCPU model, which KVM puts in each AP's RDX. */
+  cpuSignature: number;
+}
