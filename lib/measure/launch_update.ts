@@ -3,6 +3,8 @@
  * 4 KiB page, in the order the PSP sees them. Each loader (../shared/LOADERS.md) turns the
  * same file into its own list; the SNP launch digest is the fold of that list.
  */
+import type { FileAccess } from "../io/file_reader.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
 
 /** One 4 KiB SNP_LAUNCH_UPDATE as the PSP measures it (SNP firmware ABI, PAGE_INFO). */
 export interface LaunchUpdate {
@@ -23,3 +25,13 @@ export interface HostConfig {
   /** CPUID(1).EAX of the vCPU model, which KVM puts in each AP's RDX. */
   cpuSignature: number;
 }
+
+/**
+ * A loader's model: the launch updates it issues for a file, in PSP order. `headers` is the
+ * parsed header section (lib/igvm/reader.ts), `file` gives the page data.
+ */
+export type LaunchUpdateSource = (
+  file: FileAccess,
+  headers: IgvmFile,
+  host: HostConfig,
+) => AsyncIterable<LaunchUpdate>;
