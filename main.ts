@@ -6,7 +6,8 @@ import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
 import { UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { generateIgvm } from "./lib/generate.ts";
-import { dumpIgvmFile } from "./lib/igvm/dump.ts";
+import { dumpIgvmFileText } from "./lib/file_operations.ts";
+import { generateRequestFrom } from "./lib/cli/request.ts";
 import { progressFor } from "./lib/cli/progress.ts";
 import { runSubcommand, type Subcommand, SUBCOMMANDS } from "./lib/cli/commands.ts";
 
@@ -27,9 +28,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return 0;
     }
     if (o.d) {
-      const text = await dumpIgvmFile(o.d).catch((e) => {
-        throw new Error(`cannot dump ${o.d}: ${describeError(e)}`, { cause: e });
-      });
+      const text = await dumpIgvmFileText({ file: o.d });
       await Deno.stdout.write(new TextEncoder().encode(text));
       return 0;
     }
@@ -43,9 +42,11 @@ export async function main(args: readonly string[]): Promise<number> {
     const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
     const stderrBytes = new TextEncoder();
     const showProgress = !quiet && Deno.stderr.isTerminal();
-    const result = await generateIgvm(o, {
+    const request = generateRequestFrom(o, {
       stdin: Deno.stdin.readable,
       stdout: Deno.stdout.writable,
+    });
+    const result = await generateIgvm(request, {
       progress: showProgress
         ? (image) => progressFor(image, (t) => Deno.stderr.writeSync(stderrBytes.encode(t)))
         : undefined,
@@ -56,7 +57,7 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     if (!quiet) {
       console.error(
-        `igvmgen: wrote ${result.output} (${result.totalSize} bytes, ${result.pageCount} pages${
+        `igvmgen: wrote ${o.o} (${result.totalSize} bytes, ${result.pageCount} pages${
           o.verify ? ", verified" : ""
         }); launch measurement ${result.launchMeasurement}`,
       );

@@ -28,6 +28,7 @@ export interface AcpiImage {
 
 /** An ACPI source that cannot be used. */
 export class AcpiError extends Error {
+  /** The class name, for messages and logs. */
   override name = "AcpiError";
 }
 

@@ -8,6 +8,7 @@ import { PAGE_SIZE } from "../lib/bytes/le.ts";
 
 /** A snapshot that cannot be read. */
 export class SnapshotError extends Error {
+  /** The class name, for messages and logs. */
   override name = "SnapshotError";
 }
 

@@ -5,17 +5,16 @@
 import { type AcpiImage, loadAcpi } from "../acpi/acpi_image.ts";
 import { builtinAcpi } from "../acpi/builtin.ts";
 import { InputError, UsageError } from "./errors.ts";
-import type { Options } from "./cli/options.ts";
+import {
+  type GenerateRequest,
+  type ResolvedRequest,
+  resolveGenerateRequest,
+} from "./generate_request.ts";
 import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
 import { toHex } from "./bytes/le.ts";
 import { buildBzImageGuest } from "./guest/bzimage_guest.ts";
-import {
-  fileSource,
-  type InputSource,
-  readInputFile,
-  removeSpools,
-  spoolToTempFile,
-} from "./io/inputs.ts";
+import { holdSpools, type InputSource, removeSpools } from "./io/inputs.ts";
+import { inputName, inputSource, readSmallInput } from "./io/input_source.ts";
 import { type EarlyArea, planBzImageLayout } from "./layout/bzimage_layout.ts";
 import { planElfLayout } from "./layout/elf_layout.ts";
 import { buildElfGuest } from "./guest/elf_guest.ts";
@@ -28,35 +27,32 @@ import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./meas
 import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
+import { measurementJson } from "./measure/measurement_json.ts";
 import { verifyIgvm } from "./igvm/verify.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
-  output: string;
+  /** The path written; absent when the output was a stream. */
+  output?: string;
+  /** The SNP launch digest (SHA-384), 96 hex digits. */
   launchMeasurement: string;
+  /** The file's size in bytes. */
   totalSize: number;
+  /** Guest pages the file declares, one page header each. */
   pageCount: number;
+  /** Pages that carry data in the file. */
   dataPages: number;
+  /** True when no signing key was given and the ID block was signed with a fresh key. */
   generatedKey: boolean;
+  /** The measurement JSON, as written to `measurementFile`. */
   measurementJson: string;
 }
 
-/** The environment of a run: standard input and output, notices, progress. */
+/** The environment of a run: notices and progress. */
 export interface GenerateIo {
-  stdin?: ReadableStream<Uint8Array>;
-  stdout?: WritableStream<Uint8Array>;
   notice?: (message: string) => void;
   /** Called once the image is planned; returns a per-batch progress callback, if wanted. */
   progress?: (image: GuestImage) => ((pagesDone: number, pageCount: number) => void) | undefined;
-}
-
-/** The measurement JSON as the original writes it (indent 2, no trailing newline). */
-export function measurementJson(svn: string, launchMeasurement: string): string {
-  return JSON.stringify(
-    { "x-ms-sevsnpvm-guestsvn": svn, "x-ms-sevsnpvm-launchmeasurement": launchMeasurement },
-    null,
-    2,
-  );
 }
 
 async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>): Promise<T> {
@@ -68,41 +64,36 @@ async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>)
   }
 }
 
-async function loadKey(o: Options): Promise<{ key: P384Key; generated: boolean }> {
-  if (!o.sign_key) return { key: generateP384Key(), generated: true };
-  const pem = await readInputFile(o.sign_key, "signing key");
+async function loadKey(req: ResolvedRequest): Promise<{ key: P384Key; generated: boolean }> {
+  if (!req.signKey) return { key: generateP384Key(), generated: true };
+  const pem = await readSmallInput(req.signKey, "signing key");
   const key = await wrapInput(
     "signing key",
-    o.sign_key,
+    inputName(req.signKey),
     () => parseP384PrivateKeyPem(new TextDecoder().decode(pem)),
   );
   return { key, generated: false };
 }
 
-async function loadConfig(o: Options): Promise<IdBlockConfig> {
-  if (!o.config_file) return defaultIdBlockConfig();
-  const text = await readInputFile(o.config_file, "config file");
+async function loadConfig(req: ResolvedRequest): Promise<IdBlockConfig> {
+  if (!req.teiConfig) return defaultIdBlockConfig();
+  const text = await readSmallInput(req.teiConfig, "config file");
   return wrapInput(
     "config file",
-    o.config_file,
+    inputName(req.teiConfig),
     () => parseTeiConfig(new TextDecoder().decode(text)),
   );
 }
 
-async function loadAcpiFor(o: Options): Promise<AcpiImage> {
-  if (!o.acpi_dir) return builtinAcpi(o.acpi_profile, o.vcpus);
-  const dir = o.acpi_dir;
+async function loadAcpiFor(req: ResolvedRequest): Promise<AcpiImage> {
+  if (!req.acpi) return builtinAcpi(req.acpiProfile, req.vcpus);
+  const dir = req.acpi;
   return await wrapInput("ACPI source", dir, () => loadAcpi(dir));
 }
 
-async function openKernel(o: Options, io: GenerateIo): Promise<InputSource> {
-  if (!o.kernel) throw new UsageError("no kernel: give -kernel FILE (or - for standard input)");
-  if (o.kernel === "-") {
-    if (!io.stdin) throw new UsageError("the kernel is - but there is no standard input");
-    const spooled = await spoolToTempFile(io.stdin, "the kernel from standard input");
-    return await fileSource(spooled, "kernel", "kernel (standard input)");
-  }
-  return await fileSource(o.kernel, "kernel");
+async function openKernel(req: ResolvedRequest): Promise<InputSource> {
+  if (!req.kernel) throw new UsageError("no kernel: give -kernel FILE (or - for standard input)");
+  return await inputSource(req.kernel, "kernel");
 }
 
 /** Parses the setup header of a bzImage source, naming it in errors. */
@@ -135,9 +126,12 @@ async function readElf(source: InputSource) {
   }
 }
 
-async function earlyAreasFor(o: Options, initSize: number): Promise<EarlyArea[] | undefined> {
-  if (!o.symbol_elf) return undefined;
-  const source = await fileSource(o.symbol_elf, "symbol ELF");
+async function earlyAreasFor(
+  req: ResolvedRequest,
+  initSize: number,
+): Promise<EarlyArea[] | undefined> {
+  if (!req.symbolElf) return undefined;
+  const source = await inputSource(req.symbolElf, "symbol ELF");
   const elf = await readElf(source);
   try {
     return earlyAreasFromSymbols(elf, initSize);
@@ -146,11 +140,11 @@ async function earlyAreasFor(o: Options, initSize: number): Promise<EarlyArea[] 
   }
 }
 
-async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
-  if (o.rdinit || o.shared_payload || o.symbol_elf) {
+async function planElf(req: ResolvedRequest): Promise<GuestImage> {
+  if (req.initrd || req.sharedPayload || req.symbolElf) {
     throw new UsageError("-inform elf takes no -rdinit, -shared_payload or -symbol_elf");
   }
-  const kernel = await openKernel(o, io);
+  const kernel = await openKernel(req);
   const elf = await readElf(kernel);
   let image: Uint8Array;
   let text;
@@ -165,16 +159,16 @@ async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
       `cannot use ${kernel.name}: the entry point 0x${elf.entry.toString(16)} is before .text`,
     );
   }
-  const vmpl2 = o.vmpl2_kernel ? await fileSource(o.vmpl2_kernel, "VMPL2 kernel") : undefined;
+  const vmpl2 = req.vmpl2Kernel ? await inputSource(req.vmpl2Kernel, "VMPL2 kernel") : undefined;
   const vmpl2Header = vmpl2 ? await readSetupHeader(vmpl2) : undefined;
-  const acpi = await loadAcpiFor(o);
-  const cmdline = new TextEncoder().encode(o.append + "\0");
+  const acpi = await loadAcpiFor(req);
+  const cmdline = new TextEncoder().encode(req.cmdline + "\0");
   let layout;
   try {
     layout = planElfLayout({
       acpiEnd: acpi.endAddr,
-      bootMode: o.boot_mode,
-      pgtableLevel: o.pgtable_level as 2 | 4,
+      bootMode: req.bootMode,
+      pgtableLevel: req.pgtableLevel,
       cmdlineLength: cmdline.length,
       imageLength: image.length,
       entryOffset: elf.entry - text.addr,
@@ -192,28 +186,28 @@ async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
     image,
     vmpl2Kernel: vmpl2 ? { ...vmpl2.region(0), gpa: layout.vmpl2Kernel } : undefined,
     vmpl2Header,
-    bootMode: o.boot_mode,
-    arch: o.arch,
-    svme: o.svme,
-    encryptedPage: o.encrypted_page,
-    highestVtl: o.vtl,
+    bootMode: req.bootMode,
+    arch: req.arch,
+    svme: req.svme,
+    encryptedPage: req.encryptedPage,
+    highestVtl: req.vtl,
   });
 }
 
-async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
-  if (o.vmpl2_kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
-  const kernel = await openKernel(o, io);
+async function planBzImage(req: ResolvedRequest, io: GenerateIo): Promise<GuestImage> {
+  if (req.vmpl2Kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
+  const kernel = await openKernel(req);
   const header = await readSetupHeader(kernel);
-  const initrd = o.rdinit ? await fileSource(o.rdinit, "initrd") : undefined;
+  const initrd = req.initrd ? await inputSource(req.initrd, "initrd") : undefined;
   let shared: InputSource | undefined;
-  if (o.inform === "bzImage2") {
-    if (!o.shared_payload) throw new UsageError("-inform bzImage2 needs -shared_payload FILE");
-    shared = await fileSource(o.shared_payload, "shared payload");
-  } else if (o.shared_payload) {
+  if (req.kernelFormat === "bzImage2") {
+    if (!req.sharedPayload) throw new UsageError("-inform bzImage2 needs -shared_payload FILE");
+    shared = await inputSource(req.sharedPayload, "shared payload");
+  } else if (req.sharedPayload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
-  const acpi = await loadAcpiFor(o);
-  const cmdline = new TextEncoder().encode(o.append);
+  const acpi = await loadAcpiFor(req);
+  const cmdline = new TextEncoder().encode(req.cmdline);
   const payload = kernel.region(header.payloadOffset);
   if (payload.length < header.announcedPayload) {
     io.notice?.(
@@ -228,10 +222,10 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
       cmdlineLength: cmdline.length,
       initrdLength: initrd?.size ?? 0,
       acpiEnd: acpi.endAddr,
-      bootMode: o.boot_mode,
-      pvalidateOpt: o.pvalidate_opt,
+      bootMode: req.bootMode,
+      pvalidateOpt: req.pvalidateOpt,
       sharedPayloadLength: shared?.size,
-      earlyAreas: await earlyAreasFor(o, header.initSize),
+      earlyAreas: await earlyAreasFor(req, header.initSize),
     });
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
@@ -244,11 +238,11 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
     kernelPayload: { ...payload, gpa: layout.kernelBase },
     initrd: initrd ? { ...initrd.region(0), gpa: layout.initrd } : undefined,
     sharedPayload: shared ? { ...shared.region(0), gpa: layout.sharedPayload!.start } : undefined,
-    bootMode: o.boot_mode,
-    arch: o.arch,
-    svme: o.svme,
-    encryptedPage: o.encrypted_page,
-    highestVtl: o.vtl,
+    bootMode: req.bootMode,
+    arch: req.arch,
+    svme: req.svme,
+    encryptedPage: req.encryptedPage,
+    highestVtl: req.vtl,
   });
 }
 
@@ -297,40 +291,46 @@ async function checkOutputPath(path: string, what: string): Promise<void> {
 }
 
 /**
- * Runs a generation: validates the options, writes `-o` (a file, or standard output for
- * `-`) and `-measurement_file`. Outputs appear only when everything succeeded.
+ * Runs a generation: checks the request, writes `output` (a file, or a stream) and
+ * `measurementFile`. Outputs appear only when everything succeeded.
  */
-export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<GenerateResult> {
-  if (!o.o) throw new UsageError("no output: give -o FILE");
-  const toStdout = o.o === "-";
-  if (toStdout && !io.stdout) throw new UsageError("-o - needs a standard output");
-  if (!toStdout) await checkOutputPath(o.o, "output");
-  if (o.measurement_file) await checkOutputPath(o.measurement_file, "measurement file");
+export async function generateIgvm(
+  request: GenerateRequest,
+  io: GenerateIo = {},
+): Promise<GenerateResult> {
+  const req = resolveGenerateRequest(request);
+  const output = req.output;
+  const toStdout = typeof output !== "string";
+  if (!toStdout) await checkOutputPath(output, "output");
+  if (req.measurementFile) await checkOutputPath(req.measurementFile, "measurement file");
+  holdSpools();
   try {
-    const config = await loadConfig(o);
-    const { key, generated } = await loadKey(o);
-    const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
-    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(o.o)).catch((e) => {
-      throw new InputError((e as Error).message, { cause: e });
-    });
+    const config = await loadConfig(req);
+    const { key, generated } = await loadKey(req);
+    const image = req.kernelFormat === "elf" ? await planElf(req) : await planBzImage(req, io);
+    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(output)).catch(
+      (e) => {
+        throw new InputError((e as Error).message, { cause: e });
+      },
+    );
     try {
       const written = await writeIgvm(
         image,
         out,
-        (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
+        (digest) => encodeIgvmIdBlock(digest, config, key, req.signDeterministic),
         config.policy,
         io.progress?.(image),
       );
-      await selfCheck(out, written, o.verify);
+      await selfCheck(out, written, req.verify);
       const launchMeasurement = toHex(written.launchDigest);
-      const json = measurementJson(o.svn, launchMeasurement);
-      if (o.measurement_file) {
-        await writeFileAtomic(o.measurement_file, new TextEncoder().encode(json));
+      const json = measurementJson(req.svn, launchMeasurement);
+      if (req.measurementFile) {
+        await writeFileAtomic(req.measurementFile, new TextEncoder().encode(json));
       }
-      if (toStdout) await out.commitTo(io.stdout!);
+      if (toStdout) await out.commitTo(output);
       else await out.commit();
       return {
-        output: o.o,
+        output: toStdout ? undefined : output,
         launchMeasurement,
         totalSize: written.totalSize,
         pageCount: written.pageCount,

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { parseOptions } from "../lib/cli/options.ts";
 import { generateIgvm } from "../lib/generate.ts";
+import { generateRequestFrom } from "../lib/cli/request.ts";
 import { bootSmoke, buildInitramfs, SMOKE_CMDLINE, smokePrerequisites } from "../lib/boot/smoke.ts";
 
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
@@ -41,7 +42,7 @@ export async function buildSmokeImage(
   args: string[],
 ): Promise<Uint8Array> {
   const out = join(dir, "smoke.igvm");
-  await generateIgvm(
+  await generateIgvm(generateRequestFrom(
     parseOptions([
       "-o",
       out,
@@ -53,7 +54,7 @@ export async function buildSmokeImage(
       initramfs,
       ...args,
     ]),
-  );
+  ));
   return await Deno.readFile(out);
 }
 

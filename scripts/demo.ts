@@ -3,8 +3,7 @@
  * builds a small synthetic bzImage, generates an IGVM file with the built-in ACPI tables,
  * writes it and its measurement JSON (default folder: out/demo), and prints a summary.
  */
-import { parseOptions } from "../lib/cli/options.ts";
-import { generateIgvm } from "../lib/generate.ts";
+import { generate } from "../mod.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { makeBzImage } from "./fixtures.ts";
 
@@ -13,22 +12,16 @@ await Deno.mkdir(outDir, { recursive: true });
 const kernelPath = `${outDir}/synthetic-bzImage`;
 await Deno.writeFile(kernelPath, makeBzImage({ payloadLength: 256 * 1024 }));
 
-const options = parseOptions([
-  "-o",
-  `${outDir}/demo.igvm`,
-  "-kernel",
-  kernelPath,
-  "-append",
-  "console=ttyS0 panic=-1",
-  "-boot_mode",
-  "x64",
-  "-vcpus",
-  "2",
-  "-measurement_file",
-  `${outDir}/demo.json`,
-]);
-const result = await generateIgvm(options);
-const file = readIgvmFile(await Deno.readFile(result.output));
+const output = `${outDir}/demo.igvm`;
+const result = await generate({
+  output,
+  kernel: kernelPath,
+  cmdline: "console=ttyS0 panic=-1",
+  bootMode: "x64",
+  vcpus: 2,
+  measurementFile: `${outDir}/demo.json`,
+});
+const file = readIgvmFile(await Deno.readFile(output));
 const counts = new Map<string, number>();
 for (const d of file.directives) counts.set(d.name, (counts.get(d.name) ?? 0) + 1);
 
@@ -37,7 +30,7 @@ console.log(
 );
 console.log(`  kernel:       ${kernelPath}`);
 console.log(
-  `  IGVM file:    ${result.output} (${result.totalSize} bytes, ${result.pageCount} guest pages, ${result.dataPages} with data)`,
+  `  IGVM file:    ${output} (${result.totalSize} bytes, ${result.pageCount} guest pages, ${result.dataPages} with data)`,
 );
 console.log(`  measurement:  ${outDir}/demo.json`);
 console.log(`  launch digest ${result.launchMeasurement}`);

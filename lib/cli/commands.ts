@@ -1,10 +1,7 @@
 /** The subcommands: `inspect`, `verify` and `measure` of an existing IGVM file. */
 import { UsageError } from "../errors.ts";
-import { formatInspect, inspectIgvm } from "../igvm/inspect.ts";
-import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "../igvm/verify.ts";
-import { toHex } from "../bytes/le.ts";
-import { measurementJson } from "../generate.ts";
-import { writeFileAtomic } from "../io/atomic_file.ts";
+import { formatInspect } from "../igvm/inspect.ts";
+import { inspectIgvmFile, measureIgvmFile, verifyIgvmFile } from "../file_operations.ts";
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
@@ -70,44 +67,31 @@ export async function runSubcommand(
     return 0;
   }
   const o = parseSubOptions(command, args);
-  const file = await openFileAccess(o.file).catch((e) => {
-    throw new Error(`cannot read ${o.file}: ${(e as Error).message}`, { cause: e });
-  });
-  try {
-    const named = (e: unknown) => new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
-    if (command === "inspect") {
-      const report = await inspectIgvm(file, o.file).catch((e) => Promise.reject(named(e)));
-      print(o.json ? JSON.stringify(report, null, 2) : formatInspect(report));
-      return 0;
-    }
-    if (command === "verify") {
-      const report = await verifyIgvm(file).catch((e) => Promise.reject(named(e)));
-      if (o.json) print(JSON.stringify({ file: o.file, ...report }, null, 2));
-      else if (report.ok) {
-        for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
-        print(
-          `${o.file}: OK (launch digest ${report.launchDigest}, signature valid, ACPI ${
-            report.acpiTables.length
-              ? report.acpiTables.map((t) => t.split("@")[0]).join(" ")
-              : "none"
-          })`,
-        );
-      } else for (const p of report.problems) print(`${o.file}: ${p}`);
-      return report.ok ? 0 : 1;
-    }
-    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
-    const digest = toHex(
-      await computeLaunchDigest(file, headers).catch((e) => Promise.reject(named(e))),
-    );
-    print(digest);
-    if (o.measurementFile) {
-      await writeFileAtomic(
-        o.measurementFile,
-        new TextEncoder().encode(measurementJson(o.svn, digest)),
-      );
-    }
+  if (command === "inspect") {
+    const report = await inspectIgvmFile({ file: o.file });
+    print(o.json ? JSON.stringify(report, null, 2) : formatInspect(report));
     return 0;
-  } finally {
-    file.close();
   }
+  if (command === "verify") {
+    const report = await verifyIgvmFile({ file: o.file });
+    if (o.json) print(JSON.stringify({ file: o.file, ...report }, null, 2));
+    else if (report.ok) {
+      for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
+      print(
+        `${o.file}: OK (launch digest ${report.launchDigest}, signature valid, ACPI ${
+          report.acpiTables.length
+            ? report.acpiTables.map((t) => t.split("@")[0]).join(" ")
+            : "none"
+        })`,
+      );
+    } else for (const p of report.problems) print(`${o.file}: ${p}`);
+    return report.ok ? 0 : 1;
+  }
+  const result = await measureIgvmFile({
+    file: o.file,
+    svn: o.svn,
+    measurementFile: o.measurementFile,
+  });
+  print(result.launchDigest);
+  return 0;
 }

@@ -34,24 +34,39 @@ export type PageKind =
 
 /** A run of consecutive pages of one kind. */
 export interface PageRange {
+  /** The first GPA, as hex. */
   start: string;
+  /** The GPA after the last page, as hex. */
   end: string;
+  /** Pages in the range. */
   pages: number;
+  /** What the pages are. */
   kind: PageKind;
 }
 
 /** The `inspect --json` document. */
 export interface InspectReport {
+  /** The schema and its version. */
   schema: "igvmgen-inspect/1";
+  /** The file's name as given. */
   file: string;
+  /** The file's size in bytes. */
   size: number;
+  /** The IGVM format version. */
   formatVersion: number;
+  /** The supported platforms: type, highest VTL, platform version. */
   platforms: { type: string; highestVtl: number; version: number }[];
+  /** The SNP policy, as hex. */
   policy?: string;
+  /** Page counts: all pages, pages with data in the file, and pages by kind. */
   pages: { total: number; withData: number; byKind: Record<PageKind, number> };
+  /** Runs of consecutive pages of one kind, in file order. */
   ranges: PageRange[];
+  /** Parameter areas: index, size, and the GPA they are inserted at. */
   parameterAreas: { index: number; bytes: number; insertedAt?: string }[];
+  /** The VMSAs: GPA, VP index and key registers as hex. */
   vmsa: { gpa: string; vpIndex: number; registers: Record<string, string> }[];
+  /** The ID block, decoded, with whether its signature verifies. */
   idBlock?: {
     familyId: string;
     imageId: string;
@@ -62,6 +77,7 @@ export interface InspectReport {
     publicKeyY: string;
     signatureValid: boolean;
   };
+  /** The SNP launch digest recomputed from the directives. */
   launchDigest: string;
 }
 

@@ -17,6 +17,7 @@ import {
 } from "./defs.ts";
 /** A file that is not a readable IGVM file. */
 export class IgvmFormatError extends Error {
+  /** The class name, for messages and logs. */
   override name = "IgvmFormatError";
 }
 

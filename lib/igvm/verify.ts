@@ -68,27 +68,43 @@ export async function readHeaders(file: FileAccess): Promise<IgvmFile> {
 
 /** The ID block of a file, decoded. */
 export interface IdBlockInfo {
+  /** The launch digest the block states, 96 hex digits. */
   ld: string;
+  /** FAMILY_ID, 32 hex digits in file order. */
   familyId: string;
+  /** IMAGE_ID, 32 hex digits in file order. */
   imageId: string;
+  /** VERSION (1). */
   version: number;
+  /** GUEST_SVN. */
   guestSvn: number;
+  /** ID_KEY_ALGO: 1 is ECDSA P-384 with SHA-384. */
   idKeyAlgorithm: number;
+  /** The public key's curve: 2 is P-384. */
   curve: number;
+  /** The public key's X coordinate, big-endian hex. */
   publicKeyX: string;
+  /** The public key's Y coordinate, big-endian hex. */
   publicKeyY: string;
+  /** Whether the signature verifies with the block's public key. */
   signatureValid: boolean;
 }
 
 /** Everything `verify` found. */
 export interface VerifyReport {
+  /** True when there is no problem (warnings allowed). */
   ok: boolean;
+  /** Each problem found, one sentence each. */
   problems: string[];
   /** Departures from specifications that loaders accept (e.g. the original's unaligned FACS). */
   warnings: string[];
+  /** The SNP launch digest recomputed from the directives, 96 hex digits ("" if impossible). */
   launchDigest: string;
+  /** The SNP policy, as hex (`0x...`). */
   policy?: string;
+  /** The ID block, decoded. */
   idBlock?: IdBlockInfo;
+  /** The ACPI tables found from the RSDP, as `SIGNATURE@0xGPA`. */
   acpiTables: string[];
 }
 

@@ -53,8 +53,21 @@ export async function spoolToTempFile(
   return path;
 }
 
-/** Removes the spool files of this run. */
+/** Runs under way that may still read their spools (library calls can overlap). */
+let spoolHolders = 0;
+
+/** Marks the start of a run that spools; pair each call with one `removeSpools()`. */
+export function holdSpools(): void {
+  spoolHolders++;
+}
+
+/**
+ * Ends a run's hold on the spool files; the files are removed when no other run holds
+ * them (at once when nothing called `holdSpools()`).
+ */
 export async function removeSpools(): Promise<void> {
+  spoolHolders = Math.max(0, spoolHolders - 1);
+  if (spoolHolders > 0) return;
   while (spools.length) await Deno.remove(spools.pop()!).catch(() => {});
 }
 

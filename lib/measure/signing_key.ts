@@ -11,6 +11,7 @@ export interface P384Key {
 
 /** A key that cannot be used. */
 export class KeyError extends Error {
+  /** The class name, for messages and logs. */
   override name = "KeyError";
 }
 

@@ -14,6 +14,7 @@ export interface IdBlockConfig {
 
 /** A config file that cannot be used. */
 export class ConfigError extends Error {
+  /** The class name, for messages and logs. */
   override name = "ConfigError";
 }
 

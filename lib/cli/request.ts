@@ -1,0 +1,54 @@
+/** The command line's options as the library's request: the CLI's only translation step. */
+import type { GenerateRequest } from "../generate_request.ts";
+import type { Input } from "../io/input_source.ts";
+import type { Options } from "./options.ts";
+import { UsageError } from "../errors.ts";
+
+/** Where `-` leads: the process's standard input and output. */
+export interface StandardStreams {
+  stdin?: ReadableStream<Uint8Array>;
+  stdout?: WritableStream<Uint8Array>;
+}
+
+/**
+ * The generation request of parsed options. `-` as the kernel reads standard input, `-o -`
+ * writes standard output. Every option the user could give is passed on, defaults included,
+ * except `-acpi_profile` and `-vcpus` with `-acpi_dir` (parseOptions rejects those when
+ * given). `-start_addr`, which the original ignores too, has no field.
+ */
+export function generateRequestFrom(o: Options, std: StandardStreams = {}): GenerateRequest {
+  if (!o.o) throw new UsageError("no output: give -o FILE");
+  if (o.o === "-" && !std.stdout) throw new UsageError("-o - needs a standard output");
+  if (o.kernel === "-" && !std.stdin) {
+    throw new UsageError("the kernel is - but there is no standard input");
+  }
+  const kernel: Input | undefined = o.kernel === "-"
+    ? { stream: std.stdin!, name: "standard input" }
+    : o.kernel || undefined; // an empty name is "no kernel", reported where it always was
+  return {
+    output: o.o === "-" ? std.stdout! : o.o,
+    kernel: kernel!,
+    kernelFormat: o.inform,
+    cmdline: o.append,
+    initrd: o.rdinit,
+    bootMode: o.boot_mode,
+    vtl: o.vtl,
+    arch: o.arch,
+    pvalidateOpt: o.pvalidate_opt,
+    encryptedPage: o.encrypted_page,
+    svme: o.svme,
+    acpi: o.acpi_dir,
+    acpiProfile: o.acpi_dir ? undefined : o.acpi_profile,
+    vcpus: o.acpi_dir ? undefined : o.vcpus,
+    sharedPayload: o.shared_payload,
+    signKey: o.sign_key,
+    signDeterministic: o.sign_deterministic,
+    teiConfig: o.config_file,
+    measurementFile: o.measurement_file,
+    svn: o.svn,
+    symbolElf: o.symbol_elf,
+    vmpl2Kernel: o.vmpl2_kernel,
+    pgtableLevel: o.pgtable_level as 2 | 4,
+    verify: o.verify,
+  };
+}

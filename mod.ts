@@ -1,0 +1,179 @@
+/**
+ * igvmgen as a library: build IGVM images for AMD SEV-SNP guests, and measure, verify,
+ * inspect and dump any IGVM file. The `igvmgen` command is a thin layer over these
+ * functions, so a request here gives the same bytes as the same options on the command line.
+ *
+ * Requests are plain objects with camelCase fields; every generation option of the original
+ * igvmgen has one (`-append` is `cmdline`, `-rdinit` is `initrd`, `-acpi_dir` is `acpi`, ...).
+ * Inputs are file paths or byte streams (`ReadableStream<Uint8Array>`: a `fetch()` body,
+ * `Deno.stdin.readable`). Results are plain data. Failures throw {@link UsageError} (a bad
+ * request) or {@link InputError} (a bad input file or value), with the parser's own error
+ * as `cause`.
+ *
+ * Generating needs read and write permission (for temporary files and the output), and
+ * `--allow-run=iasl` only when `.dsl` ACPI tables are compiled.
+ *
+ * @example Generate an image from a kernel fetched over HTTP, then verify it
+ * ```ts ignore
+ * import { generate, verify } from "@igvmgen/igvmgen";
+ *
+ * const response = await fetch("https://example.com/bzImage");
+ * const result = await generate({
+ *   output: "guest.igvm",
+ *   kernel: response.body!,
+ *   cmdline: "console=ttyS0",
+ *   bootMode: "x64",
+ *   signKey: "id-key.pem",
+ * });
+ * console.log(result.launchMeasurement);
+ *
+ * const report = await verify({ file: "guest.igvm" });
+ * if (!report.ok) throw new Error(report.problems.join("; "));
+ * ```
+ *
+ * @example Measure an existing file
+ * ```ts ignore
+ * import { measure } from "@igvmgen/igvmgen";
+ *
+ * const { launchDigest } = await measure({ file: "guest.igvm" });
+ * ```
+ *
+ * @module
+ */
+import { generateIgvm, type GenerateResult } from "./lib/generate.ts";
+import type { GenerateRequest } from "./lib/generate_request.ts";
+import {
+  dumpIgvmFileText,
+  type IgvmFileRequest,
+  inspectIgvmFile,
+  type InspectRequest,
+  measureIgvmFile,
+  type MeasureRequest,
+  type MeasureResult,
+  verifyIgvmFile,
+} from "./lib/file_operations.ts";
+import type { InspectReport } from "./lib/igvm/inspect.ts";
+import type { VerifyReport } from "./lib/igvm/verify.ts";
+
+export type { GenerateResult } from "./lib/generate.ts";
+export type {
+  AcpiProfileName,
+  BootMode,
+  CpuVendor,
+  GenerateRequest,
+  KernelFormat,
+} from "./lib/generate_request.ts";
+export type { Input, NamedStream } from "./lib/io/input_source.ts";
+export type {
+  IgvmFileRequest,
+  InspectRequest,
+  MeasureRequest,
+  MeasureResult,
+} from "./lib/file_operations.ts";
+export type { IdBlockInfo, VerifyReport } from "./lib/igvm/verify.ts";
+export type { InspectReport, PageKind, PageRange } from "./lib/igvm/inspect.ts";
+export { InputError, UsageError } from "./lib/errors.ts";
+export { IgvmFormatError } from "./lib/igvm/reader.ts";
+export { KeyError } from "./lib/measure/signing_key.ts";
+export { ConfigError } from "./lib/measure/tei_config.ts";
+export { AcpiError } from "./acpi/acpi_image.ts";
+export { SnapshotError } from "./acpi/legacy_snapshot.ts";
+
+/** How a caller follows a generation. */
+export interface GenerateOptions {
+  /** Warnings worth showing a user (e.g. a kernel shorter than its header announces). */
+  onNotice?: (message: string) => void;
+  /** Called after each batch of pages is written, with the pages done and the total. */
+  onProgress?: (pagesDone: number, pageCount: number) => void;
+}
+
+/**
+ * Generates an IGVM file: reads the kernel (and initrd, payloads, key and config), lays
+ * out the guest, writes and measures the image, signs the ID block, and reads the file back
+ * to check it before committing it. The output, and `measurementFile` when given, appear
+ * only when everything succeeded; on failure an existing output is left untouched.
+ *
+ * Stream inputs are copied to a temporary file first (the layout needs the size), in
+ * bounded memory; memory stays at a few MiB whatever the input sizes.
+ *
+ * @example Build from a kernel on disk with a deterministic signature
+ * ```ts ignore
+ * const result = await generate({
+ *   output: "out.igvm",
+ *   kernel: "bzImage",
+ *   cmdline: "console=ttyS0",
+ *   initrd: "initrd.img",
+ *   signKey: "key.pem",
+ *   signDeterministic: true,
+ *   measurementFile: "out.json",
+ * });
+ * ```
+ *
+ * @param request What to build; `output` and `kernel` are required, the rest defaults as in
+ *   the original igvmgen.
+ * @param options Callbacks for notices and progress.
+ * @returns The launch measurement, the sizes and the measurement JSON.
+ * @throws {UsageError} A field has a bad value, or fields that do not go together are given.
+ * @throws {InputError} An input is missing, unreadable or malformed (the message names it).
+ */
+export function generate(
+  request: GenerateRequest,
+  options: GenerateOptions = {},
+): Promise<GenerateResult> {
+  const onProgress = options.onProgress;
+  return generateIgvm(request, {
+    notice: options.onNotice,
+    progress: onProgress ? () => onProgress : undefined,
+  });
+}
+
+/**
+ * Recomputes the SNP launch digest of an IGVM file from its directives, as the PSP computes
+ * it, and gives the measurement JSON the original igvmgen writes.
+ *
+ * @param request The file, and optionally the guest SVN and a path for the JSON.
+ * @returns The launch digest (96 hex digits) and the measurement JSON.
+ * @throws {InputError} The file cannot be read or is not a well-formed IGVM file.
+ */
+export function measure(request: MeasureRequest): Promise<MeasureResult> {
+  return measureIgvmFile(request);
+}
+
+/**
+ * Checks an IGVM file with igvmgen's own reader: the format (magic, sizes, CRC-32, header
+ * types and lengths, alignment, data placement), the recomputed launch digest against the ID
+ * block's, the ID block's ECDSA P-384 signature, and the ACPI tables in the image. Problems
+ * are listed in the report, not thrown.
+ *
+ * @param request The file.
+ * @returns `ok`, the problems and warnings, the launch digest, policy, ID block and tables.
+ * @throws {InputError} The file cannot be read, or its header section cannot be parsed.
+ */
+export function verify(request: IgvmFileRequest): Promise<VerifyReport> {
+  return verifyIgvmFile(request);
+}
+
+/**
+ * Summarises an IGVM file: platforms, policy, page ranges by kind, parameter areas, VMSA
+ * registers and the ID block. The report is the `inspect --json` document (schema
+ * `igvmgen-inspect/1`).
+ *
+ * @param request The file, and the name the report gives it.
+ * @returns The report.
+ * @throws {InputError} The file cannot be read or is not a well-formed IGVM file.
+ */
+export function inspect(request: InspectRequest): Promise<InspectReport> {
+  return inspectIgvmFile(request);
+}
+
+/**
+ * The original igvmgen's text dump of an IGVM file (`-d`), line for line: the fixed header,
+ * each variable header with its offset, and the VMSA of each VP context.
+ *
+ * @param request The file.
+ * @returns The dump, ending with a newline.
+ * @throws {InputError} The file cannot be read or is not an IGVM file.
+ */
+export function dump(request: IgvmFileRequest): Promise<string> {
+  return dumpIgvmFileText(request);
+}
