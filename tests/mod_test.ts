@@ -1,0 +1,309 @@
+/**
+ * The library as another program uses it: only `mod.ts` is imported. Every golden case of
+ * ../shared/golden/cases.json is rebuilt through `generate()` with the kernel given as a
+ * `ReadableStream`, and must equal the original's bytes; the file operations are checked on
+ * the original's files.
+ */
+import {
+  dump,
+  generate,
+  type GenerateRequest,
+  InputError,
+  inspect,
+  measure,
+  UsageError,
+  verify,
+} from "../mod.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
+
+const SHARED = new URL("../../shared/", import.meta.url).pathname;
+const HAVE_SHARED = (() => {
+  try {
+    return Deno.statSync(`${SHARED}golden/cases.json`).isFile;
+  } catch {
+    return false;
+  }
+})();
+const HAVE_IASL = (() => {
+  try {
+    new Deno.Command("iasl", { args: ["-v"], stdout: "null", stderr: "null" }).outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const FIXTURES = `${SHARED}fixtures`;
+const ACPI = `${SHARED}reference/igvm-tooling/acpi`;
+
+interface GoldenCase {
+  name: string;
+  args: string[];
+  expected: {
+    sha256: string;
+    size: number;
+    launch_measurement: string;
+    guest_svn: string;
+    dump_sha256: string;
+    igvm: string | null;
+  };
+}
+
+const golden: { common_args: string[]; cases: GoldenCase[] } = HAVE_SHARED
+  ? JSON.parse(Deno.readTextFileSync(`${SHARED}golden/cases.json`))
+  : { common_args: [], cases: [] };
+
+const SKIP = "../shared is absent: skipped";
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A file's bytes as a stream, the way a `fetch()` body arrives. */
+async function streamOf(path: string): Promise<ReadableStream<Uint8Array>> {
+  return (await Deno.open(path, { read: true })).readable;
+}
+
+const BOOLEAN: Record<string, boolean> = { true: true, "1": true, false: false, "0": false };
+
+/**
+ * A golden case's command line written as a library request, independently of the CLI's
+ * translator; the kernel is a stream. An option this test does not know fails the test.
+ */
+async function requestFor(c: GoldenCase, output: string): Promise<GenerateRequest> {
+  const args = [...c.args, ...golden.common_args].map((a) =>
+    a.replaceAll("{fx}", FIXTURES).replaceAll("{acpi}", ACPI).replaceAll("<out>", output)
+  );
+  const r: Record<string, unknown> = { output };
+  for (let i = 0; i < args.length; i += 2) {
+    const [name, value] = [args[i], args[i + 1]];
+    switch (name) {
+      case "-kernel":
+        r.kernel = await streamOf(value);
+        break;
+      case "-append":
+        r.cmdline = value;
+        break;
+      case "-boot_mode":
+        r.bootMode = value;
+        break;
+      case "-inform":
+        r.kernelFormat = value;
+        break;
+      case "-vtl":
+      case "-pgtable_level":
+        r[name === "-vtl" ? "vtl" : "pgtableLevel"] = Number(value);
+        break;
+      case "-pvalidate_opt":
+      case "-encrypted_page":
+      case "-svme":
+      case "-sign_deterministic": {
+        const field = { "-pvalidate_opt": "pvalidateOpt", "-encrypted_page": "encryptedPage" }[
+          name as "-pvalidate_opt"
+        ] ?? (name === "-svme" ? "svme" : "signDeterministic");
+        assert(value in BOOLEAN, `${name} ${value}`);
+        r[field] = BOOLEAN[value];
+        break;
+      }
+      case "-acpi_dir":
+        r.acpi = value;
+        break;
+      case "-rdinit":
+        r.initrd = value;
+        break;
+      case "-shared_payload":
+        r.sharedPayload = value;
+        break;
+      case "-sign_key":
+        r.signKey = value;
+        break;
+      case "-measurement_file":
+        r.measurementFile = value;
+        break;
+      case "-svn":
+        r.svn = value;
+        break;
+      default:
+        throw new Error(`the test does not know ${name}`);
+    }
+  }
+  return r as unknown as GenerateRequest;
+}
+
+const needsIasl = (c: GoldenCase) => c.args.some((a) => /acpi-test|acpi-clh/.test(a));
+
+if (!HAVE_SHARED) Deno.test({ name: `mod.ts golden cases (${SKIP})`, ignore: true, fn() {} });
+
+for (const c of golden.cases) {
+  Deno.test({
+    name: `generate() with the kernel as a stream reproduces golden ${c.name} byte for byte`,
+    ignore: needsIasl(c) && !HAVE_IASL,
+    async fn() {
+      const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
+      try {
+        const output = `${dir}/${c.name}.igvm`;
+        const result = await generate(await requestFor(c, output));
+        const bytes = await Deno.readFile(output);
+        assertEquals(bytes.length, c.expected.size);
+        assertEquals(await sha256(bytes), c.expected.sha256, "output sha256");
+        assertEquals(result.output, output);
+        assertEquals(result.totalSize, c.expected.size);
+        assertEquals(result.launchMeasurement, c.expected.launch_measurement);
+        assertEquals(result.generatedKey, false);
+        assertEquals(JSON.parse(result.measurementJson), {
+          "x-ms-sevsnpvm-guestsvn": c.expected.guest_svn,
+          "x-ms-sevsnpvm-launchmeasurement": c.expected.launch_measurement,
+        });
+        assertEquals(await Deno.readTextFile(`${output}.json`), result.measurementJson);
+        const written = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+        assertEquals(written, [`${c.name}.igvm`, `${c.name}.igvm.json`], "no temporary file left");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+/** The smallest case that needs no iasl, for the tests below. */
+const SNAPSHOT = golden.cases.find((c) => c.name === "tb_x64_snapshot");
+
+Deno.test({
+  name: "generate() writes to a WritableStream the same bytes it writes to a file",
+  ignore: !SNAPSHOT,
+  async fn() {
+    const chunks: Uint8Array[] = [];
+    const sink = new WritableStream<Uint8Array>({ write: (chunk) => void chunks.push(chunk) });
+    const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
+    try {
+      const request = await requestFor(SNAPSHOT!, `${dir}/unused.igvm`);
+      const result = await generate({ ...request, output: sink, measurementFile: undefined });
+      const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      chunks.reduce((at, c) => (bytes.set(c, at), at + c.length), 0);
+      assertEquals(await sha256(bytes), SNAPSHOT!.expected.sha256);
+      assertEquals(result.output, undefined);
+      assertEquals([...Deno.readDirSync(dir)], [], "nothing written beside the unused path");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "generate() calls overlap safely: one run's end does not remove another run's spool",
+  ignore: !SNAPSHOT,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
+    try {
+      // Run B spools its kernel, then waits for its initrd until run A has finished.
+      let asked!: () => void;
+      let release!: () => void;
+      const initrdAsked = new Promise<void>((r) => asked = r);
+      const released = new Promise<void>((r) => release = r);
+      const initrd = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          asked();
+          await released;
+          c.enqueue(new Uint8Array(8192).fill(0x5a));
+          c.close();
+        },
+      });
+      const requestB = await requestFor(SNAPSHOT!, `${dir}/b.igvm`);
+      const b = generate({ ...requestB, initrd, measurementFile: undefined });
+      await initrdAsked;
+      const requestA = await requestFor(SNAPSHOT!, `${dir}/a.igvm`);
+      await generate({ ...requestA, measurementFile: undefined });
+      release();
+      const resultB = await b;
+      assertEquals(await sha256(await Deno.readFile(`${dir}/a.igvm`)), SNAPSHOT!.expected.sha256);
+      const report = await verify({ file: `${dir}/b.igvm` });
+      assertEquals(report.problems, []);
+      assertEquals(report.launchDigest, resultB.launchMeasurement);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "measure(), verify(), inspect() and dump() read the original's files, by path or stream",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    for (const c of golden.cases.filter((c) => c.expected.igvm)) {
+      const path = `${SHARED}golden/${c.expected.igvm}`;
+      const byPath = await measure({ file: path, svn: 7 });
+      assertEquals(byPath.launchDigest, c.expected.launch_measurement, c.name);
+      assertEquals(JSON.parse(byPath.measurementJson)["x-ms-sevsnpvm-guestsvn"], "7");
+      const byStream = await measure({ file: await streamOf(path) });
+      assertEquals(byStream.launchDigest, c.expected.launch_measurement, c.name);
+
+      const report = await verify({ file: path });
+      assertEquals(report.problems, [], c.name);
+      assertEquals(report.ok, true);
+      assertEquals(report.launchDigest, c.expected.launch_measurement);
+      assertEquals(report.idBlock?.signatureValid, true);
+
+      const summary = await inspect({ file: { stream: await streamOf(path), name: c.name } });
+      assertEquals(summary.schema, "igvmgen-inspect/1");
+      assertEquals(summary.file, c.name);
+      assertEquals(summary.size, c.expected.size);
+      assertEquals(summary.launchDigest, c.expected.launch_measurement);
+
+      const text = await dump({ file: path });
+      assertEquals(await sha256(new TextEncoder().encode(text)), c.expected.dump_sha256);
+    }
+  },
+});
+
+Deno.test("generate() rejects bad fields with UsageError and bad inputs with InputError", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
+  try {
+    const output = `${dir}/out.igvm`;
+    const base: GenerateRequest = { output, kernel: `${dir}/nope` };
+    await assertRejects(() => generate({ ...base, vtl: 5 }), UsageError, "vtl");
+    await assertRejects(
+      () => generate({ ...base, bootMode: "x32" as "x64" }),
+      UsageError,
+      "bootMode: expected one of x86, x64",
+    );
+    await assertRejects(() => generate({ ...base, vcpus: 0 }), UsageError, "vcpus");
+    await assertRejects(() => generate({ ...base, svn: "-1" }), UsageError, "svn");
+    await assertRejects(
+      () => generate({ ...base, acpi: dir, vcpus: 2 }),
+      UsageError,
+      "do not go with acpi",
+    );
+    await assertRejects(() => generate(base), InputError, `kernel ${dir}/nope does not exist`);
+    const empty = new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+    await assertRejects(
+      () => generate({ ...base, kernel: { stream: empty, name: "https://example.com/bzImage" } }),
+      InputError,
+      "kernel (https://example.com/bzImage)",
+    );
+    await assertRejects(() => measure({ file: `${dir}/nope` }), InputError, "cannot read");
+    await Deno.writeTextFile(`${dir}/not.igvm`, "hello");
+    await assertRejects(() => verify({ file: `${dir}/not.igvm` }), InputError, "no IGVM magic");
+    await assertRejects(() => dump({ file: `${dir}/not.igvm` }), InputError, "cannot dump");
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["not.igvm"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "scripts/example_library.ts measures the golden image and rebuilds it from a stream",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const script = new URL("../scripts/example_library.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-read", "--allow-write", script],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    const expected = SNAPSHOT!.expected.launch_measurement;
+    assertEquals(stdout.split(expected).length, 3, stdout); // measured and generated
+    assert(stdout.includes("equal to the original's image"), stdout);
+  },
+});
