@@ -14,7 +14,6 @@ import {
 } from "./defs.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 import { IgvmFormatError } from "./reader.ts";
-import { openFileAccess } from "../io/file_reader.ts";
 
 export { IgvmFormatError };
 
@@ -103,14 +102,4 @@ export async function dumpIgvm(readAt: ReadAt, fileSize: number): Promise<string
     offset = Math.ceil(offset / 8) * 8;
   }
   return lines.join("\n") + "\n";
-}
-
-/** Dumps an IGVM file on disk. */
-export async function dumpIgvmFile(path: string): Promise<string> {
-  const file = await openFileAccess(path);
-  try {
-    return await dumpIgvm((offset, length) => file.readAt(offset, length), file.size);
-  } finally {
-    file.close();
-  }
 }
