@@ -299,20 +299,18 @@ export async function generateIgvm(
   io: GenerateIo = {},
 ): Promise<GenerateResult> {
   const req = resolveGenerateRequest(request);
-  const output = req.output;
-  const toStdout = typeof output !== "string";
-  if (!toStdout) await checkOutputPath(output, "output");
+  const dest = req.output;
+  const toStdout = typeof dest !== "string";
+  if (!toStdout) await checkOutputPath(dest, "output");
   if (req.measurementFile) await checkOutputPath(req.measurementFile, "measurement file");
   holdSpools();
   try {
     const config = await loadConfig(req);
     const { key, generated } = await loadKey(req);
     const image = req.kernelFormat === "elf" ? await planElf(req) : await planBzImage(req, io);
-    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(output)).catch(
-      (e) => {
-        throw new InputError((e as Error).message, { cause: e });
-      },
-    );
+    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(dest)).catch((e) => {
+      throw new InputError((e as Error).message, { cause: e });
+    });
     try {
       const written = await writeIgvm(
         image,
@@ -327,10 +325,10 @@ export async function generateIgvm(
       if (req.measurementFile) {
         await writeFileAtomic(req.measurementFile, new TextEncoder().encode(json));
       }
-      if (toStdout) await out.commitTo(output);
+      if (toStdout) await out.commitTo(dest);
       else await out.commit();
       return {
-        output: toStdout ? undefined : output,
+        output: toStdout ? undefined : dest,
         launchMeasurement,
         totalSize: written.totalSize,
         pageCount: written.pageCount,

@@ -168,7 +168,7 @@ for (const c of golden.cases) {
 const SNAPSHOT = golden.cases.find((c) => c.name === "tb_x64_snapshot");
 
 Deno.test({
-  name: "generate() writes to a WritableStream the same bytes it writes to a file",
+  name: "generate() writes to a WritableStream the same bytes, with notices and progress",
   ignore: !SNAPSHOT,
   async fn() {
     const chunks: Uint8Array[] = [];
@@ -176,7 +176,15 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
     try {
       const request = await requestFor(SNAPSHOT!, `${dir}/unused.igvm`);
-      const result = await generate({ ...request, output: sink, measurementFile: undefined });
+      const notices: string[] = [];
+      let last = [0, -1];
+      const result = await generate({ ...request, output: sink, measurementFile: undefined }, {
+        onNotice: (m) => notices.push(m),
+        onProgress: (done, total) => last = [done, total],
+      });
+      assertEquals(last, [result.pageCount, result.pageCount], "progress ends at the page count");
+      assertEquals(notices.length, 1); // the test kernel is a stub shorter than its header says
+      assert(notices[0].includes("the kernel looks truncated"), notices[0]);
       const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
       chunks.reduce((at, c) => (bytes.set(c, at), at + c.length), 0);
       assertEquals(await sha256(bytes), SNAPSHOT!.expected.sha256);
