@@ -6,9 +6,10 @@
  * Requests are plain objects with camelCase fields; every generation option of the original
  * igvmgen has one (`-append` is `cmdline`, `-rdinit` is `initrd`, `-acpi_dir` is `acpi`, ...).
  * Inputs are file paths or byte streams (`ReadableStream<Uint8Array>`: a `fetch()` body,
- * `Deno.stdin.readable`). Results are plain data. Failures throw {@link UsageError} (a bad
- * request) or {@link InputError} (a bad input file or value), with the parser's own error
- * as `cause`.
+ * `Deno.stdin.readable`). Results are plain data. A bad request throws {@link UsageError}; a
+ * bad input file or value, or an output that cannot be written, throws {@link InputError},
+ * with the parser's own error (e.g. {@link IgvmFormatError}) as `cause`. Other failures (an
+ * I/O error while writing, a failed read-back check) are plain `Error`s.
  *
  * Generating needs read and write permission (for temporary files and the output), and
  * `--allow-run=iasl` only when `.dsl` ACPI tables are compiled.
