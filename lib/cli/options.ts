@@ -397,7 +397,10 @@ export function parseOptions(args: readonly string[]): Options {
     const reading: ArgparseReading = optionsEnded
       ? { kind: "value" }
       : readLikeArgparse(arg, ORIGINAL_STRING_LIST);
-    if (reading.kind === "value") {
+    // argparse reads `--append="a b"` (a space) or `-1` as a value, never as an option; as a
+    // positional it was an error in the original (it had none), so igvmgen's rule reads it.
+    const positionalWord = optionsEnded || arg === "-" || !arg.startsWith("-");
+    if (reading.kind === "value" && positionalWord) {
       if (positional !== undefined) throw new UsageError(`unexpected argument "${arg}"`);
       positional = arg;
       continue;
