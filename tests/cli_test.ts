@@ -90,7 +90,7 @@ Deno.test("igvmgen with bad options exits 2 with one line naming the option", as
     [["-o", "x", "-l", "LOUD"], "-log-level"],
     [["-o"], "-o needs a value"],
     [["-o", "x", "-s", "1"], "ambiguous option -s"],
-    [["-o", "x", "-vtl", "1", "-vtl", "2"], "given twice"],
+    [["-o", "x", "-append", "-quiet"], "-append needs a value"],
     [["-o", "x"], "no kernel"],
     [["-kernel", "k"], "no output"],
   ];

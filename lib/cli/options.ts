@@ -2,8 +2,15 @@
  * The command line: every option of the original igvmgen, accepted as `-name value`,
  * `-name=value`, `--name value` and `--name=value`, and by unambiguous prefix (as
  * Python's argparse did).
+ *
+ * A word is first read as the original's argparse parser read it, with the original's
+ * options only (`original` below), so every word the original understood keeps its meaning
+ * whatever options igvmgen adds: `-acpi` is `-acpi_dir` although `-acpi_profile` exists.
+ * Only words the original rejected are then resolved by igvmgen's own rule (`resolveOwn`).
+ * Adding an option is adding an entry to OPTION_SPECS, without `original`.
  */
 import { UsageError } from "../errors.ts";
+import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
 
@@ -16,12 +23,18 @@ interface OptionSpec {
   aliases?: readonly string[];
   help: string;
   example?: string;
+  /**
+   * The original's option strings for this option, exactly as its argparse parser declared
+   * them (igvm-tooling 53656dd, src/igvm/igvmgen.py); absent for igvmgen's own options.
+   */
+  original?: readonly string[];
 }
 
 /** Every option, in help order. */
 export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "o",
+    original: ["-o"],
     kind: "path",
     metavar: "FILE",
     help: "write the IGVM file here",
@@ -29,6 +42,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "kernel",
+    original: ["-kernel"],
     kind: "path",
     metavar: "FILE",
     help: "the kernel: a bzImage, or an ELF with -inform elf; - reads standard input",
@@ -36,6 +50,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "inform",
+    original: ["-inform"],
     kind: "enum",
     choices: ["bzImage", "bzImage2", "elf"],
     default: "bzImage",
@@ -43,15 +58,23 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "append",
+    original: ["-append"],
     kind: "string",
     metavar: "CMDLINE",
     default: "",
     help: "kernel command line (empty when omitted)",
     example: '-append "console=ttyS0"',
   },
-  { name: "rdinit", kind: "path", metavar: "FILE", help: "initrd to load after the command line" },
+  {
+    name: "rdinit",
+    original: ["-rdinit"],
+    kind: "path",
+    metavar: "FILE",
+    help: "initrd to load after the command line",
+  },
   {
     name: "boot_mode",
+    original: ["-boot_mode"],
     kind: "enum",
     choices: ["x86", "x64"],
     default: "x86",
@@ -59,6 +82,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "vtl",
+    original: ["-vtl"],
     kind: "int",
     metavar: "N",
     default: 2,
@@ -66,6 +90,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "arch",
+    original: ["-arch"],
     kind: "enum",
     choices: ["Intel", "AMD"],
     default: "Intel",
@@ -73,19 +98,28 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "pvalidate_opt",
+    original: ["-pvalidate_opt"],
     kind: "bool",
     default: true,
     help: "import only the pages the kernel needs before it can pvalidate (faster boot)",
   },
   {
     name: "encrypted_page",
+    original: ["-encrypted_page"],
     kind: "bool",
     default: true,
     help: "set the C-bit (bit 51) in page-table entries and CR3 (x64)",
   },
-  { name: "svme", kind: "bool", default: true, help: "set EFER.SVME in the initial vCPU state" },
+  {
+    name: "svme",
+    original: ["-svme"],
+    kind: "bool",
+    default: true,
+    help: "set EFER.SVME in the initial vCPU state",
+  },
   {
     name: "acpi_dir",
+    original: ["-acpi_dir"],
     kind: "path",
     metavar: "DIR|FILE",
     help:
@@ -108,36 +142,42 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "shared_payload",
+    original: ["-shared_payload"],
     kind: "path",
     metavar: "FILE",
     help: "bzImage2: payload loaded guest-invalid (shared with the host) at 256 MiB",
   },
   {
     name: "sign_key",
+    original: ["-sign_key"],
     kind: "path",
     metavar: "PEM",
     help: "P-384 private key for the ID block (SEC1 or PKCS#8 PEM); a fresh key when omitted",
   },
   {
     name: "sign_deterministic",
+    original: ["-sign_deterministic"],
     kind: "bool",
     default: false,
     help: "RFC 6979 deterministic ECDSA nonces (reproducible output)",
   },
   {
     name: "config_file",
+    original: ["-config_file"],
     kind: "path",
     metavar: "JSON",
     help: "TEI config: family/image id, version, guest SVN and policy of the ID block",
   },
   {
     name: "measurement_file",
+    original: ["-measurement_file"],
     kind: "path",
     metavar: "FILE",
     help: "write the launch measurement JSON here",
   },
   {
     name: "svn",
+    original: ["-svn"],
     kind: "string",
     metavar: "N",
     default: "0",
@@ -145,6 +185,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "start_addr",
+    original: ["-start_addr"],
     kind: "int",
     metavar: "N",
     default: 0x1a00000,
@@ -152,18 +193,21 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "symbol_elf",
+    original: ["-symbol_elf"],
     kind: "path",
     metavar: "FILE",
     help: "arch/x86/boot/compressed/vmlinux: take the early boot areas from its symbols",
   },
   {
     name: "vmpl2_kernel",
+    original: ["-vmpl2_kernel"],
     kind: "path",
     metavar: "FILE",
     help: "-inform elf: a bzImage loaded for VMPL2 at 0x3d00000",
   },
   {
     name: "pgtable_level",
+    original: ["-pgtable_level"],
     kind: "int",
     metavar: "2|4",
     default: 2,
@@ -171,12 +215,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     name: "d",
+    original: ["-d"],
     kind: "path",
     metavar: "FILE",
     help: "print the original's dump of an IGVM file and exit",
   },
   {
     name: "log-level",
+    original: ["-l", "--log-level"],
     kind: "enum",
     aliases: ["l"],
     choices: ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -190,7 +236,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "flag",
     help: "before committing the output, run the full verify on it (digest, signature, ACPI)",
   },
-  { name: "help", kind: "flag", aliases: ["h"], help: "show this help" },
+  {
+    name: "help",
+    original: ["-h", "--help"],
+    kind: "flag",
+    aliases: ["h"],
+    help: "show this help",
+  },
 ];
 
 /** Parsed options: names as in OPTION_SPECS, with `-` in names kept. */
@@ -263,21 +315,70 @@ function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
   }
 }
 
-/** Finds an option by exact name, alias, or unique prefix. */
-function lookup(name: string): OptionSpec {
-  const exact = OPTION_SPECS.find((s) => s.name === name || s.aliases?.includes(name));
-  if (exact) return exact;
-  const prefixed = OPTION_SPECS.filter((s) => s.name.startsWith(name));
-  if (prefixed.length === 1) return prefixed[0];
-  if (prefixed.length > 1) {
-    throw new UsageError(
-      `ambiguous option -${name}: could be ${prefixed.map((s) => "-" + s.name).join(", ")}`,
-    );
-  }
-  throw new UsageError(`unknown option -${name} (see --help)`);
+/** The original's option strings, and the option each one names. */
+const ORIGINAL_STRINGS = new Map(
+  OPTION_SPECS.flatMap((s) => (s.original ?? []).map((o) => [o, s] as const)),
+);
+const ORIGINAL_STRING_LIST = [...ORIGINAL_STRINGS.keys()];
+
+/** An option named by a word of the command line, with the value the word carries. */
+interface NamedOption {
+  spec: OptionSpec;
+  /** The text after `=`, or the rest of a one-letter option (`-lDEBUG`). */
+  value?: string;
 }
 
-/** Parses the command line of a generation (or `-d`) run. */
+/**
+ * The option `word` names. The original's reading wins whenever the original would have
+ * accepted it; argparse's one-letter reading (`-lX` = `-l X`) counts only when the original
+ * took X: not for a flag (`-help`), nor a value outside an option's choices (`-log-level`).
+ */
+function resolveOption(word: string, reading: ArgparseReading): NamedOption {
+  if (reading.kind === "ambiguous") {
+    throw new UsageError(`ambiguous option ${word}: could be ${reading.candidates.join(", ")}`);
+  }
+  if (reading.kind === "option") {
+    const spec = ORIGINAL_STRINGS.get(reading.option)!;
+    const taken = !reading.attachedToShort ||
+      (spec.kind !== "flag" && (!spec.choices || spec.choices.includes(reading.value!)));
+    if (taken) return { spec, value: reading.value };
+  }
+  return resolveOwn(word);
+}
+
+/**
+ * igvmgen's rule for words the original rejected (`--acpi_dir`, `-acpi=DIR`, `--verify`):
+ * one or two dashes, an optional `=value`, and a name or unique prefix. The original's
+ * options come first; an igvmgen option is found only when no original one matches.
+ */
+function resolveOwn(word: string): NamedOption {
+  const body = word.replace(/^--?/, "");
+  const eq = body.indexOf("=");
+  const name = eq >= 0 ? body.slice(0, eq) : body;
+  const value = eq >= 0 ? body.slice(eq + 1) : undefined;
+  if (name === "") throw new UsageError(`unexpected argument "${word}"`);
+  for (const original of [true, false]) {
+    const specs = OPTION_SPECS.filter((s) => (s.original !== undefined) === original);
+    const exact = specs.find((s) => s.name === name || s.aliases?.includes(name));
+    if (exact) return { spec: exact, value };
+    const prefixed = specs.filter((s) => s.name.startsWith(name));
+    if (prefixed.length === 1) return { spec: prefixed[0], value };
+    if (prefixed.length > 1) {
+      throw new UsageError(
+        `ambiguous option ${word}: could be ${prefixed.map((s) => "-" + s.name).join(", ")}`,
+      );
+    }
+  }
+  throw new UsageError(`unknown option ${word} (see --help)`);
+}
+
+/**
+ * Parses the command line of a generation (or `-d`) run. As with argparse, an option given
+ * twice takes its last value, and an option's value is the next word unless that word looks
+ * like an option (write `-append=-x` for such a value). igvmgen's own additions: `--`
+ * makes every following word a positional argument, and one positional argument is the
+ * kernel.
+ */
 export function parseOptions(args: readonly string[]): Options {
   const out: Record<string, unknown> = { given: new Set<string>() };
   for (const s of OPTION_SPECS) {
@@ -286,29 +387,41 @@ export function parseOptions(args: readonly string[]): Options {
   }
   const given = out.given as Set<string>;
   let positional: string | undefined;
+  let optionsEnded = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "-" || !arg.startsWith("-")) {
+    if (!optionsEnded && arg === "--") {
+      optionsEnded = true;
+      continue;
+    }
+    const reading: ArgparseReading = optionsEnded
+      ? { kind: "value" }
+      : readLikeArgparse(arg, ORIGINAL_STRING_LIST);
+    // argparse reads `--append="a b"` (a space) or `-1` as a value, never as an option; as a
+    // positional it was an error in the original (it had none), so igvmgen's rule reads it.
+    const positionalWord = optionsEnded || arg === "-" || !arg.startsWith("-");
+    if (reading.kind === "value" && positionalWord) {
       if (positional !== undefined) throw new UsageError(`unexpected argument "${arg}"`);
       positional = arg;
       continue;
     }
-    const body = arg.replace(/^--?/, "");
-    const eq = body.indexOf("=");
-    const name = eq >= 0 ? body.slice(0, eq) : body;
-    if (name === "") throw new UsageError(`unexpected argument "${arg}"`);
-    const spec = lookup(name);
-    if (given.has(spec.name)) throw new UsageError(`-${spec.name} is given twice`);
+    const { spec, value } = resolveOption(arg, reading);
     given.add(spec.name);
     if (spec.kind === "flag") {
-      if (eq >= 0) throw new UsageError(`-${spec.name} takes no value`);
+      if (value !== undefined) throw new UsageError(`-${spec.name} takes no value`);
       out[spec.name] = true;
       continue;
     }
     let raw: string;
-    if (eq >= 0) raw = body.slice(eq + 1);
+    if (value !== undefined) raw = value;
     else {
-      if (i + 1 >= args.length) throw new UsageError(`-${spec.name} needs a value`);
+      const next = args[i + 1];
+      if (next === undefined) throw new UsageError(`-${spec.name} needs a value`);
+      if (next === "--" || readLikeArgparse(next, ORIGINAL_STRING_LIST).kind !== "value") {
+        throw new UsageError(
+          `-${spec.name} needs a value, got the option-like "${next}" (write -${spec.name}=VALUE for a value that starts with -)`,
+        );
+      }
       raw = args[++i];
     }
     out[spec.name] = parseValue(spec, raw);
@@ -352,6 +465,8 @@ export function helpText(): string {
     "",
     "Options take one dash or two, and a value as the next word or after '=':",
     "-boot_mode x64, --boot_mode=x64. Booleans take true/false/1/0.",
+    "Prefixes mean what they meant to the original (-acpi is -acpi_dir); a repeated option",
+    "takes its last value; -- ends the options.",
     "",
   ];
   for (const s of OPTION_SPECS) {
