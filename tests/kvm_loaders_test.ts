@@ -21,26 +21,10 @@ import {
   openvmmKvmUpdates,
   qemuKvmUpdates,
 } from "../lib/measure/kvm_loaders.ts";
-import type { LaunchUpdate } from "../lib/measure/launch_update.ts";
+import { bytesAccess, updatesOf } from "./kvm_helpers.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { IGVM_VHT_VP_CONTEXT } from "../lib/igvm/defs.ts";
-import type { FileAccess } from "../lib/io/file_reader.ts";
 import { generateImage } from "./helpers.ts";
-
-/** A FileAccess over bytes in memory. */
-export function bytesAccess(bytes: Uint8Array): FileAccess {
-  return {
-    size: bytes.length,
-    readAt: (offset, length) => Promise.resolve(bytes.slice(offset, offset + length)),
-  };
-}
-
-/** Collects a loader's updates. */
-export async function updatesOf(iter: AsyncIterable<LaunchUpdate>): Promise<LaunchUpdate[]> {
-  const out: LaunchUpdate[] = [];
-  for await (const u of iter) out.push(u);
-  return out;
-}
 
 // The reset VMSA, written from AMD APM vol. 2 table B-4 (offsets) and QEMU's
 // x86_cpu_reset_hold through KVM (values, ../shared/LOADERS.md §4.4): [offset, bytes, value].

@@ -5,6 +5,12 @@ import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "..
 import { toHex } from "../bytes/le.ts";
 import { measurementJson } from "../generate.ts";
 import { writeFileAtomic } from "../io/atomic_file.ts";
+import {
+  KVM_SUBCOMMAND_HELP,
+  runMeasureLoader,
+  runVerifyLoader,
+  takeKvmOptions,
+} from "./kvm_commands.ts";
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
@@ -20,7 +26,10 @@ verify   check the file against the IGVM format on igvmgen's own reader, recompu
          launch digest, verify the ID block signature, walk the ACPI tables in the image;
          prints each problem on its own line; exit 0 when there is none, 1 otherwise
 measure  print the SNP launch digest recomputed from the file (and write the measurement
-         JSON with -measurement_file; -svn sets its guest SVN, default 0)`;
+         JSON with -measurement_file; -svn sets its guest SVN, default 0)
+
+On Linux KVM (QEMU, Cloud Hypervisor, OpenVMM):
+${KVM_SUBCOMMAND_HELP}`;
 
 interface SubOptions {
   file: string;
@@ -69,7 +78,11 @@ export async function runSubcommand(
     print(SUBCOMMAND_HELP);
     return 0;
   }
-  const o = parseSubOptions(command, args);
+  const { kvm, rest } = takeKvmOptions(command, args);
+  const o = parseSubOptions(command, rest);
+  if (kvm?.matrix && o.measurementFile) {
+    throw new UsageError("measure --matrix writes no -measurement_file: give --loader instead");
+  }
   const file = await openFileAccess(o.file).catch((e) => {
     throw new Error(`cannot read ${o.file}: ${(e as Error).message}`, { cause: e });
   });
@@ -79,6 +92,10 @@ export async function runSubcommand(
       const report = await inspectIgvm(file, o.file).catch((e) => Promise.reject(named(e)));
       print(o.json ? JSON.stringify(report, null, 2) : formatInspect(report));
       return 0;
+    }
+    if (command === "verify" && kvm) {
+      const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+      return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
     }
     if (command === "verify") {
       const report = await verifyIgvm(file).catch((e) => Promise.reject(named(e)));
@@ -96,10 +113,12 @@ export async function runSubcommand(
       return report.ok ? 0 : 1;
     }
     const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
-    const digest = toHex(
-      await computeLaunchDigest(file, headers).catch((e) => Promise.reject(named(e))),
-    );
-    print(digest);
+    const digest = kvm
+      ? await runMeasureLoader(o.file, file, headers, kvm, print).catch((e) =>
+        Promise.reject(named(e))
+      )
+      : toHex(await computeLaunchDigest(file, headers).catch((e) => Promise.reject(named(e))));
+    if (!kvm) print(digest);
     if (o.measurementFile) {
       await writeFileAtomic(
         o.measurementFile,
