@@ -29,6 +29,15 @@ import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
 import { verifyIgvm } from "./igvm/verify.ts";
+import {
+  checkKvmPolicy,
+  finishKvmImage,
+  KVM_LAYOUT,
+  type KvmTarget,
+  kvmTargetOf,
+  relocateRsdp,
+  retargetWrittenImage,
+} from "./target.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
@@ -200,7 +209,7 @@ async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
   });
 }
 
-async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
+async function planBzImage(o: Options, io: GenerateIo, kvm?: KvmTarget): Promise<GuestImage> {
   if (o.vmpl2_kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
   const kernel = await openKernel(o, io);
   const header = await readSetupHeader(kernel);
@@ -212,7 +221,8 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
   } else if (o.shared_payload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
-  const acpi = await loadAcpiFor(o);
+  const loaded = await loadAcpiFor(o);
+  const { acpi, rsdpAddr } = kvm ? relocateRsdp(loaded) : { acpi: loaded, rsdpAddr: undefined };
   const cmdline = new TextEncoder().encode(o.append);
   const payload = kernel.region(header.payloadOffset);
   if (payload.length < header.announcedPayload) {
@@ -232,14 +242,16 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
       pvalidateOpt: o.pvalidate_opt,
       sharedPayloadLength: shared?.size,
       earlyAreas: await earlyAreasFor(o, header.initSize),
+      kvm: kvm ? KVM_LAYOUT : undefined,
     });
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
-  return buildBzImageGuest({
+  const image = buildBzImageGuest({
     layout,
     header,
     acpi,
+    rsdpAddr,
     cmdline,
     kernelPayload: { ...payload, gpa: layout.kernelBase },
     initrd: initrd ? { ...initrd.region(0), gpa: layout.initrd } : undefined,
@@ -250,6 +262,7 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
     encryptedPage: o.encrypted_page,
     highestVtl: o.vtl,
   });
+  return kvm ? finishKvmImage(image) : image;
 }
 
 /**
@@ -307,22 +320,24 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
   if (!toStdout) await checkOutputPath(o.o, "output");
   if (o.measurement_file) await checkOutputPath(o.measurement_file, "measurement file");
   try {
+    const kvm = kvmTargetOf(o);
     const config = await loadConfig(o);
+    if (kvm) checkKvmPolicy(kvm, config.policy);
     const { key, generated } = await loadKey(o);
-    const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
+    const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io, kvm);
     const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(o.o)).catch((e) => {
       throw new InputError((e as Error).message, { cause: e });
     });
     try {
-      const written = await writeIgvm(
-        image,
-        out,
-        (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
-        config.policy,
-        io.progress?.(image),
-      );
+      const sign = (digest: Uint8Array) =>
+        encodeIgvmIdBlock(digest, config, key, o.sign_deterministic);
+      const written = await writeIgvm(image, out, sign, config.policy, io.progress?.(image));
+      const targetDigest = kvm
+        ? await retargetWrittenImage(out, kvm, written.launchDigest, sign)
+        : written.launchDigest;
+      if (kvm) io.notice?.(`the ID block and launch measurement are for ${kvm.description}`);
       await selfCheck(out, written, o.verify);
-      const launchMeasurement = toHex(written.launchDigest);
+      const launchMeasurement = toHex(targetDigest);
       const json = measurementJson(o.svn, launchMeasurement);
       if (o.measurement_file) {
         await writeFileAtomic(o.measurement_file, new TextEncoder().encode(json));

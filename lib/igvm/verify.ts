@@ -300,13 +300,24 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   } catch (e) {
     problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
   }
+  const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
     idBlock = checkIdBlock(idHeaders[0], policy, problems);
-    if (launchDigest && idBlock.ld !== launchDigest) {
+    // A file laid out for KVM (VMSA at 0xFFFFFFFFF000) carries the digest of one host
+    // configuration (vCPUs, CPU model), which only `verify --loader` can check.
+    const forKvm = h.directives.some((d) =>
+      d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === 0xffff_ffff_f000n
+    );
+    if (launchDigest && idBlock.ld !== launchDigest && forKvm) {
+      warnings.push(
+        "the ID block's launch digest is not the file-order digest: the file is laid out for " +
+          "KVM, whose digest depends on the vCPU count and model (check it with verify --loader)",
+      );
+    } else if (launchDigest && idBlock.ld !== launchDigest) {
       problems.push(
         `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
           launchDigest.slice(0, 16)
@@ -318,7 +329,6 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   const guest = guestReaderOf(file, h);
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
   const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n));
-  const warnings: string[] = [];
   const hasRsdp = acpi.problems[0] !== "no RSDP signature at 0xe0000";
   if (!hasRsdp) warnings.push("no ACPI RSDP at 0xe0000: ACPI tables not checked");
   for (const p of hasRsdp ? acpi.problems : []) {
