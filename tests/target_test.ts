@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { FIXTURES, generateImage, HAVE_SHARED, runCli, tempDir } from "./helpers.ts";
 import { bytesAccess, updatesOf } from "./kvm_helpers.ts";
 import { readGuest, readIgvmFile } from "../lib/igvm/reader.ts";
-import { computeLaunchDigest } from "../lib/igvm/verify.ts";
+import { computeLaunchDigest, verifyIgvm } from "../lib/igvm/verify.ts";
 import { checkLaunch } from "../lib/igvm/launch_checks.ts";
 import { chKvmUpdates, launchDigestOf, qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
 import { encodePageInfo, sha384 } from "../lib/measure/snp_digest.ts";
@@ -132,6 +132,12 @@ for (const target of ["qemu-kvm", "ch-kvm"] as const) {
       toHex(await launchDigestOf(model(bytesAccess(bytes), file, host))),
     );
     assertEquals((await checkLaunch("openvmm-kvm", bytesAccess(bytes), file)).refusals, []);
+    // verify walks the ACPI tables from boot_params' RSDP; the ID block is only a warning.
+    const report = await verifyIgvm(bytesAccess(bytes));
+    assertEquals(report.problems, []);
+    assert(report.acpiTables.some((t) => t.startsWith(`RSDP@0x${rsdp.toString(16)}`)));
+    assert(report.acpiTables.some((t) => t.startsWith("XSDT@")));
+    assert(report.warnings.some((w) => w.includes("laid out for KVM")));
   });
 }
 
