@@ -26,12 +26,12 @@ const MAX_XSDT_ENTRIES = 256;
 const MAX_TOTAL_BYTES = 8 << 20;
 
 /** Walks the tables from the RSDP. */
-export function walkAcpiTables(read: GuestReader): AcpiWalk {
+export function walkAcpiTables(read: GuestReader, rsdpAddr = ACPI_RSDP_ADDR): AcpiWalk {
   const problems: string[] = [];
   const tables: FoundTable[] = [];
-  const rsdp = read(ACPI_RSDP_ADDR, 36);
+  const rsdp = read(rsdpAddr, 36);
   if (new TextDecoder().decode(rsdp.subarray(0, 8)) !== "RSD PTR ") {
-    return { tables, problems: ["no RSDP signature at 0xe0000"] };
+    return { tables, problems: [`no RSDP signature at 0x${rsdpAddr.toString(16)}`] };
   }
   if (acpiChecksum(rsdp, 0, 20) !== 0) problems.push("RSDP: bad checksum");
   const rv = new DataView(rsdp.buffer, rsdp.byteOffset);
@@ -40,7 +40,7 @@ export function walkAcpiTables(read: GuestReader): AcpiWalk {
     if (length !== 36) problems.push(`RSDP: length ${length}, expected 36`);
     else if (acpiChecksum(rsdp, 0, 36) !== 0) problems.push("RSDP: bad extended checksum");
   }
-  tables.push({ signature: "RSDP", gpa: ACPI_RSDP_ADDR, bytes: rsdp });
+  tables.push({ signature: "RSDP", gpa: rsdpAddr, bytes: rsdp });
   const visited = new Set<number>();
   let totalBytes = 0;
   const readTable = (gpa: number, expect?: string): FoundTable | undefined => {

@@ -7,6 +7,7 @@ import { builtinAcpi } from "../acpi/builtin.ts";
 import { InputError, UsageError } from "./errors.ts";
 import {
   type GenerateRequest,
+  kvmTargetOf,
   type ResolvedRequest,
   resolveGenerateRequest,
 } from "./generate_request.ts";
@@ -29,6 +30,14 @@ import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
 import { verifyIgvm } from "./igvm/verify.ts";
+import {
+  checkKvmPolicy,
+  finishKvmImage,
+  KVM_LAYOUT,
+  type KvmTarget,
+  relocateRsdp,
+  retargetWrittenImage,
+} from "./target.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
@@ -194,7 +203,11 @@ async function planElf(req: ResolvedRequest): Promise<GuestImage> {
   });
 }
 
-async function planBzImage(req: ResolvedRequest, io: GenerateIo): Promise<GuestImage> {
+async function planBzImage(
+  req: ResolvedRequest,
+  io: GenerateIo,
+  kvm?: KvmTarget,
+): Promise<GuestImage> {
   if (req.vmpl2Kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
   const kernel = await openKernel(req);
   const header = await readSetupHeader(kernel);
@@ -206,7 +219,8 @@ async function planBzImage(req: ResolvedRequest, io: GenerateIo): Promise<GuestI
   } else if (req.sharedPayload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
-  const acpi = await loadAcpiFor(req);
+  const loaded = await loadAcpiFor(req);
+  const { acpi, rsdpAddr } = kvm ? relocateRsdp(loaded) : { acpi: loaded, rsdpAddr: undefined };
   const cmdline = new TextEncoder().encode(req.cmdline);
   const payload = kernel.region(header.payloadOffset);
   if (payload.length < header.announcedPayload) {
@@ -226,14 +240,16 @@ async function planBzImage(req: ResolvedRequest, io: GenerateIo): Promise<GuestI
       pvalidateOpt: req.pvalidateOpt,
       sharedPayloadLength: shared?.size,
       earlyAreas: await earlyAreasFor(req, header.initSize),
+      kvm: kvm ? KVM_LAYOUT : undefined,
     });
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
-  return buildBzImageGuest({
+  const image = buildBzImageGuest({
     layout,
     header,
     acpi,
+    rsdpAddr,
     cmdline,
     kernelPayload: { ...payload, gpa: layout.kernelBase },
     initrd: initrd ? { ...initrd.region(0), gpa: layout.initrd } : undefined,
@@ -244,6 +260,7 @@ async function planBzImage(req: ResolvedRequest, io: GenerateIo): Promise<GuestI
     encryptedPage: req.encryptedPage,
     highestVtl: req.vtl,
   });
+  return kvm ? finishKvmImage(image) : image;
 }
 
 /**
@@ -305,22 +322,24 @@ export async function generateIgvm(
   if (req.measurementFile) await checkOutputPath(req.measurementFile, "measurement file");
   holdSpools();
   try {
+    const kvm = kvmTargetOf(request, req);
     const config = await loadConfig(req);
+    if (kvm) checkKvmPolicy(kvm, config.policy);
     const { key, generated } = await loadKey(req);
-    const image = req.kernelFormat === "elf" ? await planElf(req) : await planBzImage(req, io);
+    const image = req.kernelFormat === "elf" ? await planElf(req) : await planBzImage(req, io, kvm);
     const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(dest)).catch((e) => {
       throw new InputError((e as Error).message, { cause: e });
     });
     try {
-      const written = await writeIgvm(
-        image,
-        out,
-        (digest) => encodeIgvmIdBlock(digest, config, key, req.signDeterministic),
-        config.policy,
-        io.progress?.(image),
-      );
+      const sign = (digest: Uint8Array) =>
+        encodeIgvmIdBlock(digest, config, key, req.signDeterministic);
+      const written = await writeIgvm(image, out, sign, config.policy, io.progress?.(image));
+      const targetDigest = kvm
+        ? await retargetWrittenImage(out, kvm, written.launchDigest, sign)
+        : written.launchDigest;
+      if (kvm) io.notice?.(`the ID block and launch measurement are for ${kvm.description}`);
       await selfCheck(out, written, req.verify);
-      const launchMeasurement = toHex(written.launchDigest);
+      const launchMeasurement = toHex(targetDigest);
       const json = measurementJson(req.svn, launchMeasurement);
       if (req.measurementFile) {
         await writeFileAtomic(req.measurementFile, new TextEncoder().encode(json));

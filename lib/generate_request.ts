@@ -6,6 +6,8 @@
 import { MAX_VCPUS, PROFILE_NAMES, type ProfileName } from "../acpi/profiles.ts";
 import { UsageError } from "./errors.ts";
 import type { Input } from "./io/input_source.ts";
+import { type KvmTarget, type Target, TARGETS } from "./target.ts";
+import { CPU_SIGNATURES, parseCpuSignature } from "./x86/kvm_vmsa.ts";
 
 /** The kernel's format: a bzImage, a bzImage with a shared payload, or a monitor ELF. */
 export type KernelFormat = "bzImage" | "bzImage2" | "elf";
@@ -54,8 +56,18 @@ export interface GenerateRequest {
   acpi?: string;
   /** `-acpi_profile`: the built-in ACPI tables, when `acpi` is absent. Default `"default"`. */
   acpiProfile?: AcpiProfileName;
-  /** `-vcpus`: vCPUs the built-in ACPI tables describe, 1 to 255. Default 1. */
+  /**
+   * `-vcpus`: vCPUs the built-in ACPI tables describe, 1 to 255. Default 1. With a KVM
+   * `target`, also the vCPUs the launch digest is for.
+   */
   vcpus?: number;
+  /**
+   * `-target`: the host the image is for. `hyperv` (default) is the original's layout;
+   * `qemu-kvm` and `ch-kvm` lay out an image those loaders accept, signed over their digest.
+   */
+  target?: Target;
+  /** `-cpu`: with `target: "qemu-kvm"` and more than one vCPU, the vCPU model or signature. */
+  cpu?: string;
   /** `-shared_payload`: with `kernelFormat: "bzImage2"`, a payload loaded shared at 256 MiB. */
   sharedPayload?: Input;
   /** `-sign_key`: the P-384 private key (PEM) for the ID block; a fresh key when absent. */
@@ -94,6 +106,8 @@ export interface ResolvedRequest {
   acpi?: string;
   acpiProfile: AcpiProfileName;
   vcpus: number;
+  target: Target;
+  cpu?: string;
   sharedPayload?: Input;
   signKey?: Input;
   signDeterministic: boolean;
@@ -118,6 +132,7 @@ export const GENERATE_DEFAULTS = {
   svme: true,
   acpiProfile: "default",
   vcpus: 1,
+  target: "hyperv",
   signDeterministic: false,
   svn: "0",
   pgtableLevel: 2,
@@ -193,6 +208,10 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   oneOf("bootMode", r.bootMode, ["x86", "x64"]);
   oneOf("arch", r.arch, ["Intel", "AMD"]);
   oneOf("acpiProfile", r.acpiProfile, PROFILE_NAMES);
+  oneOf("target", r.target, TARGETS);
+  if (r.cpu !== undefined && typeof r.cpu !== "string") {
+    throw new UsageError("cpu: expected a string");
+  }
   if (typeof r.cmdline !== "string") throw new UsageError("cmdline: expected a string");
   wholeNumber("vtl", r.vtl, 0, 2);
   wholeNumber("vcpus", r.vcpus, 1, MAX_VCPUS);
@@ -205,7 +224,8 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   flag("signDeterministic", r.signDeterministic);
   flag("verify", r.verify);
   r.svn = checkSvn("svn", r.svn, 0xffff_ffff);
-  if (r.acpi !== undefined && (request.acpiProfile !== undefined || request.vcpus !== undefined)) {
+  const vcpusForTables = request.vcpus !== undefined && r.target === "hyperv";
+  if (r.acpi !== undefined && (request.acpiProfile !== undefined || vcpusForTables)) {
     throw new UsageError(
       "acpiProfile and vcpus choose built-in tables; they do not go with acpi",
     );
@@ -216,4 +236,69 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
 /** The fields of `o` that are not undefined (so they do not hide a default). */
 function withoutUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Checks the options of a KVM target and returns it; undefined for `-target hyperv`. Fails
+ * on options that cannot give such an image.
+ */
+export function kvmTargetOf(
+  request: GenerateRequest,
+  o: ResolvedRequest,
+): KvmTarget | undefined {
+  const target = o.target;
+  if (target === "hyperv") {
+    if (o.cpu !== undefined) throw new UsageError("-cpu goes with -target qemu-kvm or ch-kvm");
+    return undefined;
+  }
+  if (o.kernelFormat !== "bzImage") {
+    throw new UsageError(
+      `-target ${target} takes -inform bzImage: ${
+        o.kernelFormat === "bzImage2"
+          ? "KVM loaders measure and encrypt guest-invalid pages"
+          : "a security monitor ELF runs at VMPL0 under a paravisor, which KVM hosts do not start"
+      }`,
+    );
+  }
+  if (request.vtl !== undefined && o.vtl !== 0) {
+    throw new UsageError(
+      `-target ${target} declares highest VTL 0; -vtl ${o.vtl} does not go with it`,
+    );
+  }
+  if (request.svme !== undefined && !o.svme) {
+    throw new UsageError(
+      `-target ${target}: KVM always sets EFER.SVME; -svme false does not go with it`,
+    );
+  }
+  if (request.arch !== undefined && o.arch === "AMD") {
+    throw new UsageError(
+      `-target ${target}: KVM always sets RFLAGS bit 1; -arch AMD does not go with it`,
+    );
+  }
+  let cpuSignature = 0;
+  let cpuName = "";
+  if (o.cpu !== undefined) {
+    const sig = parseCpuSignature(o.cpu);
+    if (sig === undefined) {
+      throw new UsageError(
+        `-cpu: expected ${
+          Object.keys(CPU_SIGNATURES).join(", ")
+        } or a hex signature, got "${o.cpu}"`,
+      );
+    }
+    cpuSignature = sig;
+    cpuName = o.cpu;
+  } else if (target === "qemu-kvm" && o.vcpus > 1) {
+    throw new UsageError(
+      `-target qemu-kvm with -vcpus ${o.vcpus} needs -cpu: each AP's VMSA holds the CPU signature`,
+    );
+  }
+  const cpu = target === "qemu-kvm" && o.vcpus > 1
+    ? ` of ${cpuName} (0x${cpuSignature.toString(16).padStart(8, "0")})`
+    : "";
+  return {
+    loader: target,
+    host: { vcpus: o.vcpus, cpuSignature },
+    description: `${target} with ${o.vcpus} vCPU${o.vcpus === 1 ? "" : "s"}${cpu}`,
+  };
 }

@@ -33,6 +33,10 @@ export const SMOKE_CASES: { name: string; args: string[] }[] = [
     name: "x86, Hyper-V-style ACPI (the original's acpi.zip)",
     args: ["-acpi_dir", `${SHARED}reference/igvm-tooling/acpi/acpi.zip`],
   },
+  {
+    name: "-target qemu-kvm x64: VMSA at 0xFFFFFFFFF000, pages from 1 MiB, RSDP via boot_params",
+    args: ["-target", "qemu-kvm", "-boot_mode", "x64"],
+  },
 ];
 
 /** Builds one standard case's image. */

@@ -79,6 +79,25 @@ Deno.test("igvmToPvhElf() writes a PVH note, loads the pages, adds e820 RAM and 
   assert(!inLoad(Number(vp.fields.GPA)), "the VMSA is not loaded as memory");
 });
 
+Deno.test("igvmToPvhElf() on a -target qemu-kvm image: registers from the VMSA at 0xFFFFFFFFF000, which is not RAM", async () => {
+  const bytes = await image(["-target", "qemu-kvm", "-boot_mode", "x64"]);
+  const file = readIgvmFile(bytes);
+  const vmsa = file.pages.get(0xffff_ffff_f000)!;
+  const r = igvmToPvhElf(bytes, { memoryBytes: 1 << 30 });
+  assertEquals(
+    r.entry,
+    Number(new DataView(vmsa.buffer, vmsa.byteOffset).getBigUint64(0x178, true)),
+  );
+  assert(r.longMode);
+  const ev = new DataView(r.elf.buffer);
+  const top = Array.from({ length: ev.getUint16(56, true) }, (_, i) => {
+    const at = Number(ev.getBigUint64(32, true)) + 56 * i;
+    return Number(ev.getBigUint64(at + 24, true)) + Number(ev.getBigUint64(at + 40, true));
+  });
+  assert(Math.max(...top) < 0x1_0000_0000, "nothing loaded at 0xFFFFFFFFF000");
+  assert(!r.notes.some((n) => n.startsWith("moved the RSDP")), "no RSDP in the BIOS area to move");
+});
+
 for (const c of SMOKE_CASES) {
   Deno.test({
     name: `boot smoke: ${c.name} reaches /init in QEMU`,
@@ -87,6 +106,12 @@ for (const c of SMOKE_CASES) {
       const dir = tempDir();
       const r = await bootSmoke(await buildSmokeImage(dir, await buildInitramfs(dir), c.args));
       assert(r.booted, `no marker; last lines:\n${r.tail.join("\n")}`);
+      if (c.args.includes("-target")) {
+        // The KVM layout has nothing below 1 MiB: Linux found the RSDP through boot_params.
+        const rsdp = /ACPI: RSDP 0x([0-9A-F]+)/.exec(r.log);
+        assert(rsdp && parseInt(rsdp[1], 16) >= 0x100000, `RSDP: ${rsdp?.[0]}`);
+        assert(!r.notes.some((n) => n.startsWith("moved the RSDP")), r.notes.join("; "));
+      }
       Deno.removeSync(dir, { recursive: true });
     },
   });

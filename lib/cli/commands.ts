@@ -2,6 +2,15 @@
 import { UsageError } from "../errors.ts";
 import { formatInspect } from "../igvm/inspect.ts";
 import { inspectIgvmFile, measureIgvmFile, verifyIgvmFile } from "../file_operations.ts";
+import { openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { measurementJson } from "../measure/measurement_json.ts";
+import { writeFileAtomic } from "../io/atomic_file.ts";
+import {
+  KVM_SUBCOMMAND_HELP,
+  runMeasureLoader,
+  runVerifyLoader,
+  takeKvmOptions,
+} from "./kvm_commands.ts";
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
@@ -17,7 +26,10 @@ verify   check the file against the IGVM format on igvmgen's own reader, recompu
          launch digest, verify the ID block signature, walk the ACPI tables in the image;
          prints each problem on its own line; exit 0 when there is none, 1 otherwise
 measure  print the SNP launch digest recomputed from the file (and write the measurement
-         JSON with -measurement_file; -svn sets its guest SVN, default 0)`;
+         JSON with -measurement_file; -svn sets its guest SVN, default 0)
+
+On Linux KVM (QEMU, Cloud Hypervisor, OpenVMM):
+${KVM_SUBCOMMAND_HELP}`;
 
 interface SubOptions {
   file: string;
@@ -66,7 +78,14 @@ export async function runSubcommand(
     print(SUBCOMMAND_HELP);
     return 0;
   }
-  const o = parseSubOptions(command, args);
+  const { kvm, rest } = takeKvmOptions(command, args);
+  const o = parseSubOptions(command, rest);
+  if (kvm?.matrix && o.measurementFile) {
+    throw new UsageError("measure --matrix writes no -measurement_file: give --loader instead");
+  }
+  if (kvm && command !== "inspect") {
+    return await runKvmSubcommand(command, o, kvm, print);
+  }
   if (command === "inspect") {
     const report = await inspectIgvmFile({ file: o.file });
     print(o.json ? JSON.stringify(report, null, 2) : formatInspect(report));
@@ -94,4 +113,35 @@ export async function runSubcommand(
   });
   print(result.launchDigest);
   return 0;
+}
+
+/** `verify --loader` and `measure --loader/--matrix` for the KVM loaders. */
+async function runKvmSubcommand(
+  command: Subcommand,
+  o: SubOptions,
+  kvm: NonNullable<ReturnType<typeof takeKvmOptions>["kvm"]>,
+  print: (line: string) => void,
+): Promise<number> {
+  const file = await openFileAccess(o.file).catch((e) => {
+    throw new Error(`cannot read ${o.file}: ${(e as Error).message}`, { cause: e });
+  });
+  try {
+    const named = (e: unknown) => new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
+    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+    if (command === "verify") {
+      return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
+    }
+    const digest = await runMeasureLoader(o.file, file, headers, kvm, print).catch((e) =>
+      Promise.reject(named(e))
+    );
+    if (o.measurementFile) {
+      await writeFileAtomic(
+        o.measurementFile,
+        new TextEncoder().encode(measurementJson(o.svn, digest)),
+      );
+    }
+    return 0;
+  } finally {
+    file.close();
+  }
 }

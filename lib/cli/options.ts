@@ -138,7 +138,23 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "int",
     metavar: "N",
     default: 1,
-    help: "vCPUs the built-in ACPI tables describe (1 to 255)",
+    help:
+      "vCPUs the built-in ACPI tables describe (1 to 255); with a KVM -target also the vCPUs the launch digest is for",
+  },
+  {
+    name: "target",
+    kind: "enum",
+    choices: ["hyperv", "qemu-kvm", "ch-kvm"],
+    default: "hyperv",
+    help:
+      "the host: hyperv (the original's layout), or QEMU / Cloud Hypervisor on Linux KVM (VMSA at 0xFFFFFFFFF000, VTL 0, pages from 1 MiB; the ID block and measurement are that host's for -vcpus and -cpu)",
+  },
+  {
+    name: "cpu",
+    kind: "string",
+    metavar: "MODEL",
+    help:
+      "-target qemu-kvm with -vcpus > 1: the vCPU model, milan, genoa, rome, turin or a CPUID(1).EAX signature (0x00a00f11)",
   },
   {
     name: "shared_payload",
@@ -261,6 +277,8 @@ export interface Options {
   acpi_dir?: string;
   acpi_profile: "default" | "clh";
   vcpus: number;
+  target: "hyperv" | "qemu-kvm" | "ch-kvm";
+  cpu?: string;
   shared_payload?: string;
   sign_key?: string;
   sign_deterministic: boolean;
@@ -438,7 +456,9 @@ export function parseOptions(args: readonly string[]): Options {
   if (o.vcpus < 1 || o.vcpus > 255) {
     throw new UsageError(`-vcpus: expected 1 to 255, got ${o.vcpus}`);
   }
-  if (o.acpi_dir && (given.has("acpi_profile") || given.has("vcpus"))) {
+  if (
+    o.acpi_dir && (given.has("acpi_profile") || (given.has("vcpus") && o.target === "hyperv"))
+  ) {
     throw new UsageError(
       "-acpi_profile and -vcpus choose built-in tables; they do not go with -acpi_dir",
     );

@@ -25,6 +25,8 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
   const kernel: Input | undefined = o.kernel === "-"
     ? { stream: std.stdin!, name: "standard input" }
     : o.kernel || undefined; // an empty name is "no kernel", reported where it always was
+  // A KVM -target sets these itself: only values the user gave are checked against it.
+  const fixedByTarget = (name: string) => o.target !== "hyperv" && !o.given.has(name);
   return {
     output: o.o === "-" ? std.stdout! : o.o,
     kernel: kernel!,
@@ -32,14 +34,17 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
     cmdline: o.append,
     initrd: o.rdinit,
     bootMode: o.boot_mode,
-    vtl: o.vtl,
-    arch: o.arch,
+    vtl: fixedByTarget("vtl") ? undefined : o.vtl,
+    arch: fixedByTarget("arch") ? undefined : o.arch,
     pvalidateOpt: o.pvalidate_opt,
     encryptedPage: o.encrypted_page,
-    svme: o.svme,
+    svme: fixedByTarget("svme") ? undefined : o.svme,
     acpi: o.acpi_dir,
     acpiProfile: o.acpi_dir ? undefined : o.acpi_profile,
-    vcpus: o.acpi_dir ? undefined : o.vcpus,
+    // -vcpus also sizes a KVM target's digest, so it goes with -acpi_dir there.
+    vcpus: o.acpi_dir && o.target === "hyperv" ? undefined : o.vcpus,
+    target: o.target,
+    cpu: o.cpu,
     sharedPayload: o.shared_payload,
     signKey: o.sign_key,
     signDeterministic: o.sign_deterministic,

@@ -24,6 +24,8 @@ export interface BzImageGuestInput extends GuestCpuOptions {
   kernelPayload: StreamRegion;
   initrd?: StreamRegion;
   sharedPayload?: StreamRegion;
+  /** Where the RSDP is, for boot_params.acpi_rsdp_addr (the original's 0xE0000 by default). */
+  rsdpAddr?: number;
 }
 
 /** Builds the guest image of a bzImage. */
@@ -43,7 +45,7 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
         ramdiskImage: l.initrd,
         ramdiskSize: i.initrd?.length ?? 0,
       },
-      acpiRsdpAddr: ACPI_RSDP_ADDR,
+      acpiRsdpAddr: i.rsdpAddr ?? ACPI_RSDP_ADDR,
       ccBlobAddress: l.ccBlob,
       e820: l.e820,
     }),

@@ -262,7 +262,11 @@ export function formatInspect(r: InspectReport): string {
       "ID block:",
       `  family id ${b.familyId}  image id ${b.imageId}  version ${b.version}  guest SVN ${b.guestSvn}`,
       `  launch digest ${b.launchDigest}${
-        b.launchDigest === r.launchDigest ? " (matches the file)" : " (DOES NOT match the file)"
+        b.launchDigest === r.launchDigest
+          ? " (matches the file)"
+          : r.vmsa.some((v) => v.gpa === "0xfffffffff000")
+          ? " (not the file-order digest: laid out for KVM, see verify --loader)"
+          : " (DOES NOT match the file)"
       }`,
       `  public key x ${b.publicKeyX}`,
       `             y ${b.publicKeyY}`,

@@ -302,6 +302,28 @@ export function guestReaderOf(file: FileAccess, h: IgvmFile) {
   };
 }
 
+/**
+ * For a file laid out for KVM (`-target qemu-kvm|ch-kvm`: VMSA at 0xFFFFFFFFF000, nothing
+ * below 1 MiB), the RSDP address from boot_params.acpi_rsdp_addr, which the VMSA's RSI
+ * points at; undefined for other files.
+ */
+async function kvmLayoutRsdp(
+  h: IgvmFile,
+  guest: ReturnType<typeof guestReaderOf>,
+): Promise<number | undefined> {
+  const vp = h.directives.find((d) =>
+    d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === 0xffff_ffff_f000n
+  );
+  if (!vp) return undefined;
+  await guest.load(0xffff_ffff_f000, PAGE_SIZE);
+  const vmsa = guest.read(0xffff_ffff_f000, PAGE_SIZE);
+  const rsi = Number(new DataView(vmsa.buffer).getBigUint64(0x330, true)); // VMSA RSI
+  if (rsi + 0x78 > 0x1_0000_0000) return undefined;
+  await guest.load(rsi, 0x78);
+  const rsdp = Number(new DataView(guest.read(rsi + 0x70, 8).buffer).getBigUint64(0, true));
+  return rsdp >= 0x100000 && rsdp + 36 <= 0x800000 ? rsdp : undefined; // boot_params.acpi_rsdp_addr
+}
+
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
 export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<VerifyReport> {
   const h = headers ?? await readHeaders(file);
@@ -316,13 +338,24 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   } catch (e) {
     problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
   }
+  const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
     idBlock = checkIdBlock(idHeaders[0], policy, problems);
-    if (launchDigest && idBlock.ld !== launchDigest) {
+    // A file laid out for KVM (VMSA at 0xFFFFFFFFF000) carries the digest of one host
+    // configuration (vCPUs, CPU model), which only `verify --loader` can check.
+    const forKvm = h.directives.some((d) =>
+      d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === 0xffff_ffff_f000n
+    );
+    if (launchDigest && idBlock.ld !== launchDigest && forKvm) {
+      warnings.push(
+        "the ID block's launch digest is not the file-order digest: the file is laid out for " +
+          "KVM, whose digest depends on the vCPU count and model (check it with verify --loader)",
+      );
+    } else if (launchDigest && idBlock.ld !== launchDigest) {
       problems.push(
         `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
           launchDigest.slice(0, 16)
@@ -333,10 +366,11 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   // ACPI: walk the tables from the RSDP, reading only the pages the walk needs.
   const guest = guestReaderOf(file, h);
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
-  const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n));
-  const warnings: string[] = [];
-  const hasRsdp = acpi.problems[0] !== "no RSDP signature at 0xe0000";
-  if (!hasRsdp) warnings.push("no ACPI RSDP at 0xe0000: ACPI tables not checked");
+  const rsdpAddr = await kvmLayoutRsdp(h, guest) ?? 0xe0000;
+  const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n), rsdpAddr);
+  const where = `0x${rsdpAddr.toString(16)}`;
+  const hasRsdp = acpi.problems[0] !== `no RSDP signature at ${where}`;
+  if (!hasRsdp) warnings.push(`no ACPI RSDP at ${where}: ACPI tables not checked`);
   for (const p of hasRsdp ? acpi.problems : []) {
     (/not 64-byte aligned/.test(p) ? warnings : problems).push(`ACPI: ${p}`);
   }

@@ -48,6 +48,11 @@ export interface BzImageLayoutInput {
   sharedPayloadLength?: number;
   /** The early boot stack and page-table areas, from `-symbol_elf`; defaults otherwise. */
   earlyAreas?: EarlyArea[];
+  /**
+   * For KVM loaders (`-target qemu-kvm|ch-kvm`): no page below 1 MiB, and the VMSA at
+   * `vmsaGpa` outside guest memory instead of after the parameter page.
+   */
+  kvm?: { vmsaGpa: number };
 }
 
 /** Every address of the layout. */
@@ -103,7 +108,10 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
 
   // 1. ACPI (with pvalidate_opt, the BIOS area below 0xa0000 is left out).
   let acpiStart = 0;
-  if (input.pvalidateOpt) {
+  if (input.kvm) {
+    acpiStart = 0x100000;
+    mem.seek(acpiStart);
+  } else if (input.pvalidateOpt) {
     acpiStart = 0xa0000;
     mem.seek(acpiStart);
   }
@@ -113,7 +121,7 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
   const cpuidPage = mem.allocate(PAGE_SIZE);
   const secretsPage = mem.allocate(PAGE_SIZE);
   const paramPage = mem.allocate(PAGE_SIZE);
-  const vmsaPage = mem.allocate(PAGE_SIZE);
+  const vmsaPage = input.kvm ? input.kvm.vmsaGpa : mem.allocate(PAGE_SIZE);
   // 3. The kernel.
   if (pref < mem.top) {
     throw new Error(
@@ -158,7 +166,7 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
   const end = mem.allocate(0, PAGE_SIZE);
   validated.push({ start: afterKernel, end });
 
-  const e820 = firstE820Entries(input.pvalidateOpt ? 0 : 0xa0000, input.acpiEnd);
+  const e820 = firstE820Entries(input.pvalidateOpt || input.kvm ? 0 : 0xa0000, input.acpiEnd);
   if (input.pvalidateOpt) {
     e820.push({ addr: pref, size: vmlinuxSize, type: E820_TYPE_RAM });
     for (const r of validated) {

@@ -184,8 +184,12 @@ export async function writeIgvm(
     if (r.gpa % PAGE_SIZE !== 0) throw new Error(`region ${r.name} is not page aligned`);
   }
   const runs = emittedRuns(image.top, image.holes);
-  const pageCount = runs.reduce((n, r) => n + (r.end - r.start) / PAGE_SIZE, 0);
-  for (const special of [image.vmsaPage, image.cpuidPage, image.secretsPage, image.paramPage]) {
+  const kvmOrder = image.launchOrder === "kvm";
+  const pageCount = runs.reduce((n, r) => n + (r.end - r.start) / PAGE_SIZE, 0) +
+    (kvmOrder ? 1 : 0); // the VMSA, outside guest memory
+  const specials = [image.cpuidPage, image.secretsPage, image.paramPage];
+  if (!kvmOrder) specials.push(image.vmsaPage);
+  for (const special of specials) {
     if (!runs.some((r) => r.start <= special && special < r.end)) {
       throw new Error(`special page 0x${special.toString(16)} is not in guest memory`);
     }
@@ -280,9 +284,15 @@ export async function writeIgvm(
     inFlight = { batch: b, digests };
     current ^= 1;
   };
+  if (kvmOrder) {
+    headers.parameterPage(image.paramPage);
+    digest.extend(image.paramPage, SNP_PAGE_TYPE_UNMEASURED);
+    pagesDone++;
+  }
   try {
     for (const run of runs) {
       for (let gpa = run.start; gpa < run.end; gpa += PAGE_SIZE) {
+        if (kvmOrder && gpa === image.paramPage) continue;
         const b = batches[current];
         const page = b.bytes.subarray(b.filled * PAGE_SIZE, (b.filled + 1) * PAGE_SIZE);
         page.fill(0);
@@ -304,6 +314,14 @@ export async function writeIgvm(
     if (inFlight) await emit(inFlight.batch, await inFlight.digests);
   } finally {
     pager.close();
+  }
+  if (kvmOrder) {
+    const vmsa = image.memory.page(image.vmsaPage);
+    if (!vmsa) throw new Error("the image has no VMSA page");
+    headers.vpContext(image.vmsaPage, nextDataOffset());
+    await data.push(vmsa);
+    digest.extend(image.vmsaPage, SNP_PAGE_TYPE_VMSA, vmsa);
+    onProgress?.(++pagesDone, pageCount);
   }
   await data.flush();
   const launchDigest = digest.value;

@@ -1,0 +1,246 @@
+/**
+ * The KVM side of `verify` and `measure`: `verify --loader qemu-kvm|ch-kvm|openvmm-kvm`,
+ * `measure --loader L --vcpus N --cpu C` and `measure --matrix --vcpus 1,2 --cpu milan,genoa`.
+ * Its options are taken out of the argument list before the common subcommand parsing.
+ */
+import { UsageError } from "../errors.ts";
+import { toHex } from "../bytes/le.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../igvm/launch_checks.ts";
+import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
+import { SnpLaunchDigest } from "../measure/snp_digest.ts";
+import { CPU_SIGNATURES, parseCpuSignature } from "../x86/kvm_vmsa.ts";
+
+/** Help lines for the KVM options. */
+export const KVM_SUBCOMMAND_HELP =
+  `       igvmgen verify --loader qemu-kvm|ch-kvm|openvmm-kvm FILE [--vcpus N] [--cpu C] [--json]
+       igvmgen measure --loader qemu-kvm|ch-kvm|openvmm-kvm [--vcpus N] [--cpu C] FILE
+       igvmgen measure --matrix [--loader L] --vcpus 1,2,4,8 --cpu milan,genoa FILE [--json]
+
+--loader  verify: would that loader on Linux KVM start the file? Prints every reason it
+          would refuse it (exit 1), or that it would start it (exit 0), and notes.
+          measure: the launch digest that loader makes KVM compute: the file's pages, then
+          one VMSA per vCPU; it depends on --vcpus (default 1) and, for qemu-kvm with more
+          than one vCPU, on the CPU model --cpu (milan, genoa, rome, turin or a CPUID(1).EAX
+          signature such as 0x00a00f11)
+--matrix  one digest per combination of --vcpus and --cpu (comma lists), for qemu-kvm
+          unless --loader says otherwise; --json prints schema igvmgen-measure-matrix/1`;
+
+/** The KVM options of a subcommand. */
+export interface KvmOptions {
+  loader?: KvmLoaderName;
+  matrix: boolean;
+  vcpus: number[];
+  /** CPU names as given (or hex), with their signatures. */
+  cpus: { name: string; signature: number }[];
+  json: boolean;
+}
+
+function parseVcpus(text: string, list: boolean): number[] {
+  const parts = text.split(",");
+  if (!list && parts.length > 1) throw new UsageError(`--vcpus: one count, got "${text}"`);
+  return parts.map((p) => {
+    const n = /^[0-9]+$/.test(p) ? Number(p) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1 || n > 512) {
+      throw new UsageError(`--vcpus: expected counts from 1 to 512, got "${p}"`);
+    }
+    return n;
+  });
+}
+
+function parseCpus(text: string, list: boolean): { name: string; signature: number }[] {
+  const parts = text.split(",");
+  if (!list && parts.length > 1) throw new UsageError(`--cpu: one model, got "${text}"`);
+  return parts.map((name) => {
+    const signature = parseCpuSignature(name);
+    if (signature === undefined) {
+      throw new UsageError(
+        `--cpu: expected ${
+          Object.keys(CPU_SIGNATURES).join(", ")
+        } or a hex signature, got "${name}"`,
+      );
+    }
+    return { name, signature };
+  });
+}
+
+/**
+ * Takes `--loader`, `--matrix`, `--vcpus`, `--cpu` (and `--json` with them, for measure) out
+ * of `args`; returns them and the other arguments. Returns no options when none is given.
+ */
+export function takeKvmOptions(
+  command: string,
+  args: readonly string[],
+): { kvm?: KvmOptions; rest: string[] } {
+  if (command !== "verify" && command !== "measure") return { rest: [...args] };
+  const rest: string[] = [];
+  const found: Record<string, string> = {};
+  let matrix = false;
+  let json = false;
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--?(loader|vcpus|cpu|matrix|json)(?:=(.*))?$/s.exec(args[i]);
+    if (!m) {
+      rest.push(args[i]);
+      continue;
+    }
+    const [, name, inline] = m;
+    if (name === "matrix" || name === "json") {
+      if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
+      if (name === "matrix") matrix = true;
+      else json = true;
+      continue;
+    }
+    if (found[name] !== undefined) throw new UsageError(`--${name} is given twice`);
+    if (inline !== undefined) found[name] = inline;
+    else if (i + 1 < args.length) found[name] = args[++i];
+    else throw new UsageError(`--${name} needs a value`);
+  }
+  const any = matrix || Object.keys(found).length > 0;
+  if (!any) return { rest: [...args] };
+  if (json && command === "verify") rest.push("--json");
+  if (command === "verify" && matrix) throw new UsageError("verify: --matrix is a measure option");
+  let loader: KvmLoaderName | undefined;
+  if (found.loader !== undefined) {
+    if (!(LAUNCH_CHECK_LOADERS as readonly string[]).includes(found.loader)) {
+      throw new UsageError(
+        `--loader: expected ${LAUNCH_CHECK_LOADERS.join(", ")}, got "${found.loader}"`,
+      );
+    }
+    loader = found.loader as KvmLoaderName;
+  } else if (!matrix) {
+    throw new UsageError(`${command}: --vcpus and --cpu go with --loader or --matrix`);
+  }
+  if (matrix && (found.vcpus === undefined || found.cpu === undefined)) {
+    throw new UsageError("measure --matrix needs --vcpus and --cpu lists");
+  }
+  const vcpus = parseVcpus(found.vcpus ?? "1", matrix);
+  const cpus = found.cpu !== undefined ? parseCpus(found.cpu, matrix) : [];
+  if (
+    !matrix && (loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus[0] > 1 && !cpus.length
+  ) {
+    throw new UsageError(
+      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
+    );
+  }
+  return {
+    kvm: { loader: loader ?? (matrix ? "qemu-kvm" : undefined), matrix, vcpus, cpus, json },
+    rest,
+  };
+}
+
+const hex8 = (n: number) => "0x" + n.toString(16).padStart(8, "0");
+
+/** `verify --loader`: prints the verdict; returns the exit code. */
+export async function runVerifyLoader(
+  path: string,
+  file: FileAccess,
+  headers: IgvmFile,
+  kvm: KvmOptions,
+  json: boolean,
+  print: (line: string) => void,
+): Promise<number> {
+  const loader = kvm.loader!;
+  const check = await checkLaunch(loader, file, headers, {
+    vcpus: kvm.vcpus[0],
+    cpuSignature: kvm.cpus[0]?.signature ?? 0,
+  });
+  const accepted = check.refusals.length === 0;
+  if (json) {
+    print(JSON.stringify({ file: path, accepted, ...check }, null, 2));
+  } else {
+    for (const r of check.refusals) print(`${path}: ${loader} refuses: ${r}`);
+    for (const n of check.notes) print(`${path}: note: ${n}`);
+    print(
+      accepted
+        ? `${path}: ${loader} would start this file`
+        : `${path}: ${loader} would not start this file (${check.refusals.length} reason${
+          check.refusals.length === 1 ? "" : "s"
+        })`,
+    );
+  }
+  return accepted ? 0 : 1;
+}
+
+/** One row of `measure --matrix`. */
+export interface MatrixRow {
+  vcpus: number;
+  cpu: string;
+  signature: string;
+  launchDigest: string;
+}
+
+/**
+ * The digests of a loader for every vCPU count and CPU: one pass over the file per CPU; the
+ * VMSAs come last, one per vCPU, so the digest after the k-th VMSA is that of k vCPUs.
+ */
+export async function measureMatrix(
+  loader: KvmLoaderName,
+  file: FileAccess,
+  headers: IgvmFile,
+  vcpus: readonly number[],
+  cpus: readonly { name: string; signature: number }[],
+): Promise<MatrixRow[]> {
+  const max = Math.max(...vcpus);
+  const rows: MatrixRow[] = [];
+  for (const cpu of cpus) {
+    const digest = new SnpLaunchDigest();
+    const after: string[] = [];
+    try {
+      for await (
+        const u of KVM_LOADERS[loader](file, headers, { vcpus: max, cpuSignature: cpu.signature })
+      ) {
+        digest.extend(u.gpa, u.pageType, undefined, u.contents);
+        if (u.directive === -1) after.push(toHex(digest.value));
+      }
+    } catch (e) {
+      if (e instanceof LoaderRefusal) throw new Error(`${loader}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    for (const n of vcpus) {
+      rows.push({
+        vcpus: n,
+        cpu: cpu.name,
+        signature: hex8(cpu.signature),
+        launchDigest: after[n - 1],
+      });
+    }
+  }
+  return rows;
+}
+
+/** `measure --loader` and `measure --matrix`: prints the digests; returns the first one. */
+export async function runMeasureLoader(
+  path: string,
+  file: FileAccess,
+  headers: IgvmFile,
+  kvm: KvmOptions,
+  print: (line: string) => void,
+): Promise<string> {
+  const loader = kvm.loader!;
+  const cpus = kvm.cpus.length ? kvm.cpus : [{ name: "any", signature: 0 }];
+  const rows = await measureMatrix(loader, file, headers, kvm.vcpus, cpus);
+  if (kvm.json) {
+    print(
+      JSON.stringify(
+        { schema: "igvmgen-measure-matrix/1", file: path, loader, digests: rows },
+        null,
+        2,
+      ),
+    );
+  } else if (kvm.matrix) {
+    print(
+      `${"loader".padEnd(12)}${"vcpus".padEnd(7)}${"cpu".padEnd(8)}${
+        "signature".padEnd(12)
+      }launch digest`,
+    );
+    for (const r of rows) {
+      print(
+        `${loader.padEnd(12)}${String(r.vcpus).padEnd(7)}${r.cpu.padEnd(8)}${
+          r.signature.padEnd(12)
+        }${r.launchDigest}`,
+      );
+    }
+  } else print(rows[0].launchDigest);
+  return rows[0].launchDigest;
+}

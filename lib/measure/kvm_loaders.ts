@@ -1,0 +1,342 @@
+/**
+ * The launch updates of the loaders that start SEV-SNP guests on Linux KVM
+ * (../shared/LOADERS.md §4, §6, §7.2, §9, §10): QEMU, Cloud Hypervisor and OpenVMM. All
+ * three issue the file's pages first, then KVM measures one VMSA per vCPU at 0xFFFFFFFFF000
+ * at LAUNCH_FINISH: the boot CPU's rebuilt from the registers the loader set, the others in
+ * their reset state.
+ */
+import { PAGE_SIZE } from "../bytes/le.ts";
+import {
+  IGVM_PLATFORM_TYPE_SEV_SNP,
+  IGVM_VHF_PAGE_DATA_2MB,
+  IGVM_VHF_PAGE_DATA_GUEST_INVALID,
+  IGVM_VHF_PAGE_DATA_UNMEASURED,
+  IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA,
+  IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
+  IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
+  IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
+  IGVM_VHT_PAGE_DATA,
+  IGVM_VHT_PARAMETER_AREA,
+  IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_SUPPORTED_PLATFORM,
+  IGVM_VHT_VP_CONTEXT,
+} from "../igvm/defs.ts";
+import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import {
+  SNP_PAGE_TYPE_CPUID,
+  SNP_PAGE_TYPE_NORMAL,
+  SNP_PAGE_TYPE_SECRETS,
+  SNP_PAGE_TYPE_UNMEASURED,
+  SNP_PAGE_TYPE_VMSA,
+  SNP_PAGE_TYPE_ZERO,
+  SnpLaunchDigest,
+} from "./snp_digest.ts";
+import type { HostConfig, LaunchUpdate, LaunchUpdateSource } from "./launch_update.ts";
+import {
+  KVM_RESET_RDX,
+  KVM_VMSA_GPA,
+  kvmBspVmsa,
+  type KvmLoaderKind,
+  resetVmsa,
+} from "../x86/kvm_vmsa.ts";
+import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
+
+/** A loader cannot take the file (the loader would fail or crash on it). */
+export class LoaderRefusal extends Error {
+  override name = "LoaderRefusal";
+}
+
+/** A planned update: its page's file data is read and hashed later, in batches. */
+interface Planned {
+  pageType: number;
+  gpa: number;
+  directive: number;
+  /** NORMAL pages: the file offset of the data, or undefined for a zero page. */
+  fileOffset?: number;
+  /** VMSA pages: the page itself. */
+  page?: Uint8Array;
+}
+
+const ZERO48 = new Uint8Array(48);
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
+function gpaOf(d: Directive): number {
+  return Number(d.fields.GPA ?? 0n);
+}
+
+/** The compatibility mask of the file's SEV-SNP platform (0 when it has none). */
+export function snpCompatibilityMask(headers: IgvmFile): number {
+  const p = headers.directives.find((d) =>
+    d.type === IGVM_VHT_SUPPORTED_PLATFORM &&
+    Number(d.fields.PlatformType ?? 0n) === IGVM_PLATFORM_TYPE_SEV_SNP
+  );
+  return Number(p?.fields.CompatibilityMask ?? 0n);
+}
+
+/** Parameter area sizes by index. */
+function parameterAreas(headers: IgvmFile): Map<number, number> {
+  const areas = new Map<number, number>();
+  for (const d of headers.directives) {
+    if (d.type === IGVM_VHT_PARAMETER_AREA) {
+      areas.set(Number(d.fields.ParameterAreaIndex ?? 0n), Number(d.fields.NumberOfBytes ?? 0n));
+    }
+  }
+  return areas;
+}
+
+/** UNMEASURED updates for every page of the inserted parameter area. */
+function parameterPages(d: Directive, index: number, areas: Map<number, number>): Planned[] {
+  const size = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n));
+  if (size === undefined) {
+    throw new LoaderRefusal(
+      `PARAMETER_INSERT at 0x${d.offset.toString(16)} names an undeclared parameter area`,
+    );
+  }
+  const out: Planned[] = [];
+  for (let at = 0; at < Math.max(size, 1); at += PAGE_SIZE) {
+    out.push({ pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: gpaOf(d) + at, directive: index });
+  }
+  return out;
+}
+
+/** Reads the VMSA pages of the file's VP contexts, by VP index. */
+async function vpContexts(
+  file: FileAccess,
+  headers: IgvmFile,
+  matches: (d: Directive) => boolean,
+): Promise<Map<number, Uint8Array>> {
+  const out = new Map<number, Uint8Array>();
+  for (const d of headers.directives) {
+    if (d.type !== IGVM_VHT_VP_CONTEXT || !matches(d)) continue;
+    const offset = directiveFileOffset(d);
+    const page = new Uint8Array(PAGE_SIZE);
+    if (offset !== undefined) page.set(await file.readAt(offset, PAGE_SIZE));
+    out.set(Number(d.fields.VpIndex ?? 0n), page);
+  }
+  return out;
+}
+
+/**
+ * The VMSAs KVM measures at LAUNCH_FINISH, one per vCPU: a vCPU with a VP context in the file
+ * is rebuilt from it the way `kind` hands registers to KVM; the others keep their reset state
+ * with RDX = `apRdx`. Every VMSA carries vp 0's SEV features (KVM_SEV_INIT2) plus SNP.
+ */
+function vmsaUpdates(
+  kind: KvmLoaderKind,
+  contexts: Map<number, Uint8Array>,
+  host: HostConfig,
+  apRdx: number,
+): Planned[] {
+  if (!Number.isSafeInteger(host.vcpus) || host.vcpus < 1) {
+    throw new RangeError(`vCPU count ${host.vcpus}: expected 1 or more`);
+  }
+  const vp0 = contexts.get(0);
+  const features =
+    (vp0
+      ? new DataView(vp0.buffer, vp0.byteOffset).getBigUint64(VMCB_SAVE_AREA.off._0, true)
+      : 0n) | 1n;
+  const out: Planned[] = [];
+  for (let vp = 0; vp < host.vcpus; vp++) {
+    const context = contexts.get(vp);
+    const page = context ? kvmBspVmsa(kind, context) : resetVmsa(features, apRdx);
+    if (context) {
+      new DataView(page.buffer).setBigUint64(VMCB_SAVE_AREA.off._0, features, true);
+    }
+    out.push({ pageType: SNP_PAGE_TYPE_VMSA, gpa: KVM_VMSA_GPA, directive: -1, page });
+  }
+  return out;
+}
+
+const HASH_BATCH = 256;
+
+/** Hashes the planned updates' pages in batches (span reads, parallel WebCrypto). */
+async function* hashPlanned(file: FileAccess, plan: Planned[]): AsyncIterable<LaunchUpdate> {
+  const spanBuffer = new Uint8Array(
+    Math.min(4 * HASH_BATCH * PAGE_SIZE, Math.max(file.size, PAGE_SIZE)),
+  );
+  for (let i = 0; i < plan.length; i += HASH_BATCH) {
+    const part = plan.slice(i, i + HASH_BATCH);
+    const offsets = part.map((p) => p.fileOffset).filter((x): x is number => x !== undefined);
+    const lo = offsets.length ? Math.min(...offsets) : 0;
+    const hi = offsets.length ? Math.max(...offsets) + PAGE_SIZE : 0;
+    const span = offsets.length && hi - lo <= spanBuffer.length
+      ? await file.readAt(lo, hi - lo, spanBuffer)
+      : undefined;
+    const pageOf = async (p: Planned): Promise<Uint8Array> => {
+      if (p.page) return p.page;
+      if (p.fileOffset === undefined) return ZERO_PAGE;
+      const page = span && p.fileOffset - lo + PAGE_SIZE <= span.length
+        ? span.subarray(p.fileOffset - lo, p.fileOffset - lo + PAGE_SIZE)
+        : await file.readAt(p.fileOffset, PAGE_SIZE);
+      if (page.length !== PAGE_SIZE) {
+        throw new LoaderRefusal(
+          `page 0x${p.gpa.toString(16)}: file data at 0x${
+            p.fileOffset.toString(16)
+          } runs past the end`,
+        );
+      }
+      return page;
+    };
+    const contents = await Promise.all(part.map(async (p) => {
+      if (p.pageType !== SNP_PAGE_TYPE_NORMAL && p.pageType !== SNP_PAGE_TYPE_VMSA) return ZERO48;
+      const page = await pageOf(p);
+      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
+    }));
+    for (let j = 0; j < part.length; j++) {
+      yield {
+        pageType: part[j].pageType,
+        gpa: part[j].gpa,
+        contents: contents[j],
+        directive: part[j].directive,
+      };
+    }
+  }
+}
+
+/** The SNP page type of a PAGE_DATA directive under KVM, or a refusal. */
+function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
+  const flags = Number(d.fields.Flags ?? 0n);
+  if (flags & IGVM_VHF_PAGE_DATA_2MB) {
+    throw new LoaderRefusal(`2 MiB pages are not modelled (header at 0x${d.offset.toString(16)})`);
+  }
+  const dataType = Number(d.fields.DataType ?? 0n);
+  switch (dataType) {
+    case IGVM_VHS_PAGE_DATA_TYPE_NORMAL:
+      if (flags & IGVM_VHF_PAGE_DATA_UNMEASURED) return SNP_PAGE_TYPE_UNMEASURED;
+      return zeroType && directiveFileOffset(d) === undefined
+        ? SNP_PAGE_TYPE_ZERO
+        : SNP_PAGE_TYPE_NORMAL;
+    case IGVM_VHS_PAGE_DATA_TYPE_SECRETS:
+      return SNP_PAGE_TYPE_SECRETS;
+    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA:
+      return SNP_PAGE_TYPE_CPUID;
+    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF:
+      if (loader === "qemu-kvm") return SNP_PAGE_TYPE_CPUID;
+      throw new LoaderRefusal(
+        `${loader} cannot load CPUID_XF pages (header at 0x${d.offset.toString(16)})`,
+      );
+    default:
+      throw new LoaderRefusal(
+        `page data type ${dataType} is unknown to ${loader} (header at 0x${d.offset.toString(16)})`,
+      );
+  }
+}
+
+function planned(d: Directive, index: number, pageType: number): Planned {
+  return {
+    pageType,
+    gpa: gpaOf(d),
+    directive: index,
+    fileOffset: pageType === SNP_PAGE_TYPE_NORMAL ? directiveFileOffset(d) : undefined,
+  };
+}
+
+/**
+ * QEMU (10.1 and later) on KVM, LOADERS.md §4 and §10 "qemu-kvm". Page data is buffered
+ * into runs (contiguous GPAs, same flags, type and mask, all with data or all without, and
+ * consecutive directives); a run goes to the launch queue only when the next page breaks it
+ * or the file ends, while a PARAMETER_INSERT goes at once, so it can overtake the run in
+ * front of it. Zero pages are measured as normal pages, `shared` pages as any other, CPUID
+ * pages with the host's contents (their type alone is measured). Then the vCPUs' VMSAs: the
+ * boot CPU's rebuilt from the file's VMSA (CR0.ET, CR4.MCE, EFER.SVME, TR base from LDTR,
+ * KVM's FPU defaults), the others in QEMU's reset state with RDX = the CPU signature.
+ */
+export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
+  const mask = snpCompatibilityMask(headers);
+  const matches = (d: Directive) => (Number(d.fields.CompatibilityMask ?? 0n) & mask) !== 0;
+  const areas = parameterAreas(headers);
+  const plan: Planned[] = [];
+  let run: Planned[] = [];
+  let runKey = "";
+  let lastIndex = -2;
+  let nextGpa = -1;
+  const flush = () => {
+    plan.push(...run);
+    run = [];
+  };
+  headers.directives.forEach((d, index) => {
+    if (d.type === IGVM_VHT_PAGE_DATA) {
+      if (!matches(d)) return;
+      const key = [
+        Number(d.fields.Flags ?? 0n),
+        Number(d.fields.DataType ?? 0n),
+        Number(d.fields.CompatibilityMask ?? 0n),
+        directiveFileOffset(d) === undefined,
+      ].join();
+      if (run.length && (key !== runKey || gpaOf(d) !== nextGpa || lastIndex !== index - 1)) {
+        flush();
+      }
+      run.push(planned(d, index, kvmPageType(d, "qemu-kvm", false)));
+      runKey = key;
+      lastIndex = index;
+      nextGpa = gpaOf(d) + PAGE_SIZE;
+    } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
+      plan.push(...parameterPages(d, index, areas)); // before the pending run
+    }
+  });
+  flush();
+  plan.push(
+    ...vmsaUpdates("qemu", await vpContexts(file, headers, matches), host, host.cpuSignature),
+  );
+  yield* hashPlanned(file, plan);
+};
+
+/**
+ * Cloud Hypervisor on KVM, LOADERS.md §6 and §10 "ch-kvm": file order, no compatibility
+ * filtering; zero pages are SNP ZERO pages, pages with data NORMAL; `shared` pages measured;
+ * a parameter area UNMEASURED page by page where it is inserted; CPUID_XF makes it panic.
+ * Then the VMSAs: the boot CPU's from the registers `setup_sev_snp_regs` sets (everything
+ * else at KVM's reset values), the others in KVM's reset state with RDX 0x600 (KVM's value
+ * when no CPUID was set at reset; UNCONFIRMED, LOADERS.md §12.4), whatever the CPU model.
+ */
+export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
+  const areas = parameterAreas(headers);
+  const plan: Planned[] = [];
+  headers.directives.forEach((d, index) => {
+    if (d.type === IGVM_VHT_PAGE_DATA) plan.push(planned(d, index, kvmPageType(d, "ch-kvm", true)));
+    else if (d.type === IGVM_VHT_PARAMETER_INSERT) plan.push(...parameterPages(d, index, areas));
+  });
+  plan.push(...vmsaUpdates("ch", await vpContexts(file, headers, () => true), host, KVM_RESET_RDX));
+  yield* hashPlanned(file, plan);
+};
+
+/**
+ * OpenVMM on KVM, LOADERS.md §7.2 and §10 "openvmm-kvm": file order; zero pages measured as
+ * normal pages; `shared` pages made shared and not measured; parameter areas UNMEASURED;
+ * CPUID_XF refused. Then the VMSAs: the boot CPU's from OpenVMM's allow-list of VMSA fields,
+ * the others in the reset state with RDX = the CPU signature (UNCONFIRMED, §12.4).
+ */
+export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
+  const mask = snpCompatibilityMask(headers);
+  const matches = (d: Directive) => (Number(d.fields.CompatibilityMask ?? 0n) & mask) !== 0;
+  const areas = parameterAreas(headers);
+  const plan: Planned[] = [];
+  headers.directives.forEach((d, index) => {
+    if (!matches(d)) return;
+    if (d.type === IGVM_VHT_PAGE_DATA) {
+      const type = kvmPageType(d, "openvmm-kvm", false);
+      if (Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) return;
+      plan.push(planned(d, index, type));
+    } else if (d.type === IGVM_VHT_PARAMETER_INSERT) plan.push(...parameterPages(d, index, areas));
+  });
+  plan.push(
+    ...vmsaUpdates("openvmm", await vpContexts(file, headers, matches), host, host.cpuSignature),
+  );
+  yield* hashPlanned(file, plan);
+};
+
+/** The KVM loaders by name. */
+export const KVM_LOADERS = {
+  "qemu-kvm": qemuKvmUpdates,
+  "ch-kvm": chKvmUpdates,
+  "openvmm-kvm": openvmmKvmUpdates,
+} as const satisfies Record<string, LaunchUpdateSource>;
+export type KvmLoaderName = keyof typeof KVM_LOADERS;
+
+/** Folds launch updates into the SNP launch digest. */
+export async function launchDigestOf(updates: AsyncIterable<LaunchUpdate>): Promise<Uint8Array> {
+  const digest = new SnpLaunchDigest();
+  for await (const u of updates) digest.extend(u.gpa, u.pageType, undefined, u.contents);
+  return digest.value;
+}

@@ -1,0 +1,139 @@
+/**
+ * `-target qemu-kvm|ch-kvm`: images that QEMU or Cloud Hypervisor on Linux KVM start, with
+ * the launch digest those hosts make KVM compute (../shared/LOADERS.md §4, §6, §9, §13).
+ *
+ * The layout differs from the original's (`-target hyperv`) in these ways:
+ * - the VP context is at 0xFFFFFFFFF000 and is the last directive: KVM measures every VMSA
+ *   there, after every page;
+ * - the parameter area's directives come first: QEMU issues a PARAMETER_INSERT as soon as
+ *   it reads it, ahead of the pages it still buffers, so anywhere else it would be measured
+ *   out of file order;
+ * - no page below 1 MiB: the RSDP moves from 0xE0000 to the page after the ACPI tables, and
+ *   boot_params.acpi_rsdp_addr points at it;
+ * - the VMSA holds what KVM rebuilds for the boot CPU (kvmTargetVmsa): SEV features SNP
+ *   only, CR0.ET, CR4.MCE, EFER.SVME, RFLAGS bit 1, reset DR6/DR7/PAT/XCR0/FPU, and LDTR's
+ *   base equal to TR's (QEMU loads TR with LDTR's base);
+ * - highest VTL 0.
+ * With these, the file-order digest equals QEMU's for one vCPU; the ID block and the
+ * measurement file hold the loader's digest for `-vcpus` and `-cpu`.
+ */
+import type { AcpiImage } from "../acpi/acpi_image.ts";
+import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
+import { InputError } from "./errors.ts";
+import { PAGE_SIZE, toHex } from "./bytes/le.ts";
+import type { GuestImage } from "./layout/guest_image.ts";
+import { IGVM_FIXED_HEADER, IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
+import { headerSectionChecksum, parseIgvmHeaders } from "./igvm/reader.ts";
+import type { FileAccess } from "./io/file_reader.ts";
+import { checkLaunch, kvmPolicyProblems } from "./igvm/launch_checks.ts";
+import { KVM_LOADERS, type KvmLoaderName, launchDigestOf } from "./measure/kvm_loaders.ts";
+import type { HostConfig } from "./measure/launch_update.ts";
+import { KVM_VMSA_GPA, kvmTargetVmsa } from "./x86/kvm_vmsa.ts";
+
+/** The `-target` values. */
+export const TARGETS = ["hyperv", "qemu-kvm", "ch-kvm"] as const;
+export type Target = typeof TARGETS[number];
+
+/** A KVM target: its loader and the host configuration its digest is for. */
+export interface KvmTarget {
+  loader: Extract<KvmLoaderName, "qemu-kvm" | "ch-kvm">;
+  host: HostConfig;
+  /** How to name the host configuration in messages. */
+  description: string;
+}
+
+/** Fails when KVM would refuse the ID block's policy at SNP_LAUNCH_START. */
+export function checkKvmPolicy(target: KvmTarget, policy: bigint): void {
+  const problems = kvmPolicyProblems(policy);
+  if (problems.length) {
+    throw new InputError(`-target ${target.loader}: ${problems.join("; ")} (see -config_file)`);
+  }
+}
+
+/**
+ * Moves the RSDP from the BIOS area (0xE0000) to the page after the ACPI tables, so that
+ * every page is at or above 1 MiB; returns the tables and the RSDP's new address.
+ */
+export function relocateRsdp(acpi: AcpiImage): { acpi: AcpiImage; rsdpAddr: number } {
+  const low = acpi.writes.filter((w) => w.gpa < 0x100000);
+  const rsdp = low.filter((w) => w.gpa >= ACPI_RSDP_ADDR && w.gpa < ACPI_RSDP_ADDR + PAGE_SIZE);
+  const other = low.find((w) => !rsdp.includes(w) && w.bytes.some((b) => b !== 0));
+  if (other) {
+    throw new InputError(
+      `ACPI data at 0x${
+        other.gpa.toString(16)
+      }, below 1 MiB: KVM targets keep every page at or above 1 MiB`,
+    );
+  }
+  if (!rsdp.length) return { acpi, rsdpAddr: ACPI_RSDP_ADDR };
+  const rsdpAddr = acpi.endAddr;
+  const moved = rsdp.map((w) => ({ gpa: rsdpAddr + (w.gpa - ACPI_RSDP_ADDR), bytes: w.bytes }));
+  return {
+    acpi: {
+      writes: [...acpi.writes.filter((w) => w.gpa >= 0x100000), ...moved],
+      endAddr: acpi.endAddr + PAGE_SIZE,
+    },
+    rsdpAddr,
+  };
+}
+
+/** The VMSA placement the layout planner needs for a KVM target. */
+export const KVM_LAYOUT = { vmsaGpa: KVM_VMSA_GPA } as const;
+
+/** Turns a planned guest image into a KVM target's: VMSA contents, launch order. */
+export function finishKvmImage(image: GuestImage): GuestImage {
+  const vmsa = image.memory.page(image.vmsaPage);
+  if (!vmsa) throw new Error("the image has no VMSA page");
+  vmsa.set(kvmTargetVmsa(vmsa));
+  return { ...image, highestVtl: 0, launchOrder: "kvm" };
+}
+
+/** The random-access sink of a file being written: read back, write at an offset. */
+export interface WrittenFile {
+  size(): Promise<number>;
+  readBack(offset: number, length: number): Promise<Uint8Array>;
+  writeAt(offset: number, bytes: Uint8Array): Promise<void>;
+}
+
+/**
+ * After the file is written: computes the target's launch digest over it with the loader
+ * model, checks that the loader would start it, and when the digest differs from the one the
+ * writer signed (more than one vCPU, or Cloud Hypervisor's ZERO pages) signs the ID block
+ * again and rewrites it and the header checksum in place. Returns the target's digest.
+ */
+export async function retargetWrittenImage(
+  out: WrittenFile,
+  target: KvmTarget,
+  writtenDigest: Uint8Array,
+  signIdBlock: (digest: Uint8Array) => Uint8Array,
+): Promise<Uint8Array> {
+  const size = await out.size();
+  const fixed = await out.readBack(0, IGVM_FIXED_HEADER.size);
+  const fv = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
+  const sectionEnd = fv.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
+    fv.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
+  const head = await out.readBack(0, sectionEnd);
+  const headers = parseIgvmHeaders(head, size);
+  const file: FileAccess = { size, readAt: (offset, length) => out.readBack(offset, length) };
+  const check = await checkLaunch(target.loader, file, headers, target.host, {
+    compareIdBlock: false,
+  });
+  if (check.refusals.length) {
+    throw new Error(
+      `the ${target.loader} image fails its own launch checks: ${check.refusals.join("; ")}`,
+    );
+  }
+  const digest = await launchDigestOf(KVM_LOADERS[target.loader](file, headers, target.host));
+  if (toHex(digest) === toHex(writtenDigest)) return digest;
+  const idBlock = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  if (!idBlock || idBlock.length !== IGVM_VHS_SNP_ID_BLOCK.size) {
+    throw new Error("the written image has no ID block to sign again");
+  }
+  const body = signIdBlock(digest);
+  head.set(body, idBlock.offset + 8);
+  await out.writeAt(idBlock.offset + 8, body);
+  const checksum = new Uint8Array(4);
+  new DataView(checksum.buffer).setUint32(0, headerSectionChecksum(head, sectionEnd), true);
+  await out.writeAt(IGVM_FIXED_HEADER.off.Checksum, checksum);
+  return digest;
+}
