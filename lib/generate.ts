@@ -10,6 +10,7 @@ import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
 import { toHex } from "./bytes/le.ts";
 import { buildBzImageGuest } from "./guest/bzimage_guest.ts";
 import {
+  checkStdinOnce,
   fileSource,
   type InputSource,
   readInputFile,
@@ -17,7 +18,7 @@ import {
   spoolToTempFile,
 } from "./io/inputs.ts";
 import { type EarlyArea, planBzImageLayout } from "./layout/bzimage_layout.ts";
-import { planElfLayout } from "./layout/elf_layout.ts";
+import { planElfLayout, VMPL2_KERNEL_ADDR } from "./layout/elf_layout.ts";
 import { buildElfGuest } from "./guest/elf_guest.ts";
 import { flatBinary, parseElf64, sectionByName } from "./elf/elf64.ts";
 import { earlyAreasFromSymbols } from "./elf/early_areas.ts";
@@ -25,7 +26,11 @@ import type { GuestImage } from "./layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
+import type { AtomicFile } from "./io/atomic_file.ts";
+import { commitOutputs, openImageOutput, planOutputs } from "./io/output_target.ts";
+import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "./layout/ram_limit.ts";
+import { SHARED_PAYLOAD_ADDR } from "./layout/bzimage_layout.ts";
+import { checkCommandLineLength } from "./bzimage/cmdline_check.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
 import { verifyIgvm } from "./igvm/verify.ts";
@@ -45,6 +50,10 @@ export interface GenerateResult {
 export interface GenerateIo {
   stdin?: ReadableStream<Uint8Array>;
   stdout?: WritableStream<Uint8Array>;
+  /** Standard output is a terminal (`-o -` then needs --force). */
+  stdoutIsTerminal?: boolean;
+  /** Standard output was closed when the process started, where that can be told. */
+  stdoutClosed?: boolean;
   notice?: (message: string) => void;
   /** Called once the image is planned; returns a per-batch progress callback, if wanted. */
   progress?: (image: GuestImage) => ((pagesDone: number, pageCount: number) => void) | undefined;
@@ -99,10 +108,18 @@ async function openKernel(o: Options, io: GenerateIo): Promise<InputSource> {
   if (!o.kernel) throw new UsageError("no kernel: give -kernel FILE (or - for standard input)");
   if (o.kernel === "-") {
     if (!io.stdin) throw new UsageError("the kernel is - but there is no standard input");
-    const spooled = await spoolToTempFile(io.stdin, "the kernel from standard input");
+    const spooled = await spoolToTempFile(
+      io.stdin,
+      "the kernel from standard input",
+      kernelLimit(o),
+    );
     return await fileSource(spooled, "kernel", "kernel (standard input)");
   }
-  return await fileSource(o.kernel, "kernel");
+  return await fileSource(o.kernel, "kernel", undefined, {
+    stdin: io.stdin,
+    limit: kernelLimit(o),
+    option: "-kernel",
+  });
 }
 
 /** Parses the setup header of a bzImage source, naming it in errors. */
@@ -137,7 +154,11 @@ async function readElf(source: InputSource) {
 
 async function earlyAreasFor(o: Options, initSize: number): Promise<EarlyArea[] | undefined> {
   if (!o.symbol_elf) return undefined;
-  const source = await fileSource(o.symbol_elf, "symbol ELF");
+  const source = await fileSource(o.symbol_elf, "symbol ELF", undefined, {
+    limit: { maxBytes: MAX_ELF_FILE, why: "too large for an ELF" },
+    option: "-symbol_elf",
+    regularOnly: true,
+  });
   const elf = await readElf(source);
   try {
     return earlyAreasFromSymbols(elf, initSize);
@@ -165,7 +186,13 @@ async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
       `cannot use ${kernel.name}: the entry point 0x${elf.entry.toString(16)} is before .text`,
     );
   }
-  const vmpl2 = o.vmpl2_kernel ? await fileSource(o.vmpl2_kernel, "VMPL2 kernel") : undefined;
+  const vmpl2 = o.vmpl2_kernel
+    ? await fileSource(o.vmpl2_kernel, "VMPL2 kernel", undefined, {
+      stdin: io.stdin,
+      limit: ramLimit(VMPL2_KERNEL_ADDR, "the VMPL2 kernel"),
+      option: "-vmpl2_kernel",
+    })
+    : undefined;
   const vmpl2Header = vmpl2 ? await readSetupHeader(vmpl2) : undefined;
   const acpi = await loadAcpiFor(o);
   const cmdline = new TextEncoder().encode(o.append + "\0");
@@ -182,6 +209,7 @@ async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
       maxSectionEnd: Math.max(...elf.sections.map((s) => s.addr + s.size)),
       vmpl2KernelLength: vmpl2?.size ?? 0,
     });
+    checkGuestRamLimit(layout.top);
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
@@ -204,16 +232,27 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
   if (o.vmpl2_kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
   const kernel = await openKernel(o, io);
   const header = await readSetupHeader(kernel);
-  const initrd = o.rdinit ? await fileSource(o.rdinit, "initrd") : undefined;
+  const initrd = o.rdinit
+    ? await fileSource(o.rdinit, "initrd", undefined, {
+      stdin: io.stdin,
+      limit: ramLimit(header.prefAddress + header.initSize, "the initrd"),
+      option: "-rdinit",
+    })
+    : undefined;
   let shared: InputSource | undefined;
   if (o.inform === "bzImage2") {
     if (!o.shared_payload) throw new UsageError("-inform bzImage2 needs -shared_payload FILE");
-    shared = await fileSource(o.shared_payload, "shared payload");
+    shared = await fileSource(o.shared_payload, "shared payload", undefined, {
+      stdin: io.stdin,
+      limit: ramLimit(SHARED_PAYLOAD_ADDR, "the shared payload"),
+      option: "-shared_payload",
+    });
   } else if (o.shared_payload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
   const acpi = await loadAcpiFor(o);
   const cmdline = new TextEncoder().encode(o.append);
+  checkCommandLineLength(cmdline.length, header.cmdlineSize, o.strict, io.notice);
   const payload = kernel.region(header.payloadOffset);
   if (payload.length < header.announcedPayload) {
     io.notice?.(
@@ -233,6 +272,7 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
       sharedPayloadLength: shared?.size,
       earlyAreas: await earlyAreasFor(o, header.initSize),
     });
+    checkGuestRamLimit(layout.top);
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
@@ -285,15 +325,18 @@ async function selfCheck(out: AtomicFile, written: WrittenImage, full: boolean):
   }
 }
 
-/** Rejects an output path that is an existing folder, before any work is done. */
-async function checkOutputPath(path: string, what: string): Promise<void> {
-  try {
-    if ((await Deno.stat(path)).isDirectory) {
-      throw new InputError(`cannot write ${what} ${path}: it is a folder`);
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
+/** The input paths of a run, with their options, for the outputs' identity check. */
+function namedInputs(o: Options) {
+  return [
+    { option: "-kernel", path: o.kernel },
+    { option: "-rdinit", path: o.rdinit },
+    { option: "-shared_payload", path: o.shared_payload },
+    { option: "-sign_key", path: o.sign_key },
+    { option: "-config_file", path: o.config_file },
+    { option: "-acpi_dir", path: o.acpi_dir },
+    { option: "-symbol_elf", path: o.symbol_elf },
+    { option: "-vmpl2_kernel", path: o.vmpl2_kernel },
+  ];
 }
 
 /**
@@ -302,17 +345,21 @@ async function checkOutputPath(path: string, what: string): Promise<void> {
  */
 export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<GenerateResult> {
   if (!o.o) throw new UsageError("no output: give -o FILE");
-  const toStdout = o.o === "-";
-  if (toStdout && !io.stdout) throw new UsageError("-o - needs a standard output");
-  if (!toStdout) await checkOutputPath(o.o, "output");
-  if (o.measurement_file) await checkOutputPath(o.measurement_file, "measurement file");
+  checkStdinOnce(namedInputs(o));
+  const outputs = await planOutputs({
+    output: o.o,
+    measurementFile: o.measurement_file,
+    inputs: namedInputs(o),
+    stdout: io.stdout,
+    stdoutIsTerminal: io.stdoutIsTerminal,
+    stdoutClosed: io.stdoutClosed,
+    force: o.force,
+  });
   try {
     const config = await loadConfig(o);
     const { key, generated } = await loadKey(o);
     const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
-    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(o.o)).catch((e) => {
-      throw new InputError((e as Error).message, { cause: e });
-    });
+    const out = await openImageOutput(outputs.image);
     try {
       const written = await writeIgvm(
         image,
@@ -324,11 +371,7 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
       await selfCheck(out, written, o.verify);
       const launchMeasurement = toHex(written.launchDigest);
       const json = measurementJson(o.svn, launchMeasurement);
-      if (o.measurement_file) {
-        await writeFileAtomic(o.measurement_file, new TextEncoder().encode(json));
-      }
-      if (toStdout) await out.commitTo(io.stdout!);
-      else await out.commit();
+      await commitOutputs(outputs, out, o.measurement_file ? json : undefined, io.stdout);
       return {
         output: o.o,
         launchMeasurement,
@@ -345,4 +388,21 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
   } finally {
     await removeSpools();
   }
+}
+
+/** The limit of an input loaded at `start`: it must end below the MMIO hole. */
+function ramLimit(start: number, what: string) {
+  return {
+    maxBytes: roomBelowRamLimit(start),
+    why: `${what} is loaded at 0x${
+      start.toString(16)
+    } and guest RAM must end by ${GUEST_RAM_LIMIT_HEX}, where the MMIO hole starts`,
+  };
+}
+
+/** The kernel's limit: an ELF is read whole (256 MiB at most); a bzImage must fit in RAM. */
+function kernelLimit(o: Options) {
+  return o.inform === "elf"
+    ? { maxBytes: MAX_ELF_FILE, why: "too large for an ELF" }
+    : ramLimit(0x10_0000, "the kernel");
 }
