@@ -3,6 +3,7 @@ import { InputError, UsageError } from "../errors.ts";
 import type { ByteReader, StreamRegion } from "../layout/guest_image.ts";
 import { openFileRange } from "./file_reader.ts";
 import { makeRegisteredTempFile, removeTemp } from "./temp_files.ts";
+import { writeError } from "./os_errors.ts";
 
 /** Stats `path` as a readable regular file, with a message naming `what` and the path. */
 export async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {
@@ -113,10 +114,16 @@ export async function spoolToTempFile(
     for await (const chunk of stream) {
       total += chunk.length;
       if (limit && total > limit.maxBytes) {
-        throw tooLargeError(what, "over " + limit.maxBytes, limit);
+        throw new InputError(
+          `${what} has more than ${limit.maxBytes} bytes (reading stopped there): ${limit.why}`,
+        );
       }
       let done = 0;
-      while (done < chunk.length) done += await file.write(chunk.subarray(done));
+      try {
+        while (done < chunk.length) done += await file.write(chunk.subarray(done));
+      } catch (e) {
+        throw writeError(`the spool of ${what} ${path}`, e);
+      }
     }
   } catch (e) {
     file?.close();
