@@ -17,7 +17,7 @@ export function taskPermissionFlags(task: string): string[] {
 
 /** How to run the CLI. */
 export interface TaskRunOptions {
-  stdin?: Uint8Array | "null" | "inherit";
+  stdin?: Uint8Array | "null" | "inherit" | "piped";
   /** Extra environment (TMPDIR for a private temporary folder). */
   env?: Record<string, string>;
   cwd?: string;
