@@ -209,10 +209,10 @@ async function planElf(o: Options, io: GenerateIo): Promise<GuestImage> {
       maxSectionEnd: Math.max(...elf.sections.map((s) => s.addr + s.size)),
       vmpl2KernelLength: vmpl2?.size ?? 0,
     });
-    checkGuestRamLimit(layout.top);
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
+  checkGuestRamLimit(layout.top, vmpl2 ? `-vmpl2_kernel ${o.vmpl2_kernel}` : kernel.name);
   return buildElfGuest({
     layout,
     acpi,
@@ -272,10 +272,13 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
       sharedPayloadLength: shared?.size,
       earlyAreas: await earlyAreasFor(o, header.initSize),
     });
-    checkGuestRamLimit(layout.top);
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
+  checkGuestRamLimit(
+    layout.top,
+    shared ? `-shared_payload ${o.shared_payload}` : initrd ? `-rdinit ${o.rdinit}` : kernel.name,
+  );
   return buildBzImageGuest({
     layout,
     header,
