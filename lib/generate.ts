@@ -26,8 +26,7 @@ import type { GuestImage } from "./layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import type { AtomicFile } from "./io/atomic_file.ts";
-import { commitOutputs, openImageOutput, planOutputs } from "./io/output_target.ts";
+import { commitOutputs, type ImageFile, openImageOutput, planOutputs } from "./io/output_target.ts";
 import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "./layout/ram_limit.ts";
 import { SHARED_PAYLOAD_ADDR } from "./layout/bzimage_layout.ts";
 import { checkCommandLineLength } from "./bzimage/cmdline_check.ts";
@@ -300,7 +299,7 @@ async function planBzImage(o: Options, io: GenerateIo): Promise<GuestImage> {
  * reader: the header section's CRC, sizes and header count. With `full` (`--verify`), also
  * the whole `verify`: recomputed launch digest, ID block signature, ACPI walk.
  */
-async function selfCheck(out: AtomicFile, written: WrittenImage, full: boolean): Promise<void> {
+async function selfCheck(out: ImageFile, written: WrittenImage, full: boolean): Promise<void> {
   const size = await out.size();
   const fixed = await out.readBack(0, 24);
   const fv = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
@@ -362,7 +361,7 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
     const config = await loadConfig(o);
     const { key, generated } = await loadKey(o);
     const image = o.inform === "elf" ? await planElf(o, io) : await planBzImage(o, io);
-    const out = await openImageOutput(outputs.image);
+    const out = await openImageOutput(outputs.image, o.verify);
     try {
       const written = await writeIgvm(
         image,

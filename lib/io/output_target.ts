@@ -11,6 +11,26 @@ import { InputError, UsageError } from "../errors.ts";
 import { AtomicFile } from "./atomic_file.ts";
 import { writeError } from "./os_errors.ts";
 import { isStdinPath } from "./inputs.ts";
+import { DiscardedImage } from "./discarded_image.ts";
+import type { ByteSink } from "../write/igvm_writer.ts";
+
+/** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
+export interface ImageFile extends ByteSink {
+  readBack(offset: number, length: number): Promise<Uint8Array>;
+  size(): Promise<number>;
+  abort(): Promise<void>;
+}
+
+/** True when `path` is the null device (compared by device number, not by name). */
+async function isNullDevice(path: string): Promise<boolean> {
+  if (Deno.build.os === "windows") return false;
+  try {
+    const [a, b] = await Promise.all([Deno.stat(path), Deno.stat("/dev/null")]);
+    return a.isCharDevice === true && a.rdev !== null && a.rdev === b.rdev;
+  } catch {
+    return false;
+  }
+}
 
 /** One input path of the run and the option that gave it. */
 export interface NamedInput {
@@ -201,8 +221,17 @@ export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
   return { image, measurement };
 }
 
-/** Opens where the image is built: a temporary file beside it, or a spool. */
-export async function openImageOutput(target: OutputTarget): Promise<AtomicFile> {
+/**
+ * Opens where the image is built: a temporary file beside it, or a spool. For /dev/null
+ * nothing is kept but the headers, unless `keepAll` (`--verify` reads every page back).
+ */
+export async function openImageOutput(
+  target: OutputTarget,
+  keepAll = false,
+): Promise<ImageFile> {
+  if (target.kind === "stream" && !keepAll && await isNullDevice(target.path)) {
+    return new DiscardedImage();
+  }
   try {
     return target.kind === "file"
       ? await AtomicFile.create(target.path)
@@ -241,7 +270,7 @@ async function writeStreamTarget(
  */
 export async function commitOutputs(
   plan: OutputPlan,
-  image: AtomicFile,
+  image: ImageFile,
   measurementJson: string | undefined,
   stdout?: WritableStream<Uint8Array>,
 ): Promise<void> {
@@ -259,13 +288,14 @@ export async function commitOutputs(
     });
   }
   try {
-    if (plan.image.kind === "file") await image.commit();
+    if (image instanceof DiscardedImage) { /* nothing to write */ }
+    else if (plan.image.kind === "file") await (image as AtomicFile).commit();
     else {
       await writeStreamTarget(
         plan.image,
         stdout,
         (stream) =>
-          image.commitTo(
+          (image as AtomicFile).commitTo(
             stream,
             plan.image.kind === "stdout" ? "standard output" : plan.image.given,
           ),
