@@ -480,3 +480,82 @@ Deno.test("igvmgen never writes into its input folders, on success or failure", 
     }
   });
 });
+
+Deno.test("igvmgen refuses an output that would add a table to the -acpi_dir folder", async () => {
+  await withRun(async (dir) => {
+    Deno.mkdirSync(`${dir}/acpi`);
+    Deno.writeTextFileSync(`${dir}/acpi/DSDT.dsl`, "not compiled: refused before any work");
+    const before = snapshot(`${dir}/acpi`);
+    for (const name of ["DSDT.dsl", "NEW.aml"]) {
+      oneLineError(
+        await runTask([
+          "-o",
+          `${dir}/acpi/${name}`,
+          "-kernel",
+          `${dir}/k`,
+          "-acpi_dir",
+          `${dir}/acpi`,
+        ]),
+        2,
+        "-o",
+        "-acpi_dir",
+      );
+    }
+    assertEquals(snapshot(`${dir}/acpi`), before);
+  });
+});
+
+Deno.test("igvmgen -measurement_file - prints the JSON; with -o - it is refused", async () => {
+  await withRun(async (dir) => {
+    const a = await runTask([
+      "-o",
+      `${dir}/a.igvm`,
+      "-kernel",
+      `${dir}/k`,
+      "-measurement_file",
+      `${dir}/a.json`,
+    ]);
+    assertEquals(a.code, 0, a.stderr);
+    const b = await runTask([
+      "-o",
+      `${dir}/b.igvm`,
+      "-kernel",
+      `${dir}/k`,
+      "-measurement_file",
+      "-",
+    ]);
+    assertEquals(b.code, 0, b.stderr);
+    assertEquals(new TextDecoder().decode(b.stdout), Deno.readTextFileSync(`${dir}/a.json`));
+    oneLineError(
+      await runTask(["-o", "-", "-kernel", `${dir}/k`, "-measurement_file", "/dev/stdout"]),
+      2,
+      "same standard output",
+    );
+  });
+});
+
+Deno.test("igvmgen -rdinit <(...) (a process substitution) works under the task's permissions", async () => {
+  if (Deno.build.os === "windows") return;
+  await withRun(async (dir) => {
+    const common = ["-kernel", `${dir}/k`, ...fixed(dir)];
+    const a = await runTask(["-o", `${dir}/a.igvm`, ...common, "-rdinit", `${dir}/rd`]);
+    assertEquals(a.code, 0, a.stderr);
+    const flags = taskPermissionFlags("igvmgen").join(" ");
+    const r = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `"${Deno.execPath()}" run --quiet ${flags} main.ts -o ${dir}/b.igvm ${
+          common.join(" ")
+        } -rdinit <(cat ${dir}/rd)`,
+      ],
+      cwd: new URL("../", import.meta.url).pathname,
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
+    assertEquals(
+      sha256Hex(Deno.readFileSync(`${dir}/b.igvm`)),
+      sha256Hex(Deno.readFileSync(`${dir}/a.igvm`)),
+    );
+  });
+});

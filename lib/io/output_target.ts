@@ -203,6 +203,20 @@ export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
     const info = await Deno.stat(input.path).catch(() => undefined);
     if (!info) continue; // a missing input is reported when it is opened
     const id = await identityOf(input.path);
+    if (info.isDirectory) {
+      // A folder of ACPI tables: an output there named like a table would become an input.
+      for (const out of outputs) {
+        if (
+          out.kind === "file" && /\.(dsl|aml)$/i.test(baseName(out.path)) &&
+          await identityOf(parentDir(out.path)) === id
+        ) {
+          throw new UsageError(
+            `${out.option} ${out.given} would write a table into ${input.option} ${input.path}: refusing to change an input folder`,
+          );
+        }
+      }
+      continue;
+    }
     for (const out of outputs) {
       if (out.kind !== "stdout" && id !== undefined && ids.get(out) === id) {
         throw new UsageError(
