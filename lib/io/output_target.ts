@@ -225,7 +225,10 @@ export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
       }
     }
   }
-  if (measurement && ids.get(image) !== undefined && ids.get(image) === ids.get(measurement)) {
+  if (
+    measurement && ids.get(image) !== undefined && ids.get(image) === ids.get(measurement) &&
+    !(image.kind === "stream" && await isNullDevice(image.path)) // /dev/null twice is fine
+  ) {
     throw new UsageError(
       `-o ${image.given} and -measurement_file ${measurement.given} are the same ${
         image.kind === "stdout" ? "standard output" : "file"
