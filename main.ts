@@ -10,13 +10,22 @@ import { dumpIgvmFileText } from "./lib/file_operations.ts";
 import { generateRequestFrom } from "./lib/cli/request.ts";
 import { progressFor } from "./lib/cli/progress.ts";
 import { runSubcommand, type Subcommand, SUBCOMMANDS } from "./lib/cli/commands.ts";
+import { checkArgsEncoding } from "./lib/cli/arg_encoding.ts";
+import { onTerminationSignal } from "./lib/io/signals.ts";
+import { standardOutputLooksClosed } from "./lib/io/output_target.ts";
 
 /** Runs igvmgen with `args`; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   let verbose = args.includes("--verbose") ||
     /(^|\s)-(-?log-level|l)(=|\s)DEBUG/.test(args.join(" "));
   let quiet = false;
+  // On SIGINT/SIGTERM/SIGHUP: temporary files are removed, then one line and 128 + signal.
+  const stopSignals = onTerminationSignal((signal, exitCode) => {
+    console.error(`error: interrupted by ${signal}; temporary files removed`);
+    Deno.exit(exitCode);
+  });
   try {
+    checkArgsEncoding(args);
     if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
       return await runSubcommand(args[0] as Subcommand, args.slice(1), (line) => console.log(line));
     }
@@ -47,6 +56,11 @@ export async function main(args: readonly string[]): Promise<number> {
       stdout: Deno.stdout.writable,
     });
     const result = await generateIgvm(request, {
+      stdin: Deno.stdin.readable,
+      stdout: Deno.stdout.writable,
+      stdoutIsTerminal: Deno.stdout.isTerminal(),
+      stdoutClosed: standardOutputLooksClosed(),
+      force: o.force,
       progress: showProgress
         ? (image) => progressFor(image, (t) => Deno.stderr.writeSync(stderrBytes.encode(t)))
         : undefined,
@@ -67,6 +81,8 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`error: ${describeError(e)}`);
     if (verbose) console.error(describeErrorVerbose(e));
     return e instanceof UsageError ? 2 : 1;
+  } finally {
+    stopSignals();
   }
 }
 

@@ -5,6 +5,8 @@
  */
 import { join } from "node:path";
 import { unzipSync } from "fflate";
+import { readInputFile } from "../lib/io/inputs.ts";
+import { makeRegisteredTempDir, removeTemp } from "../lib/io/temp_files.ts";
 import { alignDown, PAGE_SIZE } from "../lib/bytes/le.ts";
 import { decodeLegacySnapshot, looksLikeLegacySnapshot } from "./legacy_snapshot.ts";
 import {
@@ -17,6 +19,12 @@ import {
   fixTableChecksum,
   tableSignature,
 } from "./tables.ts";
+
+/**
+ * The most bytes of one ACPI file (a table, a .dsl source, a zip or a snapshot): every
+ * table must fit in the ACPI area, which ends below the SNP pages at 8 MiB.
+ */
+const ACPI_FILE_MAX = 8 << 20;
 
 /** ACPI bytes for guest memory. */
 export interface AcpiImage {
@@ -240,7 +248,7 @@ async function compileAndLayout(
   }));
   const dsl = inputs.filter((t) => t.dsl);
   if (dsl.length > 0) {
-    const outDir = await Deno.makeTempDir({ prefix: "igvmgen-acpi-" });
+    const outDir = await makeRegisteredTempDir("igvmgen-acpi-");
     try {
       for (const t of dsl) {
         let path = t.path;
@@ -255,7 +263,7 @@ async function compileAndLayout(
         });
       }
     } finally {
-      await Deno.remove(outDir, { recursive: true });
+      await removeTemp(outDir);
     }
   }
   return layoutAcpiTables(tables);
@@ -299,7 +307,7 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
     throw new AcpiError(`cannot read ACPI source ${path}: ${(e as Error).message}`, { cause: e });
   }
   if (info.isFile) {
-    const bytes = await Deno.readFile(path);
+    const bytes = await readInputFile(path, "ACPI source", ACPI_FILE_MAX);
     if (looksLikeZip(bytes)) return await compileAndLayout(tablesFromZip(path, bytes), options);
     if (looksLikeLegacySnapshot(bytes)) return acpiFromLegacySnapshot(bytes);
     throw new AcpiError(
@@ -317,7 +325,7 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
     inputs.push({
       name: join(path, e.name),
       dsl: false,
-      bytes: await Deno.readFile(join(path, e.name)),
+      bytes: await readInputFile(join(path, e.name), "ACPI table", ACPI_FILE_MAX),
     });
   }
   for (const e of dsl) {

@@ -14,10 +14,10 @@ import {
 import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
 import { toHex } from "./bytes/le.ts";
 import { buildBzImageGuest } from "./guest/bzimage_guest.ts";
-import { holdSpools, type InputSource, removeSpools } from "./io/inputs.ts";
-import { inputName, inputSource, readSmallInput } from "./io/input_source.ts";
-import { type EarlyArea, planBzImageLayout } from "./layout/bzimage_layout.ts";
-import { planElfLayout } from "./layout/elf_layout.ts";
+import { checkStdinOnce, holdSpools, type InputSource, removeSpools } from "./io/inputs.ts";
+import { type Input, inputName, inputSource, readSmallInput } from "./io/input_source.ts";
+import { type EarlyArea, planBzImageLayout, SHARED_PAYLOAD_ADDR } from "./layout/bzimage_layout.ts";
+import { planElfLayout, VMPL2_KERNEL_ADDR } from "./layout/elf_layout.ts";
 import { buildElfGuest } from "./guest/elf_guest.ts";
 import { flatBinary, parseElf64, sectionByName } from "./elf/elf64.ts";
 import { earlyAreasFromSymbols } from "./elf/early_areas.ts";
@@ -25,7 +25,9 @@ import type { GuestImage } from "./layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
+import { commitOutputs, type ImageFile, openImageOutput, planOutputs } from "./io/output_target.ts";
+import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "./layout/ram_limit.ts";
+import { checkCommandLineLength } from "./bzimage/cmdline_check.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
@@ -59,6 +61,16 @@ export interface GenerateResult {
 
 /** The environment of a run: notices and progress. */
 export interface GenerateIo {
+  /** Standard input, read when an input path names it (`/dev/stdin`). */
+  stdin?: ReadableStream<Uint8Array>;
+  /** Standard output, written when the output path names it (`/dev/stdout`). */
+  stdout?: WritableStream<Uint8Array>;
+  /** The output stream is a terminal (it then needs `force`). */
+  stdoutIsTerminal?: boolean;
+  /** Standard output was closed when the process started, where that can be told. */
+  stdoutClosed?: boolean;
+  /** Write binary output to a terminal all the same (`--force`). */
+  force?: boolean;
   notice?: (message: string) => void;
   /** Called once the image is planned; returns a per-batch progress callback, if wanted. */
   progress?: (image: GuestImage) => ((pagesDone: number, pageCount: number) => void) | undefined;
@@ -100,9 +112,13 @@ async function loadAcpiFor(req: ResolvedRequest): Promise<AcpiImage> {
   return await wrapInput("ACPI source", dir, () => loadAcpi(dir));
 }
 
-async function openKernel(req: ResolvedRequest): Promise<InputSource> {
+async function openKernel(req: ResolvedRequest, io: GenerateIo): Promise<InputSource> {
   if (!req.kernel) throw new UsageError("no kernel: give -kernel FILE (or - for standard input)");
-  return await inputSource(req.kernel, "kernel");
+  return await inputSource(req.kernel, "kernel", {
+    stdin: io.stdin,
+    limit: kernelLimit(req),
+    option: "-kernel",
+  });
 }
 
 /** Parses the setup header of a bzImage source, naming it in errors. */
@@ -140,7 +156,11 @@ async function earlyAreasFor(
   initSize: number,
 ): Promise<EarlyArea[] | undefined> {
   if (!req.symbolElf) return undefined;
-  const source = await inputSource(req.symbolElf, "symbol ELF");
+  const source = await inputSource(req.symbolElf, "symbol ELF", {
+    limit: { maxBytes: MAX_ELF_FILE, why: "too large for an ELF" },
+    option: "-symbol_elf",
+    regularOnly: true,
+  });
   const elf = await readElf(source);
   try {
     return earlyAreasFromSymbols(elf, initSize);
@@ -149,11 +169,11 @@ async function earlyAreasFor(
   }
 }
 
-async function planElf(req: ResolvedRequest): Promise<GuestImage> {
+async function planElf(req: ResolvedRequest, io: GenerateIo): Promise<GuestImage> {
   if (req.initrd || req.sharedPayload || req.symbolElf) {
     throw new UsageError("-inform elf takes no -rdinit, -shared_payload or -symbol_elf");
   }
-  const kernel = await openKernel(req);
+  const kernel = await openKernel(req, io);
   const elf = await readElf(kernel);
   let image: Uint8Array;
   let text;
@@ -168,7 +188,13 @@ async function planElf(req: ResolvedRequest): Promise<GuestImage> {
       `cannot use ${kernel.name}: the entry point 0x${elf.entry.toString(16)} is before .text`,
     );
   }
-  const vmpl2 = req.vmpl2Kernel ? await inputSource(req.vmpl2Kernel, "VMPL2 kernel") : undefined;
+  const vmpl2 = req.vmpl2Kernel
+    ? await inputSource(req.vmpl2Kernel, "VMPL2 kernel", {
+      stdin: io.stdin,
+      limit: ramLimit(VMPL2_KERNEL_ADDR, "the VMPL2 kernel"),
+      option: "-vmpl2_kernel",
+    })
+    : undefined;
   const vmpl2Header = vmpl2 ? await readSetupHeader(vmpl2) : undefined;
   const acpi = await loadAcpiFor(req);
   const cmdline = new TextEncoder().encode(req.cmdline + "\0");
@@ -188,6 +214,10 @@ async function planElf(req: ResolvedRequest): Promise<GuestImage> {
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
+  checkGuestRamLimit(
+    layout.top,
+    req.vmpl2Kernel ? `-vmpl2_kernel ${inputName(req.vmpl2Kernel)}` : kernel.name,
+  );
   return buildElfGuest({
     layout,
     acpi,
@@ -209,19 +239,30 @@ async function planBzImage(
   kvm?: KvmTarget,
 ): Promise<GuestImage> {
   if (req.vmpl2Kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
-  const kernel = await openKernel(req);
+  const kernel = await openKernel(req, io);
   const header = await readSetupHeader(kernel);
-  const initrd = req.initrd ? await inputSource(req.initrd, "initrd") : undefined;
+  const initrd = req.initrd
+    ? await inputSource(req.initrd, "initrd", {
+      stdin: io.stdin,
+      limit: ramLimit(header.prefAddress + header.initSize, "the initrd"),
+      option: "-rdinit",
+    })
+    : undefined;
   let shared: InputSource | undefined;
   if (req.kernelFormat === "bzImage2") {
     if (!req.sharedPayload) throw new UsageError("-inform bzImage2 needs -shared_payload FILE");
-    shared = await inputSource(req.sharedPayload, "shared payload");
+    shared = await inputSource(req.sharedPayload, "shared payload", {
+      stdin: io.stdin,
+      limit: ramLimit(SHARED_PAYLOAD_ADDR, "the shared payload"),
+      option: "-shared_payload",
+    });
   } else if (req.sharedPayload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
   const loaded = await loadAcpiFor(req);
   const { acpi, rsdpAddr } = kvm ? relocateRsdp(loaded) : { acpi: loaded, rsdpAddr: undefined };
   const cmdline = new TextEncoder().encode(req.cmdline);
+  checkCommandLineLength(cmdline.length, header.cmdlineSize, req.strict, io.notice);
   const payload = kernel.region(header.payloadOffset);
   if (payload.length < header.announcedPayload) {
     io.notice?.(
@@ -245,6 +286,14 @@ async function planBzImage(
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
   }
+  checkGuestRamLimit(
+    layout.top,
+    req.sharedPayload
+      ? `-shared_payload ${inputName(req.sharedPayload)}`
+      : req.initrd
+      ? `-rdinit ${inputName(req.initrd)}`
+      : kernel.name,
+  );
   const image = buildBzImageGuest({
     layout,
     header,
@@ -268,7 +317,7 @@ async function planBzImage(
  * reader: the header section's CRC, sizes and header count. With `full` (`--verify`), also
  * the whole `verify`: recomputed launch digest, ID block signature, ACPI walk.
  */
-async function selfCheck(out: AtomicFile, written: WrittenImage, full: boolean): Promise<void> {
+async function selfCheck(out: ImageFile, written: WrittenImage, full: boolean): Promise<void> {
   const size = await out.size();
   const fixed = await out.readBack(0, 24);
   const fv = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
@@ -296,15 +345,19 @@ async function selfCheck(out: AtomicFile, written: WrittenImage, full: boolean):
   }
 }
 
-/** Rejects an output path that is an existing folder, before any work is done. */
-async function checkOutputPath(path: string, what: string): Promise<void> {
-  try {
-    if ((await Deno.stat(path)).isDirectory) {
-      throw new InputError(`cannot write ${what} ${path}: it is a folder`);
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
+/** The input paths of a run, with their options, for the outputs' identity check. */
+function namedInputs(req: ResolvedRequest) {
+  const path = (input: Input | undefined) => typeof input === "string" ? input : undefined;
+  return [
+    { option: "-kernel", path: path(req.kernel) },
+    { option: "-rdinit", path: path(req.initrd) },
+    { option: "-shared_payload", path: path(req.sharedPayload) },
+    { option: "-sign_key", path: path(req.signKey) },
+    { option: "-config_file", path: path(req.teiConfig) },
+    { option: "-acpi_dir", path: req.acpi },
+    { option: "-symbol_elf", path: path(req.symbolElf) },
+    { option: "-vmpl2_kernel", path: path(req.vmpl2Kernel) },
+  ];
 }
 
 /**
@@ -317,19 +370,32 @@ export async function generateIgvm(
 ): Promise<GenerateResult> {
   const req = resolveGenerateRequest(request);
   const dest = req.output;
-  const toStdout = typeof dest !== "string";
-  if (!toStdout) await checkOutputPath(dest, "output");
-  if (req.measurementFile) await checkOutputPath(req.measurementFile, "measurement file");
+  const toStream = typeof dest !== "string";
+  const inputs = namedInputs(req);
+  const kernelStream = typeof req.kernel === "string" ? undefined : req.kernel;
+  const kernelIsStdin = kernelStream !== undefined && io.stdin !== undefined &&
+    (kernelStream === io.stdin || (kernelStream as { stream?: unknown }).stream === io.stdin);
+  checkStdinOnce(kernelIsStdin ? [{ option: "-kernel", path: "-" }, ...inputs] : inputs);
+  const outputs = await planOutputs({
+    output: toStream ? "-" : dest,
+    measurementFile: req.measurementFile,
+    inputs,
+    stdout: toStream ? dest : io.stdout,
+    stdoutIsTerminal: io.stdoutIsTerminal,
+    stdoutClosed: io.stdoutClosed,
+    force: io.force,
+  });
   holdSpools();
   try {
     const kvm = kvmTargetOf(request, req);
     const config = await loadConfig(req);
     if (kvm) checkKvmPolicy(kvm, config.policy);
     const { key, generated } = await loadKey(req);
-    const image = req.kernelFormat === "elf" ? await planElf(req) : await planBzImage(req, io, kvm);
-    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(dest)).catch((e) => {
-      throw new InputError((e as Error).message, { cause: e });
-    });
+    const image = req.kernelFormat === "elf"
+      ? await planElf(req, io)
+      : await planBzImage(req, io, kvm);
+    // A KVM target reads every page back to compute its loader's digest.
+    const out = await openImageOutput(outputs.image, req.verify || kvm !== undefined);
     try {
       const sign = (digest: Uint8Array) =>
         encodeIgvmIdBlock(digest, config, key, req.signDeterministic);
@@ -341,13 +407,14 @@ export async function generateIgvm(
       await selfCheck(out, written, req.verify);
       const launchMeasurement = toHex(targetDigest);
       const json = measurementJson(req.svn, launchMeasurement);
-      if (req.measurementFile) {
-        await writeFileAtomic(req.measurementFile, new TextEncoder().encode(json));
-      }
-      if (toStdout) await out.commitTo(dest);
-      else await out.commit();
+      await commitOutputs(
+        outputs,
+        out,
+        req.measurementFile ? json : undefined,
+        toStream ? dest : io.stdout,
+      );
       return {
-        output: toStdout ? undefined : dest,
+        output: toStream ? undefined : dest,
         launchMeasurement,
         totalSize: written.totalSize,
         pageCount: written.pageCount,
@@ -362,4 +429,21 @@ export async function generateIgvm(
   } finally {
     await removeSpools();
   }
+}
+
+/** The limit of an input loaded at `start`: it must end below the MMIO hole. */
+function ramLimit(start: number, what: string) {
+  return {
+    maxBytes: roomBelowRamLimit(start),
+    why: `${what} is loaded at 0x${
+      start.toString(16)
+    } and guest RAM must end by ${GUEST_RAM_LIMIT_HEX}, where the MMIO hole starts`,
+  };
+}
+
+/** The kernel's limit: an ELF is read whole (256 MiB at most); a bzImage must fit in RAM. */
+function kernelLimit(req: ResolvedRequest) {
+  return req.kernelFormat === "elf"
+    ? { maxBytes: MAX_ELF_FILE, why: "too large for an ELF" }
+    : ramLimit(0x10_0000, "the kernel");
 }

@@ -68,6 +68,8 @@ export interface GenerateRequest {
   target?: Target;
   /** `-cpu`: with `target: "qemu-kvm"` and more than one vCPU, the vCPU model or signature. */
   cpu?: string;
+  /** `--strict`: warnings are errors (an `cmdline` longer than the kernel's cmdline_size). */
+  strict?: boolean;
   /** `-shared_payload`: with `kernelFormat: "bzImage2"`, a payload loaded shared at 256 MiB. */
   sharedPayload?: Input;
   /** `-sign_key`: the P-384 private key (PEM) for the ID block; a fresh key when absent. */
@@ -108,6 +110,7 @@ export interface ResolvedRequest {
   vcpus: number;
   target: Target;
   cpu?: string;
+  strict: boolean;
   sharedPayload?: Input;
   signKey?: Input;
   signDeterministic: boolean;
@@ -133,6 +136,7 @@ export const GENERATE_DEFAULTS = {
   acpiProfile: "default",
   vcpus: 1,
   target: "hyperv",
+  strict: false,
   signDeterministic: false,
   svn: "0",
   pgtableLevel: 2,
@@ -223,6 +227,7 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   flag("svme", r.svme);
   flag("signDeterministic", r.signDeterministic);
   flag("verify", r.verify);
+  flag("strict", r.strict);
   r.svn = checkSvn("svn", r.svn, 0xffff_ffff);
   const vcpusForTables = request.vcpus !== undefined && r.target === "hyperv";
   if (r.acpi !== undefined && (request.acpiProfile !== undefined || vcpusForTables)) {

@@ -40,10 +40,17 @@ export interface CliResult {
   stdoutBytes: Uint8Array;
 }
 
-/** Runs `deno run main.ts ARGS` in a subprocess, optionally with standard input. */
+/**
+ * The permission flags of `deno task igvmgen` (which the compiled binary gets too), so CLI
+ * tests fail when the code needs more than users grant.
+ */
+const TASK_FLAGS: string[] = (JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks
+  .igvmgen as string).split(/\s+/).filter((w) => w.startsWith("--allow-"));
+
+/** Runs `deno task igvmgen ARGS` (main.ts, the task's permissions) in a subprocess. */
 export async function runCli(args: string[], stdin?: Uint8Array, cwd = ROOT): Promise<CliResult> {
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", `${ROOT}main.ts`, ...args],
+    args: ["run", "--quiet", ...TASK_FLAGS, `${ROOT}main.ts`, ...args],
     stdin: stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

@@ -12,7 +12,18 @@ const resolved = (args: string[]) =>
   resolveGenerateRequest(generateRequestFrom(parseOptions(["-o", "out", "-kernel", "k", ...args])));
 
 /** Options of the command line that are not part of a generation request. */
-const NOT_REQUEST = ["o", "kernel", "d", "log-level", "verbose", "quiet", "help", "start_addr"];
+// --force is how the CLI treats a terminal, not part of what is built.
+const NOT_REQUEST = [
+  "o",
+  "kernel",
+  "d",
+  "log-level",
+  "verbose",
+  "quiet",
+  "help",
+  "start_addr",
+  "force",
+];
 
 /** A value different from the option's default. */
 function otherValue(name: string): string[] {

@@ -71,6 +71,8 @@ export interface SetupHeader {
   payloadOffset: number;
   /** Payload bytes the header announces (syssize * 16). */
   announcedPayload: number;
+  /** The longest command line the kernel reads, without its NUL (255 before protocol 2.06). */
+  cmdlineSize: number;
 }
 
 /** An input that is not a bootable bzImage for igvmgen. */
@@ -127,6 +129,9 @@ export function parseSetupHeader(head: Uint8Array, fileSize: number): SetupHeade
     initSize,
     payloadOffset,
     announcedPayload: view.getUint32(o.syssize, true) * 16,
+    cmdlineSize: view.getUint16(o.version, true) >= 0x206
+      ? view.getUint32(o.cmdline_size, true)
+      : 255,
   };
 }
 

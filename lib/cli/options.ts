@@ -253,6 +253,16 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "before committing the output, run the full verify on it (digest, signature, ACPI)",
   },
   {
+    name: "force",
+    kind: "flag",
+    help: "with -o -, write the image even when standard output is a terminal",
+  },
+  {
+    name: "strict",
+    kind: "flag",
+    help: "make warnings errors (an -append longer than the kernel's cmdline_size)",
+  },
+  {
     name: "help",
     original: ["-h", "--help"],
     kind: "flag",
@@ -294,6 +304,8 @@ export interface Options {
   verbose: boolean;
   quiet: boolean;
   verify: boolean;
+  force: boolean;
+  strict: boolean;
   help: boolean;
   /** Options given explicitly on the command line. */
   given: Set<string>;
@@ -491,9 +503,10 @@ export function helpText(): string {
   ];
   for (const s of OPTION_SPECS) {
     // The original's options are shown single-dash; igvmgen's own GNU-style ones double-dash.
-    const dashes = ["log-level", "verbose", "quiet", "verify", "help"].includes(s.name)
-      ? "--"
-      : "-";
+    const dashes =
+      ["log-level", "verbose", "quiet", "verify", "force", "strict", "help"].includes(s.name)
+        ? "--"
+        : "-";
     const names = [...(s.aliases ?? []).map((a) => `-${a}`), `${dashes}${s.name}`];
     const value = s.kind === "flag"
       ? ""

@@ -55,5 +55,6 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
     vmpl2Kernel: o.vmpl2_kernel,
     pgtableLevel: o.pgtable_level as 2 | 4,
     verify: o.verify,
+    strict: o.strict,
   };
 }

@@ -5,6 +5,8 @@
 import { basename, dirname, join } from "node:path";
 import type { ByteSink } from "../write/igvm_writer.ts";
 import { readFullyAt } from "./file_reader.ts";
+import { makeRegisteredTempFile, registerTemp, removeTemp, unregisterTemp } from "./temp_files.ts";
+import { writeError } from "./os_errors.ts";
 
 /** A temporary file that becomes `path` on commit. */
 export class AtomicFile implements ByteSink {
@@ -32,14 +34,48 @@ export class AtomicFile implements ByteSink {
     }
     const suffix = crypto.getRandomValues(new Uint32Array(2)).join("");
     const tempPath = join(dir, `.${basename(path)}.${suffix}.tmp`);
-    const file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
-    return new AtomicFile(path, tempPath, file);
+    registerTemp(tempPath);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
+    } catch (e) {
+      unregisterTemp(tempPath);
+      throw writeError(path, e);
+    }
+    const out = new AtomicFile(path, tempPath, file);
+    await out.#keepModeOf(path);
+    return out;
+  }
+
+  /** An existing output keeps its permission bits (not on Windows, which has none). */
+  async #keepModeOf(path: string): Promise<void> {
+    if (Deno.build.os === "windows") return;
+    try {
+      const existing = await Deno.stat(path);
+      if (existing.isFile && existing.mode !== null) {
+        await Deno.chmod(this.tempPath, existing.mode & 0o7777);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        await this.abort();
+        throw writeError(path, e);
+      }
+    }
   }
 
   async writeAt(offset: number, bytes: Uint8Array): Promise<void> {
-    await this.file.seek(offset, Deno.SeekMode.Start);
-    let done = 0;
-    while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
+    try {
+      await this.file.seek(offset, Deno.SeekMode.Start);
+      let done = 0;
+      while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
+    } catch (e) {
+      throw writeError(this.#label, e);
+    }
+  }
+
+  /** How errors name this file: the output, or the spool of `-o -`. */
+  get #label(): string {
+    return this.path === "-" ? `the spool of standard output ${this.tempPath}` : this.path;
   }
 
   /** Reads back what was written (for the self-check before commit). */
@@ -59,27 +95,34 @@ export class AtomicFile implements ByteSink {
 
   /** A temporary file in the system's temporary folder, for output to a stream (`-o -`). */
   static async createSpool(): Promise<AtomicFile> {
-    const tempPath = await Deno.makeTempFile({ prefix: "igvmgen-out-" });
+    const tempPath = await makeRegisteredTempFile("igvmgen-out-");
     const file = await Deno.open(tempPath, { write: true, read: true });
     return new AtomicFile("-", tempPath, file);
   }
 
-  /** Copies the finished spool to `stream` (standard output) and removes it. */
-  async commitTo(stream: WritableStream<Uint8Array>): Promise<void> {
+  /** Copies the finished spool to `stream` (standard output, named `name`) and removes it. */
+  async commitTo(stream: WritableStream<Uint8Array>, name = "standard output"): Promise<void> {
     this.file.close();
     try {
       const src = await Deno.open(this.tempPath, { read: true });
       await src.readable.pipeTo(stream, { preventClose: true });
+    } catch (e) {
+      throw writeError(name, e);
     } finally {
-      await Deno.remove(this.tempPath).catch(() => {});
+      await removeTemp(this.tempPath);
     }
   }
 
   /** Flushes and renames into place. */
   async commit(): Promise<void> {
-    await this.file.syncData();
-    this.file.close();
-    await Deno.rename(this.tempPath, this.path);
+    try {
+      await this.file.syncData();
+      this.file.close();
+      await Deno.rename(this.tempPath, this.path);
+    } catch (e) {
+      throw writeError(this.path, e);
+    }
+    unregisterTemp(this.tempPath);
   }
 
   /** Removes the temporary file. */
@@ -87,7 +130,7 @@ export class AtomicFile implements ByteSink {
     try {
       this.file.close();
     } catch { /* already closed */ }
-    await Deno.remove(this.tempPath).catch(() => {});
+    await removeTemp(this.tempPath);
   }
 }
 

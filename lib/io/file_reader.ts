@@ -18,7 +18,12 @@ export async function openFileRange(
   const size = Math.min(READ_CHUNK, Math.max(length, 1));
   const spare: Uint8Array[] = [new Uint8Array(size), new Uint8Array(size)];
   let left = length; // bytes of the range not yet requested from the file
-  const readChunk = async (buf: Uint8Array): Promise<Uint8Array> => {
+  const readChunk = (buf: Uint8Array): Promise<Uint8Array> => {
+    const chunk = readInto(buf);
+    chunk.catch(() => {}); // awaited by read(); a reader closed early must not leak a rejection
+    return chunk;
+  };
+  const readInto = async (buf: Uint8Array): Promise<Uint8Array> => {
     const want = Math.min(buf.length, left);
     left -= want;
     let got = 0;

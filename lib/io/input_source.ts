@@ -7,6 +7,7 @@ import { InputError } from "../errors.ts";
 import { type FileAccess, openFileAccess } from "./file_reader.ts";
 import {
   fileSource,
+  type FileSourceOptions,
   holdSpools,
   type InputSource,
   readInputFile,
@@ -41,17 +42,21 @@ export function inputName(input: Input): string {
  * A sized, re-readable source over `input`. A stream is spooled to a temporary file
  * (removed by `removeSpools()`), named `<what> (<stream name>)` in messages.
  */
-export async function inputSource(input: Input, what: string): Promise<InputSource> {
-  if (typeof input === "string") return await fileSource(input, what);
+export async function inputSource(
+  input: Input,
+  what: string,
+  options: FileSourceOptions = {},
+): Promise<InputSource> {
+  if (typeof input === "string") return await fileSource(input, what, undefined, options);
   const { stream, name } = namedStream(input);
-  const spooled = await spoolToTempFile(stream, `the ${what} from ${name}`);
+  const spooled = await spoolToTempFile(stream, `the ${what} from ${name}`, options.limit);
   return await fileSource(spooled, what, `${what} (${name})`);
 }
 
 /** Streams that are read whole (keys, configs) stop at this size. */
-export const MAX_SMALL_INPUT = 16 << 20;
+export const MAX_SMALL_INPUT = 1 << 20;
 
-/** Reads a small input whole: a file as `readInputFile` does, a stream up to 16 MiB. */
+/** Reads a small input whole: a file as `readInputFile` does, a stream up to 1 MiB. */
 export async function readSmallInput(input: Input, what: string): Promise<Uint8Array> {
   if (typeof input === "string") return await readInputFile(input, what);
   const { stream, name } = namedStream(input);

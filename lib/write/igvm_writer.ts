@@ -61,12 +61,19 @@ class DataWriter {
     this.#fill += page.length;
     return this.#fill === FLUSH_BYTES ? this.#start() : undefined;
   }
-  /** Starts writing the current buffer; waits for the previous write first. */
+  /**
+   * Starts writing the current buffer; waits for the previous write first, so a failed
+   * write is reported by the next push or by `flush()`.
+   */
   async #start(): Promise<void> {
     const previous = this.#inFlight;
     if (previous) await previous;
     const bytes = this.#bufs[this.#current].subarray(0, this.#fill);
-    this.#inFlight = this.sink.writeAt(this.#offset, bytes);
+    const write = this.sink.writeAt(this.#offset, bytes);
+    // Awaited by the next #start, flush() or settle(); until then a rejection is held, not
+    // reported as unhandled.
+    write.catch(() => {});
+    this.#inFlight = write;
     this.#offset += this.#fill;
     this.#current ^= 1;
     this.#fill = 0;
@@ -75,6 +82,11 @@ class DataWriter {
   async flush(): Promise<void> {
     if (this.#fill > 0) await this.#start();
     if (this.#inFlight) await this.#inFlight;
+    this.#inFlight = undefined;
+  }
+  /** After a failure elsewhere: waits for the write in flight, ignoring its outcome. */
+  async settle(): Promise<void> {
+    await this.#inFlight?.catch(() => {});
     this.#inFlight = undefined;
   }
 }
@@ -280,6 +292,7 @@ export async function writeIgvm(
   const rotate = async () => {
     const b = batches[current];
     const digests = startDigests(b);
+    digests.catch(() => {}); // awaited below or in the next rotation
     if (inFlight) await emit(inFlight.batch, await inFlight.digests);
     inFlight = { batch: b, digests };
     current ^= 1;
@@ -312,18 +325,23 @@ export async function writeIgvm(
     }
     if (batches[current].filled > 0) await rotate();
     if (inFlight) await emit(inFlight.batch, await inFlight.digests);
+    if (kvmOrder) {
+      // KVM measures the VMSA after every page: its VP context is the last directive.
+      const vmsa = image.memory.page(image.vmsaPage);
+      if (!vmsa) throw new Error("the image has no VMSA page");
+      headers.vpContext(image.vmsaPage, nextDataOffset());
+      await data.push(vmsa);
+      digest.extend(image.vmsaPage, SNP_PAGE_TYPE_VMSA, vmsa);
+      onProgress?.(++pagesDone, pageCount);
+    }
+    await data.flush();
+  } catch (e) {
+    // No write may still be running when the caller removes the file.
+    await data.settle();
+    throw e;
   } finally {
     pager.close();
   }
-  if (kvmOrder) {
-    const vmsa = image.memory.page(image.vmsaPage);
-    if (!vmsa) throw new Error("the image has no VMSA page");
-    headers.vpContext(image.vmsaPage, nextDataOffset());
-    await data.push(vmsa);
-    digest.extend(image.vmsaPage, SNP_PAGE_TYPE_VMSA, vmsa);
-    onProgress?.(++pagesDone, pageCount);
-  }
-  await data.flush();
   const launchDigest = digest.value;
   headers.snpIdBlock(signIdBlock(launchDigest));
   const totalSize = headerSize + PAGE_SIZE * dataPages;

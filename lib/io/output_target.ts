@@ -1,0 +1,357 @@
+/**
+ * Where a run's outputs go, decided before any work: `-o` and `-measurement_file` are
+ * resolved (through symlinks), their folders must exist, and neither may be one of the
+ * inputs (compared by device and inode, not by spelling). A regular file is written to a
+ * temporary file beside it and renamed into place; standard output and other targets that
+ * are not regular files (/dev/null, a FIFO) get the finished bytes copied into them, with no
+ * temporary file beside them and no rename. The measurement file is committed only after
+ * the image.
+ */
+import { InputError, UsageError } from "../errors.ts";
+import { AtomicFile } from "./atomic_file.ts";
+import { writeError } from "./os_errors.ts";
+import { isStdinPath } from "./inputs.ts";
+import { DiscardedImage } from "./discarded_image.ts";
+import type { ByteSink } from "../write/igvm_writer.ts";
+
+/** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
+export interface ImageFile extends ByteSink {
+  readBack(offset: number, length: number): Promise<Uint8Array>;
+  size(): Promise<number>;
+  abort(): Promise<void>;
+}
+
+/** True when `path` is the null device (compared by device number, not by name). */
+async function isNullDevice(path: string): Promise<boolean> {
+  if (Deno.build.os === "windows") return false;
+  try {
+    const [a, b] = await Promise.all([Deno.stat(path), Deno.stat("/dev/null")]);
+    return a.isCharDevice === true && a.rdev !== null && a.rdev === b.rdev;
+  } catch {
+    return false;
+  }
+}
+
+/** One input path of the run and the option that gave it. */
+export interface NamedInput {
+  option: string;
+  path: string | undefined;
+}
+
+/** What `planOutputs` needs to know. */
+export interface OutputRequest {
+  /** `-o`: a path, or `-` for standard output. */
+  output: string;
+  measurementFile?: string;
+  inputs: readonly NamedInput[];
+  /** Standard output, for `-o -` (and `-o /dev/stdout`). */
+  stdout?: WritableStream<Uint8Array>;
+  stdoutIsTerminal?: boolean;
+  /** Standard output was closed when the process started (where this can be told). */
+  stdoutClosed?: boolean;
+  /** `--force`: write binary output to a terminal. */
+  force?: boolean;
+}
+
+/** How one output is written. */
+export interface OutputTarget {
+  /** The option that names it (`-o`, `-measurement_file`). */
+  option: string;
+  /** As given on the command line. */
+  given: string;
+  /**
+   * `file`: a regular file (or a new one), written beside and renamed; `stdout`: standard
+   * output; `stream`: an existing target that is not a regular file, opened and written.
+   */
+  kind: "file" | "stdout" | "stream";
+  /** The path written: for a symlink, its final target. */
+  path: string;
+}
+
+/** Names that mean standard output; Deno opens these only with all access, so they map. */
+const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+
+const WINDOWS = Deno.build.os === "windows";
+const SEPARATOR = WINDOWS ? /[\\/]/ : /\//;
+
+function isAbsolute(path: string): boolean {
+  return path.startsWith("/") || (WINDOWS && /^([a-zA-Z]:)?[\\/]/.test(path));
+}
+
+/** The folder part of a path ("." for a bare name). */
+export function parentDir(path: string): string {
+  const trimmed = path.replace(/[\\/]+$/, "") || path;
+  const parts = trimmed.split(SEPARATOR);
+  if (parts.length === 1) return ".";
+  const dir = parts.slice(0, -1).join("/");
+  return dir === "" ? "/" : dir;
+}
+
+/** The last part of a path. */
+export function baseName(path: string): string {
+  return path.replace(/[\\/]+$/, "").split(SEPARATOR).pop() ?? path;
+}
+
+function joinPath(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+/**
+ * Follows `path` through symlinks to the file a write should replace: an output that is a
+ * symlink is written through to its target, and the link stays.
+ */
+export async function resolveOutputPath(path: string): Promise<string> {
+  for (let hops = 0; hops < 40; hops++) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(path);
+    } catch {
+      return path;
+    }
+    if (!info.isSymlink) return path;
+    const target = await Deno.readLink(path);
+    path = isAbsolute(target) ? target : joinPath(parentDir(path), target);
+  }
+  throw new InputError(`cannot write ${path}: too many levels of symbolic links`);
+}
+
+async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new InputError(`cannot use ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Resolves and checks one output; nothing is created. */
+async function planTarget(
+  option: string,
+  given: string,
+  request: OutputRequest,
+): Promise<OutputTarget> {
+  if (STDOUT_PATHS.includes(given)) {
+    if (!request.stdout) throw new UsageError(`${option} ${given} needs a standard output`);
+    if (request.stdoutClosed) {
+      throw new InputError(`cannot write ${option} ${given}: standard output is closed`);
+    }
+    if (request.stdoutIsTerminal && !request.force) {
+      throw new UsageError(
+        `${option} ${given}: standard output is a terminal; redirect it, or give --force`,
+      );
+    }
+    return { option, given, kind: "stdout", path: given };
+  }
+  const path = await resolveOutputPath(given);
+  const info = await statOrUndefined(path);
+  if (info?.isDirectory) throw new InputError(`cannot write ${option} ${given}: it is a folder`);
+  if (info && !info.isFile) return { option, given, kind: "stream", path };
+  const dir = parentDir(path);
+  const folder = await statOrUndefined(dir);
+  if (!folder) {
+    throw new InputError(`cannot write ${option} ${given}: the folder ${dir} does not exist`);
+  }
+  if (!folder.isDirectory) {
+    throw new InputError(`cannot write ${option} ${given}: ${dir} is not a folder`);
+  }
+  return { option, given, kind: "file", path };
+}
+
+/**
+ * A file's identity: device and inode when the file exists (so two spellings, hard links and
+ * symlinks compare equal), else its folder's real path and its name.
+ */
+async function identityOf(path: string): Promise<string | undefined> {
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (info && info.dev !== null && info.ino !== null && Deno.build.os !== "windows") {
+    return `inode ${info.dev}:${info.ino}`;
+  }
+  try {
+    return `path ${await Deno.realPath(path)}`;
+  } catch {
+    const dir = await Deno.realPath(parentDir(path)).catch(() => undefined);
+    return dir === undefined ? undefined : `path ${joinPath(dir, baseName(path))}`;
+  }
+}
+
+/** Both outputs, planned. */
+export interface OutputPlan {
+  image: OutputTarget;
+  measurement?: OutputTarget;
+}
+
+/**
+ * Checks the outputs before any work: their folders exist, they are not folders, neither is
+ * an input, they are not the same file, and binary output goes to a terminal only with
+ * `--force`. Creates nothing.
+ */
+export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
+  const image = await planTarget("-o", request.output, request);
+  const measurement = request.measurementFile === undefined
+    ? undefined
+    : await planTarget("-measurement_file", request.measurementFile, {
+      ...request,
+      stdoutIsTerminal: false, // JSON on a terminal is fine
+    });
+  const outputs = measurement ? [image, measurement] : [image];
+  const ids = new Map<OutputTarget, string | undefined>();
+  for (const out of outputs) {
+    ids.set(out, out.kind === "stdout" ? "stdout" : await identityOf(out.path));
+  }
+  for (const input of request.inputs) {
+    if (input.path === undefined || input.path === "-" || isStdinPath(input.path)) continue;
+    const info = await Deno.stat(input.path).catch(() => undefined);
+    if (!info) continue; // a missing input is reported when it is opened
+    const id = await identityOf(input.path);
+    if (info.isDirectory) {
+      // A folder of ACPI tables: an output there named like a table would become an input.
+      for (const out of outputs) {
+        if (
+          out.kind === "file" && /\.(dsl|aml)$/i.test(baseName(out.path)) &&
+          await identityOf(parentDir(out.path)) === id
+        ) {
+          throw new UsageError(
+            `${out.option} ${out.given} would write a table into ${input.option} ${input.path}: refusing to change an input folder`,
+          );
+        }
+      }
+      continue;
+    }
+    for (const out of outputs) {
+      if (out.kind !== "stdout" && id !== undefined && ids.get(out) === id) {
+        throw new UsageError(
+          `${out.option} ${out.given} is the same file as ${input.option} ${input.path}: refusing to overwrite an input`,
+        );
+      }
+    }
+  }
+  if (
+    measurement && ids.get(image) !== undefined && ids.get(image) === ids.get(measurement) &&
+    !(image.kind === "stream" && await isNullDevice(image.path)) // /dev/null twice is fine
+  ) {
+    throw new UsageError(
+      `-o ${image.given} and -measurement_file ${measurement.given} are the same ${
+        image.kind === "stdout" ? "standard output" : "file"
+      }`,
+    );
+  }
+  return { image, measurement };
+}
+
+/**
+ * Opens where the image is built: a temporary file beside it, or a spool. For /dev/null
+ * nothing is kept but the headers, unless `keepAll` (`--verify` reads every page back).
+ */
+export async function openImageOutput(
+  target: OutputTarget,
+  keepAll = false,
+): Promise<ImageFile> {
+  if (target.kind === "stream" && !keepAll && await isNullDevice(target.path)) {
+    return new DiscardedImage();
+  }
+  try {
+    return target.kind === "file"
+      ? await AtomicFile.create(target.path)
+      : await AtomicFile.createSpool();
+  } catch (e) {
+    throw writeError(target.given, e);
+  }
+}
+
+/** Writes bytes straight into a target that is not a regular file (no temp, no rename). */
+async function writeStreamTarget(
+  target: OutputTarget,
+  stdout: WritableStream<Uint8Array> | undefined,
+  write: (stream: WritableStream<Uint8Array>) => Promise<void>,
+): Promise<void> {
+  if (target.kind === "stdout") return await write(stdout!);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(target.path, { write: true });
+  } catch (e) {
+    throw writeError(target.given, e);
+  }
+  try {
+    await write(file.writable);
+  } finally {
+    try {
+      file.close();
+    } catch { /* closed with its stream */ }
+  }
+}
+
+/**
+ * Commits a run's outputs in order: the measurement JSON is prepared (in a temporary file
+ * beside it), the image is committed, and only then is the measurement committed, so a
+ * failed image (a full disk, a closed pipe) leaves no measurement behind.
+ */
+export async function commitOutputs(
+  plan: OutputPlan,
+  image: ImageFile,
+  measurementJson: string | undefined,
+  stdout?: WritableStream<Uint8Array>,
+): Promise<void> {
+  const json = measurementJson === undefined
+    ? undefined
+    : new TextEncoder().encode(measurementJson);
+  let staged: AtomicFile | undefined;
+  if (plan.measurement?.kind === "file" && json) {
+    staged = await AtomicFile.create(plan.measurement.path).catch((e) => {
+      throw writeError(plan.measurement!.given, e);
+    });
+    await staged.writeAt(0, json).catch(async (e) => {
+      await staged!.abort();
+      throw e;
+    });
+  }
+  try {
+    if (image instanceof DiscardedImage) { /* nothing to write */ }
+    else if (plan.image.kind === "file") await (image as AtomicFile).commit();
+    else {
+      await writeStreamTarget(
+        plan.image,
+        stdout,
+        (stream) =>
+          (image as AtomicFile).commitTo(
+            stream,
+            plan.image.kind === "stdout" ? "standard output" : plan.image.given,
+          ),
+      );
+    }
+  } catch (e) {
+    await staged?.abort();
+    throw e;
+  }
+  if (staged) await staged.commit();
+  else if (plan.measurement && json) {
+    const target = plan.measurement;
+    await writeStreamTarget(target, stdout, async (stream) => {
+      const writer = stream.getWriter();
+      try {
+        await writer.write(json);
+      } catch (e) {
+        throw writeError(target.given, e);
+      } finally {
+        writer.releaseLock();
+      }
+    });
+  }
+}
+
+/**
+ * True when standard output was closed at start-up. The runtime then reopens descriptor 1
+ * on /dev/null read-write before any code runs (a shell's `>/dev/null` opens it write-only).
+ * This reads /proc/self/fdinfo/1, which Deno allows only with all permissions; elsewhere
+ * (the narrow permissions of `deno task igvmgen`, other systems) it cannot tell and says no.
+ */
+export function standardOutputLooksClosed(): boolean {
+  try {
+    const info = Deno.readTextFileSync("/proc/self/fdinfo/1");
+    const flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "", 8);
+    const ino = /^ino:\s*(\d+)/m.exec(info)?.[1];
+    const devNull = Deno.statSync("/dev/null");
+    return (flags & 3) === 2 && ino !== undefined && Number(ino) === devNull.ino;
+  } catch {
+    return false;
+  }
+}
