@@ -1,7 +1,8 @@
 /** The subcommands: `inspect`, `verify` and `measure` of an existing IGVM file. */
 import { UsageError } from "../errors.ts";
 import { formatInspect, inspectIgvm } from "../igvm/inspect.ts";
-import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "../igvm/verify.ts";
+import { measureIgvm, openFileAccess, verifyIgvm } from "../igvm/verify.ts";
+import { checkSvn } from "./options.ts";
 import { toHex } from "../bytes/le.ts";
 import { measurementJson } from "../generate.ts";
 import { writeFileAtomic } from "../io/atomic_file.ts";
@@ -29,31 +30,41 @@ interface SubOptions {
   svn: string;
 }
 
+/**
+ * Parses a subcommand's arguments with the rules of generation's options: `-name value` or
+ * `-name=value`, one or two dashes, each option at most once, no value for a flag, no empty
+ * file name, `-svn` a u32.
+ */
 function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptions {
   const o: SubOptions = { file: "", json: false, svn: "0" };
+  const accepted = command === "measure" ? ["measurement_file", "svn"] : ["json"];
+  const given = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const [name, inline] = arg.startsWith("-")
-      ? arg.replace(/^--?/, "").split(/=(.*)/s, 2)
-      : [undefined, undefined];
-    const value = () => {
-      if (inline !== undefined) return inline;
-      if (i + 1 >= args.length) throw new UsageError(`-${name} needs a value`);
-      return args[++i];
-    };
-    if (name === undefined) {
+    if (!arg.startsWith("-")) {
       if (o.file) throw new UsageError(`${command}: unexpected argument "${arg}"`);
       o.file = arg;
-    } else if (name === "json" && command !== "measure") o.json = true;
-    else if (name === "measurement_file" && command === "measure") o.measurementFile = value();
-    else if (name === "svn" && command === "measure") {
-      o.svn = value();
-      if (!/^[0-9]+$/.test(o.svn)) {
-        throw new UsageError(`-svn: expected a whole number, got "${o.svn}"`);
-      }
-    } else {throw new UsageError(
-        `${command}: unknown option ${arg} (see igvmgen ${command} --help)`,
-      );}
+      continue;
+    }
+    const [name, inline] = arg.replace(/^--?/, "").split(/=(.*)/s, 2);
+    if (!accepted.includes(name)) {
+      throw new UsageError(`${command}: unknown option ${arg} (see igvmgen ${command} --help)`);
+    }
+    if (given.has(name)) throw new UsageError(`-${name} is given twice`);
+    given.add(name);
+    if (name === "json") {
+      if (inline !== undefined) throw new UsageError(`-json takes no value`);
+      o.json = true;
+      continue;
+    }
+    if (inline === undefined && i + 1 >= args.length) {
+      throw new UsageError(`-${name} needs a value`);
+    }
+    const value = inline ?? args[++i];
+    if (name === "svn") o.svn = checkSvn(value);
+    else if (value === "") {
+      throw new UsageError(`-${name}: expected a file name, got an empty string`);
+    } else o.measurementFile = value;
   }
   if (!o.file) throw new UsageError(`${command}: no IGVM file given`);
   return o;
@@ -95,10 +106,7 @@ export async function runSubcommand(
       } else for (const p of report.problems) print(`${o.file}: ${p}`);
       return report.ok ? 0 : 1;
     }
-    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
-    const digest = toHex(
-      await computeLaunchDigest(file, headers).catch((e) => Promise.reject(named(e))),
-    );
+    const digest = toHex(await measureIgvm(file).catch((e) => Promise.reject(named(e))));
     print(digest);
     if (o.measurementFile) {
       await writeFileAtomic(
