@@ -120,6 +120,7 @@ export async function computeLaunchDigest(
   const digest = new SnpLaunchDigest();
   const measured = headers.directives.filter((d) => snpPageType(d) !== undefined);
   const BATCH = 256;
+  const zeroPageDigest = new Uint8Array(await crypto.subtle.digest("SHA-384", ZERO_PAGE));
   // One span buffer for every batch: WebCrypto copies a page when digest() is called.
   const spanBuffer = new Uint8Array(
     Math.min(4 * BATCH * PAGE_SIZE, Math.max(file.size, PAGE_SIZE)),
@@ -151,6 +152,7 @@ export async function computeLaunchDigest(
     };
     const contents = await Promise.all(part.map(async (d) => {
       if (!isContentMeasured(d)) return undefined;
+      if (directiveFileOffset(d) === undefined) return zeroPageDigest; // hashed once
       const page = await pageAt(d);
       return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
     }));
