@@ -94,6 +94,17 @@ Deno.test("igvmgen verify, measure, inspect and -d on a 1 GiB sparse file with a
         "VariableHeaderSize:0x3fffffe8 TotalFileSize:0x40000000 Checksum:0x0 }\n",
     );
     assertBounded(d, 10, 200, "-d");
+    // A truncated copy: the header section the fixed header claims is not there.
+    Deno.truncateSync(path, size / 2);
+    for (const command of ["verify", "measure", "inspect"]) {
+      const r = await runUserCli([command, path]);
+      assertError(
+        r,
+        1,
+        `error: ${path}: truncated: the header section ends at 0x40000000, past the end of the file`,
+      );
+      assertEquals(r.stdout, "", `${command} prints no digest or report`);
+    }
   });
 });
 
