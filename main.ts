@@ -6,7 +6,7 @@ import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
 import { UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { generateIgvm } from "./lib/generate.ts";
-import { dumpIgvmFileText } from "./lib/file_operations.ts";
+import { runDump } from "./lib/cli/dump_command.ts";
 import { generateRequestFrom } from "./lib/cli/request.ts";
 import { progressFor } from "./lib/cli/progress.ts";
 import { runSubcommand, type Subcommand, SUBCOMMANDS } from "./lib/cli/commands.ts";
@@ -36,11 +36,7 @@ export async function main(args: readonly string[]): Promise<number> {
       console.log(helpText());
       return 0;
     }
-    if (o.d) {
-      const text = await dumpIgvmFileText({ file: o.d });
-      await Deno.stdout.write(new TextEncoder().encode(text));
-      return 0;
-    }
+    if (o.d) return await runDump(o.d, Deno.stdout);
     if (!o.o) {
       if (args.length === 0) {
         console.log(helpText());

@@ -4,9 +4,9 @@
  * file. The result is the bytes to place in guest memory and the end of the ACPI area.
  */
 import { join } from "node:path";
-import { unzipSync } from "fflate";
 import { readInputFile } from "../lib/io/inputs.ts";
 import { makeRegisteredTempDir, removeTemp } from "../lib/io/temp_files.ts";
+import { readZipEntries } from "./zip_reader.ts";
 import { alignDown, PAGE_SIZE } from "../lib/bytes/le.ts";
 import { decodeLegacySnapshot, looksLikeLegacySnapshot } from "./legacy_snapshot.ts";
 import {
@@ -269,20 +269,22 @@ async function compileAndLayout(
   return layoutAcpiTables(tables);
 }
 
-/** Reads the tables of a zip archive of `.dsl`/`.aml` files (folders inside are flattened). */
-function tablesFromZip(path: string, bytes: Uint8Array): TableInput[] {
-  let files: Record<string, Uint8Array>;
+/**
+ * Reads the tables of a zip archive of `.dsl`/`.aml` files (folders inside are flattened).
+ * Only those entries are inflated, within the caps of ACPI_ZIP_LIMITS, so an archive that
+ * inflates to gigabytes is refused before it costs time or memory.
+ */
+async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInput[]> {
+  const files = new Map<string, Uint8Array>();
   try {
-    files = unzipSync(bytes);
+    const read = await readZipEntries(bytes, (name) => /\.(dsl|aml)$/i.test(name));
+    for (const e of read) files.set(e.name, e.bytes); // a repeated name: the last one wins
   } catch (e) {
     throw new AcpiError(`${path}: not a readable zip archive: ${(e as Error).message}`, {
       cause: e,
     });
   }
-  const entries = Object.entries(files).filter(([n]) => !n.endsWith("/")).map(([n, b]) => ({
-    name: n,
-    bytes: b,
-  }));
+  const entries = [...files].map(([name, b]) => ({ name, bytes: b }));
   const { dsl, aml } = selectTables(entries);
   if (dsl.length + aml.length === 0) {
     throw new AcpiError(`${path}: no .dsl or .aml tables in the archive`);
@@ -308,7 +310,9 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
   }
   if (info.isFile) {
     const bytes = await readInputFile(path, "ACPI source", ACPI_FILE_MAX);
-    if (looksLikeZip(bytes)) return await compileAndLayout(tablesFromZip(path, bytes), options);
+    if (looksLikeZip(bytes)) {
+      return await compileAndLayout(await tablesFromZip(path, bytes), options);
+    }
     if (looksLikeLegacySnapshot(bytes)) return acpiFromLegacySnapshot(bytes);
     throw new AcpiError(
       `${path}: not an ACPI folder, a zip of tables or a legacy igvmgen ACPI snapshot`,

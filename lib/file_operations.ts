@@ -8,7 +8,7 @@ import { InputError } from "./errors.ts";
 import { checkSvn } from "./generate_request.ts";
 import { dumpIgvm } from "./igvm/dump.ts";
 import { inspectIgvm, type InspectReport } from "./igvm/inspect.ts";
-import { computeLaunchDigest, readHeaders, verifyIgvm, type VerifyReport } from "./igvm/verify.ts";
+import { measureIgvm, verifyIgvm, type VerifyReport } from "./igvm/verify.ts";
 import { writeFileAtomic } from "./io/atomic_file.ts";
 import { type Input, inputName, withInputAccess } from "./io/input_source.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
@@ -47,8 +47,7 @@ export async function measureIgvmFile(request: MeasureRequest): Promise<MeasureR
   const svn = checkSvn("svn", request.svn ?? "0");
   const name = inputName(request.file);
   const launchDigest = await withInputAccess(request.file, "IGVM file", async (file) => {
-    const headers = await readHeaders(file).catch(naming(name));
-    return toHex(await computeLaunchDigest(file, headers).catch(naming(name)));
+    return toHex(await measureIgvm(file).catch(naming(name)));
   });
   const json = measurementJson(svn, launchDigest);
   if (request.measurementFile) {

@@ -78,9 +78,26 @@ export function sha256Hex(bytes: Uint8Array | string): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-/** A fresh temporary folder. */
+/** Folders made by tempDir(), removed when the test file is done. */
+const tempDirs: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of tempDirs) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // removed by its test already
+    }
+  }
+});
+
+/**
+ * A fresh temporary folder. It is removed when the test file ends, whether its test passed
+ * or not; a test may remove it sooner.
+ */
 export function tempDir(): string {
-  return Deno.makeTempDirSync({ prefix: "igvmgen-test-" });
+  const dir = Deno.makeTempDirSync({ prefix: "igvmgen-test-" });
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** The names in a folder, sorted. */

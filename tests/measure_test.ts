@@ -184,6 +184,73 @@ Deno.test("parseTeiConfig() reads ids big-endian and builds the policy", () => {
   assertEquals(parseTeiConfig('{"tei_config_data":{}}').policy, DEFAULT_SNP_POLICY);
 });
 
+Deno.test("parseTeiConfig() keeps the defaults of policy fields a partial policy leaves out", () => {
+  const policyOf = (policy: unknown) =>
+    parseTeiConfig(JSON.stringify({ tei_config_data: { policy } })).policy;
+  assertEquals(DEFAULT_SNP_POLICY, 0x3001fn);
+  assertEquals(policyOf({}), 0x3001fn);
+  assertEquals(policyOf({ debug_allowed: false }), 0x3001fn);
+  assertEquals(policyOf({ debug_allowed: true }), 0xb001fn);
+  assertEquals(policyOf({ smt_allowed: false }), 0x2001fn);
+  assertEquals(policyOf({ abi_minor: 0 }), 0x30000n);
+  assertEquals(policyOf({ abi_major: 1, migrate_ma: true }), 0x7011fn);
+});
+
+Deno.test("parseTeiConfig() gives the original's policy for a full policy object", () => {
+  // The original's construct_policy (igvmfile.py): 0x20000 | debug << 19 | migrate_ma << 18 |
+  // smt << 16 | abi_major << 8 | abi_minor, from every field of the object.
+  const original = (p: { d: boolean; m: boolean; s: boolean; major: number; minor: number }) =>
+    0x20000n | (BigInt(p.d) << 19n) | (BigInt(p.m) << 18n) | (BigInt(p.s) << 16n) |
+    (BigInt(p.major) << 8n) | BigInt(p.minor);
+  for (const d of [false, true]) {
+    for (const m of [false, true]) {
+      for (const s of [false, true]) {
+        for (const [major, minor] of [[0, 31], [1, 0], [255, 255]]) {
+          const policy = {
+            debug_allowed: d,
+            migrate_ma: m,
+            smt_allowed: s,
+            abi_major: major,
+            abi_minor: minor,
+          };
+          assertEquals(
+            parseTeiConfig(JSON.stringify({ tei_config_data: { policy } })).policy,
+            original({ d, m, s, major, minor }),
+            JSON.stringify(policy),
+          );
+        }
+      }
+    }
+  }
+});
+
+Deno.test("parseTeiConfig() rejects an unknown key anywhere, naming it", () => {
+  const cases: [unknown, string][] = [
+    [
+      { tei_config_nmae: "x", tei_config_data: {} },
+      'unknown key "tei_config_nmae" in the config (expected tei_config_name, tei_config_version, tei_config_data)',
+    ],
+    [
+      { tei_config_data: { guest_svm: 3 } },
+      'unknown key "guest_svm" in tei_config_data (expected version, guest_svn, family_id, image_id, policy)',
+    ],
+    [
+      { tei_config_data: { policy: { smt_alowed: true } } },
+      'unknown key "smt_alowed" in tei_config_data.policy (expected debug_allowed, migrate_ma, smt_allowed, abi_major, abi_minor)',
+    ],
+  ];
+  for (const [config, message] of cases) {
+    const e = assertThrows(() => parseTeiConfig(JSON.stringify(config)), ConfigError);
+    assertEquals(e.message, message);
+  }
+  // The original's sample keys are all accepted.
+  parseTeiConfig(JSON.stringify({
+    tei_config_name: "confidential_ml_cvm",
+    tei_config_version: 1,
+    tei_config_data: { version: 1, guest_svn: 2 },
+  }));
+});
+
 Deno.test("parseTeiConfig() rejects malformed configs, naming the field", () => {
   const bad: [string, string][] = [
     ["{", "not JSON"],

@@ -115,11 +115,6 @@ Deno.test("verify rejects corrupted files, each for its reason", async () => {
       "inside the headers",
     ],
     [
-      "a wrong header length",
-      mutate((_, v) => v.setUint32(pages[4].offset + 4, 16, true)),
-      "length 16, expected 24",
-    ],
-    [
       "a changed measured page",
       mutate((b) => b[Number(normal.fields.FileOffset) + 100] ^= 0xff),
       "launch digest",
@@ -165,12 +160,35 @@ Deno.test("verify refuses non-IGVM, truncated and overrunning files with an erro
   const overrun = good.slice();
   const v = new DataView(overrun.buffer);
   const last = readIgvmFile(good).directives.at(-1)!;
-  v.setUint32(last.offset + 4, 0x10000, true);
+  v.setUint32(last.offset, 0x310, true); // a type the reader does not know, in the spec's range
+  v.setUint32(last.offset + 4, 0x1000, true);
   await assertRejects(
     () => verifyIgvm(memoryFile(fixChecksum(overrun))),
     IgvmFormatError,
     "runs past the header section",
   );
+  // A header that cannot be valid stops the reader: its successor cannot be found.
+  const pages = readIgvmFile(good).directives.filter((d) => d.name === "IGVM_VHT_PAGE_DATA");
+  const cases: [string, (v: DataView) => void, string][] = [
+    [
+      "a wrong length",
+      (v) => v.setUint32(pages[4].offset + 4, 16, true),
+      "IGVM_VHT_PAGE_DATA with length 16, expected 24",
+    ],
+    ["type 0", (v) => v.setUint32(pages[4].offset, 0, true), "type 0x0 is not an IGVM header type"],
+    [
+      "an unknown type of length 0",
+      (v) => (v.setUint32(pages[4].offset, 0x310, true), v.setUint32(pages[4].offset + 4, 0, true)),
+      "unknown type 0x310 with length 0",
+    ],
+  ];
+  for (const [what, change, message] of cases) {
+    const bad = good.slice();
+    change(new DataView(bad.buffer));
+    const e = await assertRejects(() => verifyIgvm(memoryFile(fixChecksum(bad))), IgvmFormatError);
+    const at = `header at 0x${pages[4].offset.toString(16)}`;
+    assertEquals(e.message, `${at}: ${message}; the header section cannot be read past it`, what);
+  }
 });
 
 Deno.test("igvmgen verify prints each problem on its own line and exits 1", async () => {

@@ -2,8 +2,9 @@
 import { UsageError } from "../errors.ts";
 import { formatInspect } from "../igvm/inspect.ts";
 import { inspectIgvmFile, measureIgvmFile, verifyIgvmFile } from "../file_operations.ts";
-import { openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
 import { measurementJson } from "../measure/measurement_json.ts";
+import { checkSvn } from "./options.ts";
 import { writeFileAtomic } from "../io/atomic_file.ts";
 import {
   KVM_SUBCOMMAND_HELP,
@@ -38,31 +39,41 @@ interface SubOptions {
   svn: string;
 }
 
+/**
+ * Parses a subcommand's arguments with the rules of generation's options: `-name value` or
+ * `-name=value`, one or two dashes, each option at most once, no value for a flag, no empty
+ * file name, `-svn` a u32.
+ */
 function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptions {
   const o: SubOptions = { file: "", json: false, svn: "0" };
+  const accepted = command === "measure" ? ["measurement_file", "svn"] : ["json"];
+  const given = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const [name, inline] = arg.startsWith("-")
-      ? arg.replace(/^--?/, "").split(/=(.*)/s, 2)
-      : [undefined, undefined];
-    const value = () => {
-      if (inline !== undefined) return inline;
-      if (i + 1 >= args.length) throw new UsageError(`-${name} needs a value`);
-      return args[++i];
-    };
-    if (name === undefined) {
+    if (!arg.startsWith("-")) {
       if (o.file) throw new UsageError(`${command}: unexpected argument "${arg}"`);
       o.file = arg;
-    } else if (name === "json" && command !== "measure") o.json = true;
-    else if (name === "measurement_file" && command === "measure") o.measurementFile = value();
-    else if (name === "svn" && command === "measure") {
-      o.svn = value();
-      if (!/^[0-9]+$/.test(o.svn)) {
-        throw new UsageError(`-svn: expected a whole number, got "${o.svn}"`);
-      }
-    } else {throw new UsageError(
-        `${command}: unknown option ${arg} (see igvmgen ${command} --help)`,
-      );}
+      continue;
+    }
+    const [name, inline] = arg.replace(/^--?/, "").split(/=(.*)/s, 2);
+    if (!accepted.includes(name)) {
+      throw new UsageError(`${command}: unknown option ${arg} (see igvmgen ${command} --help)`);
+    }
+    if (given.has(name)) throw new UsageError(`-${name} is given twice`);
+    given.add(name);
+    if (name === "json") {
+      if (inline !== undefined) throw new UsageError(`--json takes no value`);
+      o.json = true;
+      continue;
+    }
+    if (inline === undefined && i + 1 >= args.length) {
+      throw new UsageError(`-${name} needs a value`);
+    }
+    const value = inline ?? args[++i];
+    if (name === "svn") o.svn = checkSvn(value);
+    else if (value === "") {
+      throw new UsageError(`-${name}: expected a file name, got an empty string`);
+    } else o.measurementFile = value;
   }
   if (!o.file) throw new UsageError(`${command}: no IGVM file given`);
   return o;
@@ -128,6 +139,14 @@ async function runKvmSubcommand(
   try {
     const named = (e: unknown) => new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
     const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+    // A loader's digest, like the default one, is never given for a broken file.
+    if (command === "measure") {
+      try {
+        assertStructurallySound(file, headers);
+      } catch (e) {
+        throw named(e);
+      }
+    }
     if (command === "verify") {
       return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
     }

@@ -478,11 +478,17 @@ export function parseOptions(args: readonly string[]): Options {
   if (o.pgtable_level !== 2 && o.pgtable_level !== 4) {
     throw new UsageError(`-pgtable_level: expected 2 or 4, got ${o.pgtable_level}`);
   }
-  if (!/^[0-9]+$/.test(o.svn) || Number(o.svn) > 0xffff_ffff) {
-    throw new UsageError(`-svn: expected a whole number from 0 to 4294967295, got "${o.svn}"`);
-  }
+  checkSvn(o.svn);
   if (o.verbose) o["log-level"] = "DEBUG";
   return o;
+}
+
+/** Checks a `-svn` value (a u32, as the ID block holds it); returns it unchanged. */
+export function checkSvn(raw: string): string {
+  if (!/^[0-9]+$/.test(raw) || Number(raw) > 0xffff_ffff) {
+    throw new UsageError(`-svn: expected a whole number from 0 to 4294967295, got "${raw}"`);
+  }
+  return raw;
 }
 
 /** The help text. */

@@ -6,7 +6,6 @@ import { type Layout, readScalar } from "../bytes/layout.ts";
 import { hex } from "../bytes/le.ts";
 import {
   IGVM_FIXED_HEADER,
-  IGVM_MAGIC_VALUE,
   IGVM_VHS_VARIABLE_HEADER,
   IGVM_VHS_VP_CONTEXT,
   IGVM_VHT_VP_CONTEXT,
@@ -14,6 +13,8 @@ import {
 } from "./defs.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 import { IgvmFormatError } from "./reader.ts";
+import { type FileAccess, openFileAccess } from "../io/file_reader.ts";
+import { headerChunks, readFixedHeader } from "./header_stream.ts";
 
 export { IgvmFormatError };
 
@@ -45,61 +46,71 @@ export function dumpStruct(layout: Layout, view: DataView, base: number): string
 /** Random access to a file's bytes. */
 export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
 
-/** Produces the dump text (with the trailing newline `print` added). */
-export async function dumpIgvm(readAt: ReadAt, fileSize: number): Promise<string> {
+/**
+ * Produces the dump line by line, in the original's format, and hands each to `emit` (awaited,
+ * so a slow or closed output holds or stops the dump). The header section is read in bounded
+ * chunks; the dump stops with an IgvmFormatError at the first header that cannot be valid.
+ */
+export async function dumpIgvmLines(
+  file: FileAccess,
+  emit: (line: string) => void | Promise<void>,
+): Promise<void> {
   const need = async (offset: number, length: number, what: string) => {
-    if (offset + length > fileSize) {
+    if (offset + length > file.size) {
       throw new IgvmFormatError(
-        `truncated: ${what} at 0x${offset.toString(16)} runs past the end (${fileSize} bytes)`,
+        `truncated: ${what} at 0x${offset.toString(16)} runs past the end (${file.size} bytes)`,
       );
     }
-    const bytes = await readAt(offset, length);
+    const bytes = await file.readAt(offset, length);
     return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
-  const fixed = await need(0, IGVM_FIXED_HEADER.size, "the fixed header");
-  if (fixed.getUint32(IGVM_FIXED_HEADER.off.Magic, true) !== IGVM_MAGIC_VALUE) {
-    throw new IgvmFormatError(`no IGVM magic: not an IGVM file`);
-  }
-  const lines = [dumpStruct(IGVM_FIXED_HEADER, fixed, 0)];
-  const start = fixed.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true);
-  const size = fixed.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
-  const section = await need(start, size, "the variable headers");
-  let offset = start;
-  while (offset < start + size) {
-    const rel = offset - start;
-    if (rel + IGVM_VHS_VARIABLE_HEADER.size > size) {
-      throw new IgvmFormatError(
-        `variable header at 0x${offset.toString(16)} runs past the header section`,
-      );
-    }
-    const type = section.getUint32(rel + IGVM_VHS_VARIABLE_HEADER.off.Type, true);
-    const length = section.getUint32(rel + IGVM_VHS_VARIABLE_HEADER.off.Length, true);
-    const known = VARIABLE_HEADER_BODIES.get(type);
-    const off = offset.toString(16).padStart(2, "0");
-    if (known) {
-      if (rel + IGVM_VHS_VARIABLE_HEADER.size + known.body.size > size) {
-        throw new IgvmFormatError(
-          `${known.name} at 0x${offset.toString(16)} runs past the header section`,
+  const fixed = await readFixedHeader(file);
+  await emit(dumpStruct(IGVM_FIXED_HEADER, await need(0, IGVM_FIXED_HEADER.size, "header"), 0));
+  for await (const headers of headerChunks(file, fixed).walk()) {
+    for (const h of headers) {
+      const known = VARIABLE_HEADER_BODIES.get(h.type);
+      const off = h.offset.toString(16).padStart(2, "0");
+      const body = new DataView(h.body.buffer, h.body.byteOffset, h.body.byteLength);
+      if (known) await emit(`${known.name}(${off})` + dumpStruct(known.body, body, 0));
+      else {
+        const generic = new DataView(new ArrayBuffer(IGVM_VHS_VARIABLE_HEADER.size));
+        generic.setUint32(IGVM_VHS_VARIABLE_HEADER.off.Type, h.type, true);
+        generic.setUint32(IGVM_VHS_VARIABLE_HEADER.off.Length, h.length, true);
+        await emit(dumpStruct(IGVM_VHS_VARIABLE_HEADER, generic, 0) + `(${off})`);
+      }
+      if (h.type === IGVM_VHT_VP_CONTEXT) {
+        const fileOffset = body.getUint32(IGVM_VHS_VP_CONTEXT.off.FileOffset, true);
+        const vmsa = await need(fileOffset, VMCB_SAVE_AREA.size, "the VMSA page");
+        await emit(
+          `IGVM_VHT_VP_CONTEXT(${off})` + dumpStruct(IGVM_VHS_VP_CONTEXT, body, 0) +
+            dumpStruct(VMCB_SAVE_AREA, vmsa, 0),
         );
       }
-      lines.push(
-        `${known.name}(${off})` +
-          dumpStruct(known.body, section, rel + IGVM_VHS_VARIABLE_HEADER.size),
-      );
-    } else {
-      lines.push(dumpStruct(IGVM_VHS_VARIABLE_HEADER, section, rel) + `(${off})`);
     }
-    if (type === IGVM_VHT_VP_CONTEXT) {
-      const bodyAt = rel + IGVM_VHS_VARIABLE_HEADER.size;
-      const fileOffset = section.getUint32(bodyAt + IGVM_VHS_VP_CONTEXT.off.FileOffset, true);
-      const vmsa = await need(fileOffset, VMCB_SAVE_AREA.size, "the VMSA page");
-      lines.push(
-        `IGVM_VHT_VP_CONTEXT(${off})` + dumpStruct(IGVM_VHS_VP_CONTEXT, section, bodyAt) +
-          dumpStruct(VMCB_SAVE_AREA, vmsa, 0),
-      );
-    }
-    offset += IGVM_VHS_VARIABLE_HEADER.size + length;
-    offset = Math.ceil(offset / 8) * 8;
   }
+}
+
+/** Produces the whole dump text (with the trailing newline `print` added): for small files. */
+export async function dumpIgvm(readAt: ReadAt, fileSize: number): Promise<string> {
+  const lines: string[] = [];
+  await dumpIgvmLines({ size: fileSize, readAt }, (line) => {
+    lines.push(line);
+  });
   return lines.join("\n") + "\n";
+}
+
+/**
+ * Dumps an IGVM file on disk to `emit`, line by line. Memory stays bounded whatever the
+ * file's size: nothing is held but a chunk of the header section.
+ */
+export async function dumpIgvmFile(
+  path: string,
+  emit: (line: string) => void | Promise<void>,
+): Promise<void> {
+  const file = await openFileAccess(path);
+  try {
+    await dumpIgvmLines(file, emit);
+  } finally {
+    file.close();
+  }
 }

@@ -18,7 +18,7 @@ import {
   IGVM_VHT_VP_CONTEXT,
 } from "./defs.ts";
 import { type Directive, directiveFileOffset } from "./reader.ts";
-import { type FileAccess, readHeaders, verifyIgvm } from "./verify.ts";
+import { assertStructurallySound, type FileAccess, readHeaders, verifyIgvm } from "./verify.ts";
 import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";
 
 /** Kinds of pages in a range. */
@@ -110,9 +110,10 @@ const VMSA_REGISTERS = [
   "g_pat",
 ] as const;
 
-/** Builds the inspect report of a file. */
+/** Builds the inspect report of a file; refuses a file with a structural problem. */
 export async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
   const h = await readHeaders(file);
+  assertStructurallySound(file, h);
   const verify = await verifyIgvm(file, h);
   const byKind = {
     normal: 0,

@@ -62,22 +62,138 @@ function scalarFields(
   return out;
 }
 
+/** One variable header as found in a header section; `body` is a view into the bytes read. */
+export interface RawHeader {
+  type: number;
+  /** File offset of the header's type field. */
+  offset: number;
+  length: number;
+  body: Uint8Array;
+}
+
+/** The longest header body the reader accepts (no IGVM header type comes near it). */
+export const MAX_HEADER_LENGTH = 64 << 10;
+
+/** IGVM_VHT ranges of the specification: platform, initialization, directive headers. */
+const HEADER_TYPE_RANGES = [[0x001, 0x100], [0x101, 0x200], [0x301, 0x400]] as const;
+
 /**
- * Parses the header section of an IGVM file (`head` holds at least the fixed header and
- * the variable headers; `fileSize` is the whole file's size).
+ * Why a variable header with this type and length cannot be valid, or undefined when it can.
+ * A known type must have its body's exact length; an unknown type must lie in the
+ * specification's ranges and have a non-empty body of bounded size. A reader cannot find the
+ * next header after one that fails, so reading stops there.
  */
-export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
-  const problems: string[] = [];
+export function headerInvalidity(type: number, length: number): string | undefined {
+  const known = VARIABLE_HEADER_BODIES.get(type);
+  if (known) {
+    return length === known.body.size
+      ? undefined
+      : `${known.name} with length ${length}, expected ${known.body.size}`;
+  }
+  const hex = type.toString(16);
+  if (!HEADER_TYPE_RANGES.some(([lo, hi]) => type >= lo && type <= hi)) {
+    return `type 0x${hex} is not an IGVM header type`;
+  }
+  if (length === 0 || length > MAX_HEADER_LENGTH) {
+    return `unknown type 0x${hex} with length ${length}`;
+  }
+  return undefined;
+}
+
+/**
+ * Walks the variable headers that lie wholly inside `chunk` (the file's bytes from `base`),
+ * starting with the header at file offset `at`, in a header section that ends at `end`.
+ * Appends each to `out` and returns the offset after the last one (with its padding). Throws
+ * at the first header that cannot be valid, or that runs past the section; when the chunk
+ * stops before the section does, a header cut by the chunk's end is left for the next chunk.
+ */
+export function walkHeaders(
+  chunk: Uint8Array,
+  base: number,
+  at: number,
+  end: number,
+  out: RawHeader[],
+): number {
+  const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  const chunkEnd = base + chunk.length;
+  while (at < end) {
+    const where = `header at 0x${at.toString(16)}`;
+    if (at + IGVM_VHS_VARIABLE_HEADER.size > end) {
+      throw new IgvmFormatError(`variable ${where} runs past the header section`);
+    }
+    if (at + IGVM_VHS_VARIABLE_HEADER.size > chunkEnd) break;
+    const type = v.getUint32(at - base, true);
+    const length = v.getUint32(at - base + 4, true);
+    const invalid = headerInvalidity(type, length);
+    if (invalid) {
+      throw new IgvmFormatError(
+        `${where}: ${invalid}; the header section cannot be read past it`,
+      );
+    }
+    const bodyAt = at + IGVM_VHS_VARIABLE_HEADER.size;
+    if (bodyAt + length > end) {
+      throw new IgvmFormatError(
+        `header 0x${type.toString(16)} at 0x${at.toString(16)} runs past the header section`,
+      );
+    }
+    if (bodyAt + length > chunkEnd) break;
+    out.push({
+      type,
+      offset: at,
+      length,
+      body: chunk.subarray(bodyAt - base, bodyAt - base + length),
+    });
+    at = Math.ceil((bodyAt + length) / 8) * 8;
+  }
+  return at;
+}
+
+/** Collects what the reader finds in a header section, chunk by chunk. */
+export class DirectiveCollector {
+  readonly directives: Directive[] = [];
+  private unknown = 0;
+  private firstUnknown = "";
+
+  /** Adds the headers of one chunk; bodies are copied (the chunk's buffer is not kept). */
+  add(headers: readonly RawHeader[]): void {
+    for (const h of headers) {
+      const known = VARIABLE_HEADER_BODIES.get(h.type);
+      if (!known && this.unknown++ === 0) {
+        this.firstUnknown = `unknown header type 0x${h.type.toString(16)} at 0x${
+          h.offset.toString(16)
+        }`;
+      }
+      this.directives.push({
+        type: h.type,
+        name: known?.name ?? `0x${h.type.toString(16)}`,
+        offset: h.offset,
+        length: h.length,
+        fields: known ? scalarFields(h.body, known.body.fields) : {},
+        body: h.type === IGVM_VHT_PAGE_DATA ? NO_BODY : h.body.slice(),
+      });
+    }
+  }
+
+  /** The problems found: one line for all unknown header types. */
+  problems(): string[] {
+    if (this.unknown === 0) return [];
+    const more = this.unknown - 1;
+    return [this.firstUnknown + (more ? ` (and ${more} more headers of unknown types)` : "")];
+  }
+}
+
+/** Checks the fixed header's own fields; returns them by name. */
+export function parseFixedHeader(head: Uint8Array, fileSize: number): Record<string, number> {
+  if (head.length >= 4) {
+    const magic = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+    if (magic !== IGVM_MAGIC_VALUE) throw new IgvmFormatError("no IGVM magic: not an IGVM file");
+  }
   if (head.length < IGVM_FIXED_HEADER.size) {
-    throw new IgvmFormatError(`truncated: ${head.length} bytes, no fixed header`);
+    throw new IgvmFormatError(`truncated: ${fileSize} bytes, no fixed header`);
   }
   const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const fixed: Record<string, number> = {};
   for (const [name, offset] of IGVM_FIXED_HEADER.fields) fixed[name] = v.getUint32(offset, true);
-  if (fixed.Magic !== IGVM_MAGIC_VALUE) {
-    throw new IgvmFormatError("no IGVM magic: not an IGVM file");
-  }
-  if (fixed.FormatVersion !== 1) problems.push(`format version ${fixed.FormatVersion}, expected 1`);
   const start = fixed.VariableHeaderOffset;
   const end = start + fixed.VariableHeaderSize;
   if (start < IGVM_FIXED_HEADER.size || start % 8 !== 0) {
@@ -85,54 +201,57 @@ export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
       `variable headers at 0x${start.toString(16)}: not 8-byte aligned after the fixed header`,
     );
   }
-  if (end > fileSize || end > head.length) {
+  if (end > fileSize) {
     throw new IgvmFormatError(
       `truncated: the header section ends at 0x${end.toString(16)}, past the end of the file`,
     );
   }
+  return fixed;
+}
+
+/** The problems the fixed header shows once the section is read: version, size, checksum. */
+export function fixedHeaderProblems(
+  fixed: Record<string, number>,
+  fileSize: number,
+  checksum: number,
+): string[] {
+  const problems: string[] = [];
+  if (fixed.FormatVersion !== 1) problems.push(`format version ${fixed.FormatVersion}, expected 1`);
   if (fixed.TotalFileSize !== fileSize) {
     problems.push(`TotalFileSize ${fixed.TotalFileSize}, the file has ${fileSize} bytes`);
   }
-  const crc = headerSectionChecksum(head, end);
-  if (crc !== fixed.Checksum) {
-    problems.push(`checksum 0x${fixed.Checksum.toString(16)}, computed 0x${crc.toString(16)}`);
+  if (checksum !== fixed.Checksum) {
+    problems.push(
+      `checksum 0x${fixed.Checksum.toString(16)}, computed 0x${checksum.toString(16)}`,
+    );
   }
-  const directives: Directive[] = [];
-  let at = start;
-  while (at < end) {
-    if (at + IGVM_VHS_VARIABLE_HEADER.size > end) {
-      throw new IgvmFormatError(
-        `variable header at 0x${at.toString(16)} runs past the header section`,
-      );
-    }
-    const type = v.getUint32(at, true);
-    const length = v.getUint32(at + 4, true);
-    const bodyAt = at + IGVM_VHS_VARIABLE_HEADER.size;
-    if (bodyAt + length > end) {
-      throw new IgvmFormatError(
-        `header 0x${type.toString(16)} at 0x${at.toString(16)} runs past the header section`,
-      );
-    }
-    const known = VARIABLE_HEADER_BODIES.get(type);
-    if (known && known.body.size !== length) {
-      problems.push(
-        `${known.name} at 0x${at.toString(16)}: length ${length}, expected ${known.body.size}`,
-      );
-    }
-    if (!known) problems.push(`unknown header type 0x${type.toString(16)} at 0x${at.toString(16)}`);
-    const body = head.subarray(bodyAt, bodyAt + length);
-    directives.push({
-      type,
-      name: known?.name ?? `0x${type.toString(16)}`,
-      offset: at,
-      length,
-      fields: known && known.body.size === length ? scalarFields(body, known.body.fields) : {},
-      body: type === IGVM_VHT_PAGE_DATA ? NO_BODY : body,
-    });
-    at = Math.ceil((bodyAt + length) / 8) * 8;
+  return problems;
+}
+
+/**
+ * Parses the header section of an IGVM file (`head` holds at least the fixed header and
+ * the variable headers; `fileSize` is the whole file's size). Throws at the first header
+ * that cannot be valid.
+ */
+export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
+  const fixed = parseFixedHeader(head, fileSize);
+  const start = fixed.VariableHeaderOffset;
+  const end = start + fixed.VariableHeaderSize;
+  if (end > head.length) {
+    throw new IgvmFormatError(
+      `truncated: the header section ends at 0x${end.toString(16)}, past the end of the file`,
+    );
   }
-  if (at !== end) problems.push(`the last header's padding runs past the section end`);
-  return { fixed, directives, problems };
+  const raw: RawHeader[] = [];
+  const after = walkHeaders(head.subarray(0, end), 0, start, end, raw);
+  const collector = new DirectiveCollector();
+  collector.add(raw);
+  const problems = [
+    ...fixedHeaderProblems(fixed, fileSize, headerSectionChecksum(head, end)),
+    ...collector.problems(),
+  ];
+  if (after !== end) problems.push(`the last header's padding runs past the section end`);
+  return { fixed, directives: collector.directives, problems };
 }
 
 /** The file data of a PAGE_DATA or VP_CONTEXT directive, or undefined for a zero page. */

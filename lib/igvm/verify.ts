@@ -28,9 +28,10 @@ import {
   directiveFileOffset,
   type IgvmFile,
   IgvmFormatError,
-  parseIgvmHeaders,
   readGuest,
 } from "./reader.ts";
+import { readIgvmHeaders } from "./header_stream.ts";
+import { ProblemList } from "./problem_list.ts";
 import {
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
@@ -45,25 +46,9 @@ import { walkAcpiTables } from "../../acpi/walk.ts";
 export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 
-/** Reads and parses the header section of a file. */
-export async function readHeaders(file: FileAccess): Promise<IgvmFile> {
-  const fixed = await file.readAt(0, 24);
-  const v = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
-  if (fixed.length < 4 || v.getUint32(0, true) !== 0x4d564749) {
-    throw new IgvmFormatError("no IGVM magic: not an IGVM file");
-  }
-  if (fixed.length < 24) {
-    throw new IgvmFormatError(`truncated: ${file.size} bytes, no fixed header`);
-  }
-  const end = v.getUint32(8, true) + v.getUint32(12, true);
-  if (end > file.size) {
-    throw new IgvmFormatError(
-      `truncated: the header section ends at 0x${
-        end.toString(16)
-      }, past the end (${file.size} bytes)`,
-    );
-  }
-  return parseIgvmHeaders(await file.readAt(0, end), file.size);
+/** Reads and parses the header section of a file (in bounded chunks). */
+export function readHeaders(file: FileAccess): Promise<IgvmFile> {
+  return readIgvmHeaders(file);
 }
 
 /** The ID block of a file, decoded. */
@@ -151,6 +136,7 @@ export async function computeLaunchDigest(
   const digest = new SnpLaunchDigest();
   const measured = headers.directives.filter((d) => snpPageType(d) !== undefined);
   const BATCH = 256;
+  const zeroPageDigest = new Uint8Array(await crypto.subtle.digest("SHA-384", ZERO_PAGE));
   // One span buffer for every batch: WebCrypto copies a page when digest() is called.
   const spanBuffer = new Uint8Array(
     Math.min(4 * BATCH * PAGE_SIZE, Math.max(file.size, PAGE_SIZE)),
@@ -182,6 +168,7 @@ export async function computeLaunchDigest(
     };
     const contents = await Promise.all(part.map(async (d) => {
       if (!isContentMeasured(d)) return undefined;
+      if (directiveFileOffset(d) === undefined) return zeroPageDigest; // hashed once
       const page = await pageAt(d);
       return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
     }));
@@ -191,7 +178,7 @@ export async function computeLaunchDigest(
 }
 
 /** Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges. */
-function checkDirectives(file: FileAccess, h: IgvmFile, problems: string[]): void {
+function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): void {
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
   const ranges: { start: number; gpa: number }[] = [];
   const seen = new Set<number>();
@@ -227,6 +214,9 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: string[]): voi
       }
     }
   }
+  if (!h.directives.some((d) => d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT)) {
+    problems.push("no PAGE_DATA or VP_CONTEXT header: the file loads nothing");
+  }
   ranges.sort((a, b) => a.start - b.start);
   for (let i = 1; i < ranges.length; i++) {
     if (ranges[i].start < ranges[i - 1].start + PAGE_SIZE) {
@@ -239,8 +229,44 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: string[]): voi
   }
 }
 
+/**
+ * The structural problems of a parsed file: those of its header section (version, size,
+ * checksum, unknown types) and of its directives (reserved fields, GPAs, file-data ranges).
+ * A file with any of them has no trustworthy launch digest.
+ */
+export function structuralProblems(file: FileAccess, h: IgvmFile): ProblemList {
+  const problems = new ProblemList();
+  problems.push(...h.problems);
+  checkDirectives(file, h, problems);
+  return problems;
+}
+
+/** Throws the first structural problem of a file, with the count of the others. */
+export function assertStructurallySound(file: FileAccess, h: IgvmFile): void {
+  const problems = structuralProblems(file, h);
+  if (problems.count === 0) return;
+  const more = problems.count - 1;
+  throw new IgvmFormatError(
+    problems.first! + (more ? ` (and ${more} more problems; igvmgen verify lists them)` : ""),
+  );
+}
+
+/**
+ * The launch digest of a file, recomputed from its directives, for `measure`. Refuses a file
+ * with any structural problem rather than give a digest of what could be read.
+ */
+export async function measureIgvm(file: FileAccess): Promise<Uint8Array> {
+  const h = await readHeaders(file);
+  assertStructurallySound(file, h);
+  return await computeLaunchDigest(file, h);
+}
+
 /** Decodes and checks the ID block against the digest and the policy. */
-function checkIdBlock(d: Directive, policy: bigint | undefined, problems: string[]): IdBlockInfo {
+function checkIdBlock(
+  d: Directive,
+  policy: bigint | undefined,
+  problems: ProblemList,
+): IdBlockInfo {
   const b = d.body;
   const o = IGVM_VHS_SNP_ID_BLOCK.off;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -327,16 +353,20 @@ async function kvmLayoutRsdp(
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
 export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<VerifyReport> {
   const h = headers ?? await readHeaders(file);
-  const problems = [...h.problems];
-  checkDirectives(file, h, problems);
+  const problems = structuralProblems(file, h);
+  const sound = problems.count === 0;
   const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
   const policy = policyHeader?.fields.Policy;
   if (!policyHeader) problems.push("no SNP_POLICY header");
   let launchDigest = "";
-  try {
-    launchDigest = toHex(await computeLaunchDigest(file, h));
-  } catch (e) {
-    problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
+  // A structurally broken file has no launch digest worth giving (and recomputing one from
+  // millions of hostile headers would only cost time).
+  if (sound) {
+    try {
+      launchDigest = toHex(await computeLaunchDigest(file, h));
+    } catch (e) {
+      problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
+    }
   }
   const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
@@ -375,8 +405,8 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
     (/not 64-byte aligned/.test(p) ? warnings : problems).push(`ACPI: ${p}`);
   }
   return {
-    ok: problems.length === 0,
-    problems,
+    ok: problems.count === 0,
+    problems: problems.toArray(),
     warnings,
     launchDigest,
     policy: policy !== undefined ? "0x" + policy.toString(16) : undefined,

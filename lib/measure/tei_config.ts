@@ -57,11 +57,37 @@ function parseBool(value: unknown, field: string): boolean {
   return value;
 }
 
+/** The keys a config may hold, per object; any other key is an error that names it. */
+const TOP_KEYS = ["tei_config_name", "tei_config_version", "tei_config_data"];
+const DATA_KEYS = ["version", "guest_svn", "family_id", "image_id", "policy"];
+const POLICY_KEYS = ["debug_allowed", "migrate_ma", "smt_allowed", "abi_major", "abi_minor"];
+
+function checkKeys(object: Record<string, unknown>, allowed: readonly string[], where: string) {
+  for (const key of Object.keys(object)) {
+    if (!allowed.includes(key)) {
+      throw new ConfigError(
+        `unknown key "${key}" in ${where} (expected ${allowed.join(", ")})`,
+      );
+    }
+  }
+}
+
+/** The policy fields' defaults: those of DEFAULT_SNP_POLICY (SMT allowed, ABI 0.31). */
+const POLICY_DEFAULTS = {
+  debug_allowed: false,
+  migrate_ma: false,
+  smt_allowed: true,
+  abi_major: 0,
+  abi_minor: 0x1f,
+};
+
 /**
  * Parses a TEI config (see README): `tei_config_data` with optional `version` (must be 1),
  * `guest_svn`, `family_id`, `image_id` (32 hex digits, big-endian) and `policy`
  * (`debug_allowed`, `migrate_ma`, `smt_allowed`, `abi_major`, `abi_minor`), ORed onto the
- * reserved-one bit 17. Missing fields keep the defaults.
+ * reserved-one bit 17. Missing fields keep the defaults, policy fields included, so a partial
+ * policy changes only what it names. Unknown keys are errors: a misspelt field must not
+ * silently leave a default in the ID block.
  */
 export function parseTeiConfig(text: string): IdBlockConfig {
   let json: unknown;
@@ -71,10 +97,22 @@ export function parseTeiConfig(text: string): IdBlockConfig {
     throw new ConfigError(`not JSON: ${(e as Error).message}`, { cause: e });
   }
   const data = (json as { tei_config_data?: unknown } | null)?.tei_config_data;
-  if (typeof json !== "object" || json === null || typeof data !== "object" || data === null) {
+  if (
+    typeof json !== "object" || json === null || Array.isArray(json) ||
+    typeof data !== "object" || data === null || Array.isArray(data)
+  ) {
     throw new ConfigError(`no "tei_config_data" object`);
   }
+  const top = json as Record<string, unknown>;
+  checkKeys(top, TOP_KEYS, "the config");
+  if ("tei_config_name" in top && typeof top.tei_config_name !== "string") {
+    throw new ConfigError("tei_config_name must be a string");
+  }
+  if ("tei_config_version" in top) {
+    parseUint(top.tei_config_version, "tei_config_version", 0xffff_ffff);
+  }
   const d = data as Record<string, unknown>;
+  checkKeys(d, DATA_KEYS, "tei_config_data");
   const config = defaultIdBlockConfig();
   if ("version" in d) {
     config.version = parseUint(d.version, "tei_config_data.version", 0xffff_ffff);
@@ -89,21 +127,23 @@ export function parseTeiConfig(text: string): IdBlockConfig {
   if ("image_id" in d) config.imageId = parseId(d.image_id, "image_id");
   if ("policy" in d) {
     const p = d.policy as Record<string, unknown>;
-    if (typeof p !== "object" || p === null) {
+    if (typeof p !== "object" || p === null || Array.isArray(p)) {
       throw new ConfigError("tei_config_data.policy must be an object");
     }
-    let policy = POLICY_RESERVED_ONE;
-    const bit = (name: string, shift: bigint) => {
-      if (name in p && parseBool(p[name], `policy.${name}`)) policy |= 1n << shift;
-    };
-    bit("debug_allowed", POLICY_DEBUG_BIT);
-    bit("migrate_ma", POLICY_MIGRATE_MA_BIT);
-    bit("smt_allowed", POLICY_SMT_BIT);
-    if ("abi_major" in p) {
-      policy |= BigInt(parseUint(p.abi_major, "policy.abi_major", 255)) << POLICY_ABI_MAJOR_SHIFT;
+    checkKeys(p, POLICY_KEYS, "tei_config_data.policy");
+    const given = { ...POLICY_DEFAULTS };
+    for (const name of ["debug_allowed", "migrate_ma", "smt_allowed"] as const) {
+      if (name in p) given[name] = parseBool(p[name], `policy.${name}`);
     }
-    if ("abi_minor" in p) policy |= BigInt(parseUint(p.abi_minor, "policy.abi_minor", 255));
-    config.policy = policy;
+    for (const name of ["abi_major", "abi_minor"] as const) {
+      if (name in p) given[name] = parseUint(p[name], `policy.${name}`, 255);
+    }
+    config.policy = POLICY_RESERVED_ONE |
+      (given.debug_allowed ? 1n << POLICY_DEBUG_BIT : 0n) |
+      (given.migrate_ma ? 1n << POLICY_MIGRATE_MA_BIT : 0n) |
+      (given.smt_allowed ? 1n << POLICY_SMT_BIT : 0n) |
+      (BigInt(given.abi_major) << POLICY_ABI_MAJOR_SHIFT) |
+      BigInt(given.abi_minor);
   }
   return config;
 }
