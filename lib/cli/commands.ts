@@ -5,8 +5,9 @@ import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "..
 import { toHex } from "../bytes/le.ts";
 import { measurementJson } from "../generate.ts";
 import { writeFileAtomic } from "../io/atomic_file.ts";
+import { runSignCommand } from "./sign_command.ts";
 
-export const SUBCOMMANDS = ["inspect", "verify", "measure"] as const;
+export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
 
 /** Help for the subcommands. */
@@ -65,6 +66,7 @@ export async function runSubcommand(
   args: readonly string[],
   print: (line: string) => void,
 ) {
+  if (command === "sign") return await runSignCommand(args, print, (l) => console.error(l));
   if (args.includes("--help") || args.includes("-h")) {
     print(SUBCOMMAND_HELP);
     return 0;

@@ -1,0 +1,76 @@
+/**
+ * The loader registry: each name `--loader` takes, its model of the launch updates the host
+ * issues (../shared/LOADERS.md), and a one-line description. The KVM models
+ * (lib/measure/kvm_loaders.ts) join this table.
+ */
+import type { FileAccess } from "../io/file_reader.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import { UsageError } from "../errors.ts";
+import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
+import {
+  chMshvUpdates,
+  DEFAULT_HOST,
+  digestOfUpdates,
+  hypervUpdates,
+  igvmmeasureNativeZeroUpdates,
+  igvmmeasureUpdates,
+} from "./file_loaders.ts";
+
+/** One loader model. */
+export interface LoaderModel {
+  name: string;
+  description: string;
+  updates: LaunchUpdateSource;
+}
+
+/** Every loader model, the default first. */
+export const LOADERS: readonly LoaderModel[] = [
+  {
+    name: "hyperv",
+    description: "Hyper-V and the original igvmgen: file order, shared pages not measured",
+    updates: hypervUpdates,
+  },
+  {
+    name: "ch-mshv",
+    description:
+      "Cloud Hypervisor on MSHV: sorted by GPA, shared pages measured, 1 page per parameter insert",
+    updates: chMshvUpdates,
+  },
+  {
+    name: "igvmmeasure",
+    description: "COCONUT igvmmeasure: file order, shared pages measured, 1 page per insert",
+    updates: igvmmeasureUpdates,
+  },
+  {
+    name: "igvmmeasure-native-zero",
+    description: "igvmmeasure --native-zero: as igvmmeasure, empty pages measured as ZERO",
+    updates: igvmmeasureNativeZeroUpdates,
+  },
+];
+
+/** The default loader. */
+export const DEFAULT_LOADER = "hyperv";
+
+/** The loader names, for help and errors. */
+export function loaderNames(): string[] {
+  return LOADERS.map((l) => l.name);
+}
+
+/** The model of `name`; a usage error names the choices. */
+export function loaderModel(name: string): LoaderModel {
+  const model = LOADERS.find((l) => l.name === name);
+  if (!model) {
+    throw new UsageError(`--loader: expected one of ${loaderNames().join(", ")}, got "${name}"`);
+  }
+  return model;
+}
+
+/** The launch digest `loader` makes the PSP compute for a file. */
+export function loaderDigest(
+  loader: string,
+  file: FileAccess,
+  headers: IgvmFile,
+  host: HostConfig = DEFAULT_HOST,
+): Promise<Uint8Array> {
+  return digestOfUpdates(loaderModel(loader).updates(file, headers, host));
+}
