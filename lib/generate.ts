@@ -29,6 +29,7 @@ import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
 import { checkHeaderSection } from "./igvm/reader.ts";
 import { verifyIgvm } from "./igvm/verify.ts";
+import { signForLoader } from "./measure/generate_loader.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
@@ -322,6 +323,15 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
         io.progress?.(image),
       );
       await selfCheck(out, written, o.verify);
+      written.launchDigest = await signForLoader(
+        out.tempPath,
+        out,
+        o.loader,
+        written.launchDigest,
+        image.guestInvalid.length > 0,
+        (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
+        io.notice,
+      );
       const launchMeasurement = toHex(written.launchDigest);
       const json = measurementJson(o.svn, launchMeasurement);
       if (o.measurement_file) {

@@ -6,8 +6,10 @@ import { toHex } from "../bytes/le.ts";
 import { measurementJson } from "../generate.ts";
 import { writeFileAtomic } from "../io/atomic_file.ts";
 import { runSignCommand } from "./sign_command.ts";
+import { runMeasureCommand } from "./measure_command.ts";
+import { runDiffCommand } from "./diff_command.ts";
 
-export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign"] as const;
+export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
 
 /** Help for the subcommands. */
@@ -67,6 +69,8 @@ export async function runSubcommand(
   print: (line: string) => void,
 ) {
   if (command === "sign") return await runSignCommand(args, print, (l) => console.error(l));
+  if (command === "measure") return await runMeasureCommand(args, print);
+  if (command === "diff") return await runDiffCommand(args, print);
   if (args.includes("--help") || args.includes("-h")) {
     print(SUBCOMMAND_HELP);
     return 0;

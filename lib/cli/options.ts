@@ -4,6 +4,7 @@
  * Python's argparse did).
  */
 import { UsageError } from "../errors.ts";
+import { loaderNames } from "../measure/loaders.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
 
@@ -131,6 +132,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "TEI config: family/image id, version, guest SVN and policy of the ID block",
   },
   {
+    name: "loader",
+    kind: "enum",
+    choices: loaderNames(),
+    default: "hyperv",
+    help:
+      "the host loader whose launch digest the ID block and -measurement_file carry (see igvmgen measure --help)",
+  },
+  {
     name: "measurement_file",
     kind: "path",
     metavar: "FILE",
@@ -214,6 +223,7 @@ export interface Options {
   sign_deterministic: boolean;
   config_file?: string;
   measurement_file?: string;
+  loader: string;
   svn: string;
   start_addr: number;
   symbol_elf?: string;
@@ -356,7 +366,7 @@ export function helpText(): string {
   ];
   for (const s of OPTION_SPECS) {
     // The original's options are shown single-dash; igvmgen's own GNU-style ones double-dash.
-    const dashes = ["log-level", "verbose", "quiet", "verify", "help"].includes(s.name)
+    const dashes = ["log-level", "verbose", "quiet", "verify", "help", "loader"].includes(s.name)
       ? "--"
       : "-";
     const names = [...(s.aliases ?? []).map((a) => `-${a}`), `${dashes}${s.name}`];

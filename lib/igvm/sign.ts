@@ -184,3 +184,27 @@ export async function rewriteWithIdBlock(
   }
   return file.size + delta;
 }
+
+/**
+ * Replaces the body of the file's ID block header in place (same size) and updates the
+ * header CRC: only the header section is written.
+ */
+export async function rewriteIdBlockInPlace(
+  file: FileAccess,
+  headers: IgvmFile,
+  idBlockBody: Uint8Array,
+  out: SignSink,
+): Promise<void> {
+  checkSignable(headers, file.size);
+  const existing = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  if (!existing) throw new InputError("no SNP_ID_BLOCK header to replace");
+  const sectionEnd = headers.fixed.VariableHeaderOffset + headers.fixed.VariableHeaderSize;
+  const head = (await file.readAt(0, sectionEnd)).slice();
+  head.set(idBlockBody, existing.offset + IGVM_VHS_VARIABLE_HEADER.size);
+  viewOf(head).setUint32(
+    IGVM_FIXED_HEADER.off.Checksum,
+    headerSectionChecksum(head, head.length),
+    true,
+  );
+  await out.writeAt(0, head);
+}
