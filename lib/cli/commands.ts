@@ -15,15 +15,26 @@ export type Subcommand = typeof SUBCOMMANDS[number];
 /** Help for the subcommands. */
 export const SUBCOMMAND_HELP = `usage: igvmgen inspect FILE [--json]
        igvmgen verify FILE [--json]
-       igvmgen measure FILE [-measurement_file OUT.json] [-svn N]
+       igvmgen measure FILE [--loader NAME | --all-loaders | --log] [--json]
+                    [-measurement_file OUT.json] [-svn N]
+       igvmgen sign IN -o OUT (-sign_key KEY.pem | --id-signature SIG --id-public-key KEY)
+       igvmgen sign IN --payload-out ID_BLOCK.bin
+       igvmgen diff A B [--loader NAME] [--loader-b NAME] [--json]
 
 inspect  summarise any IGVM file: platforms, policy, page ranges by kind, VMSA registers,
          ID block (--json: a stable JSON document, schema igvmgen-inspect/1)
 verify   check the file against the IGVM format on igvmgen's own reader, recompute the SNP
          launch digest, verify the ID block signature, walk the ACPI tables in the image;
          prints each problem on its own line; exit 0 when there is none, 1 otherwise
-measure  print the SNP launch digest recomputed from the file (and write the measurement
-         JSON with -measurement_file; -svn sets its guest SVN, default 0)`;
+measure  print the SNP launch digest recomputed from the file under a host loader model
+         (--loader; --all-loaders for each), or every launch update with the part of the
+         guest it measures (--log); -measurement_file writes the measurement JSON
+sign     add or replace the SNP ID block of any SEV-SNP IGVM file: with a private key, or
+         offline (--payload-out for the signer, then --id-signature/--id-public-key)
+diff     the first launch update where two files differ, and the pages changed, added
+         and removed per part; exit 0 when the digests are equal, 1 otherwise
+
+Each command has its own --help (igvmgen sign --help).`;
 
 interface SubOptions {
   file: string;

@@ -358,6 +358,8 @@ export function helpText(): string {
     "usage: igvmgen -o OUT.igvm -kernel bzImage [-append CMDLINE] [-rdinit INITRD] [options]",
     "       igvmgen -d FILE.igvm",
     "       igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)",
+    "       igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem   (see igvmgen sign --help)",
+    "       igvmgen diff A.igvm B.igvm   (see igvmgen diff --help)",
     "       cat bzImage | igvmgen - -o OUT.igvm [options]",
     "",
     "Options take one dash or two, and a value as the next word or after '=':",
