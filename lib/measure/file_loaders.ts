@@ -133,23 +133,42 @@ function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<Pla
 }
 
 const BATCH = 256;
+/** A batch's pages are read in one go when their file data lies within this span. */
+const SPAN_BYTES = 4 * BATCH * PAGE_SIZE;
 
 /**
- * Hashes planned updates in batches of 256 (pages read, then SHA-384 in parallel by
- * WebCrypto) and yields them in the same order.
+ * Hashes planned updates in batches of 256 (the batch's file data read in one span when it
+ * is contiguous enough, then SHA-384 in parallel by WebCrypto) and yields them in order.
  */
 export async function* hashPlanned(
   file: FileAccess,
   planned: Iterable<PlannedUpdate>,
 ): AsyncGenerator<LaunchUpdate> {
   let batch: PlannedUpdate[] = [];
+  const spanBuffer = new Uint8Array(Math.min(SPAN_BYTES, Math.max(file.size, PAGE_SIZE)));
   const flush = async (): Promise<LaunchUpdate[]> => {
+    const hashed = batch.filter((u) =>
+      (u.pageType === SNP_PAGE_TYPE_NORMAL || u.pageType === SNP_PAGE_TYPE_VMSA) &&
+      u.dataOffset !== undefined
+    );
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const u of hashed) {
+      lo = Math.min(lo, u.dataOffset!);
+      hi = Math.max(hi, u.dataOffset! + PAGE_SIZE);
+    }
+    const span = hashed.length > 1 && hi - lo <= spanBuffer.length
+      ? await file.readAt(lo, hi - lo, spanBuffer)
+      : undefined;
     const contents = await Promise.all(batch.map(async (u) => {
       if (u.pageType !== SNP_PAGE_TYPE_NORMAL && u.pageType !== SNP_PAGE_TYPE_VMSA) {
         return ZERO_CONTENTS;
       }
       if (u.dataOffset === undefined) return ZERO_PAGE_DIGEST;
-      const page = await file.readAt(u.dataOffset, PAGE_SIZE);
+      const at = u.dataOffset - lo;
+      const page = span && at + PAGE_SIZE <= span.length
+        ? span.subarray(at, at + PAGE_SIZE)
+        : await file.readAt(u.dataOffset, PAGE_SIZE);
       if (page.length !== PAGE_SIZE) {
         throw new InputError(
           `page 0x${u.gpa.toString(16)}: file data at 0x${
@@ -175,13 +194,36 @@ export async function* hashPlanned(
   if (batch.length) yield* await flush();
 }
 
-/** Stable sort by GPA of planned updates, on index arrays (8 bytes per update plus the list). */
-function* sortedByGpa(planned: Iterable<PlannedUpdate>): Generator<PlannedUpdate> {
-  const all = [...planned];
-  const order = new Uint32Array(all.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  order.sort((a, b) => all[a].gpa - all[b].gpa || a - b);
-  for (const i of order) yield all[i];
+/**
+ * Stable sort by GPA. The planned updates are held in typed arrays (about 25 bytes each)
+ * and the sort runs on an index array, so 1M pages need about 25 MB.
+ */
+function* sortedByGpa(plan: () => Iterable<PlannedUpdate>): Generator<PlannedUpdate> {
+  let n = 0;
+  for (const _ of plan()) n++;
+  const gpa = new Float64Array(n);
+  const dataOffset = new Float64Array(n);
+  const directive = new Int32Array(n);
+  const pageType = new Uint8Array(n);
+  let i = 0;
+  for (const u of plan()) {
+    gpa[i] = u.gpa;
+    dataOffset[i] = u.dataOffset ?? -1;
+    directive[i] = u.directive;
+    pageType[i] = u.pageType;
+    i++;
+  }
+  const order = new Uint32Array(n);
+  for (let k = 0; k < n; k++) order[k] = k;
+  order.sort((a, b) => gpa[a] - gpa[b] || a - b);
+  for (const k of order) {
+    yield {
+      gpa: gpa[k],
+      pageType: pageType[k],
+      directive: directive[k],
+      dataOffset: dataOffset[k] < 0 ? undefined : dataOffset[k],
+    };
+  }
 }
 
 const ALL = () => true;
@@ -229,19 +271,20 @@ export const hypervUpdates: LaunchUpdateSource = (file, headers) =>
  * insert counts its first page only, then a stable sort by GPA. CPUID_XF pages make CH panic.
  */
 export const chMshvUpdates: LaunchUpdateSource = (file, headers) => {
-  const planned = [...planFileOrder(headers, FILE_ORDER_RULES["ch-mshv"])];
-  for (const u of planned) {
-    const d = headers.directives[u.directive];
+  const plan = () => planFileOrder(headers, FILE_ORDER_RULES["ch-mshv"]);
+  for (const d of headers.directives) {
     if (
       d.type === IGVM_VHT_PAGE_DATA &&
       Number(d.fields.DataType ?? 0n) === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF
     ) {
       throw new InputError(
-        `page 0x${u.gpa.toString(16)} is a CPUID_XF page: Cloud Hypervisor on MSHV cannot load it`,
+        `page 0x${
+          gpaOf(d).toString(16)
+        } is a CPUID_XF page: Cloud Hypervisor on MSHV cannot load it`,
       );
     }
   }
-  return hashPlanned(file, sortedByGpa(planned));
+  return hashPlanned(file, sortedByGpa(plan));
 };
 
 /** COCONUT igvmmeasure (LOADERS.md §8): file order, shared measured, one insert page. */
