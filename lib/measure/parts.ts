@@ -122,9 +122,8 @@ export async function mapParts(file: FileAccess, h: IgvmFile): Promise<PartMap> 
     d.type === IGVM_VHT_VP_CONTEXT && Number(d.fields.GPA) === SNP_PAGES.vmsa
   )!;
   const vmsaOffset = directiveFileOffset(vmsaDirective);
-  const vmsa = vmsaOffset === undefined
-    ? new Uint8Array(PAGE_SIZE)
-    : await file.readAt(vmsaOffset, PAGE_SIZE);
+  const vmsa = new Uint8Array(PAGE_SIZE); // zero-padded: the file data may be cut short
+  if (vmsaOffset !== undefined) vmsa.set(await file.readAt(vmsaOffset, PAGE_SIZE));
   const vv = new DataView(vmsa.buffer, vmsa.byteOffset, vmsa.byteLength);
   const reg = (name: string) => vv.getBigUint64(VMCB_SAVE_AREA.off[name], true);
   const segBase = (name: string) =>
