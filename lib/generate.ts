@@ -330,6 +330,7 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
         written.launchDigest,
         image.guestInvalid.length > 0,
         (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
+        config.policy,
         io.notice,
       );
       const launchMeasurement = toHex(written.launchDigest);

@@ -20,7 +20,7 @@ import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import { loaderDigest } from "./measure/loaders.ts";
+import { loaderDigest, policyWarning } from "./measure/loaders.ts";
 import { snpCompatibilityMask } from "./measure/file_loaders.ts";
 import { parseEcdsaSignature, parseP384PublicKey, verifyP384 } from "./measure/public_key.ts";
 import { measurementJson } from "./generate.ts";
@@ -52,6 +52,13 @@ export interface SignResult {
   launchMeasurement: string;
   /** True when the file had no ID block and one was added. */
   added: boolean;
+  /** Warnings for the user (e.g. a policy the loader will not launch with). */
+  warnings: string[];
+}
+
+/** Standard output, for `-o -` and `--payload-out -`. */
+export interface SignIo {
+  stdout?: WritableStream<Uint8Array>;
 }
 
 async function readInput(path: string, what: string): Promise<Uint8Array> {
@@ -115,8 +122,11 @@ function checkRequest(r: SignRequest): void {
 }
 
 /** Runs `sign`. */
-export async function signIgvmFile(r: SignRequest): Promise<SignResult> {
+export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<SignResult> {
   checkRequest(r);
+  for (const path of [r.output, r.payloadOut]) {
+    if (path === "-" && !io.stdout) throw new UsageError("sign: - needs a standard output");
+  }
   for (
     const [path, what] of [[r.output, "-o"], [r.payloadOut, "--payload-out"], [
       r.measurementFile,
@@ -145,9 +155,15 @@ export async function signIgvmFile(r: SignRequest): Promise<SignResult> {
     );
     const launchMeasurement = toHex(digest);
     const expected = idBlockPayload(digest, config);
+    const warning = policyWarning(r.loader, config.policy);
+    const warnings = warning ? [warning] : [];
     if (r.payloadOut) {
-      await writeFileAtomic(r.payloadOut, expected);
-      return { payloadOut: r.payloadOut, launchMeasurement, added: false };
+      if (r.payloadOut === "-") {
+        const w = io.stdout!.getWriter();
+        await w.write(expected);
+        w.releaseLock();
+      } else await writeFileAtomic(r.payloadOut, expected);
+      return { payloadOut: r.payloadOut, launchMeasurement, added: false, warnings };
     }
     const mask = snpCompatibilityMask(headers);
     let body: Uint8Array;
@@ -164,9 +180,12 @@ export async function signIgvmFile(r: SignRequest): Promise<SignResult> {
       body = encodeIgvmIdBlock(digest, config, key, r.signDeterministic);
       new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
     }
-    const out = await AtomicFile.create(r.output!).catch((e) => {
-      throw new InputError((e as Error).message, { cause: e });
-    });
+    const toStdout = r.output === "-";
+    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(r.output!)).catch(
+      (e) => {
+        throw new InputError((e as Error).message, { cause: e });
+      },
+    );
     try {
       await rewriteWithIdBlock(file, headers, body, config.policy, out);
       if (r.measurementFile) {
@@ -175,13 +194,14 @@ export async function signIgvmFile(r: SignRequest): Promise<SignResult> {
           new TextEncoder().encode(measurementJson(r.svn, launchMeasurement)),
         );
       }
-      await out.commit();
+      if (toStdout) await out.commitTo(io.stdout!);
+      else await out.commit();
     } catch (e) {
       await out.abort();
       throw e;
     }
     const added = !headers.directives.some((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
-    return { output: r.output, launchMeasurement, added };
+    return { output: r.output, launchMeasurement, added, warnings };
   } finally {
     file.close();
   }

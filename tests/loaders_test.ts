@@ -342,3 +342,30 @@ Deno.test("measure and diff refuse an unknown loader with exit 2", async () => {
   const d = await runCli(["diff", "a", "b", "--loader-b", "nope"]);
   assertEquals(d.code, 2);
 });
+
+Deno.test({
+  name:
+    "sign --loader ch-mshv warns when the ID block policy is not the 0x3001f MSHV launches with",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const config = JSON.parse(Deno.readTextFileSync(`${FIXTURES}tei-config.json`));
+      config.tei_config_data.policy.debug_allowed = true;
+      Deno.writeTextFileSync(`${dir}/debug.json`, JSON.stringify(config));
+      const args = ["sign", TB2, "-o", `${dir}/o.igvm`, "-sign_key", `${FIXTURES}test-key.pem`];
+      const r = await runCli([...args, "--loader", "ch-mshv", "-config_file", `${dir}/debug.json`]);
+      assertEquals(r.code, 0, r.stderr);
+      assert(
+        r.stderr.includes("ch-mshv launches with the ID block policy 0x3001f") &&
+          r.stderr.includes("policy 0xb001f"),
+        r.stderr,
+      );
+      const quiet = await runCli([...args, "--loader", "ch-mshv"]);
+      assertEquals(quiet.code, 0, quiet.stderr);
+      assert(!quiet.stderr.includes("warning"), quiet.stderr);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});

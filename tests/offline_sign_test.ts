@@ -232,3 +232,27 @@ Deno.test("parseEcdsaSignature() reads DER with leading-zero INTEGERs and 96 raw
   const raw = new Uint8Array(96).fill(1);
   assertEquals(parseEcdsaSignature(raw).format, "raw");
 });
+
+Deno.test({
+  name:
+    "sign --payload-out - pipes the payload to a signer; sign -o - writes the signed file to standard output",
+  ignore: !HAVE_SHARED || !HAVE_OPENSSL,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const piped = await runCli(["sign", IMAGE, "--payload-out", "-"]);
+      assertEquals(piped.code, 0, piped.stderr);
+      let r = await runCli(["sign", IMAGE, "--payload-out", `${dir}/p.bin`]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "");
+      assertEquals(piped.stdoutBytes, Deno.readFileSync(`${dir}/p.bin`));
+      const key = `${SHARED}fixtures/test-key.pem`;
+      const det = ["-sign_key", key, "-sign_deterministic", "true"];
+      r = await runCli(["sign", IMAGE, "-o", "-", ...det]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdoutBytes, Deno.readFileSync(IMAGE));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});

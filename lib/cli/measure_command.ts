@@ -26,7 +26,8 @@ when the loader NAME launches it.
                            command line, boot_params, ACPI tables, page tables, GDT, CPUID,
                            secrets, parameter area, VMSA) for images laid out by igvmgen;
                            "page data" for other files. The last digest is the measurement
-  --json                   JSON output (schemas igvmgen-measure-loaders/1, igvmgen-measure-log/1)
+  --json                   JSON output (schemas igvmgen-measure/1, igvmgen-measure-loaders/1,
+                           igvmgen-measure-log/1)
   -measurement_file FILE   also write the measurement JSON; -svn N sets its guest SVN
 Loaders:
 ${LOADERS.map((l) => `  ${l.name.padEnd(24)} ${l.description}`).join("\n")}`;
@@ -68,9 +69,6 @@ export async function runMeasureCommand(
     throw new UsageError(
       "measure: --all-loaders goes with no --log, --loader or -measurement_file",
     );
-  }
-  if (json && !all && !log) {
-    throw new UsageError("measure: --json goes with --log or --all-loaders");
   }
   const file = await openFileAccess(path).catch((e) => {
     throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
@@ -128,7 +126,15 @@ export async function runMeasureCommand(
       digest = toHex(
         await loaderDigest(loader, file, headers).catch((e) => Promise.reject(named(e))),
       );
-      print(digest);
+      print(
+        json
+          ? JSON.stringify(
+            { schema: "igvmgen-measure/1", file: path, loader, launchDigest: digest },
+            null,
+            2,
+          )
+          : digest,
+      );
     }
     if (measurementFile) {
       await writeFileAtomic(

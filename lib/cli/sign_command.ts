@@ -13,7 +13,7 @@ export function signHelp(): string {
 Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it. The launch digest is
 recomputed from the file. Writing OUT over IN is refused; OUT appears only when all is done.
 
-  -o FILE                  the signed file
+  -o FILE                  the signed file (- for standard output)
   -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
   -sign_deterministic BOOL RFC 6979 nonces (reproducible output; default false)
   -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
@@ -24,6 +24,7 @@ recomputed from the file. Writing OUT over IN is refused; OUT appears only when 
                            (default ${DEFAULT_LOADER})
 Offline signing (the ID key stays in an HSM or a cloud KMS):
   --payload-out FILE       write the 96-byte SNP ID_BLOCK the ID key signs, nothing else
+                           (- for standard output)
   --id-signature SIG       attach this ECDSA P-384 SHA-384 signature: DER (openssl dgst
                            -sha384 -sign, KMS, PKCS#11) or 96 raw bytes r||s
   --id-public-key KEY      the ID public key: PEM or DER public key, or an X.509 certificate
@@ -79,7 +80,8 @@ export async function runSignCommand(
     idSignature: str("id_signature"),
     idPublicKey: str("id_public_key"),
     payload: str("payload"),
-  });
+  }, { stdout: Deno.stdout.writable });
+  for (const w of result.warnings) notice(`igvmgen: ${w}`);
   if (result.payloadOut) {
     notice(
       `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (loader ${loader})`,

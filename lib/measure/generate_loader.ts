@@ -7,7 +7,7 @@
 import { toHex } from "../bytes/le.ts";
 import { openFileAccess, readHeaders } from "../igvm/verify.ts";
 import { rewriteIdBlockInPlace } from "../igvm/sign.ts";
-import { DEFAULT_LOADER, loaderDigest } from "./loaders.ts";
+import { DEFAULT_LOADER, loaderDigest, policyWarning } from "./loaders.ts";
 import type { SignSink } from "../igvm/sign.ts";
 
 /**
@@ -21,9 +21,12 @@ export async function signForLoader(
   writtenDigest: Uint8Array,
   hasGuestInvalidPages: boolean,
   signIdBlock: (digest: Uint8Array) => Uint8Array,
+  policy: bigint,
   notice?: (message: string) => void,
 ): Promise<Uint8Array> {
   const name = loader ?? DEFAULT_LOADER;
+  const warning = policyWarning(name, policy);
+  if (warning) notice?.(warning);
   if (name === DEFAULT_LOADER && !hasGuestInvalidPages) return writtenDigest;
   const file = await openFileAccess(tempPath);
   try {

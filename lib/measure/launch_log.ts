@@ -60,7 +60,7 @@ export async function* launchLog(
       gpa: u.gpa,
       pageType: u.pageType,
       directive: u.directive,
-      part: parts.partOf(u.gpa, u.directive),
+      part: u.pageType === SNP_PAGE_TYPE_VMSA ? "VMSA" : parts.partOf(u.gpa, u.directive),
       contents: u.contents,
       digest: digest.value,
     };

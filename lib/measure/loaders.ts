@@ -21,6 +21,11 @@ export interface LoaderModel {
   name: string;
   description: string;
   updates: LaunchUpdateSource;
+  /**
+   * The policy the host puts in the ID block whatever the file says (Cloud Hypervisor on
+   * MSHV: 0x3001F, LOADERS.md §5); an ID block signed over another policy fails to launch.
+   */
+  idBlockPolicy?: bigint;
 }
 
 /** Every loader model, the default first. */
@@ -35,6 +40,7 @@ export const LOADERS: readonly LoaderModel[] = [
     description:
       "Cloud Hypervisor on MSHV: sorted by GPA, shared pages measured, 1 page per parameter insert",
     updates: chMshvUpdates,
+    idBlockPolicy: 0x3001fn,
   },
   {
     name: "igvmmeasure",
@@ -73,4 +79,16 @@ export function loaderDigest(
   host: HostConfig = DEFAULT_HOST,
 ): Promise<Uint8Array> {
   return digestOfUpdates(loaderModel(loader).updates(file, headers, host));
+}
+
+/**
+ * A warning when the ID block's policy is not the one `loader` puts in the ID block at
+ * launch (the signature would not verify there), else undefined.
+ */
+export function policyWarning(loader: string, policy: bigint): string | undefined {
+  const forced = loaderModel(loader).idBlockPolicy;
+  if (forced === undefined || forced === policy) return undefined;
+  return `warning: ${loader} launches with the ID block policy 0x${
+    forced.toString(16)
+  }, but the ID block is signed with policy 0x${policy.toString(16)}: the launch will fail`;
 }
