@@ -1,10 +1,7 @@
-/** The subcommands: `inspect`, `verify` and `measure` of an existing IGVM file. */
+/** The subcommands on existing IGVM files: `inspect`, `verify`, `measure`, `sign`, `diff`. */
 import { UsageError } from "../errors.ts";
 import { formatInspect, inspectIgvm } from "../igvm/inspect.ts";
-import { computeLaunchDigest, openFileAccess, readHeaders, verifyIgvm } from "../igvm/verify.ts";
-import { toHex } from "../bytes/le.ts";
-import { measurementJson } from "../generate.ts";
-import { writeFileAtomic } from "../io/atomic_file.ts";
+import { openFileAccess, verifyIgvm } from "../igvm/verify.ts";
 import { runSignCommand } from "./sign_command.ts";
 import { runMeasureCommand } from "./measure_command.ts";
 import { runDiffCommand } from "./diff_command.ts";
@@ -39,33 +36,18 @@ Each command has its own --help (igvmgen sign --help).`;
 interface SubOptions {
   file: string;
   json: boolean;
-  measurementFile?: string;
-  svn: string;
 }
 
 function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptions {
-  const o: SubOptions = { file: "", json: false, svn: "0" };
+  const o: SubOptions = { file: "", json: false };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const [name, inline] = arg.startsWith("-")
-      ? arg.replace(/^--?/, "").split(/=(.*)/s, 2)
-      : [undefined, undefined];
-    const value = () => {
-      if (inline !== undefined) return inline;
-      if (i + 1 >= args.length) throw new UsageError(`-${name} needs a value`);
-      return args[++i];
-    };
+    const [name] = arg.startsWith("-") ? arg.replace(/^--?/, "").split(/=(.*)/s, 2) : [undefined];
     if (name === undefined) {
       if (o.file) throw new UsageError(`${command}: unexpected argument "${arg}"`);
       o.file = arg;
-    } else if (name === "json" && command !== "measure") o.json = true;
-    else if (name === "measurement_file" && command === "measure") o.measurementFile = value();
-    else if (name === "svn" && command === "measure") {
-      o.svn = value();
-      if (!/^[0-9]+$/.test(o.svn)) {
-        throw new UsageError(`-svn: expected a whole number, got "${o.svn}"`);
-      }
-    } else {throw new UsageError(
+    } else if (name === "json") o.json = true;
+    else {throw new UsageError(
         `${command}: unknown option ${arg} (see igvmgen ${command} --help)`,
       );}
   }
@@ -112,18 +94,7 @@ export async function runSubcommand(
       } else for (const p of report.problems) print(`${o.file}: ${p}`);
       return report.ok ? 0 : 1;
     }
-    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
-    const digest = toHex(
-      await computeLaunchDigest(file, headers).catch((e) => Promise.reject(named(e))),
-    );
-    print(digest);
-    if (o.measurementFile) {
-      await writeFileAtomic(
-        o.measurementFile,
-        new TextEncoder().encode(measurementJson(o.svn, digest)),
-      );
-    }
-    return 0;
+    throw new UsageError(`unknown command ${command}`);
   } finally {
     file.close();
   }
