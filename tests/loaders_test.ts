@@ -369,3 +369,54 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "ch-mshv sorts by GPA: two page headers swapped in the file change the hyperv digest, not ch-mshv's; diff says order only",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const c = golden.find((x) => x.name === "elf_x86")!;
+      const bytes = Deno.readFileSync(`${SHARED}golden/elf_x86.igvm`);
+      const v = new DataView(bytes.buffer);
+      const end = v.getUint32(8, true) + v.getUint32(12, true);
+      // The first two adjacent PAGE_DATA headers that both carry data: swap them (32 bytes each).
+      const withData: number[] = [];
+      for (let at = v.getUint32(8, true); at < end && withData.length < 2;) {
+        const data = v.getUint32(at, true) === 0x302 && v.getUint32(at + 8 + 12, true) !== 0;
+        if (!data) withData.length = 0;
+        else withData.push(at);
+        at += Math.ceil((8 + v.getUint32(at + 4, true)) / 8) * 8;
+      }
+      const [a, b] = withData;
+      assertEquals(b - a, 32);
+      const first = bytes.slice(a, a + 32);
+      bytes.copyWithin(a, b, b + 32);
+      bytes.set(first, b);
+      v.setUint32(20, 0, true);
+      v.setUint32(20, crc32(bytes.subarray(0, end)) >>> 0, true);
+      Deno.writeFileSync(`${dir}/swapped.igvm`, bytes);
+      const h = await runCli(["measure", `${dir}/swapped.igvm`]);
+      const m = await runCli(["measure", `${dir}/swapped.igvm`, "--loader", "ch-mshv"]);
+      assert(h.stdout.trim() !== c.expected.launch_measurement);
+      assertEquals(m.stdout.trim(), c.expected.launch_measurement);
+      const d = await runCli([
+        "diff",
+        `${dir}/swapped.igvm`,
+        `${dir}/swapped.igvm`,
+        "--loader-b",
+        "ch-mshv",
+        "--json",
+      ]);
+      assertEquals(d.code, 1, d.stderr);
+      const doc = JSON.parse(d.stdout);
+      assertEquals(doc.orderOnly, true);
+      assertEquals(doc.parts, []);
+      // The first difference: A (file order) issues the higher GPA first.
+      assert(parseInt(doc.firstDifference.a.gpa, 16) > parseInt(doc.firstDifference.b.gpa, 16));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
