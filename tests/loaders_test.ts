@@ -420,3 +420,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a 2-page parameter area: hyperv measures both pages, ch-mshv and igvmmeasure the first only",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const bytes = Deno.readFileSync(`${SHARED}golden/elf_x86.igvm`);
+      const v = new DataView(bytes.buffer);
+      const end = v.getUint32(8, true) + v.getUint32(12, true);
+      for (let at = v.getUint32(8, true); at < end;) {
+        if (v.getUint32(at, true) === 0x301) v.setUint32(at + 8, 0x2000, true); // NumberOfBytes
+        at += Math.ceil((8 + v.getUint32(at + 4, true)) / 8) * 8;
+      }
+      v.setUint32(20, 0, true);
+      v.setUint32(20, crc32(bytes.subarray(0, end)) >>> 0, true);
+      Deno.writeFileSync(`${dir}/p.igvm`, bytes);
+      const inserts = async (loader: string) => {
+        const r = await runCli(["measure", `${dir}/p.igvm`, "--log", "--json", "--loader", loader]);
+        assertEquals(r.code, 0, r.stderr);
+        return (JSON.parse(r.stdout).updates as { part: string; pageType: string; gpa: string }[])
+          .filter((u) => u.part === "parameter area").map((u) => `${u.pageType}@${u.gpa}`);
+      };
+      assertEquals(await inserts("hyperv"), ["UNMEASURED@0x802000", "UNMEASURED@0x803000"]);
+      assertEquals(await inserts("ch-mshv"), ["UNMEASURED@0x802000"]);
+      assertEquals(await inserts("igvmmeasure"), ["UNMEASURED@0x802000"]);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
