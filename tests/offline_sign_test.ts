@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "./assert.ts";
 import { FIXTURES, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
-import { assertRefused } from "./sign_helpers.ts";
+import { assertRefused, HAVE_OPENSSL } from "./sign_helpers.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "../lib/measure/public_key.ts";
 
 function openssl(...args: string[]): Uint8Array {
@@ -15,15 +15,6 @@ function openssl(...args: string[]): Uint8Array {
   }
   return r.stdout;
 }
-
-const HAVE_OPENSSL = (() => {
-  try {
-    openssl("version");
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const IMAGE = `${SHARED}golden/tb2_payload.igvm`;
 const OTHER = `${SHARED}golden/elf_x86.igvm`;

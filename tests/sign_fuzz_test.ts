@@ -5,6 +5,7 @@
  */
 import { assertEquals } from "./assert.ts";
 import { fuzz, type FuzzTarget } from "./fuzz_targets.ts";
+import { HAVE_OPENSSL } from "./sign_helpers.ts";
 import { generateImage, HAVE_SHARED, SHARED, tempDir } from "./helpers.ts";
 import {
   OfflineSignatureError,
@@ -89,11 +90,15 @@ async function seeds(key: string): Promise<Uint8Array[]> {
 }
 
 for (const [key, target] of Object.entries(TARGETS)) {
-  Deno.test(`fuzz: ${target.name} gives a result or its own error (${ITERATIONS} mutations)`, async () => {
-    const s = await seeds(key);
-    for (const seed of s) await target.run(seed);
-    const result = await fuzz(target, s, ITERATIONS, 7);
-    if (Deno.env.get("SIGN_FUZZ_ITERATIONS")) console.log(key, result.accepted, result.rejected);
-    assertEquals(result.failures.slice(0, 3).map((f) => f.error), []);
+  Deno.test({
+    name: `fuzz: ${target.name} gives a result or its own error (${ITERATIONS} mutations)`,
+    ignore: key !== "launch" && !HAVE_OPENSSL,
+    fn: async () => {
+      const s = await seeds(key);
+      for (const seed of s) await target.run(seed);
+      const result = await fuzz(target, s, ITERATIONS, 7);
+      if (Deno.env.get("SIGN_FUZZ_ITERATIONS")) console.log(key, result.accepted, result.rejected);
+      assertEquals(result.failures.slice(0, 3).map((f) => f.error), []);
+    },
   });
 }
