@@ -307,6 +307,13 @@ Deno.test({
       }
       const m = await runCli(["measure", `${dir}/c.igvm`, "--loader", "ch-mshv"]);
       assertEquals(m.stdout.trim(), cd);
+      // verify accepts it, and says whose digest the ID block carries.
+      const v = await runCli(["verify", `${dir}/c.igvm`]);
+      assertEquals(v.code, 0, v.stdout);
+      assert(
+        v.stdout.includes("the ID block carries the ch-mshv loader's launch digest"),
+        v.stdout,
+      );
       const inspect = JSON.parse((await runCli(["inspect", `${dir}/c.igvm`, "--json"])).stdout);
       assertEquals(inspect.idBlock.launchDigest, cd);
       assertEquals(inspect.idBlock.signatureValid, true);

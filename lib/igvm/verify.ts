@@ -41,6 +41,7 @@ import {
 } from "../measure/snp_digest.ts";
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
+import { loaderSignedFor } from "../measure/loaders.ts";
 
 export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -302,11 +303,15 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   }
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
+  let signedFor: string | undefined; // another loader whose digest the ID block carries
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
     idBlock = checkIdBlock(idHeaders[0], policy, problems);
-    if (launchDigest && idBlock.ld !== launchDigest) {
+    signedFor = launchDigest && idBlock.ld !== launchDigest
+      ? await loaderSignedFor(file, h, idBlock.ld)
+      : undefined;
+    if (launchDigest && idBlock.ld !== launchDigest && !signedFor) {
       problems.push(
         `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
           launchDigest.slice(0, 16)
@@ -319,6 +324,11 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
   const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n));
   const warnings: string[] = [];
+  if (signedFor) {
+    warnings.push(
+      `the ID block carries the ${signedFor} loader's launch digest, not hyperv's (see measure --all-loaders)`,
+    );
+  }
   const hasRsdp = acpi.problems[0] !== "no RSDP signature at 0xe0000";
   if (!hasRsdp) warnings.push("no ACPI RSDP at 0xe0000: ACPI tables not checked");
   for (const p of hasRsdp ? acpi.problems : []) {

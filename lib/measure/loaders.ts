@@ -6,6 +6,7 @@
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { UsageError } from "../errors.ts";
+import { toHex } from "../bytes/le.ts";
 import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
 import {
   chMshvUpdates,
@@ -91,4 +92,21 @@ export function policyWarning(loader: string, policy: bigint): string | undefine
   return `warning: ${loader} launches with the ID block policy 0x${
     forced.toString(16)
   }, but the ID block is signed with policy 0x${policy.toString(16)}: the launch will fail`;
+}
+
+/**
+ * The loader other than the default whose launch digest is `ld` (hex), if any: a file signed
+ * with `--loader` carries that loader's digest in its ID block.
+ */
+export async function loaderSignedFor(
+  file: FileAccess,
+  headers: IgvmFile,
+  ld: string,
+): Promise<string | undefined> {
+  for (const l of LOADERS) {
+    if (l.name === DEFAULT_LOADER) continue;
+    const digest = await loaderDigest(l.name, file, headers).catch(() => undefined);
+    if (digest && toHex(digest) === ld) return l.name;
+  }
+  return undefined;
 }
