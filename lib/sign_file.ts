@@ -18,11 +18,17 @@ import {
 } from "./igvm/sign.ts";
 import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
-import { parseP384PrivateKeyPem } from "./measure/signing_key.ts";
+import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "./measure/loaders.ts";
 import { snpCompatibilityMask } from "./measure/file_loaders.ts";
-import { parseEcdsaSignature, parseP384PublicKey, verifyP384 } from "./measure/public_key.ts";
+import {
+  type EcdsaSignature,
+  type P384PublicKey,
+  parseEcdsaSignature,
+  parseP384PublicKey,
+  verifyP384,
+} from "./measure/public_key.ts";
 import { measurementJson } from "./generate.ts";
 
 /** What `sign` is asked to do. */
@@ -137,6 +143,9 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
       throw new UsageError(`sign: ${what} ${path} is the input file; write to another file`);
     }
   }
+  // The key and the offline inputs are read first: a bad one fails before the digest.
+  const key = r.signKey ? await loadSigningKey(r.signKey) : undefined;
+  const offline = r.idSignature ? await loadOfflineInputs(r) : undefined;
   const file = await openFileAccess(r.input).catch((e) => {
     throw new InputError(`cannot read ${r.input}: ${(e as Error).message}`, { cause: e });
   });
@@ -167,17 +176,10 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     }
     const mask = snpCompatibilityMask(headers);
     let body: Uint8Array;
-    if (r.idSignature) {
-      body = await offlineIdBlock(r, digest, expected, mask);
+    if (offline) {
+      body = await offlineIdBlock(r, offline, digest, expected, mask);
     } else {
-      const pem = new TextDecoder().decode(await readInput(r.signKey!, "signing key"));
-      let key;
-      try {
-        key = parseP384PrivateKeyPem(pem);
-      } catch (e) {
-        throw new InputError(`signing key ${r.signKey}: ${(e as Error).message}`, { cause: e });
-      }
-      body = encodeIgvmIdBlock(digest, config, key, r.signDeterministic);
+      body = encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
       new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
     }
     const toStdout = r.output === "-";
@@ -207,17 +209,23 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
   }
 }
 
-/**
- * Checks an offline signature and builds the ID block from it. Each check refuses with one
- * line: the key is P-384; the payload (given or recomputed) has this file's digest and the
- * options' fields; the signature verifies over it with the key.
- */
-async function offlineIdBlock(
-  r: SignRequest,
-  digest: Uint8Array,
-  expected: Uint8Array,
-  mask: number,
-): Promise<Uint8Array> {
+async function loadSigningKey(path: string): Promise<P384Key> {
+  const pem = new TextDecoder().decode(await readInput(path, "signing key"));
+  try {
+    return parseP384PrivateKeyPem(pem);
+  } catch (e) {
+    throw new InputError(`signing key ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The offline signature, its public key and the payload it was made over (if given). */
+interface OfflineInputs {
+  key: P384PublicKey;
+  sig: EcdsaSignature;
+  payload?: Uint8Array;
+}
+
+async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {
   const keyBytes = await readInput(r.idPublicKey!, "public key");
   const sigBytes = await readInput(r.idSignature!, "signature");
   let key, sig;
@@ -235,14 +243,30 @@ async function offlineIdBlock(
       cause: e,
     });
   }
-  let payload = expected;
-  if (r.payload) {
-    payload = await readInput(r.payload, "payload");
-    if (payload.length !== 96) {
-      throw new InputError(
-        `--payload ${r.payload}: ${payload.length} bytes, an ID block payload has 96`,
-      );
-    }
+  if (!r.payload) return { key, sig };
+  const payload = await readInput(r.payload, "payload");
+  if (payload.length !== 96) {
+    throw new InputError(
+      `--payload ${r.payload}: ${payload.length} bytes, an ID block payload has 96`,
+    );
+  }
+  return { key, sig, payload };
+}
+
+/**
+ * Checks an offline signature and builds the ID block from it. Each check refuses with one
+ * line: the key is P-384; the payload (given or recomputed) has this file's digest and the
+ * options' fields; the signature verifies over it with the key.
+ */
+async function offlineIdBlock(
+  r: SignRequest,
+  { key, sig, payload: given }: OfflineInputs,
+  digest: Uint8Array,
+  expected: Uint8Array,
+  mask: number,
+): Promise<Uint8Array> {
+  const payload = given ?? expected;
+  if (given) {
     if (payload.subarray(0, 48).some((b, i) => b !== digest[i])) {
       throw new InputError(
         `--payload ${r.payload}: its launch digest ${
