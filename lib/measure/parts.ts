@@ -159,13 +159,13 @@ export async function mapParts(file: FileAccess, h: IgvmFile): Promise<PartMap> 
   const trBase = segBase("tr");
   if (trBase) add("TSS", trBase, segLimit("tr") + 1);
   const rsp = Number(reg("rsp"));
-  if (rsp) add("boot stack", rsp - 1, 1);
+  if (rsp) add("boot stack", rsp - PAGE_SIZE, PAGE_SIZE); // one page below the top
   if (layout === "bzImage") {
     const initrd = bv.getUint32(0x218, true) + bv.getUint32(0x0c0, true) * 0x1_0000_0000;
     const initrdSize = bv.getUint32(0x21c, true) + bv.getUint32(0x0c4, true) * 0x1_0000_0000;
     if (initrd) add("initrd", initrd, initrdSize);
     const ccBlob = bv.getUint32(0x13c, true);
-    if (ccBlob) add("cc_blob", ccBlob, 0x28);
+    if (ccBlob) add("cc_blob", ccBlob, PAGE_SIZE); // igvmgen allocates it a page
     const prefAddress = Number(bv.getBigUint64(0x258, true));
     const initSize = bv.getUint32(0x260, true);
     add("kernel", prefAddress, initSize);
