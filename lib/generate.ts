@@ -40,6 +40,8 @@ import {
   relocateRsdp,
   retargetWrittenImage,
 } from "./target.ts";
+import { signForLoader } from "./measure/generate_loader.ts";
+import { DEFAULT_LOADER } from "./measure/loaders.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
@@ -394,15 +396,26 @@ export async function generateIgvm(
     const image = req.kernelFormat === "elf"
       ? await planElf(req, io)
       : await planBzImage(req, io, kvm);
-    // A KVM target reads every page back to compute its loader's digest.
-    const out = await openImageOutput(outputs.image, req.verify || kvm !== undefined);
+    // Another loader's digest is computed from the written pages: keep them (/dev/null too).
+    const hasGuestInvalid = image.guestInvalid.length > 0;
+    const remeasure = kvm !== undefined || req.loader !== DEFAULT_LOADER || hasGuestInvalid;
+    const out = await openImageOutput(outputs.image, req.verify || remeasure);
     try {
       const sign = (digest: Uint8Array) =>
         encodeIgvmIdBlock(digest, config, key, req.signDeterministic);
       const written = await writeIgvm(image, out, sign, config.policy, io.progress?.(image));
       const targetDigest = kvm
         ? await retargetWrittenImage(out, kvm, written.launchDigest, sign)
-        : written.launchDigest;
+        : await signForLoader(
+          { size: written.totalSize, readAt: (offset, length) => out.readBack(offset, length) },
+          out,
+          req.loader,
+          written.launchDigest,
+          hasGuestInvalid,
+          sign,
+          config.policy,
+          io.notice,
+        );
       if (kvm) io.notice?.(`the ID block and launch measurement are for ${kvm.description}`);
       await selfCheck(out, written, req.verify);
       const launchMeasurement = toHex(targetDigest);

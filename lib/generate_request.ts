@@ -8,6 +8,7 @@ import { UsageError } from "./errors.ts";
 import type { Input } from "./io/input_source.ts";
 import { type KvmTarget, type Target, TARGETS } from "./target.ts";
 import { CPU_SIGNATURES, parseCpuSignature } from "./x86/kvm_vmsa.ts";
+import { loaderNames } from "./measure/loaders.ts";
 
 /** The kernel's format: a bzImage, a bzImage with a shared payload, or a monitor ELF. */
 export type KernelFormat = "bzImage" | "bzImage2" | "elf";
@@ -68,6 +69,12 @@ export interface GenerateRequest {
   target?: Target;
   /** `-cpu`: with `target: "qemu-kvm"` and more than one vCPU, the vCPU model or signature. */
   cpu?: string;
+  /**
+   * `--loader`: the host loader whose launch digest the ID block and the measurement carry:
+   * `hyperv` (default), `ch-mshv`, `igvmmeasure`, `igvmmeasure-native-zero`. KVM hosts take
+   * `target` instead.
+   */
+  loader?: string;
   /** `--strict`: warnings are errors (an `cmdline` longer than the kernel's cmdline_size). */
   strict?: boolean;
   /** `-shared_payload`: with `kernelFormat: "bzImage2"`, a payload loaded shared at 256 MiB. */
@@ -111,6 +118,7 @@ export interface ResolvedRequest {
   target: Target;
   cpu?: string;
   strict: boolean;
+  loader: string;
   sharedPayload?: Input;
   signKey?: Input;
   signDeterministic: boolean;
@@ -137,6 +145,7 @@ export const GENERATE_DEFAULTS = {
   vcpus: 1,
   target: "hyperv",
   strict: false,
+  loader: "hyperv",
   signDeterministic: false,
   svn: "0",
   pgtableLevel: 2,
@@ -213,6 +222,12 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   oneOf("arch", r.arch, ["Intel", "AMD"]);
   oneOf("acpiProfile", r.acpiProfile, PROFILE_NAMES);
   oneOf("target", r.target, TARGETS);
+  oneOf("loader", r.loader, loaderNames(true));
+  if (r.target !== "hyperv" && r.loader !== "hyperv") {
+    throw new UsageError(
+      `loader ${r.loader} does not go with target ${r.target}: a KVM target signs for its own loader`,
+    );
+  }
   if (r.cpu !== undefined && typeof r.cpu !== "string") {
     throw new UsageError("cpu: expected a string");
   }

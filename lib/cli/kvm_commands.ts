@@ -37,7 +37,8 @@ export interface KvmOptions {
   json: boolean;
 }
 
-function parseVcpus(text: string, list: boolean): number[] {
+/** `--vcpus`: one count, or a comma list for `--matrix`. */
+export function parseVcpus(text: string, list: boolean): number[] {
   const parts = text.split(",");
   if (!list && parts.length > 1) throw new UsageError(`--vcpus: one count, got "${text}"`);
   return parts.map((p) => {
@@ -49,7 +50,8 @@ function parseVcpus(text: string, list: boolean): number[] {
   });
 }
 
-function parseCpus(text: string, list: boolean): { name: string; signature: number }[] {
+/** `--cpu`: one model or signature, or a comma list for `--matrix`. */
+export function parseCpus(text: string, list: boolean): { name: string; signature: number }[] {
   const parts = text.split(",");
   if (!list && parts.length > 1) throw new UsageError(`--cpu: one model, got "${text}"`);
   return parts.map((name) => {
@@ -209,18 +211,16 @@ export async function measureMatrix(
   return rows;
 }
 
-/** `measure --loader` and `measure --matrix`: prints the digests; returns the first one. */
-export async function runMeasureLoader(
+/** Prints the rows of `measure --matrix` (or one digest), as text or JSON. */
+export function printMatrix(
   path: string,
-  file: FileAccess,
-  headers: IgvmFile,
-  kvm: KvmOptions,
+  loader: string,
+  rows: readonly MatrixRow[],
+  json: boolean,
+  matrix: boolean,
   print: (line: string) => void,
-): Promise<string> {
-  const loader = kvm.loader!;
-  const cpus = kvm.cpus.length ? kvm.cpus : [{ name: "any", signature: 0 }];
-  const rows = await measureMatrix(loader, file, headers, kvm.vcpus, cpus);
-  if (kvm.json) {
+): void {
+  if (json) {
     print(
       JSON.stringify(
         { schema: "igvmgen-measure-matrix/1", file: path, loader, digests: rows },
@@ -228,7 +228,7 @@ export async function runMeasureLoader(
         2,
       ),
     );
-  } else if (kvm.matrix) {
+  } else if (matrix) {
     print(
       `${"loader".padEnd(12)}${"vcpus".padEnd(7)}${"cpu".padEnd(8)}${
         "signature".padEnd(12)
@@ -242,5 +242,4 @@ export async function runMeasureLoader(
       );
     }
   } else print(rows[0].launchDigest);
-  return rows[0].launchDigest;
 }

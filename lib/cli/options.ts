@@ -11,6 +11,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
+import { loaderNames } from "../measure/loaders.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
 
@@ -185,6 +186,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "TEI config: family/image id, version, guest SVN and policy of the ID block",
   },
   {
+    name: "loader",
+    kind: "enum",
+    choices: loaderNames(true),
+    default: "hyperv",
+    help:
+      "the host loader whose launch digest the ID block and -measurement_file carry (see igvmgen measure --help; KVM hosts: -target)",
+  },
+  {
     name: "measurement_file",
     original: ["-measurement_file"],
     kind: "path",
@@ -294,6 +303,7 @@ export interface Options {
   sign_deterministic: boolean;
   config_file?: string;
   measurement_file?: string;
+  loader: string;
   svn: string;
   start_addr: number;
   symbol_elf?: string;
@@ -499,6 +509,8 @@ export function helpText(): string {
     "usage: igvmgen -o OUT.igvm -kernel bzImage [-append CMDLINE] [-rdinit INITRD] [options]",
     "       igvmgen -d FILE.igvm",
     "       igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)",
+    "       igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem   (see igvmgen sign --help)",
+    "       igvmgen diff A.igvm B.igvm   (see igvmgen diff --help)",
     "       cat bzImage | igvmgen - -o OUT.igvm [options]",
     "",
     "Options take one dash or two, and a value as the next word or after '=':",
@@ -510,7 +522,9 @@ export function helpText(): string {
   for (const s of OPTION_SPECS) {
     // The original's options are shown single-dash; igvmgen's own GNU-style ones double-dash.
     const dashes =
-      ["log-level", "verbose", "quiet", "verify", "force", "strict", "help"].includes(s.name)
+      ["log-level", "verbose", "quiet", "verify", "force", "strict", "help", "loader"].includes(
+          s.name,
+        )
         ? "--"
         : "-";
     const names = [...(s.aliases ?? []).map((a) => `-${a}`), `${dashes}${s.name}`];

@@ -56,5 +56,6 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
     pgtableLevel: o.pgtable_level as 2 | 4,
     verify: o.verify,
     strict: o.strict,
+    loader: o.loader,
   };
 }

@@ -42,6 +42,7 @@ import {
 } from "../measure/snp_digest.ts";
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
+import { loaderSignedFor } from "../measure/loaders.ts";
 
 export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -371,6 +372,7 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
+  let signedFor: string | undefined; // another loader whose digest the ID block carries
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
@@ -380,12 +382,14 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
     const forKvm = h.directives.some((d) =>
       d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === 0xffff_ffff_f000n
     );
-    if (launchDigest && idBlock.ld !== launchDigest && forKvm) {
+    const mismatch = launchDigest !== "" && idBlock.ld !== launchDigest;
+    signedFor = mismatch && !forKvm ? await loaderSignedFor(file, h, idBlock.ld) : undefined;
+    if (mismatch && forKvm) {
       warnings.push(
         "the ID block's launch digest is not the file-order digest: the file is laid out for " +
           "KVM, whose digest depends on the vCPU count and model (check it with verify --loader)",
       );
-    } else if (launchDigest && idBlock.ld !== launchDigest) {
+    } else if (mismatch && !signedFor) {
       problems.push(
         `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
           launchDigest.slice(0, 16)
@@ -398,6 +402,11 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
   const rsdpAddr = await kvmLayoutRsdp(h, guest) ?? 0xe0000;
   const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n), rsdpAddr);
+  if (signedFor) {
+    warnings.push(
+      `the ID block carries the ${signedFor} loader's launch digest, not hyperv's (see measure --all-loaders)`,
+    );
+  }
   const where = `0x${rsdpAddr.toString(16)}`;
   const hasRsdp = acpi.problems[0] !== `no RSDP signature at ${where}`;
   if (!hasRsdp) warnings.push(`no ACPI RSDP at ${where}: ACPI tables not checked`);

@@ -1,0 +1,220 @@
+/**
+ * `igvmgen measure`: the launch digest of a file under a loader model (--loader), of every
+ * model (--all-loaders), or the whole launch log (--log); text or --json.
+ */
+import { UsageError } from "../errors.ts";
+import { toHex } from "../bytes/le.ts";
+import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { writeFileAtomic } from "../io/atomic_file.ts";
+import { measurementJson } from "../measure/measurement_json.ts";
+import { DEFAULT_LOADER, loaderDigest, loaderModel, LOADERS } from "../measure/loaders.ts";
+import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/launch_log.ts";
+import { checkSvn, parseSubArgs } from "./sub_args.ts";
+import type { HostConfig } from "../measure/launch_update.ts";
+import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
+import { measureMatrix, parseCpus, parseVcpus, printMatrix } from "./kvm_commands.ts";
+
+/** Help for `igvmgen measure`. */
+export function measureHelp(): string {
+  return `usage: igvmgen measure FILE [--loader NAME] [-measurement_file OUT.json] [-svn N]
+       igvmgen measure FILE --all-loaders [--json]
+       igvmgen measure FILE --log [--loader NAME] [--json]
+       igvmgen measure FILE --loader qemu-kvm|ch-kvm|openvmm-kvm [--vcpus N] [--cpu C] ...
+       igvmgen measure FILE --matrix [--loader NAME] --vcpus 1,2,4 --cpu milan,genoa [--json]
+
+Prints the SNP launch digest recomputed from the file: the MEASUREMENT the PSP computes
+when the loader NAME launches it.
+  --loader NAME            ${LOADERS.map((l) => l.name).join(", ")} (default ${DEFAULT_LOADER})
+  --all-loaders            the digest under every loader model
+  --log                    every launch update: index, GPA, SNP page type, contents hash,
+                           running digest, and the part of the guest (kernel, initrd,
+                           command line, boot_params, ACPI tables, page tables, GDT, CPUID,
+                           secrets, parameter area, VMSA) for images laid out by igvmgen;
+                           "page data" for other files. The last digest is the measurement
+  --json                   JSON output (schemas igvmgen-measure/1, igvmgen-measure-loaders/1,
+                           igvmgen-measure-log/1)
+  -measurement_file FILE   also write the measurement JSON; -svn N sets its guest SVN
+  --vcpus N, --cpu C       the host configuration of a KVM loader (default 1 vCPU): KVM
+                           measures one VMSA per vCPU, each AP's with the CPU signature
+                           (milan, genoa, rome, turin, or CPUID(1).EAX such as 0x00a00f11)
+  --matrix                 one digest per combination of the --vcpus and --cpu lists, for
+                           qemu-kvm unless --loader says otherwise (schema
+                           igvmgen-measure-matrix/1 with --json)
+Loaders:
+${LOADERS.map((l) => `  ${l.name.padEnd(24)} ${l.description}`).join("\n")}`;
+}
+
+/** Runs `igvmgen measure`; returns the exit code. */
+export async function runMeasureCommand(
+  args: readonly string[],
+  print: (line: string) => void,
+): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    print(measureHelp());
+    return 0;
+  }
+  const { values, positional } = parseSubArgs("measure", args, [
+    { name: "loader", kind: "value" },
+    { name: "all_loaders", kind: "flag" },
+    { name: "log", kind: "flag" },
+    { name: "json", kind: "flag" },
+    { name: "measurement_file", kind: "value" },
+    { name: "svn", kind: "value" },
+    { name: "vcpus", kind: "value" },
+    { name: "cpu", kind: "value" },
+    { name: "matrix", kind: "flag" },
+  ]);
+  if (positional.length !== 1) {
+    throw new UsageError(
+      positional.length
+        ? `measure: unexpected argument "${positional[1]}"`
+        : "measure: no IGVM file given",
+    );
+  }
+  const path = positional[0];
+  const loader = (values.get("loader") as string | undefined) ?? DEFAULT_LOADER;
+  loaderModel(loader);
+  const all = values.has("all_loaders");
+  const log = values.has("log");
+  const json = values.has("json");
+  const measurementFile = values.get("measurement_file") as string | undefined;
+  const svn = checkSvn((values.get("svn") as string | undefined) ?? "0");
+  if (all && (log || values.has("loader") || measurementFile)) {
+    throw new UsageError(
+      "measure: --all-loaders goes with no --log, --loader or -measurement_file",
+    );
+  }
+  const matrix = values.has("matrix");
+  const model = loaderModel(matrix && !values.has("loader") ? "qemu-kvm" : loader);
+  const host = hostOf(values, model.name, model.hostDependent === true, matrix);
+  if (matrix && (log || all || measurementFile)) {
+    throw new UsageError(
+      "measure: --matrix goes with no --log, --all-loaders or -measurement_file",
+    );
+  }
+  const file = await openFileAccess(path).catch((e) => {
+    throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  });
+  const named = (e: unknown) => new Error(`${path}: ${(e as Error).message}`, { cause: e });
+  try {
+    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+    // No digest is ever given for a structurally broken file.
+    try {
+      assertStructurallySound(file, headers);
+    } catch (e) {
+      throw named(e);
+    }
+    if (matrix) {
+      const vcpus = parseVcpus(values.get("vcpus") as string, true);
+      const cpus = parseCpus(values.get("cpu") as string, true);
+      const rows = await measureMatrix(model.name as KvmLoaderName, file, headers, vcpus, cpus)
+        .catch((e) => Promise.reject(named(e)));
+      printMatrix(path, model.name, rows, json, true, print);
+      return 0;
+    }
+    if (all) {
+      const digests: { loader: string; launchDigest: string; description: string }[] = [];
+      for (const l of LOADERS) {
+        const d = await loaderDigest(l.name, file, headers, host).then(
+          toHex,
+          (e) => `error: ${(e as Error).message}`,
+        );
+        digests.push({ loader: l.name, launchDigest: d, description: l.description });
+      }
+      if (json) {
+        print(
+          JSON.stringify(
+            { schema: "igvmgen-measure-loaders/1", file: path, loaders: digests },
+            null,
+            2,
+          ),
+        );
+      } else for (const d of digests) print(`${d.loader.padEnd(24)} ${d.launchDigest}`);
+      return 0;
+    }
+    let digest: string;
+    if (log) {
+      if (json) {
+        print(
+          `{\n  "schema": "igvmgen-measure-log/1",\n  "file": ${
+            JSON.stringify(path)
+          },\n  "loader": "${loader}",\n  "updates": [`,
+        );
+      } else print(LOG_HEADER);
+      let last: Uint8Array = new Uint8Array(48);
+      let pending: string | undefined; // the previous JSON entry, printed with its comma
+      try {
+        for await (const e of launchLog(file, headers, loader, host)) {
+          if (json) {
+            if (pending !== undefined) print(pending + ",");
+            pending = `    ${JSON.stringify(logEntryJson(e))}`;
+          } else print(formatLogEntry(e));
+          last = e.digest;
+        }
+      } catch (e) {
+        throw named(e);
+      }
+      if (pending !== undefined) print(pending);
+      digest = toHex(last);
+      if (json) print(`  ],\n  "launchDigest": "${digest}"\n}`);
+      else print(`launch digest (${loader}): ${digest}`);
+    } else {
+      digest = toHex(
+        await loaderDigest(loader, file, headers, host).catch((e) => Promise.reject(named(e))),
+      );
+      print(
+        json
+          ? JSON.stringify(
+            { schema: "igvmgen-measure/1", file: path, loader, launchDigest: digest },
+            null,
+            2,
+          )
+          : digest,
+      );
+    }
+    if (measurementFile) {
+      await writeFileAtomic(
+        measurementFile,
+        new TextEncoder().encode(measurementJson(svn, digest)),
+      );
+    }
+    return 0;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * The host configuration of `--vcpus` and `--cpu`: only for a host-dependent (KVM) loader,
+ * and `--cpu` is needed where each AP's VMSA holds the CPU signature.
+ */
+function hostOf(
+  values: Map<string, string | boolean>,
+  loader: string,
+  hostDependent: boolean,
+  matrix: boolean,
+): HostConfig | undefined {
+  const vcpusText = values.get("vcpus") as string | undefined;
+  const cpuText = values.get("cpu") as string | undefined;
+  if (matrix) {
+    if (!hostDependent) throw new UsageError(`measure --matrix: ${loader} is not a KVM loader`);
+    if (vcpusText === undefined || cpuText === undefined) {
+      throw new UsageError("measure --matrix needs --vcpus and --cpu lists");
+    }
+    return undefined;
+  }
+  if (vcpusText === undefined && cpuText === undefined) return undefined;
+  if (!hostDependent && !values.has("all_loaders")) {
+    throw new UsageError(
+      `measure: --vcpus and --cpu go with a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm)`,
+    );
+  }
+  const vcpus = parseVcpus(vcpusText ?? "1", false)[0];
+  const cpu = cpuText === undefined ? undefined : parseCpus(cpuText, false)[0];
+  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
+    throw new UsageError(
+      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
+    );
+  }
+  return { vcpus, cpuSignature: cpu?.signature ?? 0 };
+}

@@ -1,0 +1,97 @@
+/** `igvmgen sign`: the command line of lib/sign_file.ts. */
+import { UsageError } from "../errors.ts";
+import { signIgvmFile } from "../sign_file.ts";
+import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
+import { checkSvn, parseSubArgs } from "./sub_args.ts";
+
+/** Help for `igvmgen sign`. */
+export function signHelp(): string {
+  return `usage: igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem [options]
+       igvmgen sign IN.igvm --payload-out ID_BLOCK.bin [options]
+       igvmgen sign IN.igvm -o OUT.igvm --id-signature SIG --id-public-key KEY [--payload ID_BLOCK.bin] [options]
+
+Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it. The launch digest is
+recomputed from the file. Writing OUT over IN is refused; OUT appears only when all is done.
+
+  -o FILE                  the signed file (- for standard output)
+  -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
+  -sign_deterministic BOOL RFC 6979 nonces (reproducible output; default false)
+  -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
+                           generation). Without it: the defaults, and the file's policy
+  -svn N                   guest SVN for -measurement_file (default 0)
+  -measurement_file FILE   write the measurement JSON
+  --loader NAME            whose launch digest to sign: ${loaderNames().join(", ")}
+                           (default ${DEFAULT_LOADER})
+Offline signing (the ID key stays in an HSM or a cloud KMS):
+  --payload-out FILE       write the 96-byte SNP ID_BLOCK the ID key signs, nothing else
+                           (- for standard output)
+  --id-signature SIG       attach this ECDSA P-384 SHA-384 signature: DER (openssl dgst
+                           -sha384 -sign, KMS, PKCS#11) or 96 raw bytes r||s
+  --id-public-key KEY      the ID public key: PEM or DER public key, or an X.509 certificate
+  --payload FILE           the payload that was signed; checked against the file's digest
+                           and the options (default: recomputed from the file and options)
+Before writing, the signature must verify over the payload with a P-384 key, the payload's
+digest must be this file's, and its fields must match the options.`;
+}
+
+/** Runs `igvmgen sign`; returns the exit code. */
+export async function runSignCommand(
+  args: readonly string[],
+  print: (line: string) => void,
+  notice: (line: string) => void,
+): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    print(signHelp());
+    return 0;
+  }
+  const { values, positional } = parseSubArgs("sign", args, [
+    { name: "o", kind: "value" },
+    { name: "sign_key", kind: "value" },
+    { name: "sign_deterministic", kind: "bool" },
+    { name: "config_file", kind: "value" },
+    { name: "svn", kind: "value" },
+    { name: "measurement_file", kind: "value" },
+    { name: "loader", kind: "value" },
+    { name: "payload_out", kind: "value" },
+    { name: "id_signature", kind: "value" },
+    { name: "id_public_key", kind: "value" },
+    { name: "payload", kind: "value" },
+  ]);
+  if (positional.length !== 1) {
+    throw new UsageError(
+      positional.length
+        ? `sign: one input file, got ${positional.length}`
+        : "sign: no IGVM file given",
+    );
+  }
+  const str = (n: string) => values.get(n) as string | undefined;
+  const loader = str("loader") ?? DEFAULT_LOADER;
+  loaderModel(loader);
+  const result = await signIgvmFile({
+    input: positional[0],
+    output: str("o"),
+    signKey: str("sign_key"),
+    signDeterministic: values.get("sign_deterministic") === true,
+    configFile: str("config_file"),
+    svn: checkSvn(str("svn") ?? "0"),
+    measurementFile: str("measurement_file"),
+    loader,
+    payloadOut: str("payload_out"),
+    idSignature: str("id_signature"),
+    idPublicKey: str("id_public_key"),
+    payload: str("payload"),
+  }, { stdout: Deno.stdout.writable });
+  for (const w of result.warnings) notice(`igvmgen: ${w}`);
+  if (result.payloadOut) {
+    notice(
+      `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (loader ${loader})`,
+    );
+  } else {
+    notice(
+      `igvmgen: ${
+        result.added ? "added an ID block" : "replaced the ID block"
+      }: wrote ${result.output}; launch measurement ${result.launchMeasurement} (loader ${loader})`,
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,210 @@
+/**
+ * `igvmgen sign`: adds or replaces the SNP ID block of any SEV-SNP IGVM file. The launch
+ * digest is recomputed from the file under a loader model; the new file is the input with
+ * the ID block header replaced in place (or appended to the header section, shifting the
+ * data section and every file offset that points into it), its policy header set, and the
+ * header CRC-32 recomputed.
+ */
+import { viewOf } from "../bytes/le.ts";
+import {
+  IGVM_FIXED_HEADER,
+  IGVM_VHS_SNP_ID_BLOCK,
+  IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY,
+  IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
+  IGVM_VHS_VARIABLE_HEADER,
+  IGVM_VHT_PAGE_DATA,
+  IGVM_VHT_PARAMETER_AREA,
+  IGVM_VHT_SNP_ID_BLOCK,
+  IGVM_VHT_SNP_POLICY,
+  IGVM_VHT_VP_CONTEXT,
+  SNP_ECDSA_CURVE_P384,
+  SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
+  VARIABLE_HEADER_BODIES,
+} from "./defs.ts";
+import { headerSectionChecksum, type IgvmFile } from "./reader.ts";
+import { InputError } from "../errors.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import { encodeSnpIdBlock, toLittleEndian72 } from "../measure/id_block.ts";
+import type { IdBlockConfig } from "../measure/tei_config.ts";
+import { snpCompatibilityMask } from "../measure/file_loaders.ts";
+
+/** Where the new file goes: positioned writes. */
+export interface SignSink {
+  writeAt(offset: number, bytes: Uint8Array): Promise<void>;
+}
+
+/** The file's SNP_POLICY value, if it has that header. */
+export function filePolicy(headers: IgvmFile): bigint | undefined {
+  return headers.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY)?.fields.Policy;
+}
+
+/**
+ * Refuses a file `sign` cannot rewrite safely: a damaged header section (size, CRC), more
+ * than one ID block, or an ID block of the wrong length.
+ */
+export function checkSignable(headers: IgvmFile, fileSize: number): void {
+  snpCompatibilityMask(headers);
+  if (headers.fixed.TotalFileSize !== fileSize) {
+    throw new InputError(
+      `TotalFileSize is ${headers.fixed.TotalFileSize}, the file has ${fileSize} bytes: damaged`,
+    );
+  }
+  const crc = headers.problems.find((p) => p.startsWith("checksum"));
+  if (crc) throw new InputError(`the header ${crc}: damaged`);
+  const ids = headers.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  if (ids.length > 1) throw new InputError(`${ids.length} SNP_ID_BLOCK headers; expected one`);
+  if (ids.length === 1 && ids[0].length !== IGVM_VHS_SNP_ID_BLOCK.size) {
+    throw new InputError(`the SNP_ID_BLOCK header is ${ids[0].length} bytes, expected 696`);
+  }
+}
+
+/** The IGVM_VHS_SNP_ID_BLOCK body for a signed 96-byte ID block (r, s, x, y big-endian). */
+export function assembleIgvmIdBlock(
+  block: Uint8Array,
+  r: Uint8Array,
+  s: Uint8Array,
+  x: Uint8Array,
+  y: Uint8Array,
+  compatibilityMask = 1,
+): Uint8Array {
+  const out = new Uint8Array(IGVM_VHS_SNP_ID_BLOCK.size);
+  const view = viewOf(out);
+  const o = IGVM_VHS_SNP_ID_BLOCK.off;
+  view.setUint32(o.CompatibilityMask, compatibilityMask, true);
+  out.set(block.subarray(0, 88), o.Ld); // Ld, FamilyId, ImageId, Version, GuestSvn
+  view.setUint32(o.IdKeyAlgorithm, SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384, true);
+  out.set(toLittleEndian72(r), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
+  out.set(toLittleEndian72(s), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
+  const pk = IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off;
+  view.setUint32(o.IdPublicKey + pk.Curve, SNP_ECDSA_CURVE_P384, true);
+  out.set(toLittleEndian72(x), o.IdPublicKey + pk.Qx);
+  out.set(toLittleEndian72(y), o.IdPublicKey + pk.Qy);
+  return out;
+}
+
+/** The 96-byte ID block the ID key signs, for a digest and the options' fields. */
+export function idBlockPayload(launchDigest: Uint8Array, config: IdBlockConfig): Uint8Array {
+  return encodeSnpIdBlock(launchDigest, config);
+}
+
+/** The fields of a 96-byte payload that are compared with the options. */
+export function describePayloadMismatch(
+  payload: Uint8Array,
+  expected: Uint8Array,
+): string | undefined {
+  const fields: [string, number, number][] = [
+    ["family id", 48, 64],
+    ["image id", 64, 80],
+    ["version", 80, 84],
+    ["guest SVN", 84, 88],
+    ["policy", 88, 96],
+  ];
+  for (const [name, from, to] of fields) {
+    const a = payload.subarray(from, to);
+    const b = expected.subarray(from, to);
+    if (a.some((v, i) => v !== b[i])) {
+      const v = viewOf(payload);
+      const w = viewOf(expected);
+      const show = (x: DataView, bytes: Uint8Array) =>
+        to - from === 4
+          ? String(x.getUint32(from, true))
+          : to - from === 8
+          ? "0x" + x.getBigUint64(from, true).toString(16)
+          : [...bytes].map((c) => c.toString(16).padStart(2, "0")).join("");
+      return `the payload's ${name} ${show(v, a)} differs from the options' ${show(w, b)}`;
+    }
+  }
+  return undefined;
+}
+
+const COPY_CHUNK = 4 << 20;
+
+/**
+ * Writes `file` into `out` with `idBlockBody` as its ID block and `policy` in its
+ * SNP_POLICY header. Returns the new file's size.
+ */
+export async function rewriteWithIdBlock(
+  file: FileAccess,
+  headers: IgvmFile,
+  idBlockBody: Uint8Array,
+  policy: bigint,
+  out: SignSink,
+): Promise<number> {
+  checkSignable(headers, file.size);
+  const sectionEnd = headers.fixed.VariableHeaderOffset + headers.fixed.VariableHeaderSize;
+  const old = await file.readAt(0, sectionEnd);
+  const existing = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  const span = IGVM_VHS_VARIABLE_HEADER.size + IGVM_VHS_SNP_ID_BLOCK.size; // 704, 8-aligned
+  const delta = existing ? 0 : span;
+  const head = new Uint8Array(sectionEnd + delta);
+  head.set(old);
+  const v = viewOf(head);
+  if (existing) {
+    head.set(idBlockBody, existing.offset + IGVM_VHS_VARIABLE_HEADER.size);
+  } else {
+    // Appended after the last header: every file offset into the data section moves.
+    v.setUint32(sectionEnd, IGVM_VHT_SNP_ID_BLOCK, true);
+    v.setUint32(sectionEnd + 4, IGVM_VHS_SNP_ID_BLOCK.size, true);
+    head.set(idBlockBody, sectionEnd + IGVM_VHS_VARIABLE_HEADER.size);
+    for (const d of headers.directives) {
+      if (!VARIABLE_HEADER_BODIES.has(d.type)) {
+        throw new InputError(
+          `header type 0x${d.type.toString(16)} at 0x${
+            d.offset.toString(16)
+          } is unknown: cannot move the data section to add an ID block`,
+        );
+      }
+      if (
+        d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT &&
+        d.type !== IGVM_VHT_PARAMETER_AREA
+      ) continue;
+      const at = d.offset + IGVM_VHS_VARIABLE_HEADER.size + 0x0c; // FileOffset in all three
+      const offset = v.getUint32(at, true);
+      if (offset !== 0) v.setUint32(at, offset + delta, true);
+    }
+    const total = file.size + delta;
+    if (total > 0xffff_ffff) throw new InputError("the signed file would exceed 4 GiB");
+    v.setUint32(
+      IGVM_FIXED_HEADER.off.VariableHeaderSize,
+      headers.fixed.VariableHeaderSize + delta,
+      true,
+    );
+    v.setUint32(IGVM_FIXED_HEADER.off.TotalFileSize, total, true);
+  }
+  const policyHeader = headers.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
+  if (policyHeader) {
+    v.setBigUint64(policyHeader.offset + IGVM_VHS_VARIABLE_HEADER.size, policy, true);
+  }
+  v.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(head, head.length), true);
+  await out.writeAt(0, head);
+  const buf = new Uint8Array(COPY_CHUNK);
+  for (let at = sectionEnd; at < file.size; at += COPY_CHUNK) {
+    const chunk = await file.readAt(at, Math.min(COPY_CHUNK, file.size - at), buf);
+    await out.writeAt(at + delta, chunk);
+  }
+  return file.size + delta;
+}
+
+/**
+ * Replaces the body of the file's ID block header in place (same size) and updates the
+ * header CRC: only the header section is written.
+ */
+export async function rewriteIdBlockInPlace(
+  file: FileAccess,
+  headers: IgvmFile,
+  idBlockBody: Uint8Array,
+  out: SignSink,
+): Promise<void> {
+  checkSignable(headers, file.size);
+  const existing = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  if (!existing) throw new InputError("no SNP_ID_BLOCK header to replace");
+  const sectionEnd = headers.fixed.VariableHeaderOffset + headers.fixed.VariableHeaderSize;
+  const head = (await file.readAt(0, sectionEnd)).slice();
+  head.set(idBlockBody, existing.offset + IGVM_VHS_VARIABLE_HEADER.size);
+  viewOf(head).setUint32(
+    IGVM_FIXED_HEADER.off.Checksum,
+    headerSectionChecksum(head, head.length),
+    true,
+  );
+  await out.writeAt(0, head);
+}

@@ -1,0 +1,93 @@
+/**
+ * The launch log: every launch update a loader issues for a file, with the running SNP
+ * launch digest after it and the part of the guest the page belongs to. Streamed: one
+ * entry at a time, so a 1M-page file needs no more memory than its headers.
+ */
+import { toHex } from "../bytes/le.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import type { HostConfig } from "./launch_update.ts";
+import { DEFAULT_HOST } from "./file_loaders.ts";
+import { loaderModel } from "./loaders.ts";
+import { mapParts } from "./parts.ts";
+import {
+  SNP_PAGE_TYPE_CPUID,
+  SNP_PAGE_TYPE_NORMAL,
+  SNP_PAGE_TYPE_SECRETS,
+  SNP_PAGE_TYPE_UNMEASURED,
+  SNP_PAGE_TYPE_VMSA,
+  SNP_PAGE_TYPE_ZERO,
+  SnpLaunchDigest,
+} from "./snp_digest.ts";
+
+/** SNP page type names (SEV-SNP firmware ABI, PAGE_TYPE). */
+export const SNP_PAGE_TYPE_NAMES: Record<number, string> = {
+  [SNP_PAGE_TYPE_NORMAL]: "NORMAL",
+  [SNP_PAGE_TYPE_VMSA]: "VMSA",
+  [SNP_PAGE_TYPE_ZERO]: "ZERO",
+  [SNP_PAGE_TYPE_UNMEASURED]: "UNMEASURED",
+  [SNP_PAGE_TYPE_SECRETS]: "SECRETS",
+  [SNP_PAGE_TYPE_CPUID]: "CPUID",
+};
+
+/** One line of the log. */
+export interface LaunchLogEntry {
+  index: number;
+  gpa: number;
+  pageType: number;
+  /** The directive it comes from (-1: a page the host adds). */
+  directive: number;
+  part: string;
+  /** The contents digest (48 bytes) and the running launch digest after this update. */
+  contents: Uint8Array;
+  digest: Uint8Array;
+}
+
+/** The launch log of a file under `loader`. */
+export async function* launchLog(
+  file: FileAccess,
+  headers: IgvmFile,
+  loader: string,
+  host: HostConfig = DEFAULT_HOST,
+): AsyncGenerator<LaunchLogEntry> {
+  const parts = await mapParts(file, headers);
+  const digest = new SnpLaunchDigest();
+  let index = 0;
+  for await (const u of loaderModel(loader).updates(file, headers, host)) {
+    digest.extend(u.gpa, u.pageType, undefined, u.contents);
+    yield {
+      index: index++,
+      gpa: u.gpa,
+      pageType: u.pageType,
+      directive: u.directive,
+      part: u.pageType === SNP_PAGE_TYPE_VMSA ? "VMSA" : parts.partOf(u.gpa, u.directive),
+      contents: u.contents,
+      digest: digest.value,
+    };
+  }
+}
+
+/** The text line of an entry: index, GPA, type, part, contents hash, running digest. */
+export function formatLogEntry(e: LaunchLogEntry): string {
+  return `${String(e.index).padStart(7)}  0x${e.gpa.toString(16).padStart(12, "0")}  ${
+    (SNP_PAGE_TYPE_NAMES[e.pageType] ?? String(e.pageType)).padEnd(10)
+  }  ${toHex(e.contents)}  ${toHex(e.digest)}  ${e.part}`;
+}
+
+/** The header line of the text log. */
+export const LOG_HEADER = `${"index".padStart(7)}  ${"gpa".padEnd(14)}  ${"type".padEnd(10)}  ${
+  "contents (SHA-384)".padEnd(96)
+}  ${"launch digest after this update".padEnd(96)}  part`;
+
+/** The JSON object of an entry. */
+export function logEntryJson(e: LaunchLogEntry) {
+  return {
+    index: e.index,
+    gpa: "0x" + e.gpa.toString(16),
+    pageType: SNP_PAGE_TYPE_NAMES[e.pageType] ?? String(e.pageType),
+    directive: e.directive,
+    part: e.part,
+    contents: toHex(e.contents),
+    digest: toHex(e.digest),
+  };
+}

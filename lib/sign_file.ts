@@ -1,0 +1,292 @@
+/**
+ * The `sign` pipeline: read an IGVM file, recompute its launch digest under a loader model,
+ * and either sign the ID block with a private key, write the 96-byte payload for an offline
+ * signer, or attach an offline signature after checking it. Outputs are written atomically;
+ * a refusal writes nothing.
+ */
+import { InputError, UsageError } from "./errors.ts";
+import { toHex } from "./bytes/le.ts";
+import { IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
+import { openFileAccess, readHeaders } from "./igvm/verify.ts";
+import {
+  assembleIgvmIdBlock,
+  checkSignable,
+  describePayloadMismatch,
+  filePolicy,
+  idBlockPayload,
+  rewriteWithIdBlock,
+} from "./igvm/sign.ts";
+import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
+import { encodeIgvmIdBlock } from "./measure/id_block.ts";
+import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
+import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
+import { loaderDigest, policyWarning } from "./measure/loaders.ts";
+import { snpCompatibilityMask } from "./measure/file_loaders.ts";
+import {
+  type EcdsaSignature,
+  type P384PublicKey,
+  parseEcdsaSignature,
+  parseP384PublicKey,
+  verifyP384,
+} from "./measure/public_key.ts";
+import { measurementJson } from "./measure/measurement_json.ts";
+
+/** What `sign` is asked to do. */
+export interface SignRequest {
+  input: string;
+  output?: string;
+  signKey?: string;
+  configFile?: string;
+  svn: string;
+  signDeterministic: boolean;
+  measurementFile?: string;
+  loader: string;
+  /** Write the 96-byte ID block payload here and nothing else. */
+  payloadOut?: string;
+  /** Attach this offline signature (DER or raw r||s) ... */
+  idSignature?: string;
+  /** ... made with this public key (PEM/DER SubjectPublicKeyInfo or X.509 certificate) ... */
+  idPublicKey?: string;
+  /** ... over this payload (else the payload recomputed from the file and the options). */
+  payload?: string;
+}
+
+/** What `sign` did. */
+export interface SignResult {
+  output?: string;
+  payloadOut?: string;
+  launchMeasurement: string;
+  /** True when the file had no ID block and one was added. */
+  added: boolean;
+  /** Warnings for the user (e.g. a policy the loader will not launch with). */
+  warnings: string[];
+}
+
+/** Standard output, for `-o -` and `--payload-out -`. */
+export interface SignIo {
+  stdout?: WritableStream<Uint8Array>;
+}
+
+async function readInput(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** True when `b` exists and is the same file as `a` (same device and inode). */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([
+    Deno.stat(a).catch(() => null),
+    Deno.stat(b).catch(() => null),
+  ]);
+  if (!sa || !sb) return false;
+  if (sa.ino !== null && sb.ino !== null) return sa.dev === sb.dev && sa.ino === sb.ino;
+  return false;
+}
+
+/** Loads the ID block fields: the config file's, or the defaults with the file's policy. */
+async function loadConfig(path: string | undefined, policy: bigint | undefined) {
+  if (!path) {
+    const config = defaultIdBlockConfig();
+    if (policy !== undefined) config.policy = policy;
+    return config;
+  }
+  const text = new TextDecoder().decode(await readInput(path, "config file"));
+  try {
+    return parseTeiConfig(text);
+  } catch (e) {
+    throw new InputError(`config file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function checkRequest(r: SignRequest): void {
+  const offline = r.idSignature !== undefined || r.idPublicKey !== undefined;
+  if (r.payloadOut !== undefined) {
+    if (r.output || r.signKey || offline || r.payload || r.measurementFile) {
+      throw new UsageError(
+        "sign: --payload-out writes only the payload; it takes no -o, -sign_key, --id-signature, --payload or -measurement_file",
+      );
+    }
+    return;
+  }
+  if (!r.output) throw new UsageError("sign: no output: give -o FILE (or --payload-out FILE)");
+  if (offline) {
+    if (!r.idSignature || !r.idPublicKey) {
+      throw new UsageError("sign: --id-signature and --id-public-key go together");
+    }
+    if (r.signKey) throw new UsageError("sign: -sign_key does not go with --id-signature");
+  } else {
+    if (r.payload) throw new UsageError("sign: --payload goes with --id-signature");
+    if (!r.signKey) {
+      throw new UsageError(
+        "sign: give -sign_key PEM, or --id-signature SIG --id-public-key KEY (see sign --help)",
+      );
+    }
+  }
+}
+
+/** Runs `sign`. */
+export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<SignResult> {
+  checkRequest(r);
+  for (const path of [r.output, r.payloadOut]) {
+    if (path === "-" && !io.stdout) throw new UsageError("sign: - needs a standard output");
+  }
+  for (
+    const [path, what] of [[r.output, "-o"], [r.payloadOut, "--payload-out"], [
+      r.measurementFile,
+      "-measurement_file",
+    ]] as const
+  ) {
+    if (path && path !== "-" && await sameFile(r.input, path)) {
+      throw new UsageError(`sign: ${what} ${path} is the input file; write to another file`);
+    }
+  }
+  // The key and the offline inputs are read first: a bad one fails before the digest.
+  const key = r.signKey ? await loadSigningKey(r.signKey) : undefined;
+  const offline = r.idSignature ? await loadOfflineInputs(r) : undefined;
+  const file = await openFileAccess(r.input).catch((e) => {
+    throw new InputError(`cannot read ${r.input}: ${(e as Error).message}`, { cause: e });
+  });
+  try {
+    const named = (e: unknown) =>
+      new InputError(`${r.input}: ${(e as Error).message}`, { cause: e });
+    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+    try {
+      checkSignable(headers, file.size);
+    } catch (e) {
+      throw named(e);
+    }
+    const config: IdBlockConfig = await loadConfig(r.configFile, filePolicy(headers));
+    const digest = await loaderDigest(r.loader, file, headers).catch((e) =>
+      Promise.reject(e instanceof UsageError ? e : named(e))
+    );
+    const launchMeasurement = toHex(digest);
+    const expected = idBlockPayload(digest, config);
+    const warning = policyWarning(r.loader, config.policy);
+    const warnings = warning ? [warning] : [];
+    if (r.payloadOut) {
+      if (r.payloadOut === "-") {
+        const w = io.stdout!.getWriter();
+        await w.write(expected);
+        w.releaseLock();
+      } else await writeFileAtomic(r.payloadOut, expected);
+      return { payloadOut: r.payloadOut, launchMeasurement, added: false, warnings };
+    }
+    const mask = snpCompatibilityMask(headers);
+    let body: Uint8Array;
+    if (offline) {
+      body = await offlineIdBlock(r, offline, digest, expected, mask);
+    } else {
+      body = encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
+      new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
+    }
+    const toStdout = r.output === "-";
+    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(r.output!)).catch(
+      (e) => {
+        throw new InputError((e as Error).message, { cause: e });
+      },
+    );
+    try {
+      await rewriteWithIdBlock(file, headers, body, config.policy, out);
+      if (r.measurementFile) {
+        await writeFileAtomic(
+          r.measurementFile,
+          new TextEncoder().encode(measurementJson(r.svn, launchMeasurement)),
+        );
+      }
+      if (toStdout) await out.commitTo(io.stdout!);
+      else await out.commit();
+    } catch (e) {
+      await out.abort();
+      throw e;
+    }
+    const added = !headers.directives.some((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+    return { output: r.output, launchMeasurement, added, warnings };
+  } finally {
+    file.close();
+  }
+}
+
+async function loadSigningKey(path: string): Promise<P384Key> {
+  const pem = new TextDecoder().decode(await readInput(path, "signing key"));
+  try {
+    return parseP384PrivateKeyPem(pem);
+  } catch (e) {
+    throw new InputError(`signing key ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The offline signature, its public key and the payload it was made over (if given). */
+interface OfflineInputs {
+  key: P384PublicKey;
+  sig: EcdsaSignature;
+  payload?: Uint8Array;
+}
+
+async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {
+  const keyBytes = await readInput(r.idPublicKey!, "public key");
+  const sigBytes = await readInput(r.idSignature!, "signature");
+  let key, sig;
+  try {
+    key = parseP384PublicKey(keyBytes);
+  } catch (e) {
+    throw new InputError(`--id-public-key ${r.idPublicKey}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  try {
+    sig = parseEcdsaSignature(sigBytes);
+  } catch (e) {
+    throw new InputError(`--id-signature ${r.idSignature}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  if (!r.payload) return { key, sig };
+  const payload = await readInput(r.payload, "payload");
+  if (payload.length !== 96) {
+    throw new InputError(
+      `--payload ${r.payload}: ${payload.length} bytes, an ID block payload has 96`,
+    );
+  }
+  return { key, sig, payload };
+}
+
+/**
+ * Checks an offline signature and builds the ID block from it. Each check refuses with one
+ * line: the key is P-384; the payload (given or recomputed) has this file's digest and the
+ * options' fields; the signature verifies over it with the key.
+ */
+async function offlineIdBlock(
+  r: SignRequest,
+  { key, sig, payload: given }: OfflineInputs,
+  digest: Uint8Array,
+  expected: Uint8Array,
+  mask: number,
+): Promise<Uint8Array> {
+  const payload = given ?? expected;
+  if (given) {
+    if (payload.subarray(0, 48).some((b, i) => b !== digest[i])) {
+      throw new InputError(
+        `--payload ${r.payload}: its launch digest ${
+          toHex(payload.subarray(0, 48)).slice(0, 16)
+        }... is not this file's ${
+          toHex(digest).slice(0, 16)
+        }... under loader ${r.loader}: the payload is for another image`,
+      );
+    }
+    const mismatch = describePayloadMismatch(payload, expected);
+    if (mismatch) throw new InputError(`--payload ${r.payload}: ${mismatch}`);
+  }
+  if (!await verifyP384(key, sig, payload)) {
+    throw new InputError(
+      `--id-signature ${r.idSignature}: does not verify over the ${
+        r.payload ? "payload" : "payload recomputed from this file and the options"
+      } with ${r.idPublicKey}${
+        r.payload ? "" : " (signed for another image, other options, or another loader?)"
+      }`,
+    );
+  }
+  return assembleIgvmIdBlock(payload, sig.r, sig.s, key.x, key.y, mask);
+}
