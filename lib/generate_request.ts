@@ -171,8 +171,8 @@ function flag(field: string, value: boolean): boolean {
   return value;
 }
 
-/** A guest SVN as the measurement JSON writes it: decimal digits (at most `max`). */
-export function checkSvn(field: string, svn: string | number, max = Infinity): string {
+/** A guest SVN as the measurement JSON writes it: decimal digits, a u32 (at most `max`). */
+export function checkSvn(field: string, svn: string | number, max = 0xffff_ffff): string {
   const text = String(svn);
   if (!/^[0-9]+$/.test(text) || Number(text) > max) {
     const range = max === Infinity ? "" : ` from 0 to ${max}`;
@@ -243,7 +243,7 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   flag("signDeterministic", r.signDeterministic);
   flag("verify", r.verify);
   flag("strict", r.strict);
-  r.svn = checkSvn("svn", r.svn, 0xffff_ffff);
+  r.svn = checkSvn("svn", r.svn);
   const vcpusForTables = request.vcpus !== undefined && r.target === "hyperv";
   if (r.acpi !== undefined && (request.acpiProfile !== undefined || vcpusForTables)) {
     throw new UsageError(

@@ -213,17 +213,17 @@ Deno.test("igvmgen measure and inspect check their options as generation does (e
       [["measure", path, "-svn", "99999999999999999999"], svn],
       [["measure", path, "-svn=4294967296"], svn.replace("99999999999999999999", "4294967296")],
       [["measure", path, "-svn", "-1"], svn.replace("99999999999999999999", "-1")],
-      [["measure", path, "-svn", "1", "-svn", "2"], "error: -svn is given twice"],
+      [["measure", path, "-svn", "1", "-svn", "2"], "error: measure: -svn is given twice"],
       [
         ["measure", path, "-measurement_file", ""],
-        "error: -measurement_file: expected a file name, got an empty string",
+        "error: measure: -measurement_file: expected a value, got an empty string",
       ],
       [["inspect", path, "--json=foo"], "error: --json takes no value"],
       [["verify", path, "--json=1"], "error: --json takes no value"],
       [["inspect", path, "--json", "--json"], "error: -json is given twice"],
       [
-        ["measure", path, "--json"],
-        "error: measure: unknown option --json (see igvmgen measure --help)",
+        ["measure", path, "--jsn"],
+        "error: measure: unknown option --jsn (see igvmgen measure --help)",
       ],
     ];
     for (const [args, line] of cases) {

@@ -10,6 +10,7 @@
  * Adding an option is adding an entry to OPTION_SPECS, without `original`.
  */
 import { UsageError } from "../errors.ts";
+import { checkSvn as checkSvnValue } from "../generate_request.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
 import { loaderNames } from "../measure/loaders.ts";
 
@@ -495,10 +496,7 @@ export function parseOptions(args: readonly string[]): Options {
 
 /** Checks a `-svn` value (a u32, as the ID block holds it); returns it unchanged. */
 export function checkSvn(raw: string): string {
-  if (!/^[0-9]+$/.test(raw) || Number(raw) > 0xffff_ffff) {
-    throw new UsageError(`-svn: expected a whole number from 0 to 4294967295, got "${raw}"`);
-  }
-  return raw;
+  return checkSvnValue("-svn", raw);
 }
 
 /** The help text. */

@@ -58,17 +58,13 @@ export function parseSubArgs(
       else if (FALSE_WORDS.includes(raw)) values.set(spec.name, false);
       else throw new UsageError(`${command}: -${name}: expected true/false/1/0, got "${raw}"`);
     } else {
-      if (raw === "") throw new UsageError(`${command}: -${name}: empty value`);
+      if (raw === "") {
+        throw new UsageError(`${command}: -${name}: expected a value, got an empty string`);
+      }
       values.set(spec.name, raw);
     }
   }
   return { values, positional };
 }
 
-/** Checks a guest SVN for the measurement JSON. */
-export function checkSvn(svn: string): string {
-  if (!/^[0-9]+$/.test(svn) || Number(svn) > 0xffff_ffff) {
-    throw new UsageError(`-svn: expected a whole number from 0 to 4294967295, got "${svn}"`);
-  }
-  return svn;
-}
+export { checkSvn } from "./options.ts";
