@@ -5,10 +5,10 @@
 import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
 import { UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions } from "./lib/cli/options.ts";
-import { generateIgvm } from "./lib/generate.ts";
-import { dumpIgvmFile } from "./lib/igvm/dump.ts";
-import { progressFor } from "./lib/cli/progress.ts";
-import { runSubcommand, type Subcommand, SUBCOMMANDS } from "./lib/cli/commands.ts";
+import type { Subcommand } from "./lib/cli/commands.ts";
+
+// Each mode loads its own code on first use, so `-h` and `-d` start without loading the
+// generator (tests/startup_test.ts keeps Node-compatibility modules out of this graph).
 
 /** Runs igvmgen with `args`; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -16,8 +16,15 @@ export async function main(args: readonly string[]): Promise<number> {
     /(^|\s)-(-?log-level|l)(=|\s)DEBUG/.test(args.join(" "));
   let quiet = false;
   try {
-    if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
-      return await runSubcommand(args[0] as Subcommand, args.slice(1), (line) => console.log(line));
+    if (args[0] !== undefined && !args[0].startsWith("-")) {
+      const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
+      if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
+        return await runSubcommand(
+          args[0] as Subcommand,
+          args.slice(1),
+          (line) => console.log(line),
+        );
+      }
     }
     const o = parseOptions(args);
     verbose = o["log-level"] === "DEBUG";
@@ -27,6 +34,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return 0;
     }
     if (o.d) {
+      const { dumpIgvmFile } = await import("./lib/igvm/dump.ts");
       const text = await dumpIgvmFile(o.d).catch((e) => {
         throw new Error(`cannot dump ${o.d}: ${describeError(e)}`, { cause: e });
       });
@@ -43,6 +51,10 @@ export async function main(args: readonly string[]): Promise<number> {
     const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
     const stderrBytes = new TextEncoder();
     const showProgress = !quiet && Deno.stderr.isTerminal();
+    const [{ generateIgvm }, { progressFor }] = await Promise.all([
+      import("./lib/generate.ts"),
+      import("./lib/cli/progress.ts"),
+    ]);
     const result = await generateIgvm(o, {
       stdin: Deno.stdin.readable,
       stdout: Deno.stdout.writable,

@@ -69,7 +69,7 @@ async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>)
 }
 
 async function loadKey(o: Options): Promise<{ key: P384Key; generated: boolean }> {
-  if (!o.sign_key) return { key: generateP384Key(), generated: true };
+  if (!o.sign_key) return { key: await generateP384Key(), generated: true };
   const pem = await readInputFile(o.sign_key, "signing key");
   const key = await wrapInput(
     "signing key",
@@ -317,7 +317,9 @@ export async function generateIgvm(o: Options, io: GenerateIo = {}): Promise<Gen
       const written = await writeIgvm(
         image,
         out,
-        (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic),
+        // A fresh key signs once: WebCrypto's RFC 6979 nonce is then as unpredictable as the
+        // key itself, so random nonces (and the library drawing them) are not needed.
+        (digest) => encodeIgvmIdBlock(digest, config, key, o.sign_deterministic || generated),
         config.policy,
         io.progress?.(image),
       );

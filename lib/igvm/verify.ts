@@ -224,7 +224,11 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: string[]): voi
 }
 
 /** Decodes and checks the ID block against the digest and the policy. */
-function checkIdBlock(d: Directive, policy: bigint | undefined, problems: string[]): IdBlockInfo {
+async function checkIdBlock(
+  d: Directive,
+  policy: bigint | undefined,
+  problems: string[],
+): Promise<IdBlockInfo> {
   const b = d.body;
   const o = IGVM_VHS_SNP_ID_BLOCK.off;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -248,7 +252,7 @@ function checkIdBlock(d: Directive, policy: bigint | undefined, problems: string
   if (b.subarray(o.Reserved, o.Reserved + 3).some((x) => x !== 0)) {
     problems.push("ID block: reserved bytes are not zero");
   }
-  const valid = policy !== undefined && verifyIdBlock(block, r, s, x, y);
+  const valid = policy !== undefined && await verifyIdBlock(block, r, s, x, y);
   if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
   return {
     ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
@@ -305,7 +309,7 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
-    idBlock = checkIdBlock(idHeaders[0], policy, problems);
+    idBlock = await checkIdBlock(idHeaders[0], policy, problems);
     if (launchDigest && idBlock.ld !== launchDigest) {
       problems.push(
         `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${

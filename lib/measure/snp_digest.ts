@@ -2,7 +2,6 @@
  * The SEV-SNP launch digest (SNP firmware ABI, 8.17.2 "PAGE_INFO"): each measured page
  * extends the digest with SHA-384 of a 0x70-byte PAGE_INFO record.
  */
-import { hash } from "node:crypto";
 import { sha384 as sha384Js } from "@noble/hashes/sha2";
 import { defineLayout } from "../bytes/layout.ts";
 import { viewOf } from "../bytes/le.ts";
@@ -25,9 +24,9 @@ export const SNP_PAGE_TYPE_UNMEASURED = 4;
 export const SNP_PAGE_TYPE_SECRETS = 5;
 export const SNP_PAGE_TYPE_CPUID = 6;
 
-/** SHA-384 of `bytes`. */
+/** SHA-384 of `bytes` (synchronous, in JavaScript: for single pages and records). */
 export function sha384(bytes: Uint8Array): Uint8Array {
-  return hash("sha384", bytes, "buffer");
+  return sha384Js(bytes);
 }
 
 /** Encodes a PAGE_INFO record. */
@@ -83,8 +82,7 @@ export class SnpLaunchDigest {
     this.#view.setUint8(SNP_PAGE_INFO.off.PageType, pageType);
     this.#view.setUint32(SNP_PAGE_INFO.off.Gpa, gpa % 0x1_0000_0000, true);
     this.#view.setUint32(SNP_PAGE_INFO.off.Gpa + 4, Math.floor(gpa / 0x1_0000_0000), true);
-    // The 112-byte records are hashed in JS: Deno's node:crypto keeps native memory per call
-    // (~50 MB more per million pages); @noble/hashes with a reused state allocates nothing.
+    // The 112-byte records are hashed in JS with a reused state, which allocates nothing.
     this.#hasher = this.#fresh._cloneInto(this.#hasher);
     this.#hasher.update(info);
     this.#hasher.digestInto(this.#out);

@@ -3,7 +3,7 @@
  * memory or an input stream, measures it, encodes its header and writes its data at its
  * final file offset. The headers go in last, at the start of the file.
  */
-import { crc32 } from "node:zlib";
+import { crc32 } from "../bytes/crc32.ts";
 import { isAllZero, PAGE_SIZE } from "../bytes/le.ts";
 import { emittedRuns, type Range } from "../layout/guest_allocator.ts";
 import type { ByteReader, GuestImage, StreamRegion } from "../layout/guest_image.ts";
@@ -38,7 +38,7 @@ export interface WrittenImage {
 }
 
 /** Signs the ID block for the final digest: returns the IGVM_VHS_SNP_ID_BLOCK body. */
-export type IdBlockSigner = (launchDigest: Uint8Array) => Uint8Array;
+export type IdBlockSigner = (launchDigest: Uint8Array) => Promise<Uint8Array>;
 
 const FLUSH_BYTES = 4 << 20;
 
@@ -307,10 +307,10 @@ export async function writeIgvm(
   }
   await data.flush();
   const launchDigest = digest.value;
-  headers.snpIdBlock(signIdBlock(launchDigest));
+  headers.snpIdBlock(await signIdBlock(launchDigest));
   const totalSize = headerSize + PAGE_SIZE * dataPages;
   if (totalSize > 0xffff_ffff) throw new Error("the image is larger than the 4 GiB IGVM limit");
-  await sink.writeAt(0, headers.finish(totalSize, (b) => crc32(b) >>> 0));
+  await sink.writeAt(0, headers.finish(totalSize, crc32));
   return { launchDigest, totalSize, pageCount, dataPages };
 }
 
