@@ -11,7 +11,7 @@ import {
   SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
 } from "../igvm/defs.ts";
 import type { IdBlockConfig } from "./tei_config.ts";
-import type { P384Key } from "./signing_key.ts";
+import { P384_N, type P384Key } from "./signing_key.ts";
 
 /** The 96-byte ID block: launch digest, family id, image id, version, guest SVN, policy. */
 export function encodeSnpIdBlock(launchDigest: Uint8Array, config: IdBlockConfig): Uint8Array {
@@ -27,9 +27,6 @@ export function encodeSnpIdBlock(launchDigest: Uint8Array, config: IdBlockConfig
 }
 
 const ECDSA_SHA384 = { name: "ECDSA", hash: "SHA-384" } as const;
-/** The order n of P-384's base point (FIPS 186-5 / SEC 2). */
-const P384_N =
-  0xffffffff_ffffffff_ffffffff_ffffffff_ffffffff_ffffffff_c7634d81_f4372ddf_581a0db2_48b0a77a_ecec196a_ccc52973n;
 
 function bigFromBytes(be: Uint8Array): bigint {
   let v = 0n;
