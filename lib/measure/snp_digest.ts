@@ -46,6 +46,23 @@ export function encodePageInfo(
   return info;
 }
 
+/** SHA-384 of a 112-byte PAGE_INFO record into `out` (48 bytes). */
+export type RecordHasher = (record: Uint8Array, out: Uint8Array) => void;
+
+/**
+ * A record hasher on hash-wasm's WebAssembly SHA-384, about 2.5 times as fast as the
+ * JavaScript one; it costs ~20 ms to load, so it pays off from about 20,000 pages.
+ */
+export async function loadWasmRecordHasher(): Promise<RecordHasher> {
+  const { createSHA384 } = await import("hash-wasm");
+  const h = await createSHA384();
+  return (record, out) => {
+    h.init();
+    h.update(record);
+    out.set(h.digest("binary"));
+  };
+}
+
 /** The running launch digest. */
 export class SnpLaunchDigest {
   /** The PAGE_INFO record being built; its first 48 bytes hold the current digest. */
@@ -55,9 +72,12 @@ export class SnpLaunchDigest {
   readonly #fresh = sha384Js.create();
   #hasher = sha384Js.create();
   readonly #out = new Uint8Array(48);
+  readonly #hashRecord: RecordHasher | undefined;
 
-  constructor() {
+  /** `hashRecord` replaces the JavaScript SHA-384 of the records (same result). */
+  constructor(hashRecord?: RecordHasher) {
     this.#view.setUint16(SNP_PAGE_INFO.off.Length, SNP_PAGE_INFO.size, true);
+    this.#hashRecord = hashRecord;
   }
 
   /** The digest so far (48 bytes). */
@@ -82,10 +102,13 @@ export class SnpLaunchDigest {
     this.#view.setUint8(SNP_PAGE_INFO.off.PageType, pageType);
     this.#view.setUint32(SNP_PAGE_INFO.off.Gpa, gpa % 0x1_0000_0000, true);
     this.#view.setUint32(SNP_PAGE_INFO.off.Gpa + 4, Math.floor(gpa / 0x1_0000_0000), true);
-    // The 112-byte records are hashed in JS with a reused state, which allocates nothing.
-    this.#hasher = this.#fresh._cloneInto(this.#hasher);
-    this.#hasher.update(info);
-    this.#hasher.digestInto(this.#out);
+    if (this.#hashRecord) this.#hashRecord(info, this.#out);
+    else {
+      // The 112-byte records are hashed in JS with a reused state, which allocates nothing.
+      this.#hasher = this.#fresh._cloneInto(this.#hasher);
+      this.#hasher.update(info);
+      this.#hasher.digestInto(this.#out);
+    }
     info.set(this.#out, SNP_PAGE_INFO.off.DigestCurrent);
   }
 }

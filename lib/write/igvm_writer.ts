@@ -15,6 +15,7 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
 } from "../igvm/defs.ts";
 import {
+  loadWasmRecordHasher,
   sha384,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
@@ -23,6 +24,7 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SnpLaunchDigest,
 } from "../measure/snp_digest.ts";
+import { PageHashPool } from "../measure/hash_pool.ts";
 
 /** Where the writer puts bytes: positioned writes into a seekable sink. */
 export interface ByteSink {
@@ -114,6 +116,43 @@ class RegionPager {
     return false;
   }
 
+  /**
+   * Reads up to `maxPages` pages from `gpa` in one read, when they all come from one region
+   * and none is generated. Returns how many pages it filled; 0 means the pages at `gpa` need
+   * `fill()` (a hole, a generated page, or no region there).
+   */
+  async fillPages(
+    gpa: number,
+    dst: Uint8Array,
+    maxPages: number,
+    isGenerated: (gpa: number) => boolean,
+  ): Promise<number> {
+    while (this.#index < this.regions.length) {
+      const r = this.regions[this.#index];
+      if (gpa < r.gpa + r.length) break;
+      this.#reader?.close();
+      this.#reader = undefined;
+      this.#index++;
+    }
+    const r = this.regions[this.#index];
+    if (!r || gpa < r.gpa || (!this.#reader && gpa !== r.gpa)) return 0;
+    const end = r.gpa + r.length;
+    let pages = 0;
+    while (
+      pages < maxPages && gpa + pages * PAGE_SIZE < end && !isGenerated(gpa + pages * PAGE_SIZE)
+    ) pages++;
+    if (pages === 0) return 0;
+    this.#reader ??= await r.open();
+    const length = Math.min(pages * PAGE_SIZE, end - gpa);
+    dst.fill(0, length, pages * PAGE_SIZE);
+    const target = dst.subarray(0, length);
+    const got = this.#reader.readSync
+      ? this.#reader.readSync(target)
+      : await this.#reader.read(target);
+    if (got !== length) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
+    return pages;
+  }
+
   #read(r: StreamRegion, page: Uint8Array, n: number): boolean | Promise<boolean> {
     const check = (got: number) => {
       if (got !== n) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
@@ -133,29 +172,97 @@ function inRanges(gpa: number, ranges: readonly Range[]): boolean {
   return ranges.some((r) => r.start <= gpa && gpa < r.end);
 }
 
-/**
- * Pages assembled and hashed together (512 KiB), hashed in parallel by WebCrypto. Larger
- * batches keep more promises alive across awaits and grow V8's young generation.
- */
-const BATCH_PAGES = 128;
-
-/** A batch of assembled pages and what each one is. */
+/** A batch of assembled pages, what each one is, and (once hashed) their digests. */
 interface Batch {
-  bytes: Uint8Array;
+  bytes: Uint8Array<ArrayBuffer>;
   gpas: Float64Array;
   kinds: Uint8Array;
+  /** 1 where the page's contents are measured (normal and VMSA pages). */
+  measured: Uint8Array<ArrayBuffer>;
   zero: Uint8Array;
+  /** SHA-384 of each measured non-zero page, 48 bytes per page. */
+  digests: Uint8Array;
   filled: number;
 }
 
-function newBatch(): Batch {
+function newBatch(pages: number): Batch {
   return {
-    bytes: new Uint8Array(BATCH_PAGES * PAGE_SIZE),
-    gpas: new Float64Array(BATCH_PAGES),
-    kinds: new Uint8Array(BATCH_PAGES),
-    zero: new Uint8Array(BATCH_PAGES),
+    bytes: new Uint8Array(pages * PAGE_SIZE),
+    gpas: new Float64Array(pages),
+    kinds: new Uint8Array(pages),
+    measured: new Uint8Array(pages),
+    zero: new Uint8Array(pages),
+    digests: new Uint8Array(pages * 48),
     filled: 0,
   };
+}
+
+/** How the page contents of batches are hashed. */
+interface BatchHasher {
+  /** Pages per batch. */
+  readonly batchPages: number;
+  /** Batches hashing at once, beyond the one being filled. */
+  readonly depth: number;
+  /** Sets `zero` and `digests` of the batch. */
+  hash(b: Batch): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Hashing on this thread's WebCrypto, 128 pages (512 KiB) at a time: no start-up cost, for
+ * small images. Larger batches keep more promises alive and grow V8's young generation.
+ */
+function mainThreadHasher(): BatchHasher {
+  return {
+    batchPages: 128,
+    depth: 1,
+    async hash(b) {
+      const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
+      for (let i = 0; i < b.filled; i++) {
+        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+        b.zero[i] = isAllZero(page) ? 1 : 0;
+        if (b.measured[i] && !b.zero[i]) pending[i] = crypto.subtle.digest("SHA-384", page);
+      }
+      const digests = await Promise.all(pending);
+      for (let i = 0; i < b.filled; i++) {
+        const d = digests[i];
+        if (d) b.digests.set(new Uint8Array(d), i * 48);
+      }
+    },
+    close() {},
+  };
+}
+
+/**
+ * Hashing in a pool of Workers, one per core, 512 pages (2 MiB) at a time: each batch's
+ * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
+ * so a worker never waits for the next one.
+ */
+function workerHasher(): BatchHasher {
+  const pool = new PageHashPool();
+  return {
+    batchPages: 512,
+    depth: 2 * pool.size,
+    async hash(b) {
+      const reply = await pool.hash(b.bytes.buffer, b.filled, b.measured);
+      b.bytes = new Uint8Array(reply.buffer);
+      b.zero = reply.zero;
+      b.digests = reply.digests;
+    },
+    close: () => pool.close(),
+  };
+}
+
+/** Streamed input below which workers are not worth their start-up (about 20 ms each). */
+const WORKER_MIN_BYTES = 32 << 20;
+
+/** Options of `writeIgvm`. */
+export interface WriteOptions {
+  /**
+   * Where page contents are hashed: in Workers, on this thread's WebCrypto, or (default)
+   * in Workers when the streamed input is at least 32 MiB.
+   */
+  hashing?: "auto" | "workers" | "main-thread";
 }
 
 /** How a page is emitted. */
@@ -170,8 +277,9 @@ const enum PageKind {
 
 /**
  * Writes `image` as an IGVM file into `sink` and returns its launch digest. Pages are
- * assembled in batches; the contents of each batch are hashed in parallel (WebCrypto
- * SHA-384), then headers, the page-info chain and data are produced in GPA order.
+ * assembled in batches; the contents of each batch are hashed in parallel (in Workers, or
+ * on WebCrypto for small images), then headers, the page-info chain and data are produced
+ * in GPA order.
  */
 export async function writeIgvm(
   image: GuestImage,
@@ -179,6 +287,7 @@ export async function writeIgvm(
   signIdBlock: IdBlockSigner,
   policy: bigint,
   onProgress?: (pagesDone: number, pageCount: number) => void,
+  options: WriteOptions = {},
 ): Promise<WrittenImage> {
   for (const r of image.regions) {
     if (r.gpa % PAGE_SIZE !== 0) throw new Error(`region ${r.name} is not page aligned`);
@@ -194,7 +303,12 @@ export async function writeIgvm(
   const headers = new HeaderSectionBuilder(headerSize);
   headers.supportedPlatform(image.highestVtl);
   headers.snpPolicy(policy);
-  const digest = new SnpLaunchDigest();
+  const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
+  const hashing = options.hashing ?? "auto";
+  const useWorkers = hashing === "workers" ||
+    (hashing === "auto" && streamedBytes >= WORKER_MIN_BYTES);
+  // Large images also hash their page-info chain with WebAssembly (see loadWasmRecordHasher).
+  const digest = new SnpLaunchDigest(useWorkers ? await loadWasmRecordHasher() : undefined);
   const data = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
   let dataPages = 0;
@@ -209,27 +323,14 @@ export async function writeIgvm(
     return inRanges(gpa, image.guestInvalid) ? PageKind.GuestInvalid : PageKind.Normal;
   };
 
-  /** Starts hashing the measured, non-zero pages of a batch (in parallel, off this thread). */
-  const startDigests = (b: Batch): Promise<(ArrayBuffer | undefined)[]> => {
-    const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
-    for (let i = 0; i < b.filled; i++) {
-      const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-      b.zero[i] = isAllZero(page) ? 1 : 0;
-      const measured = b.kinds[i] === PageKind.Normal || b.kinds[i] === PageKind.Vmsa;
-      if (measured && !b.zero[i]) {
-        pending[i] = crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>);
-      }
-    }
-    return Promise.all(pending);
-  };
-
   /** Emits a hashed batch in order: headers, the page-info chain, data. */
-  const emit = async (b: Batch, digests: (ArrayBuffer | undefined)[]) => {
+  const emit = async (b: Batch) => {
     for (let i = 0; i < b.filled; i++) {
       const gpa = b.gpas[i];
       const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-      const d = digests[i];
-      const contents = d ? new Uint8Array(d) : ZERO_PAGE_DIGEST;
+      const contents = b.measured[i] && !b.zero[i]
+        ? b.digests.subarray(i * 48, (i + 1) * 48)
+        : ZERO_PAGE_DIGEST;
       let wait: Promise<void> | undefined;
       switch (b.kinds[i]) {
         case PageKind.Vmsa:
@@ -269,40 +370,61 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  // Two batches: while one is being hashed, the next is filled.
-  const batches = [newBatch(), newBatch()];
-  let current = 0;
-  let inFlight: { batch: Batch; digests: Promise<(ArrayBuffer | undefined)[]> } | undefined;
-  const rotate = async () => {
-    const b = batches[current];
-    const digests = startDigests(b);
-    if (inFlight) await emit(inFlight.batch, await inFlight.digests);
-    inFlight = { batch: b, digests };
-    current ^= 1;
+  const hasher = useWorkers ? workerHasher() : mainThreadHasher();
+  // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
+  const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
+  const spare: Batch[] = [];
+  let current = newBatch(hasher.batchPages);
+  const emitOldest = async () => {
+    const { batch, hashed } = inFlight.shift()!;
+    await hashed;
+    await emit(batch);
+    spare.push(batch);
+  };
+  const submit = async () => {
+    const hashed = hasher.hash(current);
+    hashed.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
+    inFlight.push({ batch: current, hashed });
+    current = spare.pop() ?? newBatch(hasher.batchPages);
+    while (inFlight.length > hasher.depth) await emitOldest();
   };
   try {
+    const isGenerated = (gpa: number) => image.memory.page(gpa) !== undefined;
     for (const run of runs) {
-      for (let gpa = run.start; gpa < run.end; gpa += PAGE_SIZE) {
-        const b = batches[current];
-        const page = b.bytes.subarray(b.filled * PAGE_SIZE, (b.filled + 1) * PAGE_SIZE);
-        page.fill(0);
-        const filling = pager.fill(gpa, page);
-        const streamed = typeof filling === "boolean" ? filling : await filling;
-        const generated = image.memory.page(gpa);
-        if (generated) {
-          if (streamed) {
-            throw new Error(`page 0x${gpa.toString(16)} is both generated and streamed`);
+      for (let gpa = run.start; gpa < run.end;) {
+        const b = current;
+        const at = b.filled * PAGE_SIZE;
+        const room = Math.min(hasher.batchPages - b.filled, (run.end - gpa) / PAGE_SIZE);
+        // Streamed pages are read in one go; the others page by page.
+        let pages = await pager.fillPages(gpa, b.bytes.subarray(at), room, isGenerated);
+        if (pages === 0) {
+          pages = 1;
+          const page = b.bytes.subarray(at, at + PAGE_SIZE);
+          page.fill(0);
+          const filling = pager.fill(gpa, page);
+          const streamed = typeof filling === "boolean" ? filling : await filling;
+          const generated = image.memory.page(gpa);
+          if (generated) {
+            if (streamed) {
+              throw new Error(`page 0x${gpa.toString(16)} is both generated and streamed`);
+            }
+            page.set(generated);
           }
-          page.set(generated);
         }
-        b.gpas[b.filled] = gpa;
-        b.kinds[b.filled] = kindOf(gpa);
-        if (++b.filled === BATCH_PAGES) await rotate();
+        for (let i = 0; i < pages; i++, gpa += PAGE_SIZE) {
+          const kind = kindOf(gpa);
+          b.gpas[b.filled] = gpa;
+          b.kinds[b.filled] = kind;
+          b.measured[b.filled] = kind === PageKind.Normal || kind === PageKind.Vmsa ? 1 : 0;
+          b.filled++;
+        }
+        if (b.filled === hasher.batchPages) await submit();
       }
     }
-    if (batches[current].filled > 0) await rotate();
-    if (inFlight) await emit(inFlight.batch, await inFlight.digests);
+    if (current.filled > 0) await submit();
+    while (inFlight.length > 0) await emitOldest();
   } finally {
+    hasher.close();
     pager.close();
   }
   await data.flush();
