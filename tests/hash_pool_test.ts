@@ -13,6 +13,7 @@ const PAGE = 4096;
 Deno.test("PageHashPool.hash() gives WebCrypto's SHA-384 of measured pages and zero flags", async () => {
   const pool = new PageHashPool(2);
   try {
+    await pool.ready;
     const pages = 40;
     const bytes = pseudoRandomBytes(pages * PAGE, 7);
     bytes.fill(0, 3 * PAGE, 4 * PAGE); // page 3 is all zero

@@ -36,12 +36,30 @@ export class PageHashPool {
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   #failure: Error | undefined;
+  #starting: number;
+  #onReady!: () => void;
+  #onStartFailure!: (e: Error) => void;
+  /**
+   * Settles when every worker can hash (they take tens of milliseconds to start); the caller
+   * may hash elsewhere meanwhile. Rejects if the pool fails first.
+   */
+  readonly ready: Promise<void>;
 
   /** Starts `size` workers (default: one per core the machine reports). */
   constructor(size = navigator.hardwareConcurrency || 1) {
+    this.#starting = Math.max(1, size);
+    this.ready = new Promise((resolve, reject) => {
+      this.#onReady = resolve;
+      this.#onStartFailure = reject;
+    });
+    this.ready.catch(() => {}); // a failure also reaches every pending and later hash()
     for (let i = 0; i < Math.max(1, size); i++) {
       const worker = new Worker(new URL("./hash_worker.ts", import.meta.url), { type: "module" });
-      worker.onmessage = (e: MessageEvent<PageHashReply>) => this.#settle(e.data);
+      worker.onmessage = (e: MessageEvent<PageHashReply | { ready: true }>) => {
+        if ("ready" in e.data) {
+          if (--this.#starting === 0) this.#onReady();
+        } else this.#settle(e.data);
+      };
       worker.onerror = (e: ErrorEvent) => {
         e.preventDefault();
         this.#fail(new Error(`a hashing worker failed: ${e.message}`));
@@ -92,6 +110,7 @@ export class PageHashPool {
     for (const w of this.#workers) w.terminate();
     this.#workers.length = 0;
     const error = this.#failure ?? new Error("the hash pool was closed");
+    this.#onStartFailure(error);
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
   }

@@ -11,8 +11,10 @@ const ready = createSHA384();
 /** The worker's global scope (typed here: the project is checked with the window's types). */
 const scope = self as unknown as {
   onmessage: (e: MessageEvent<PageHashRequest>) => void;
-  postMessage(message: PageHashReply, transfer: Transferable[]): void;
+  postMessage(message: PageHashReply | { ready: true }, transfer?: Transferable[]): void;
 };
+// Tell the pool when hashing can start (the WebAssembly module is compiled).
+ready.then(() => scope.postMessage({ ready: true }));
 
 function isZeroPage(words: Int32Array, first: number): boolean {
   for (let i = first; i < first + PAGE / 4; i++) if (words[i] !== 0) return false;

@@ -209,12 +209,13 @@ interface BatchHasher {
 }
 
 /**
- * Hashing on this thread's WebCrypto, 128 pages (512 KiB) at a time: no start-up cost, for
- * small images. Larger batches keep more promises alive and grow V8's young generation.
+ * Hashing on this thread's WebCrypto, `batchPages` at a time (128, 512 KiB, by default): no
+ * start-up cost, for small images. Larger batches keep more promises alive and grow V8's
+ * young generation.
  */
-function mainThreadHasher(): BatchHasher {
+function mainThreadHasher(batchPages = 128): BatchHasher {
   return {
-    batchPages: 128,
+    batchPages,
     depth: 1,
     async hash(b) {
       const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
@@ -236,14 +237,20 @@ function mainThreadHasher(): BatchHasher {
 /**
  * Hashing in a pool of Workers, one per core, 512 pages (2 MiB) at a time: each batch's
  * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
- * so a worker never waits for the next one.
+ * so a worker never waits for the next one. Until the workers have started, batches are
+ * hashed on this thread's WebCrypto instead (unless `onlyWorkers`), so their start-up costs
+ * no waiting.
  */
-function workerHasher(): BatchHasher {
+function workerHasher(onlyWorkers: boolean): BatchHasher {
   const pool = new PageHashPool();
+  const meanwhile = mainThreadHasher(512);
+  let started = onlyWorkers;
+  pool.ready.then(() => started = true, () => {});
   return {
     batchPages: 512,
     depth: 2 * pool.size,
     async hash(b) {
+      if (!started) return await meanwhile.hash(b);
       const reply = await pool.hash(b.bytes.buffer, b.filled, b.measured);
       b.bytes = new Uint8Array(reply.buffer);
       b.zero = reply.zero;
@@ -259,8 +266,9 @@ const WORKER_MIN_BYTES = 32 << 20;
 /** Options of `writeIgvm`. */
 export interface WriteOptions {
   /**
-   * Where page contents are hashed: in Workers, on this thread's WebCrypto, or (default)
-   * in Workers when the streamed input is at least 32 MiB.
+   * Where page contents are hashed: only in Workers, only on this thread's WebCrypto, or
+   * (default) in Workers when the streamed input is at least 32 MiB, on this thread while
+   * they start.
    */
   hashing?: "auto" | "workers" | "main-thread";
 }
@@ -370,7 +378,7 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  const hasher = useWorkers ? workerHasher() : mainThreadHasher();
+  const hasher = useWorkers ? workerHasher(hashing === "workers") : mainThreadHasher();
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
   const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
   const spare: Batch[] = [];
