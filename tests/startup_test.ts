@@ -1,12 +1,14 @@
 /**
  * Start-up cost: nothing on the default path of main.ts (generation, -h, -d, inspect, verify,
  * measure, and the hashing worker) may load Deno's Node-compatibility layer, whose first load
- * costs 10-30 ms. The graph comes from `deno info --json`; npm packages on the path are
- * scanned for Node built-ins (fflate, for one, picks its Node build under Deno and pulls in
- * worker_threads).
+ * costs 10-30 ms. Two checks: the static graph from `deno info --json`, with npm packages on
+ * the path scanned for Node built-ins (fflate, for one, picks its Node build under Deno and
+ * pulls in worker_threads); and the scripts V8 actually loads in every isolate when the CLI
+ * runs, which also catches CommonJS packages and lazy Node globals such as `Buffer`.
  */
 import { builtinModules } from "node:module";
 import { assert, assertEquals } from "./assert.ts";
+import { makeBzImage, pseudoRandomBytes } from "../scripts/fixtures.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const CONFIG = new URL("deno.json", ROOT).pathname;
@@ -133,6 +135,94 @@ Deno.test("the start-up check finds a node: import and an npm package that uses 
       viaNpm.join("\n"),
     );
     assertEquals(await nodeLoadsFrom([`${name}/e.ts`]), [], "a first-use import is allowed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Scripts of Deno's Node layer that every Deno process loads, even a one-line script. */
+const ALWAYS_LOADED = new Set(["ext:deno_node/02_register_cloneable.js"]);
+
+/**
+ * Runs igvmgen with `args` in `dir` (with `deno task igvmgen`'s permissions) while V8 logs
+ * each isolate's scripts; returns the Node-layer scripts each isolate loaded, and how many
+ * isolates ran (workers have their own).
+ */
+async function nodeScriptsLoadedBy(dir: string, args: string[]) {
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.name.endsWith("-v8.log")) Deno.removeSync(`${dir}/${e.name}`);
+  }
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-run=iasl",
+      "--v8-flags=--log-function-events,--logfile=v8.log",
+      new URL("main.ts", ROOT).pathname,
+      ...args,
+    ],
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert(out.success, `igvmgen ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  const loaded: string[] = [];
+  let isolates = 0;
+  for (const e of Deno.readDirSync(dir)) {
+    if (!e.name.endsWith("-v8.log")) continue;
+    isolates++;
+    for (const line of Deno.readTextFileSync(`${dir}/${e.name}`).split("\n")) {
+      const m = line.match(/^script-details,\d+,([^,]*),/);
+      if (!m || ALWAYS_LOADED.has(m[1])) continue;
+      if (m[1].startsWith("node:") || m[1].startsWith("ext:deno_node/")) loaded.push(m[1]);
+    }
+  }
+  return { loaded: [...new Set(loaded)], isolates };
+}
+
+Deno.test("igvmgen -h, a generation with hashing workers, -d, inspect, verify and measure load no Node module", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
+  try {
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    // 40 MiB of initrd: above the size from which pages are hashed in workers.
+    Deno.writeFileSync(`${dir}/initrd`, pseudoRandomBytes(40 << 20, 5));
+    const runs: [string, string[]][] = [
+      ["-h", ["-h"]],
+      ["generation", ["-o", "o.igvm", "-kernel", "k", "-rdinit", "initrd", "--quiet"]],
+      ["-d", ["-d", "o.igvm"]],
+      ["inspect", ["inspect", "o.igvm"]],
+      ["verify", ["verify", "o.igvm"]],
+      ["measure", ["measure", "o.igvm"]],
+    ];
+    for (const [name, args] of runs) {
+      const { loaded, isolates } = await nodeScriptsLoadedBy(dir, args);
+      assertEquals(loaded, [], `${name} loaded Node-layer scripts`);
+      if (name === "generation") assert(isolates >= 2, `${isolates} isolate(s): no worker ran`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the loaded-scripts check sees the Node layer when a script loads it", async () => {
+  // The same log reading, on a run that loads node:path: guards against a check that passes
+  // because V8 logged nothing.
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/p.ts`,
+      'import { join } from "node:path";\nconsole.log(join("a", "b"));\n',
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--v8-flags=--log-function-events,--logfile=v8.log", "p.ts"],
+      cwd: dir,
+      stdout: "null",
+    }).output();
+    assert(out.success);
+    const logs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith("-v8.log"));
+    const text = logs.map((e) => Deno.readTextFileSync(`${dir}/${e.name}`)).join("\n");
+    assert(/^script-details,\d+,node:path,/m.test(text), "node:path appears in the log");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

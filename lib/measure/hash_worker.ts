@@ -3,11 +3,11 @@
  * reports whether the page is all zero and, for measured non-zero pages, its SHA-384. The
  * batch's buffer comes in and goes back by transfer, without copies.
  */
-import { createSHA384 } from "hash-wasm";
+import { createWasmSha384 } from "./wasm_sha384.ts";
 import type { PageHashReply, PageHashRequest } from "./hash_pool.ts";
 
 const PAGE = 4096;
-const ready = createSHA384();
+const ready = createWasmSha384();
 /** The worker's global scope (typed here: the project is checked with the window's types). */
 const scope = self as unknown as {
   onmessage: (e: MessageEvent<PageHashRequest>) => void;

@@ -54,8 +54,8 @@ export type RecordHasher = (record: Uint8Array, out: Uint8Array) => void;
  * JavaScript one; it costs ~20 ms to load, so it pays off from about 20,000 pages.
  */
 export async function loadWasmRecordHasher(): Promise<RecordHasher> {
-  const { createSHA384 } = await import("hash-wasm");
-  const h = await createSHA384();
+  const { createWasmSha384 } = await import("./wasm_sha384.ts");
+  const h = await createWasmSha384();
   return (record, out) => {
     h.init();
     h.update(record);
