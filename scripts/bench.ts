@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--pairs N] [--large]`: times igvmgen side by side with a reference for the
- * same work, in pairs (igvmgen, then the reference, N times; default 5), and prints the medians
+ * same work, in pairs (igvmgen, then the reference, N times; default 7), and prints the medians
  * and their ratio against the project's goals:
  *
  * - the Debian 8 MB kernel, default flow (built-in ACPI, fresh key) vs `sha384sum` of it
@@ -16,7 +16,7 @@ import { pseudoRandomBytes } from "./fixtures.ts";
 const ROOT = new URL("../", import.meta.url).pathname;
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
 const pairsArg = Deno.args.indexOf("--pairs");
-const PAIRS = pairsArg >= 0 ? Number(Deno.args[pairsArg + 1]) : 5;
+const PAIRS = pairsArg >= 0 ? Number(Deno.args[pairsArg + 1]) : 7;
 const LARGE = Deno.args.includes("--large");
 const GNU_TIME = (() => {
   try {
