@@ -25,6 +25,7 @@ import {
   SnpLaunchDigest,
 } from "../measure/snp_digest.ts";
 import { PageHashPool } from "../measure/hash_pool.ts";
+import { createWasmSha384 } from "../measure/wasm_sha384.ts";
 
 /** Where the writer puts bytes: positioned writes into a seekable sink. */
 export interface ByteSink {
@@ -209,11 +210,11 @@ interface BatchHasher {
 }
 
 /**
- * Hashing on this thread's WebCrypto, `batchPages` at a time (128, 512 KiB, by default): no
- * start-up cost, for small images. Larger batches keep more promises alive and grow V8's
- * young generation.
+ * Hashing on this thread's WebCrypto, 128 pages (512 KiB) at a time: no start-up cost, for
+ * small images. Larger batches keep more promises alive and grow V8's young generation.
  */
-function mainThreadHasher(batchPages = 128): BatchHasher {
+function mainThreadHasher(): BatchHasher {
+  const batchPages = 128;
   return {
     batchPages,
     depth: 1,
@@ -235,15 +236,46 @@ function mainThreadHasher(batchPages = 128): BatchHasher {
 }
 
 /**
+ * Hashing on this thread with hash-wasm's WebAssembly SHA-384, synchronously: faster than
+ * WebCrypto's per-page calls once the module is loaded (it is, for the page-info chain, when
+ * workers are used).
+ */
+async function wasmHasher(batchPages: number): Promise<BatchHasher> {
+  const h = await createWasmSha384();
+  return {
+    batchPages,
+    depth: 1,
+    hash(b) {
+      for (let i = 0; i < b.filled; i++) {
+        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+        b.zero[i] = isAllZero(page) ? 1 : 0;
+        if (b.measured[i] && !b.zero[i]) {
+          h.init();
+          h.update(page);
+          b.digests.set(h.digest("binary"), i * 48);
+        }
+      }
+      return Promise.resolve();
+    },
+    close() {},
+  };
+}
+
+/**
  * Hashing in a pool of Workers, one per core, 512 pages (2 MiB) at a time: each batch's
  * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
  * so a worker never waits for the next one. Until the workers have started, batches are
- * hashed on this thread's WebCrypto instead (unless `onlyWorkers`), so their start-up costs
- * no waiting.
+ * hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
  */
-function workerHasher(onlyWorkers: boolean): BatchHasher {
+async function workerHasher(onlyWorkers: boolean): Promise<BatchHasher> {
   const pool = new PageHashPool();
-  const meanwhile = mainThreadHasher(512);
+  let meanwhile: BatchHasher;
+  try {
+    meanwhile = await wasmHasher(512);
+  } catch (e) {
+    pool.close();
+    throw e;
+  }
   let started = onlyWorkers;
   pool.ready.then(() => started = true, () => {});
   return {
@@ -378,7 +410,7 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  const hasher = useWorkers ? workerHasher(hashing === "workers") : mainThreadHasher();
+  const hasher = useWorkers ? await workerHasher(hashing === "workers") : mainThreadHasher();
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
   const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
   const spare: Batch[] = [];
