@@ -185,8 +185,8 @@ Deno.test("igvmgen -h, a generation with hashing workers, -d, inspect, verify an
   const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
   try {
     Deno.writeFileSync(`${dir}/k`, makeBzImage());
-    // 40 MiB of initrd: above the size from which pages are hashed in workers.
-    Deno.writeFileSync(`${dir}/initrd`, pseudoRandomBytes(40 << 20, 5));
+    // 50 MiB of initrd: above the size from which pages are hashed in workers.
+    Deno.writeFileSync(`${dir}/initrd`, pseudoRandomBytes(50 << 20, 5));
     const runs: [string, string[]][] = [
       ["-h", ["-h"]],
       ["generation", ["-o", "o.igvm", "-kernel", "k", "-rdinit", "initrd", "--quiet"]],

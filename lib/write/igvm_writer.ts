@@ -292,17 +292,26 @@ async function workerHasher(onlyWorkers: boolean): Promise<BatchHasher> {
   };
 }
 
-/** Streamed input below which workers are not worth their start-up (about 20 ms each). */
-const WORKER_MIN_BYTES = 32 << 20;
+/**
+ * Where page contents are hashed by default, by the size of the streamed input: WebCrypto on
+ * this thread below 16 MiB (nothing to load), hash-wasm on this thread below 48 MiB (its
+ * ~10 ms load pays off, workers' start-up of 40+ ms does not), Workers from 48 MiB.
+ * Measured on 2 cores: a 32 MiB ELF page table and 64 and 128 MiB initrds.
+ */
+const WASM_MIN_BYTES = 16 << 20;
+const WORKER_MIN_BYTES = 48 << 20;
+
+/** Where page contents are hashed. */
+export type HashingMode = "auto" | "webcrypto" | "wasm" | "workers";
 
 /** Options of `writeIgvm`. */
 export interface WriteOptions {
   /**
-   * Where page contents are hashed: only in Workers, only on this thread's WebCrypto, or
-   * (default) in Workers when the streamed input is at least 32 MiB, on this thread while
-   * they start.
+   * `webcrypto`: this thread's WebCrypto; `wasm`: hash-wasm on this thread; `workers`: only
+   * in Workers; `auto` (default): by the streamed input's size (see WORKER_MIN_BYTES), with
+   * workers helped by this thread while they start.
    */
-  hashing?: "auto" | "workers" | "main-thread";
+  hashing?: HashingMode;
 }
 
 /** How a page is emitted. */
@@ -344,11 +353,18 @@ export async function writeIgvm(
   headers.supportedPlatform(image.highestVtl);
   headers.snpPolicy(policy);
   const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
-  const hashing = options.hashing ?? "auto";
-  const useWorkers = hashing === "workers" ||
-    (hashing === "auto" && streamedBytes >= WORKER_MIN_BYTES);
-  // Large images also hash their page-info chain with WebAssembly (see loadWasmRecordHasher).
-  const digest = new SnpLaunchDigest(useWorkers ? await loadWasmRecordHasher() : undefined);
+  let mode = options.hashing ?? "auto";
+  if (mode === "auto") {
+    mode = streamedBytes >= WORKER_MIN_BYTES
+      ? "workers"
+      : streamedBytes >= WASM_MIN_BYTES
+      ? "wasm"
+      : "webcrypto";
+  }
+  // With hash-wasm loaded, the page-info chain uses it too (see loadWasmRecordHasher).
+  const digest = new SnpLaunchDigest(
+    mode === "webcrypto" ? undefined : await loadWasmRecordHasher(),
+  );
   const data = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
   let dataPages = 0;
@@ -410,7 +426,11 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  const hasher = useWorkers ? await workerHasher(hashing === "workers") : mainThreadHasher();
+  const hasher = mode === "workers"
+    ? await workerHasher(options.hashing === "workers")
+    : mode === "wasm"
+    ? await wasmHasher(512)
+    : mainThreadHasher();
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
   const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
   const spare: Batch[] = [];
