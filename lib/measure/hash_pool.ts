@@ -45,8 +45,12 @@ export class PageHashPool {
    */
   readonly ready: Promise<void>;
 
-  /** Starts `size` workers (default: one per core the machine reports). */
-  constructor(size = navigator.hardwareConcurrency || 1) {
+  /**
+   * Starts `size` workers: by default one per core the machine reports, at most 4. The main
+   * thread, which emits the pages in order, keeps up with about that many; each worker costs
+   * a V8 isolate (~10 MB) and two batches in flight.
+   */
+  constructor(size = Math.min(navigator.hardwareConcurrency || 1, 4)) {
     this.#starting = Math.max(1, size);
     this.ready = new Promise((resolve, reject) => {
       this.#onReady = resolve;

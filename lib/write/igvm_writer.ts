@@ -262,7 +262,7 @@ async function wasmHasher(batchPages: number): Promise<BatchHasher> {
 }
 
 /**
- * Hashing in a pool of Workers, one per core, 512 pages (2 MiB) at a time: each batch's
+ * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each batch's
  * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
  * so a worker never waits for the next one. Until the workers have started, batches are
  * hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
@@ -326,9 +326,9 @@ const enum PageKind {
 
 /**
  * Writes `image` as an IGVM file into `sink` and returns its launch digest. Pages are
- * assembled in batches; the contents of each batch are hashed in parallel (in Workers, or
- * on WebCrypto for small images), then headers, the page-info chain and data are produced
- * in GPA order.
+ * assembled in batches; the contents of each batch are hashed (in Workers, or on this
+ * thread for smaller images: see WriteOptions), then headers, the page-info chain and data
+ * are produced in GPA order.
  */
 export async function writeIgvm(
   image: GuestImage,
