@@ -5,14 +5,12 @@
 import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
 import { UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions } from "./lib/cli/options.ts";
-import { generateIgvm } from "./lib/generate.ts";
-import { runDump } from "./lib/cli/dump_command.ts";
-import { generateRequestFrom } from "./lib/cli/request.ts";
-import { progressFor } from "./lib/cli/progress.ts";
-import { runSubcommand, type Subcommand, SUBCOMMANDS } from "./lib/cli/commands.ts";
 import { checkArgsEncoding } from "./lib/cli/arg_encoding.ts";
 import { onTerminationSignal } from "./lib/io/signals.ts";
-import { standardOutputLooksClosed } from "./lib/io/output_target.ts";
+import type { Subcommand } from "./lib/cli/commands.ts";
+
+// Each mode loads its own code on first use, so `-h` and `-d` start without loading the
+// generator (tests/startup_test.ts keeps Node-compatibility modules out of this graph).
 
 /** Runs igvmgen with `args`; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
@@ -26,8 +24,15 @@ export async function main(args: readonly string[]): Promise<number> {
   });
   try {
     checkArgsEncoding(args);
-    if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
-      return await runSubcommand(args[0] as Subcommand, args.slice(1), (line) => console.log(line));
+    if (args[0] !== undefined && !args[0].startsWith("-")) {
+      const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
+      if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
+        return await runSubcommand(
+          args[0] as Subcommand,
+          args.slice(1),
+          (line) => console.log(line),
+        );
+      }
     }
     const o = parseOptions(args);
     verbose = o["log-level"] === "DEBUG";
@@ -36,7 +41,10 @@ export async function main(args: readonly string[]): Promise<number> {
       console.log(helpText());
       return 0;
     }
-    if (o.d) return await runDump(o.d, Deno.stdout);
+    if (o.d) {
+      const { runDump } = await import("./lib/cli/dump_command.ts");
+      return await runDump(o.d, Deno.stdout);
+    }
     if (!o.o) {
       if (args.length === 0) {
         console.log(helpText());
@@ -47,6 +55,17 @@ export async function main(args: readonly string[]): Promise<number> {
     const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
     const stderrBytes = new TextEncoder();
     const showProgress = !quiet && Deno.stderr.isTerminal();
+    const [
+      { generateIgvm },
+      { progressFor },
+      { generateRequestFrom },
+      { standardOutputLooksClosed },
+    ] = await Promise.all([
+      import("./lib/generate.ts"),
+      import("./lib/cli/progress.ts"),
+      import("./lib/cli/request.ts"),
+      import("./lib/io/output_target.ts"),
+    ]);
     const request = generateRequestFrom(o, {
       stdin: Deno.stdin.readable,
       stdout: Deno.stdout.writable,

@@ -3,12 +3,11 @@
  * folder, never into the input folder) or `.aml` tables, or the original's legacy snapshot
  * file. The result is the bytes to place in guest memory and the end of the ACPI area.
  */
-import { join } from "node:path";
 import { readInputFile } from "../lib/io/inputs.ts";
 import { makeRegisteredTempDir, removeTemp } from "../lib/io/temp_files.ts";
 import { readZipEntries } from "./zip_reader.ts";
 import { alignDown, PAGE_SIZE } from "../lib/bytes/le.ts";
-import { decodeLegacySnapshot, looksLikeLegacySnapshot } from "./legacy_snapshot.ts";
+import { join } from "../lib/io/path.ts";
 import {
   ACPI_DEFAULT_END_ADDR,
   ACPI_DEFAULT_XSDT_ADDR,
@@ -46,9 +45,13 @@ const XSDT_SUB_TABLES = ["FACP", "OEM0", "APIC", "TPM2", "TCPA", "MCFG"];
 const SUB_TABLES = [...FADT_SUB_TABLES, ...XSDT_SUB_TABLES];
 const VALID_TABLES = [...TOP_TABLES, ...SUB_TABLES];
 
-/** Loads the original's legacy snapshot (`acpi.zip`). */
-export function acpiFromLegacySnapshot(fileBytes: Uint8Array): AcpiImage {
-  const pages = decodeLegacySnapshot(fileBytes);
+/**
+ * Loads the original's legacy snapshot (`acpi.zip`). Its decoder loads on first use, off the
+ * start-up path of every other run.
+ */
+export async function acpiFromLegacySnapshot(fileBytes: Uint8Array): Promise<AcpiImage> {
+  const { decodeLegacySnapshot } = await import("./legacy_snapshot.ts");
+  const pages = await decodeLegacySnapshot(fileBytes);
   if (!pages.has(ACPI_RSDP_ADDR)) throw new AcpiError("the snapshot has no RSDP page at 0xe0000");
   for (const gpa of pages.keys()) {
     if (gpa < ACPI_RSDP_ADDR || gpa >= ACPI_DEFAULT_END_ADDR) {
@@ -313,7 +316,8 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
     if (looksLikeZip(bytes)) {
       return await compileAndLayout(await tablesFromZip(path, bytes), options);
     }
-    if (looksLikeLegacySnapshot(bytes)) return acpiFromLegacySnapshot(bytes);
+    const { looksLikeLegacySnapshot } = await import("./legacy_snapshot.ts");
+    if (looksLikeLegacySnapshot(bytes)) return await acpiFromLegacySnapshot(bytes);
     throw new AcpiError(
       `${path}: not an ACPI folder, a zip of tables or a legacy igvmgen ACPI snapshot`,
     );

@@ -3,7 +3,6 @@
  * Python pickle of `{gpa: bytearray(4096)}`. A tiny pickle reader for exactly the opcodes
  * such a dict needs; anything else is rejected rather than interpreted.
  */
-import { inflateSync } from "node:zlib";
 import { PAGE_SIZE } from "../lib/bytes/le.ts";
 
 /** A snapshot that cannot be read. */
@@ -193,12 +192,21 @@ export function parsePagePickle(data: Uint8Array): Map<number, Uint8Array> {
   }
 }
 
+/** Inflates zlib data (RFC 1950) with the web's DecompressionStream. */
+async function inflateZlib(packed: Uint8Array): Promise<Uint8Array> {
+  const stream = new Blob([packed as Uint8Array<ArrayBuffer>]).stream()
+    .pipeThrough(new DecompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
 /** Decodes a legacy snapshot into its pages, checking each is one page at a page GPA. */
-export function decodeLegacySnapshot(fileBytes: Uint8Array): Map<number, Uint8Array> {
+export async function decodeLegacySnapshot(
+  fileBytes: Uint8Array,
+): Promise<Map<number, Uint8Array>> {
   const packed = decodeBase64(new TextDecoder().decode(fileBytes));
   let pickle: Uint8Array;
   try {
-    pickle = new Uint8Array(inflateSync(packed));
+    pickle = await inflateZlib(packed);
   } catch (e) {
     throw new SnapshotError("the base64 payload is not zlib data", { cause: e });
   }

@@ -88,7 +88,7 @@ async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>)
 }
 
 async function loadKey(req: ResolvedRequest): Promise<{ key: P384Key; generated: boolean }> {
-  if (!req.signKey) return { key: generateP384Key(), generated: true };
+  if (!req.signKey) return { key: await generateP384Key(), generated: true };
   const pem = await readSmallInput(req.signKey, "signing key");
   const key = await wrapInput(
     "signing key",
@@ -401,8 +401,10 @@ export async function generateIgvm(
     const remeasure = kvm !== undefined || req.loader !== DEFAULT_LOADER || hasGuestInvalid;
     const out = await openImageOutput(outputs.image, req.verify || remeasure);
     try {
+      // A fresh key signs once: WebCrypto's RFC 6979 nonce is then as unpredictable as the
+      // key itself, so random nonces (and the library drawing them) are not needed.
       const sign = (digest: Uint8Array) =>
-        encodeIgvmIdBlock(digest, config, key, req.signDeterministic);
+        encodeIgvmIdBlock(digest, config, key, req.signDeterministic || generated);
       const written = await writeIgvm(image, out, sign, config.policy, io.progress?.(image));
       const targetDigest = kvm
         ? await retargetWrittenImage(out, kvm, written.launchDigest, sign)

@@ -179,7 +179,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     if (offline) {
       body = await offlineIdBlock(r, offline, digest, expected, mask);
     } else {
-      body = encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
+      body = await encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
       new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
     }
     const toStdout = r.output === "-";
@@ -212,7 +212,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
 async function loadSigningKey(path: string): Promise<P384Key> {
   const pem = new TextDecoder().decode(await readInput(path, "signing key"));
   try {
-    return parseP384PrivateKeyPem(pem);
+    return await parseP384PrivateKeyPem(pem);
   } catch (e) {
     throw new InputError(`signing key ${path}: ${(e as Error).message}`, { cause: e });
   }

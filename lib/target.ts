@@ -105,7 +105,7 @@ export async function retargetWrittenImage(
   out: WrittenFile,
   target: KvmTarget,
   writtenDigest: Uint8Array,
-  signIdBlock: (digest: Uint8Array) => Uint8Array,
+  signIdBlock: (digest: Uint8Array) => Promise<Uint8Array>,
 ): Promise<Uint8Array> {
   const size = await out.size();
   const fixed = await out.readBack(0, IGVM_FIXED_HEADER.size);
@@ -129,7 +129,7 @@ export async function retargetWrittenImage(
   if (!idBlock || idBlock.length !== IGVM_VHS_SNP_ID_BLOCK.size) {
     throw new Error("the written image has no ID block to sign again");
   }
-  const body = signIdBlock(digest);
+  const body = await signIdBlock(digest);
   head.set(body, idBlock.offset + 8);
   await out.writeAt(idBlock.offset + 8, body);
   const checksum = new Uint8Array(4);

@@ -1,18 +1,23 @@
 /**
- * `deno task bench [--runs N] [--quick]`: times igvmgen next to `sha384sum` of the same input
- * (one SHA-384 pass, the floor) and reports the median of N runs (default 5) with min and
- * max, the ratio to sha384sum, throughput and peak memory (from GNU time when installed).
- * Cases: the Debian kernel (deb_x86, deb_clh_x64), elf_x64_l4, and 256 MiB and 1 GiB
- * initrds generated into the temporary folder. Needs ../shared.
+ * `deno task bench [--pairs N] [--large]`: times igvmgen side by side with a reference for the
+ * same work, in pairs (igvmgen, then the reference, N times; default 7), and prints the medians
+ * and their ratio against the project's goals:
+ *
+ * - the Debian 8 MB kernel, default flow (built-in ACPI, fresh key) vs `sha384sum` of it
+ * - a 256 MiB initrd (with that kernel) vs `sha384sum` of the initrd; peak RSS from GNU time
+ * - `igvmgen -h` vs `deno run` of a one-line script
+ * - the golden case elf_x64_l4 (an absolute goal)
+ *
+ * `--large` adds a 1 GiB initrd. Every file it writes lives in one folder from
+ * Deno.makeTempDir, removed at the end, also on failure. Needs ../shared.
  */
-import { fileURLToPath } from "node:url";
 import { pseudoRandomBytes } from "./fixtures.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const SHARED = fileURLToPath(new URL("../../shared/", import.meta.url));
-const runsArg = Deno.args.indexOf("--runs");
-const RUNS = runsArg >= 0 ? Number(Deno.args[runsArg + 1]) : 5;
-const QUICK = Deno.args.includes("--quick");
+const ROOT = new URL("../", import.meta.url).pathname;
+const SHARED = new URL("../../shared/", import.meta.url).pathname;
+const pairsArg = Deno.args.indexOf("--pairs");
+const PAIRS = pairsArg >= 0 ? Number(Deno.args[pairsArg + 1]) : 7;
+const LARGE = Deno.args.includes("--large");
 const GNU_TIME = (() => {
   try {
     return Deno.statSync("/usr/bin/time").isFile ? "/usr/bin/time" : undefined;
@@ -23,165 +28,200 @@ const GNU_TIME = (() => {
 
 interface Sample {
   seconds: number;
-  peakKb?: number;
+  peakMb?: number;
 }
 
-/** Runs a command once; wall time and (with GNU time) peak RSS. */
+/** Runs a command once: wall time and, with GNU time, peak RSS. */
 async function timeOnce(cmd: string[]): Promise<Sample> {
-  const args = GNU_TIME ? ["-f", "%e %M", ...cmd] : cmd;
+  const [program, args] = GNU_TIME ? [GNU_TIME, ["-f", "%M", ...cmd]] : [cmd[0], cmd.slice(1)];
   const start = performance.now();
-  const out = await new Deno.Command(GNU_TIME ?? cmd[0], {
-    args: GNU_TIME ? args : cmd.slice(1),
-    stdout: "null",
-    stderr: "piped",
-  }).output();
+  const out = await new Deno.Command(program, { args, stdout: "null", stderr: "piped" }).output();
   const seconds = (performance.now() - start) / 1000;
   const err = new TextDecoder().decode(out.stderr).trim();
   if (!out.success) throw new Error(`${cmd.join(" ")} failed: ${err}`);
-  if (!GNU_TIME) return { seconds };
-  const [, kb] = err.split("\n").pop()!.split(" ").map(Number);
-  return { seconds, peakKb: kb };
+  const kb = GNU_TIME ? Number(err.split("\n").pop()) : NaN;
+  return { seconds, peakMb: Number.isFinite(kb) ? kb / 1024 : undefined };
 }
 
-function stats(xs: number[]) {
+function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-async function measure(cmd: string[]) {
-  const samples: Sample[] = [];
-  for (let i = 0; i < RUNS; i++) samples.push(await timeOnce(cmd));
+/** A pseudo-random file of `size` bytes, written in 4 MiB pieces. */
+async function writeRandomFile(path: string, size: number): Promise<void> {
+  const file = await Deno.open(path, { write: true, createNew: true });
+  try {
+    const chunk = 4 << 20;
+    for (let at = 0; at < size; at += chunk) {
+      await file.write(pseudoRandomBytes(Math.min(chunk, size - at), at / chunk + 1));
+    }
+  } finally {
+    file.close();
+  }
+}
+
+interface Row {
+  work: string;
+  ours: string[];
+  reference?: string[];
+  referenceName?: string;
+  /** The goal: a ratio to the reference, or seconds when there is no reference. */
+  goal: number;
+  memory?: boolean;
+}
+
+interface Result {
+  row: Row;
+  ours: number;
+  oursRange: [number, number];
+  reference?: number;
+  peakMb?: number;
+}
+
+/** Runs a row's pairs: igvmgen then its reference, PAIRS times, after one warm-up each. */
+async function runRow(row: Row): Promise<Result> {
+  await timeOnce(row.ours);
+  if (row.reference) await timeOnce(row.reference);
+  const ours: number[] = [];
+  const refs: number[] = [];
+  const peaks: number[] = [];
+  for (let i = 0; i < PAIRS; i++) {
+    const s = await timeOnce(row.ours);
+    ours.push(s.seconds);
+    if (s.peakMb !== undefined) peaks.push(s.peakMb);
+    if (row.reference) refs.push((await timeOnce(row.reference)).seconds);
+  }
   return {
-    time: stats(samples.map((s) => s.seconds)),
-    peakMb: samples[0].peakKb !== undefined
-      ? stats(samples.map((s) => s.peakKb! / 1024)).max
-      : undefined,
+    row,
+    ours: median(ours),
+    oursRange: [Math.min(...ours), Math.max(...ours)],
+    reference: row.reference ? median(refs) : undefined,
+    peakMb: peaks.length ? Math.max(...peaks) : undefined,
   };
 }
 
-/** A pseudo-random file of `size` bytes in the temporary folder, made once. */
-async function initrdOf(size: number): Promise<string> {
-  const path = `${Deno.env.get("TMPDIR") ?? "/tmp"}/igvmgen-bench-initrd-${size >> 20}m.bin`;
-  try {
-    if ((await Deno.stat(path)).size === size) return path;
-  } catch { /* make it */ }
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const chunk = 4 << 20;
-  for (let at = 0; at < size; at += chunk) {
-    await file.write(pseudoRandomBytes(Math.min(chunk, size - at), at / chunk + 1));
+const dir = await Deno.makeTempDir({ prefix: "igvmgen-bench-" });
+try {
+  const FX = `${SHARED}fixtures`;
+  const kernel = `${FX}/vmlinuz-6.1.0-56-amd64`;
+  const out = `${dir}/out.igvm`;
+  // igvmgen with the permissions of `deno task igvmgen`.
+  const igvmgen = (...args: string[]) => [
+    Deno.execPath(),
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-run=iasl",
+    `${ROOT}main.ts`,
+    ...args,
+  ];
+  const oneLine = `${dir}/one_line.ts`;
+  await Deno.writeTextFile(oneLine, 'console.log("igvmgen");\n');
+  const initrd256 = `${dir}/initrd-256m.bin`;
+  await writeRandomFile(initrd256, 256 << 20);
+
+  const rows: Row[] = [
+    {
+      work: "Debian 8 MB kernel, default flow",
+      ours: igvmgen("--quiet", "-o", out, "-kernel", kernel, "-append", "console=ttyS0"),
+      reference: ["sha384sum", kernel],
+      referenceName: "sha384sum of the kernel",
+      goal: 3,
+    },
+    {
+      work: "256 MiB initrd",
+      ours: igvmgen("--quiet", "-o", out, "-kernel", kernel, "-rdinit", initrd256),
+      reference: ["sha384sum", initrd256],
+      referenceName: "sha384sum of the initrd",
+      goal: 1,
+      memory: true,
+    },
+    {
+      work: "igvmgen -h",
+      ours: igvmgen("-h"),
+      reference: [Deno.execPath(), "run", oneLine],
+      referenceName: "deno run of a one-line script",
+      goal: 1.5,
+    },
+    {
+      work: "golden case elf_x64_l4",
+      ours: igvmgen(
+        "--quiet",
+        "-o",
+        out,
+        "-sign_key",
+        `${FX}/test-key.pem`,
+        "-sign_deterministic",
+        "true",
+        "-kernel",
+        `${FX}/test_elf`,
+        "-append",
+        "x",
+        "-boot_mode",
+        "x64",
+        "-vtl",
+        "2",
+        "-inform",
+        "elf",
+        "-pgtable_level",
+        "4",
+        "-acpi_dir",
+        `${SHARED}reference/igvm-tooling/acpi/acpi.zip`,
+      ),
+      goal: 0.2,
+    },
+  ];
+  if (LARGE) {
+    const initrd1g = `${dir}/initrd-1g.bin`;
+    await writeRandomFile(initrd1g, 1 << 30);
+    rows.push({
+      work: "1 GiB initrd",
+      ours: igvmgen("--quiet", "-o", out, "-kernel", kernel, "-rdinit", initrd1g),
+      reference: ["sha384sum", initrd1g],
+      referenceName: "sha384sum of the initrd",
+      goal: 1,
+      memory: true,
+    });
   }
-  file.close();
-  return path;
-}
 
-const FX = `${SHARED}fixtures`;
-const ACPI = `${SHARED}reference/igvm-tooling/acpi`;
-const igvmgen = (args: string[]) => [
-  Deno.execPath(),
-  "run",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run=iasl",
-  `${ROOT}main.ts`,
-  "--quiet",
-  "-sign_key",
-  `${FX}/test-key.pem`,
-  "-sign_deterministic",
-  "true",
-  ...args,
-];
-const out = `${Deno.env.get("TMPDIR") ?? "/tmp"}/igvmgen-bench.igvm`;
-const cases: { name: string; input: string; args: string[]; original?: string }[] = [
-  {
-    name: "deb_x86",
-    input: `${FX}/vmlinuz-6.1.0-56-amd64`,
-    args: [
-      "-o",
-      out,
-      "-kernel",
-      `${FX}/vmlinuz-6.1.0-56-amd64`,
-      "-append",
-      "console=ttyS0 panic=-1",
-      "-acpi_dir",
-      `${ACPI}/acpi.zip`,
-    ],
-    original: "1.02 s, ~190 MB",
-  },
-  {
-    name: "deb_clh_x64",
-    input: `${FX}/vmlinuz-6.1.0-56-amd64`,
-    args: [
-      "-o",
-      out,
-      "-kernel",
-      `${FX}/vmlinuz-6.1.0-56-amd64`,
-      "-boot_mode",
-      "x64",
-      "-vtl",
-      "0",
-      "-pvalidate_opt",
-      "0",
-      "-acpi_dir",
-      `${ACPI}/acpi-clh`,
-    ],
-    original: "1.78 s",
-  },
-  {
-    name: "elf_x64_l4",
-    input: `${FX}/test_elf`,
-    args: [
-      "-o",
-      out,
-      "-kernel",
-      `${FX}/test_elf`,
-      "-inform",
-      "elf",
-      "-boot_mode",
-      "x64",
-      "-pgtable_level",
-      "4",
-      "-append",
-      "x",
-      "-acpi_dir",
-      `${ACPI}/acpi.zip`,
-    ],
-    original: "4.93 s",
-  },
-];
-for (const size of QUICK ? [] : [256 << 20, 1 << 30]) {
-  const initrd = await initrdOf(size);
-  cases.push({
-    name: `initrd_${size >> 20}m`,
-    input: initrd,
-    args: ["-o", out, "-kernel", `${FX}/vmlinuz-6.1.0-56-amd64`, "-rdinit", initrd],
-    original: size === 256 << 20 ? "1.19 GB peak" : undefined,
-  });
+  // /proc files need --allow-all to read directly; grep reads it instead.
+  const cpu = await new Deno.Command("grep", { args: ["-m1", "model name", "/proc/cpuinfo"] })
+    .output()
+    .then((o) => new TextDecoder().decode(o.stdout).replace(/^.*:\s*/, "").trim() || "CPU?")
+    .catch(() => "CPU?");
+  console.log(`igvmgen bench: medians of ${PAIRS} pairs (igvmgen, then the reference)`);
+  console.log(
+    `machine: ${navigator.hardwareConcurrency} cores, ${cpu}, deno ${Deno.version.deno}, ` +
+      `load average ${Deno.loadavg().map((x) => x.toFixed(1)).join(" ")}`,
+  );
+  console.log("");
+  const table = [[
+    "work",
+    "igvmgen s (min-max)",
+    "reference",
+    "reference s",
+    "ratio",
+    "goal",
+    "met",
+  ]];
+  for (const row of rows) {
+    const r = await runRow(row);
+    const ratio = r.reference !== undefined ? r.ours / r.reference : undefined;
+    const met = ratio !== undefined ? ratio <= row.goal : r.ours <= row.goal;
+    table.push([
+      row.work + (row.memory && r.peakMb ? ` (peak ${r.peakMb.toFixed(0)} MB)` : ""),
+      `${r.ours.toFixed(3)} (${r.oursRange[0].toFixed(3)}-${r.oursRange[1].toFixed(3)})`,
+      row.referenceName ?? "-",
+      r.reference !== undefined ? r.reference.toFixed(3) : "-",
+      ratio !== undefined ? `${ratio.toFixed(2)}x` : "-",
+      ratio !== undefined ? `<= ${row.goal}x` : `<= ${row.goal} s`,
+      met ? "yes" : "no",
+    ]);
+  }
+  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd());
+  if (!GNU_TIME) console.log("(no /usr/bin/time: no peak memory figures)");
+} finally {
+  await Deno.remove(dir, { recursive: true });
 }
-
-console.log(`igvmgen bench: median of ${RUNS} runs (min-max); peak RSS is the highest of the runs`);
-console.log(
-  `machine: ${navigator.hardwareConcurrency} cores, deno ${Deno.version.deno}${
-    GNU_TIME ? "" : " (no GNU time: no memory figures)"
-  }`,
-);
-console.log("");
-const rows = [["case", "igvmgen s", "sha384sum s", "ratio", "MB/s", "peak MB", "original"]];
-for (const c of cases) {
-  const size = (await Deno.stat(c.input)).size;
-  const ours = await measure(igvmgen(c.args));
-  const floor = await measure(["sha384sum", c.input]);
-  const fmt = (t: { median: number; min: number; max: number }) =>
-    `${t.median.toFixed(2)} (${t.min.toFixed(2)}-${t.max.toFixed(2)})`;
-  rows.push([
-    c.name,
-    fmt(ours.time),
-    fmt(floor.time),
-    (ours.time.median / floor.time.median).toFixed(1) + "x",
-    (size / 1e6 / ours.time.median).toFixed(0),
-    ours.peakMb?.toFixed(0) ?? "-",
-    c.original ?? "",
-  ]);
-}
-const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-for (const r of rows) console.log(r.map((v, i) => v.padEnd(widths[i])).join("  "));
-await Deno.remove(out).catch(() => {});

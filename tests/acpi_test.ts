@@ -46,19 +46,19 @@ Deno.test("parsePagePickle() reads a hand-built pickle of pages", () => {
   assertEquals(pages.get(0x100000)![5], 2);
 });
 
-Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", () => {
-  assertThrows(
+Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", async () => {
+  await assertRejects(
     () => decodeLegacySnapshot(new TextEncoder().encode("not base64!")),
     SnapshotError,
     "base64",
   );
-  assertThrows(
+  await assertRejects(
     () => decodeLegacySnapshot(new TextEncoder().encode(btoa("hello world!"))),
     SnapshotError,
     "zlib",
   );
   const evil = deflateSync(new Uint8Array([0x80, 4, 0x63, 0x2e])); // GLOBAL opcode
-  assertThrows(
+  await assertRejects(
     () =>
       decodeLegacySnapshot(
         new TextEncoder().encode(btoa(String.fromCharCode(...new Uint8Array(evil)))),
@@ -66,7 +66,7 @@ Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", () => {
     SnapshotError,
     "unsupported pickle opcode",
   );
-  assertThrows(
+  await assertRejects(
     () => decodeLegacySnapshot(snapshotOf([[0xe0000, new Uint8Array(100)]])),
     SnapshotError,
     "one aligned page",
@@ -76,8 +76,8 @@ Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", () => {
 Deno.test({
   name: "decodeLegacySnapshot() reads the original's acpi.zip: RSDP at 0xe0000 and 33 more pages",
   ignore: !HAVE_SHARED,
-  fn() {
-    const pages = decodeLegacySnapshot(Deno.readFileSync(`${REFERENCE}acpi/acpi.zip`));
+  async fn() {
+    const pages = await decodeLegacySnapshot(Deno.readFileSync(`${REFERENCE}acpi/acpi.zip`));
     assertEquals(pages.size, 34);
     const rsdp = pages.get(0xe0000)!;
     assertEquals(new TextDecoder().decode(rsdp.subarray(0, 8)), "RSD PTR ");

@@ -283,9 +283,12 @@ withShared(
     assertEquals([...conf.familyId.subarray(0, 4)], [0x12, 0x16, 0x1a, 0x1b]);
     assertEquals([plain.guestSvn, conf.guestSvn], [2, 9]);
     assertEquals([plain.policy, conf.policy], [0x3001fn, 0xb001fn]);
-    assert(verifyIdBlock(conf.block, conf.r, conf.s, conf.x, conf.y), "config signature verifies");
     assert(
-      verifyIdBlock(plain.block, plain.r, plain.s, plain.x, plain.y),
+      await verifyIdBlock(conf.block, conf.r, conf.s, conf.x, conf.y),
+      "config signature verifies",
+    );
+    assert(
+      await verifyIdBlock(plain.block, plain.r, plain.s, plain.x, plain.y),
       "default signature verifies",
     );
   },
@@ -316,7 +319,7 @@ withShared(
     const ia = readIdBlock(Deno.readFileSync(`${dir}/a.igvm`));
     const ib = readIdBlock(Deno.readFileSync(`${dir}/b.igvm`));
     assert(sha256Hex(ia.x) !== sha256Hex(ib.x), "two fresh keys");
-    assert(verifyIdBlock(ia.block, ia.r, ia.s, ia.x, ia.y));
+    assert(await verifyIdBlock(ia.block, ia.r, ia.s, ia.x, ia.y));
   },
 );
 

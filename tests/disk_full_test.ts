@@ -58,7 +58,7 @@ class FullSink implements ByteSink {
   }
 }
 
-const sign = () => new Uint8Array(0x2b8 - 8);
+const sign = () => Promise.resolve(new Uint8Array(0x2b8 - 8));
 
 Deno.test("writeIgvm() reports a sink that fails mid-write, and leaves no write running", async () => {
   for (const delayMs of [0, 20]) {

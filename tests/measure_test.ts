@@ -1,5 +1,5 @@
-import { crc32 } from "node:zlib";
-import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { crc32 } from "../lib/bytes/crc32.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { toHex } from "../lib/bytes/le.ts";
 import {
   encodePageInfo,
@@ -29,7 +29,7 @@ import {
   parseTeiConfig,
 } from "../lib/measure/tei_config.ts";
 import { FIXTURES, HAVE_SHARED } from "./helpers.ts";
-import { generateKeyPairSync } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 
 // Known answers computed with Python's hashlib and zlib.
 const SHA384_ZERO_PAGE =
@@ -103,19 +103,50 @@ Deno.test("toLittleEndian72() and fromLittleEndian72() are inverse", () => {
   assertEquals([...fromLittleEndian72(le)], [...be]);
 });
 
-Deno.test("signIdBlock() is RFC 6979 deterministic and verifies; random mode differs", () => {
-  const key = keyFromScalar(Uint8Array.from({ length: 48 }, (_, i) => i + 3));
+Deno.test("signIdBlock() is RFC 6979 deterministic and verifies; random mode differs", async () => {
+  const key = await keyFromScalar(Uint8Array.from({ length: 48 }, (_, i) => i + 3));
   const block = encodeSnpIdBlock(new Uint8Array(48).fill(9), defaultIdBlockConfig());
-  const a = signIdBlock(block, key, true);
-  const b = signIdBlock(block, key, true);
+  const a = await signIdBlock(block, key, true);
+  const b = await signIdBlock(block, key, true);
   assertEquals(toHex(a.r) + toHex(a.s), toHex(b.r) + toHex(b.s));
-  assert(verifyIdBlock(block, a.r, a.s, key.x, key.y));
-  const c = signIdBlock(block, key, false);
+  assert(await verifyIdBlock(block, a.r, a.s, key.x, key.y));
+  const c = await signIdBlock(block, key, false);
   assert(toHex(c.r) !== toHex(a.r), "random nonces give another r");
-  assert(verifyIdBlock(block, c.r, c.s, key.x, key.y));
+  assert(await verifyIdBlock(block, c.r, c.s, key.x, key.y));
   const tampered = block.slice();
   tampered[80] ^= 1;
-  assertEquals(verifyIdBlock(tampered, a.r, a.s, key.x, key.y), false);
+  assertEquals(await verifyIdBlock(tampered, a.r, a.s, key.x, key.y), false);
+});
+
+Deno.test(
+  "signIdBlock() deterministic equals @noble/curves' RFC 6979 signature with lowS off",
+  async () => {
+    // noble is the independent reference: the original's -sign_deterministic signature is
+    // RFC 6979 with s left as it comes (high half of the time).
+    const { p384 } = await import("@noble/curves/nist");
+    let highS = 0;
+    for (let i = 0; i < 24; i++) {
+      const key = await keyFromScalar(Uint8Array.from({ length: 48 }, (_, j) => (i * 7 + j) | 1));
+      const block = encodeSnpIdBlock(new Uint8Array(48).fill(i), defaultIdBlockConfig());
+      const ours = await signIdBlock(block, key, true);
+      const ref = p384.sign(block, key.d, { lowS: false });
+      assertEquals(toHex(ours.r) + toHex(ours.s), toHex(ref), `key ${i}`);
+      if (ours.s[0] >= 0x80) highS++;
+      assert(await verifyIdBlock(block, ours.r, ours.s, key.x, key.y), `verifies, key ${i}`);
+    }
+    assert(highS > 0, "some signatures have a high s, and they verify");
+  },
+);
+
+Deno.test("verifyIdBlock() rejects s = 0, s >= n and a wrong public key", async () => {
+  const key = await keyFromScalar(Uint8Array.from({ length: 48 }, (_, i) => i + 3));
+  const other = await keyFromScalar(Uint8Array.from({ length: 48 }, (_, i) => i + 4));
+  const block = encodeSnpIdBlock(new Uint8Array(48).fill(9), defaultIdBlockConfig());
+  const { r, s } = await signIdBlock(block, key, true);
+  assertEquals(await verifyIdBlock(block, r, new Uint8Array(48), key.x, key.y), false);
+  assertEquals(await verifyIdBlock(block, r, new Uint8Array(48).fill(0xff), key.x, key.y), false);
+  assertEquals(await verifyIdBlock(block, r, s, other.x, other.y), false);
+  assertEquals(await verifyIdBlock(block, r, s, key.x, new Uint8Array(48)), false);
 });
 
 Deno.test("encodeSnpIdBlock() packs digest, ids, version, SVN and policy into 96 bytes", () => {
@@ -132,33 +163,67 @@ Deno.test("encodeSnpIdBlock() packs digest, ids, version, SVN and policy into 96
 Deno.test({
   name: "parseP384PrivateKeyPem() reads the SEC1 test key and its PKCS#8 form alike",
   ignore: !HAVE_SHARED,
-  fn() {
+  async fn() {
     const pem = Deno.readTextFileSync(`${FIXTURES}test-key.pem`);
-    const key = parseP384PrivateKeyPem(pem);
+    const key = await parseP384PrivateKeyPem(pem);
     assertEquals(key.d.length, 48);
-    assertEquals(toHex(keyFromScalar(key.d).x), toHex(key.x));
+    assertEquals(toHex((await keyFromScalar(key.d)).x), toHex(key.x));
+    const pkcs8 = createPrivateKey(pem).export({ format: "pem", type: "pkcs8" }).toString();
+    const again = await parseP384PrivateKeyPem(pkcs8);
+    assertEquals(
+      toHex(again.d) + toHex(again.x) + toHex(again.y),
+      toHex(key.d) + toHex(key.x) + toHex(key.y),
+    );
+    // openssl's JWK of the same key is the independent reference for the public point.
+    const jwk = createPrivateKey(pem).export({ format: "jwk" });
+    assertEquals(
+      btoa(String.fromCharCode(...key.y)).replace(/\+/g, "-").replace(/\//g, "_").replace(
+        /=+$/,
+        "",
+      ),
+      jwk.y,
+    );
   },
 });
 
-Deno.test("parseP384PrivateKeyPem() accepts PKCS#8 and rejects garbage, P-256 and RSA keys", () => {
+Deno.test("parseP384PrivateKeyPem() accepts PKCS#8 and rejects garbage, P-256 and RSA keys", async () => {
   const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
   const pkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
-  assertEquals(parseP384PrivateKeyPem(pkcs8).d.length, 48);
-  assertThrows(() => parseP384PrivateKeyPem("not a key"), KeyError, "not a PEM private key");
+  assertEquals((await parseP384PrivateKeyPem(pkcs8)).d.length, 48);
+  await assertRejects(() => parseP384PrivateKeyPem("not a key"), KeyError, "not a PEM private key");
   const p256 = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
     format: "pem",
     type: "sec1",
   });
-  assertThrows(() => parseP384PrivateKeyPem(p256.toString()), KeyError, "P-256");
+  await assertRejects(() => parseP384PrivateKeyPem(p256.toString()), KeyError, "P-256");
+  const p256pkcs8 = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+    format: "pem",
+    type: "pkcs8",
+  });
+  await assertRejects(() => parseP384PrivateKeyPem(p256pkcs8.toString()), KeyError, "P-256");
+  const encrypted = privateKey.export({
+    format: "pem",
+    type: "pkcs8",
+    cipher: "aes-256-cbc",
+    passphrase: "x",
+  });
+  await assertRejects(() => parseP384PrivateKeyPem(encrypted.toString()), KeyError, "encrypted");
   const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({
     format: "pem",
     type: "pkcs8",
   });
-  assertThrows(() => parseP384PrivateKeyPem(rsa.toString()), KeyError, "rsa");
+  await assertRejects(() => parseP384PrivateKeyPem(rsa.toString()), KeyError, "rsa");
+  const rsa1 = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({
+    format: "pem",
+    type: "pkcs1",
+  });
+  await assertRejects(() => parseP384PrivateKeyPem(rsa1.toString()), KeyError, "rsa");
 });
 
-Deno.test("generateP384Key() gives a fresh key each time", () => {
-  assert(toHex(generateP384Key().d) !== toHex(generateP384Key().d));
+Deno.test("generateP384Key() gives a fresh key each time", async () => {
+  const [a, b] = [await generateP384Key(), await generateP384Key()];
+  assert(toHex(a.d) !== toHex(b.d));
+  assertEquals(toHex((await keyFromScalar(a.d)).x), toHex(a.x));
 });
 
 Deno.test("parseTeiConfig() reads ids big-endian and builds the policy", () => {

@@ -3,7 +3,7 @@
  * directives, checking the structure the specification requires. It shares only the layout
  * declarations with the writer, so it can check the writer's output.
  */
-import { crc32 } from "node:zlib";
+import { crc32 } from "../bytes/crc32.ts";
 import { readScalar } from "../bytes/layout.ts";
 import { PAGE_SIZE } from "../bytes/le.ts";
 import {
@@ -25,7 +25,7 @@ export class IgvmFormatError extends Error {
 export function headerSectionChecksum(head: Uint8Array, end: number): number {
   const section = head.slice(0, end);
   new DataView(section.buffer).setUint32(IGVM_FIXED_HEADER.off.Checksum, 0, true);
-  return crc32(section) >>> 0;
+  return crc32(section);
 }
 
 /** One variable header: its type, offset, and its body's fields by name. */

@@ -263,11 +263,11 @@ export async function measureIgvm(file: FileAccess): Promise<Uint8Array> {
 }
 
 /** Decodes and checks the ID block against the digest and the policy. */
-function checkIdBlock(
+async function checkIdBlock(
   d: Directive,
   policy: bigint | undefined,
   problems: ProblemList,
-): IdBlockInfo {
+): Promise<IdBlockInfo> {
   const b = d.body;
   const o = IGVM_VHS_SNP_ID_BLOCK.off;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -291,7 +291,7 @@ function checkIdBlock(
   if (b.subarray(o.Reserved, o.Reserved + 3).some((x) => x !== 0)) {
     problems.push("ID block: reserved bytes are not zero");
   }
-  const valid = policy !== undefined && verifyIdBlock(block, r, s, x, y);
+  const valid = policy !== undefined && await verifyIdBlock(block, r, s, x, y);
   if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
   return {
     ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
@@ -376,7 +376,7 @@ export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
-    idBlock = checkIdBlock(idHeaders[0], policy, problems);
+    idBlock = await checkIdBlock(idHeaders[0], policy, problems);
     // A file laid out for KVM (VMSA at 0xFFFFFFFFF000) carries the digest of one host
     // configuration (vCPUs, CPU model), which only `verify --loader` can check.
     const forKvm = h.directives.some((d) =>

@@ -2,7 +2,7 @@
  * Output files written to a temporary file beside the target and renamed into place only
  * on success: a failure leaves no partial file and an existing output untouched.
  */
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join } from "./path.ts";
 import type { ByteSink } from "../write/igvm_writer.ts";
 import { readFullyAt } from "./file_reader.ts";
 import { makeRegisteredTempFile, registerTemp, removeTemp, unregisterTemp } from "./temp_files.ts";

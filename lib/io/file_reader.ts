@@ -5,8 +5,11 @@ import type { ByteReader } from "../layout/guest_image.ts";
 export const READ_CHUNK = 2 << 20;
 
 /**
- * Reads a file from `offset`, `length` bytes at most, in 2 MiB chunks: while one chunk is
- * consumed, the next is already being read.
+ * Reads a file from `offset`, `length` bytes at most. `read()` reads in 2 MiB chunks: while
+ * one chunk is consumed, the next is already being read. `readSync()` reads straight into
+ * the caller's buffer on this thread: for large reads (the writer reads whole batches) it
+ * saves a copy and the hand-offs to Deno's I/O threads, which cost the most when the
+ * machine's cores are busy hashing. A reader serves one kind of read only.
  */
 export async function openFileRange(
   path: string,
@@ -16,7 +19,7 @@ export async function openFileRange(
   const file = await Deno.open(path, { read: true });
   await file.seek(offset, Deno.SeekMode.Start);
   const size = Math.min(READ_CHUNK, Math.max(length, 1));
-  const spare: Uint8Array[] = [new Uint8Array(size), new Uint8Array(size)];
+  let spare: Uint8Array[] = [];
   let left = length; // bytes of the range not yet requested from the file
   const readChunk = (buf: Uint8Array): Promise<Uint8Array> => {
     const chunk = readInto(buf);
@@ -36,10 +39,30 @@ export async function openFileRange(
   };
   let current: Uint8Array = new Uint8Array(0);
   let at = 0;
-  let next: Promise<Uint8Array> | undefined = left > 0 ? readChunk(spare[0]) : undefined;
+  let next: Promise<Uint8Array> | undefined;
   let which = 0;
+  let mode: "async" | "sync" | undefined;
   return {
+    readSync(dst: Uint8Array): number {
+      if (mode === "async") throw new Error("readSync() on a reader already read with read()");
+      mode = "sync";
+      const want = Math.min(dst.length, left);
+      let got = 0;
+      while (got < want) {
+        const n = file.readSync(dst.subarray(got, want));
+        if (n === null) break;
+        got += n;
+      }
+      left -= got;
+      return got;
+    },
     async read(dst: Uint8Array): Promise<number> {
+      if (mode === "sync") throw new Error("read() on a reader already read with readSync()");
+      if (mode === undefined) {
+        mode = "async";
+        spare = [new Uint8Array(size), new Uint8Array(size)];
+        next = left > 0 ? readChunk(spare[0]) : undefined;
+      }
       let got = 0;
       while (got < dst.length) {
         if (at === current.length) {

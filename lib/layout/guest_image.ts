@@ -6,7 +6,7 @@ import type { SparseMemory } from "./sparse_memory.ts";
 export interface ByteReader {
   /** Fills `dst` from the input; returns how many bytes it got (less only at the end). */
   read(dst: Uint8Array): Promise<number>;
-  /** The same without waiting, for inputs already in memory. */
+  /** The same without waiting: bytes in memory, or a file read on this thread. */
   readSync?(dst: Uint8Array): number;
   close(): void;
 }

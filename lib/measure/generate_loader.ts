@@ -21,7 +21,7 @@ export async function signForLoader(
   loader: string | undefined,
   writtenDigest: Uint8Array,
   hasGuestInvalidPages: boolean,
-  signIdBlock: (digest: Uint8Array) => Uint8Array,
+  signIdBlock: (digest: Uint8Array) => Promise<Uint8Array>,
   policy: bigint,
   notice?: (message: string) => void,
 ): Promise<Uint8Array> {
@@ -43,7 +43,7 @@ export async function signForLoader(
     }
     if (name === DEFAULT_LOADER) return writtenDigest;
     const digest = await loaderDigest(name, file, headers);
-    await rewriteIdBlockInPlace(file, headers, signIdBlock(digest), sink);
+    await rewriteIdBlockInPlace(file, headers, await signIdBlock(digest), sink);
     return digest;
   }
 }

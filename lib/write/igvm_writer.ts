@@ -3,7 +3,7 @@
  * memory or an input stream, measures it, encodes its header and writes its data at its
  * final file offset. The headers go in last, at the start of the file.
  */
-import { crc32 } from "node:zlib";
+import { crc32 } from "../bytes/crc32.ts";
 import { isAllZero, PAGE_SIZE } from "../bytes/le.ts";
 import { emittedRuns, type Range } from "../layout/guest_allocator.ts";
 import type { ByteReader, GuestImage, StreamRegion } from "../layout/guest_image.ts";
@@ -15,6 +15,7 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
 } from "../igvm/defs.ts";
 import {
+  loadWasmRecordHasher,
   sha384,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
@@ -23,6 +24,8 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SnpLaunchDigest,
 } from "../measure/snp_digest.ts";
+import { PageHashPool } from "../measure/hash_pool.ts";
+import { createWasmSha384 } from "../measure/wasm_sha384.ts";
 
 /** Where the writer puts bytes: positioned writes into a seekable sink. */
 export interface ByteSink {
@@ -38,7 +41,7 @@ export interface WrittenImage {
 }
 
 /** Signs the ID block for the final digest: returns the IGVM_VHS_SNP_ID_BLOCK body. */
-export type IdBlockSigner = (launchDigest: Uint8Array) => Uint8Array;
+export type IdBlockSigner = (launchDigest: Uint8Array) => Promise<Uint8Array>;
 
 const FLUSH_BYTES = 4 << 20;
 
@@ -126,6 +129,43 @@ class RegionPager {
     return false;
   }
 
+  /**
+   * Reads up to `maxPages` pages from `gpa` in one read, when they all come from one region
+   * and none is generated. Returns how many pages it filled; 0 means the pages at `gpa` need
+   * `fill()` (a hole, a generated page, or no region there).
+   */
+  async fillPages(
+    gpa: number,
+    dst: Uint8Array,
+    maxPages: number,
+    isGenerated: (gpa: number) => boolean,
+  ): Promise<number> {
+    while (this.#index < this.regions.length) {
+      const r = this.regions[this.#index];
+      if (gpa < r.gpa + r.length) break;
+      this.#reader?.close();
+      this.#reader = undefined;
+      this.#index++;
+    }
+    const r = this.regions[this.#index];
+    if (!r || gpa < r.gpa || (!this.#reader && gpa !== r.gpa)) return 0;
+    const end = r.gpa + r.length;
+    let pages = 0;
+    while (
+      pages < maxPages && gpa + pages * PAGE_SIZE < end && !isGenerated(gpa + pages * PAGE_SIZE)
+    ) pages++;
+    if (pages === 0) return 0;
+    this.#reader ??= await r.open();
+    const length = Math.min(pages * PAGE_SIZE, end - gpa);
+    dst.fill(0, length, pages * PAGE_SIZE);
+    const target = dst.subarray(0, length);
+    const got = this.#reader.readSync
+      ? this.#reader.readSync(target)
+      : await this.#reader.read(target);
+    if (got !== length) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
+    return pages;
+  }
+
   #read(r: StreamRegion, page: Uint8Array, n: number): boolean | Promise<boolean> {
     const check = (got: number) => {
       if (got !== n) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
@@ -145,29 +185,145 @@ function inRanges(gpa: number, ranges: readonly Range[]): boolean {
   return ranges.some((r) => r.start <= gpa && gpa < r.end);
 }
 
-/**
- * Pages assembled and hashed together (512 KiB), hashed in parallel by WebCrypto. Larger
- * batches keep more promises alive across awaits and grow V8's young generation.
- */
-const BATCH_PAGES = 128;
-
-/** A batch of assembled pages and what each one is. */
+/** A batch of assembled pages, what each one is, and (once hashed) their digests. */
 interface Batch {
-  bytes: Uint8Array;
+  bytes: Uint8Array<ArrayBuffer>;
   gpas: Float64Array;
   kinds: Uint8Array;
+  /** 1 where the page's contents are measured (normal and VMSA pages). */
+  measured: Uint8Array<ArrayBuffer>;
   zero: Uint8Array;
+  /** SHA-384 of each measured non-zero page, 48 bytes per page. */
+  digests: Uint8Array;
   filled: number;
 }
 
-function newBatch(): Batch {
+function newBatch(pages: number): Batch {
   return {
-    bytes: new Uint8Array(BATCH_PAGES * PAGE_SIZE),
-    gpas: new Float64Array(BATCH_PAGES),
-    kinds: new Uint8Array(BATCH_PAGES),
-    zero: new Uint8Array(BATCH_PAGES),
+    bytes: new Uint8Array(pages * PAGE_SIZE),
+    gpas: new Float64Array(pages),
+    kinds: new Uint8Array(pages),
+    measured: new Uint8Array(pages),
+    zero: new Uint8Array(pages),
+    digests: new Uint8Array(pages * 48),
     filled: 0,
   };
+}
+
+/** How the page contents of batches are hashed. */
+interface BatchHasher {
+  /** Pages per batch. */
+  readonly batchPages: number;
+  /** Batches hashing at once, beyond the one being filled. */
+  readonly depth: number;
+  /** Sets `zero` and `digests` of the batch. */
+  hash(b: Batch): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Hashing on this thread's WebCrypto, 128 pages (512 KiB) at a time: no start-up cost, for
+ * small images. Larger batches keep more promises alive and grow V8's young generation.
+ */
+function mainThreadHasher(): BatchHasher {
+  const batchPages = 128;
+  return {
+    batchPages,
+    depth: 1,
+    async hash(b) {
+      const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
+      for (let i = 0; i < b.filled; i++) {
+        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+        b.zero[i] = isAllZero(page) ? 1 : 0;
+        if (b.measured[i] && !b.zero[i]) pending[i] = crypto.subtle.digest("SHA-384", page);
+      }
+      const digests = await Promise.all(pending);
+      for (let i = 0; i < b.filled; i++) {
+        const d = digests[i];
+        if (d) b.digests.set(new Uint8Array(d), i * 48);
+      }
+    },
+    close() {},
+  };
+}
+
+/**
+ * Hashing on this thread with hash-wasm's WebAssembly SHA-384, synchronously: faster than
+ * WebCrypto's per-page calls once the module is loaded (it is, for the page-info chain, when
+ * workers are used).
+ */
+async function wasmHasher(batchPages: number): Promise<BatchHasher> {
+  const h = await createWasmSha384();
+  return {
+    batchPages,
+    depth: 1,
+    hash(b) {
+      for (let i = 0; i < b.filled; i++) {
+        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+        b.zero[i] = isAllZero(page) ? 1 : 0;
+        if (b.measured[i] && !b.zero[i]) {
+          h.init();
+          h.update(page);
+          b.digests.set(h.digest("binary"), i * 48);
+        }
+      }
+      return Promise.resolve();
+    },
+    close() {},
+  };
+}
+
+/**
+ * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each batch's
+ * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
+ * so a worker never waits for the next one. Until the workers have started, batches are
+ * hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
+ */
+async function workerHasher(onlyWorkers: boolean): Promise<BatchHasher> {
+  const pool = new PageHashPool();
+  let meanwhile: BatchHasher;
+  try {
+    meanwhile = await wasmHasher(512);
+  } catch (e) {
+    pool.close();
+    throw e;
+  }
+  let started = onlyWorkers;
+  pool.ready.then(() => started = true, () => {});
+  return {
+    batchPages: 512,
+    depth: 2 * pool.size,
+    async hash(b) {
+      if (!started) return await meanwhile.hash(b);
+      const reply = await pool.hash(b.bytes.buffer, b.filled, b.measured);
+      b.bytes = new Uint8Array(reply.buffer);
+      b.zero = reply.zero;
+      b.digests = reply.digests;
+    },
+    close: () => pool.close(),
+  };
+}
+
+/**
+ * Where page contents are hashed by default, by the size of the streamed input: WebCrypto on
+ * this thread below 16 MiB (nothing to load), hash-wasm on this thread below 48 MiB (its
+ * ~10 ms load pays off, workers' start-up of 40+ ms does not), Workers from 48 MiB.
+ * Measured on 2 cores: a 32 MiB ELF page table and 64 and 128 MiB initrds.
+ */
+const WASM_MIN_BYTES = 16 << 20;
+const WORKER_MIN_BYTES = 48 << 20;
+
+/** Where page contents are hashed. */
+export type HashingMode = "auto" | "webcrypto" | "wasm" | "workers";
+
+/** Options of `writeIgvm`. */
+export interface WriteOptions {
+  /**
+   * `webcrypto`: this thread's WebCrypto; `wasm`: hash-wasm on this thread; `workers`: only
+   * in Workers; `auto` (default): by the streamed input's size (see WORKER_MIN_BYTES), with
+   * workers helped by this thread while they start.
+   */
+  hashing?: HashingMode;
 }
 
 /** How a page is emitted. */
@@ -182,8 +338,9 @@ const enum PageKind {
 
 /**
  * Writes `image` as an IGVM file into `sink` and returns its launch digest. Pages are
- * assembled in batches; the contents of each batch are hashed in parallel (WebCrypto
- * SHA-384), then headers, the page-info chain and data are produced in GPA order.
+ * assembled in batches; the contents of each batch are hashed (in Workers, or on this
+ * thread for smaller images: see WriteOptions), then headers, the page-info chain and data
+ * are produced in GPA order.
  */
 export async function writeIgvm(
   image: GuestImage,
@@ -191,6 +348,7 @@ export async function writeIgvm(
   signIdBlock: IdBlockSigner,
   policy: bigint,
   onProgress?: (pagesDone: number, pageCount: number) => void,
+  options: WriteOptions = {},
 ): Promise<WrittenImage> {
   for (const r of image.regions) {
     if (r.gpa % PAGE_SIZE !== 0) throw new Error(`region ${r.name} is not page aligned`);
@@ -210,7 +368,19 @@ export async function writeIgvm(
   const headers = new HeaderSectionBuilder(headerSize);
   headers.supportedPlatform(image.highestVtl);
   headers.snpPolicy(policy);
-  const digest = new SnpLaunchDigest();
+  const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
+  let mode = options.hashing ?? "auto";
+  if (mode === "auto") {
+    mode = streamedBytes >= WORKER_MIN_BYTES
+      ? "workers"
+      : streamedBytes >= WASM_MIN_BYTES
+      ? "wasm"
+      : "webcrypto";
+  }
+  // With hash-wasm loaded, the page-info chain uses it too (see loadWasmRecordHasher).
+  const digest = new SnpLaunchDigest(
+    mode === "webcrypto" ? undefined : await loadWasmRecordHasher(),
+  );
   const data = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
   let dataPages = 0;
@@ -225,27 +395,14 @@ export async function writeIgvm(
     return inRanges(gpa, image.guestInvalid) ? PageKind.GuestInvalid : PageKind.Normal;
   };
 
-  /** Starts hashing the measured, non-zero pages of a batch (in parallel, off this thread). */
-  const startDigests = (b: Batch): Promise<(ArrayBuffer | undefined)[]> => {
-    const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
-    for (let i = 0; i < b.filled; i++) {
-      const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-      b.zero[i] = isAllZero(page) ? 1 : 0;
-      const measured = b.kinds[i] === PageKind.Normal || b.kinds[i] === PageKind.Vmsa;
-      if (measured && !b.zero[i]) {
-        pending[i] = crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>);
-      }
-    }
-    return Promise.all(pending);
-  };
-
   /** Emits a hashed batch in order: headers, the page-info chain, data. */
-  const emit = async (b: Batch, digests: (ArrayBuffer | undefined)[]) => {
+  const emit = async (b: Batch) => {
     for (let i = 0; i < b.filled; i++) {
       const gpa = b.gpas[i];
       const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-      const d = digests[i];
-      const contents = d ? new Uint8Array(d) : ZERO_PAGE_DIGEST;
+      const contents = b.measured[i] && !b.zero[i]
+        ? b.digests.subarray(i * 48, (i + 1) * 48)
+        : ZERO_PAGE_DIGEST;
       let wait: Promise<void> | undefined;
       switch (b.kinds[i]) {
         case PageKind.Vmsa:
@@ -285,17 +442,27 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  // Two batches: while one is being hashed, the next is filled.
-  const batches = [newBatch(), newBatch()];
-  let current = 0;
-  let inFlight: { batch: Batch; digests: Promise<(ArrayBuffer | undefined)[]> } | undefined;
-  const rotate = async () => {
-    const b = batches[current];
-    const digests = startDigests(b);
-    digests.catch(() => {}); // awaited below or in the next rotation
-    if (inFlight) await emit(inFlight.batch, await inFlight.digests);
-    inFlight = { batch: b, digests };
-    current ^= 1;
+  const hasher = mode === "workers"
+    ? await workerHasher(options.hashing === "workers")
+    : mode === "wasm"
+    ? await wasmHasher(512)
+    : mainThreadHasher();
+  // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
+  const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
+  const spare: Batch[] = [];
+  let current = newBatch(hasher.batchPages);
+  const emitOldest = async () => {
+    const { batch, hashed } = inFlight.shift()!;
+    await hashed;
+    await emit(batch);
+    spare.push(batch);
+  };
+  const submit = async () => {
+    const hashed = hasher.hash(current);
+    hashed.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
+    inFlight.push({ batch: current, hashed });
+    current = spare.pop() ?? newBatch(hasher.batchPages);
+    while (inFlight.length > hasher.depth) await emitOldest();
   };
   if (kvmOrder) {
     headers.parameterPage(image.paramPage);
@@ -303,28 +470,44 @@ export async function writeIgvm(
     pagesDone++;
   }
   try {
+    const isGenerated = (gpa: number) => image.memory.page(gpa) !== undefined;
     for (const run of runs) {
-      for (let gpa = run.start; gpa < run.end; gpa += PAGE_SIZE) {
-        if (kvmOrder && gpa === image.paramPage) continue;
-        const b = batches[current];
-        const page = b.bytes.subarray(b.filled * PAGE_SIZE, (b.filled + 1) * PAGE_SIZE);
-        page.fill(0);
-        const filling = pager.fill(gpa, page);
-        const streamed = typeof filling === "boolean" ? filling : await filling;
-        const generated = image.memory.page(gpa);
-        if (generated) {
-          if (streamed) {
-            throw new Error(`page 0x${gpa.toString(16)} is both generated and streamed`);
-          }
-          page.set(generated);
+      for (let gpa = run.start; gpa < run.end;) {
+        if (kvmOrder && gpa === image.paramPage) {
+          gpa += PAGE_SIZE; // written first, above
+          continue;
         }
-        b.gpas[b.filled] = gpa;
-        b.kinds[b.filled] = kindOf(gpa);
-        if (++b.filled === BATCH_PAGES) await rotate();
+        const b = current;
+        const at = b.filled * PAGE_SIZE;
+        const room = Math.min(hasher.batchPages - b.filled, (run.end - gpa) / PAGE_SIZE);
+        // Streamed pages are read in one go; the others page by page.
+        let pages = await pager.fillPages(gpa, b.bytes.subarray(at), room, isGenerated);
+        if (pages === 0) {
+          pages = 1;
+          const page = b.bytes.subarray(at, at + PAGE_SIZE);
+          page.fill(0);
+          const filling = pager.fill(gpa, page);
+          const streamed = typeof filling === "boolean" ? filling : await filling;
+          const generated = image.memory.page(gpa);
+          if (generated) {
+            if (streamed) {
+              throw new Error(`page 0x${gpa.toString(16)} is both generated and streamed`);
+            }
+            page.set(generated);
+          }
+        }
+        for (let i = 0; i < pages; i++, gpa += PAGE_SIZE) {
+          const kind = kindOf(gpa);
+          b.gpas[b.filled] = gpa;
+          b.kinds[b.filled] = kind;
+          b.measured[b.filled] = kind === PageKind.Normal || kind === PageKind.Vmsa ? 1 : 0;
+          b.filled++;
+        }
+        if (b.filled === hasher.batchPages) await submit();
       }
     }
-    if (batches[current].filled > 0) await rotate();
-    if (inFlight) await emit(inFlight.batch, await inFlight.digests);
+    if (current.filled > 0) await submit();
+    while (inFlight.length > 0) await emitOldest();
     if (kvmOrder) {
       // KVM measures the VMSA after every page: its VP context is the last directive.
       const vmsa = image.memory.page(image.vmsaPage);
@@ -340,13 +523,14 @@ export async function writeIgvm(
     await data.settle();
     throw e;
   } finally {
+    hasher.close();
     pager.close();
   }
   const launchDigest = digest.value;
-  headers.snpIdBlock(signIdBlock(launchDigest));
+  headers.snpIdBlock(await signIdBlock(launchDigest));
   const totalSize = headerSize + PAGE_SIZE * dataPages;
   if (totalSize > 0xffff_ffff) throw new Error("the image is larger than the 4 GiB IGVM limit");
-  await sink.writeAt(0, headers.finish(totalSize, (b) => crc32(b) >>> 0));
+  await sink.writeAt(0, headers.finish(totalSize, crc32));
   return { launchDigest, totalSize, pageCount, dataPages };
 }
 

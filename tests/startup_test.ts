@@ -1,0 +1,229 @@
+/**
+ * Start-up cost: nothing on the default path of main.ts (generation, -h, -d, inspect, verify,
+ * measure, and the hashing worker) may load Deno's Node-compatibility layer, whose first load
+ * costs 10-30 ms. Two checks: the static graph from `deno info --json`, with npm packages on
+ * the path scanned for Node built-ins (fflate, for one, picks its Node build under Deno and
+ * pulls in worker_threads); and the scripts V8 actually loads in every isolate when the CLI
+ * runs, which also catches CommonJS packages and lazy Node globals such as `Buffer`.
+ */
+import { builtinModules } from "node:module";
+import { assert, assertEquals } from "./assert.ts";
+import { makeBzImage, pseudoRandomBytes } from "../scripts/fixtures.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const CONFIG = new URL("deno.json", ROOT).pathname;
+
+interface InfoDependency {
+  specifier: string;
+  code?: { specifier: string };
+  isDynamic?: boolean;
+}
+interface InfoModule {
+  specifier: string;
+  kind?: string;
+  npmPackage?: string;
+  dependencies?: InfoDependency[];
+}
+interface Info {
+  modules: InfoModule[];
+  redirects: Record<string, string>;
+  npmPackages: Record<string, { dependencies: string[]; localPath?: string }>;
+}
+
+async function denoInfo(entry: string): Promise<Info> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--config", CONFIG, entry],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+const BUILTINS = new Set(builtinModules.map((m) => m.replace(/^node:/, "")));
+const REQUIRE_OR_IMPORT =
+  /(?:require\s*\(\s*|\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["']((?:node:)?[a-z_]+(?:\/[a-z_]+)?)["']/g;
+
+/** Node built-ins named by `require`/`import` anywhere in an npm package's JavaScript. */
+async function nodeBuiltinsIn(dir: string): Promise<string[]> {
+  const found = new Set<string>();
+  const walk = async (path: string) => {
+    for await (const e of Deno.readDir(path)) {
+      const p = `${path}/${e.name}`;
+      if (e.isDirectory && e.name !== "node_modules") await walk(p);
+      else if (e.isFile && /\.(c|m)?js$/.test(e.name)) {
+        for (const m of (await Deno.readTextFile(p)).matchAll(REQUIRE_OR_IMPORT)) {
+          const name = m[1].replace(/^node:/, "");
+          if (m[1].startsWith("node:") || BUILTINS.has(name)) found.add(m[1]);
+        }
+      }
+    }
+  };
+  await walk(dir);
+  return [...found].sort();
+}
+
+/**
+ * What loads the Node-compatibility layer from `entries`, following static imports and the
+ * dynamic imports of the entries themselves (main.ts loads each mode that way); other dynamic
+ * imports are first-use loads (zip, legacy snapshot, random-nonce signing) and are skipped.
+ */
+async function nodeLoadsFrom(entries: string[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const entry of entries) {
+    const info = await denoInfo(entry);
+    const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
+    const root = new URL(entry, ROOT).href;
+    const seen = new Set<string>();
+    const npm = new Set<string>();
+    const visit = (specifier: string, from: string) => {
+      specifier = info.redirects[specifier] ?? specifier;
+      if (seen.has(specifier)) return;
+      seen.add(specifier);
+      if (specifier.startsWith("node:")) {
+        problems.push(`${from} imports ${specifier}`);
+        return;
+      }
+      const m = bySpecifier.get(specifier);
+      if (m?.npmPackage) npm.add(m.npmPackage);
+      for (const d of m?.dependencies ?? []) {
+        if (d.code && (!d.isDynamic || specifier === root)) visit(d.code.specifier, specifier);
+      }
+    };
+    visit(root, root);
+    const packages = [...npm];
+    for (let i = 0; i < packages.length; i++) {
+      const pkg = info.npmPackages[packages[i]];
+      for (const dep of pkg?.dependencies ?? []) if (!packages.includes(dep)) packages.push(dep);
+      if (!pkg?.localPath) {
+        problems.push(`npm package ${packages[i]} is not in the cache to scan`);
+        continue;
+      }
+      for (const b of await nodeBuiltinsIn(pkg.localPath)) {
+        problems.push(`npm package ${packages[i]} (from ${entry}) uses ${b}`);
+      }
+    }
+  }
+  return problems;
+}
+
+Deno.test("main.ts's default path, and the hashing worker, load no Node-compatibility module", async () => {
+  const problems = await nodeLoadsFrom(["main.ts", "lib/measure/hash_worker.ts"]);
+  assertEquals(problems, []);
+});
+
+Deno.test("the start-up check finds a node: import and an npm package that uses Node", async () => {
+  const dir = await Deno.makeTempDir({ dir: ROOT.pathname, prefix: ".startup-test-" });
+  try {
+    const name = dir.slice(ROOT.pathname.length);
+    await Deno.writeTextFile(`${dir}/a.ts`, 'import "./b.ts";\nexport const x = 1;\n');
+    await Deno.writeTextFile(
+      `${dir}/b.ts`,
+      'import { join } from "node:path";\nexport { join };\n',
+    );
+    await Deno.writeTextFile(
+      `${dir}/c.ts`,
+      'import { unzipSync } from "fflate";\nexport { unzipSync };\n',
+    );
+    await Deno.writeTextFile(`${dir}/d.ts`, 'export const f = () => import("fflate");\n');
+    await Deno.writeTextFile(`${dir}/e.ts`, 'import { f } from "./d.ts";\nexport { f };\n');
+    const direct = await nodeLoadsFrom([`${name}/a.ts`]);
+    assert(direct.some((p) => p.includes("imports node:path")), direct.join("\n"));
+    const viaNpm = await nodeLoadsFrom([`${name}/c.ts`]);
+    assert(
+      viaNpm.some((p) => p.includes("fflate") && p.includes("worker_threads")),
+      viaNpm.join("\n"),
+    );
+    assertEquals(await nodeLoadsFrom([`${name}/e.ts`]), [], "a first-use import is allowed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Scripts of Deno's Node layer that every Deno process loads, even a one-line script. */
+const ALWAYS_LOADED = new Set(["ext:deno_node/02_register_cloneable.js"]);
+
+/**
+ * Runs igvmgen with `args` in `dir` (with `deno task igvmgen`'s permissions) while V8 logs
+ * each isolate's scripts; returns the Node-layer scripts each isolate loaded, and how many
+ * isolates ran (workers have their own).
+ */
+async function nodeScriptsLoadedBy(dir: string, args: string[]) {
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.name.endsWith("-v8.log")) Deno.removeSync(`${dir}/${e.name}`);
+  }
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-run=iasl",
+      "--v8-flags=--log-function-events,--logfile=v8.log",
+      new URL("main.ts", ROOT).pathname,
+      ...args,
+    ],
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert(out.success, `igvmgen ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  const loaded: string[] = [];
+  let isolates = 0;
+  for (const e of Deno.readDirSync(dir)) {
+    if (!e.name.endsWith("-v8.log")) continue;
+    isolates++;
+    for (const line of Deno.readTextFileSync(`${dir}/${e.name}`).split("\n")) {
+      const m = line.match(/^script-details,\d+,([^,]*),/);
+      if (!m || ALWAYS_LOADED.has(m[1])) continue;
+      if (m[1].startsWith("node:") || m[1].startsWith("ext:deno_node/")) loaded.push(m[1]);
+    }
+  }
+  return { loaded: [...new Set(loaded)], isolates };
+}
+
+Deno.test("igvmgen -h, a generation with hashing workers, -d, inspect, verify and measure load no Node module", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
+  try {
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    // 50 MiB of initrd: above the size from which pages are hashed in workers.
+    Deno.writeFileSync(`${dir}/initrd`, pseudoRandomBytes(50 << 20, 5));
+    const runs: [string, string[]][] = [
+      ["-h", ["-h"]],
+      ["generation", ["-o", "o.igvm", "-kernel", "k", "-rdinit", "initrd", "--quiet"]],
+      ["-d", ["-d", "o.igvm"]],
+      ["inspect", ["inspect", "o.igvm"]],
+      ["verify", ["verify", "o.igvm"]],
+      ["measure", ["measure", "o.igvm"]],
+    ];
+    for (const [name, args] of runs) {
+      const { loaded, isolates } = await nodeScriptsLoadedBy(dir, args);
+      assertEquals(loaded, [], `${name} loaded Node-layer scripts`);
+      if (name === "generation") assert(isolates >= 2, `${isolates} isolate(s): no worker ran`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the loaded-scripts check sees the Node layer when a script loads it", async () => {
+  // The same log reading, on a run that loads node:path: guards against a check that passes
+  // because V8 logged nothing.
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/p.ts`,
+      'import { join } from "node:path";\nconsole.log(join("a", "b"));\n',
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--v8-flags=--log-function-events,--logfile=v8.log", "p.ts"],
+      cwd: dir,
+      stdout: "null",
+    }).output();
+    assert(out.success);
+    const logs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith("-v8.log"));
+    const text = logs.map((e) => Deno.readTextFileSync(`${dir}/${e.name}`)).join("\n");
+    assert(/^script-details,\d+,node:path,/m.test(text), "node:path appears in the log");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
