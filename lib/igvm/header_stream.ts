@@ -3,7 +3,7 @@
  * the headers actually found, not the size the fixed header claims: a hostile file may claim
  * a 4 GiB section of zeros. Reading stops at the first header that cannot be valid.
  */
-import { crc32 } from "node:zlib";
+import { crc32 } from "../bytes/crc32.ts";
 import { IGVM_FIXED_HEADER } from "./defs.ts";
 import {
   DirectiveCollector,
