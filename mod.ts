@@ -65,6 +65,7 @@ export type {
   KernelFormat,
 } from "./lib/generate_request.ts";
 export type { Input, NamedStream } from "./lib/io/input_source.ts";
+export type { Target } from "./lib/target.ts";
 export type {
   IgvmFileRequest,
   InspectRequest,

@@ -32,6 +32,10 @@ import { KVM_VMSA_GPA, kvmTargetVmsa } from "./x86/kvm_vmsa.ts";
 
 /** The `-target` values. */
 export const TARGETS = ["hyperv", "qemu-kvm", "ch-kvm"] as const;
+/**
+ * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud
+ * Hypervisor on Linux KVM.
+ */
 export type Target = typeof TARGETS[number];
 
 /** A KVM target: its loader and the host configuration its digest is for. */
