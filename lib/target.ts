@@ -30,13 +30,14 @@ import { KVM_LOADERS, type KvmLoaderName, launchDigestOf } from "./measure/kvm_l
 import type { HostConfig } from "./measure/launch_update.ts";
 import { KVM_VMSA_GPA, kvmTargetVmsa } from "./x86/kvm_vmsa.ts";
 
-/** The `-target` values. */
-export const TARGETS = ["hyperv", "qemu-kvm", "ch-kvm"] as const;
 /**
  * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud
  * Hypervisor on Linux KVM.
  */
-export type Target = typeof TARGETS[number];
+export type Target = "hyperv" | "qemu-kvm" | "ch-kvm";
+
+/** The `-target` values. */
+export const TARGETS: readonly Target[] = ["hyperv", "qemu-kvm", "ch-kvm"];
 
 /** A KVM target: its loader and the host configuration its digest is for. */
 export interface KvmTarget {
