@@ -38,16 +38,12 @@ import {
 import {
   DR7_RESET,
   KVM_VMSA_GPA,
+  OPENVMM_SYSTEM_REGISTERS,
   SEV_ES_SAVE_AREA_EXTRA,
   SEV_FEATURE_DEBUG_SWAP,
 } from "../x86/kvm_vmsa.ts";
-import {
-  KVM_LOADERS,
-  type KvmLoaderName,
-  launchDigestOf,
-  LoaderRefusal,
-} from "../measure/kvm_loaders.ts";
-import type { HostConfig } from "../measure/launch_update.ts";
+import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
+import { type HostConfig, launchDigestOf } from "../measure/launch_update.ts";
 
 /** The loaders `verify --loader` checks. */
 export const LAUNCH_CHECK_LOADERS = ["qemu-kvm", "ch-kvm", "openvmm-kvm"] as const;
@@ -120,22 +116,11 @@ function qemuAllowedFields(): [number, number][] {
 function openvmmAllowedFields(): [number, number][] {
   const o = VMCB_SAVE_AREA.off;
   const x = SEV_ES_SAVE_AREA_EXTRA;
-  const u64s = [
-    "cr2",
-    "star",
-    "lstar",
-    "cstar",
-    "sfmask",
-    "kernel_gs_base",
-    "sysenter_cs",
-    "sysenter_esp",
-    "sysenter_eip",
-  ] as const;
   return [
     ...qemuAllowedFields(),
     [x.xss, 8],
     [x.dr0, 32],
-    ...u64s.map((n) => [o[n], 8] as [number, number]),
+    ...OPENVMM_SYSTEM_REGISTERS.map((n) => [o[n], 8] as [number, number]),
     [o.spec_ctrl, 4],
     [x.tscAux, 4],
     [x.x87Dp, 8],
