@@ -172,16 +172,6 @@ export function assertStructurallySound(file: FileAccess, h: IgvmFile): void {
   );
 }
 
-/**
- * The launch digest of a file, recomputed from its directives, for `measure`. Refuses a file
- * with any structural problem rather than give a digest of what could be read.
- */
-export async function measureIgvm(file: FileAccess): Promise<Uint8Array> {
-  const h = await readHeaders(file);
-  assertStructurallySound(file, h);
-  return await computeLaunchDigest(file, h);
-}
-
 /** Decodes and checks the ID block against the digest and the policy. */
 async function checkIdBlock(
   d: Directive,

@@ -43,6 +43,7 @@ export { launchDigestOf } from "./launch_update.ts";
 
 /** A loader cannot take the file (the loader would fail or crash on it). */
 export class LoaderRefusal extends Error {
+  /** The class name, for messages and logs. */
   override name = "LoaderRefusal";
 }
 
