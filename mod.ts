@@ -76,11 +76,13 @@ import {
   type MeasureLogRequest,
   type MeasureRequest,
   type MeasureResult,
+  signIgvm,
+  type SignRequest,
+  type SignResult,
   verifyIgvmFile,
 } from "./lib/file_operations.ts";
 import type { InspectReport } from "./lib/igvm/inspect.ts";
 import type { VerifyReport } from "./lib/igvm/verify.ts";
-import { signIgvm, type SignRequest, type SignResult } from "./lib/sign_operation.ts";
 
 export type { GenerateResult } from "./lib/generate.ts";
 export type {
@@ -102,13 +104,15 @@ export type {
   MeasureLogRequest,
   MeasureRequest,
   MeasureResult,
+  SignRequest,
+  SignResult,
 } from "./lib/file_operations.ts";
 export { LOADER_NAMES } from "./lib/file_operations.ts";
 export type { HostConfig } from "./lib/measure/launch_update.ts";
 export { CPU_SIGNATURES } from "./lib/x86/kvm_vmsa.ts";
 export type { PartChanges } from "./lib/measure/launch_diff.ts";
 export type { LaunchLogEntryJson } from "./lib/measure/launch_log.ts";
-export type { SignRequest, SignResult } from "./lib/sign_operation.ts";
+
 export type { IdBlockInfo, VerifyReport } from "./lib/igvm/verify.ts";
 export type { InspectReport, PageKind, PageRange } from "./lib/igvm/inspect.ts";
 export { InputError, UsageError } from "./lib/errors.ts";

@@ -32,6 +32,7 @@ import { walkAcpiTables } from "../../acpi/walk.ts";
 import { loaderSignedFor } from "../measure/loaders.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
 import { launchDigestOf } from "../measure/launch_update.ts";
+import { directiveGpa } from "../measure/directives.ts";
 
 export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -81,10 +82,6 @@ export interface VerifyReport {
   idBlock?: IdBlockInfo;
   /** The ACPI tables found from the RSDP, as `SIGNATURE@0xGPA`. */
   acpiTables: string[];
-}
-
-function directiveGpa(d: Directive): number {
-  return Number(d.fields.GPA ?? 0n);
 }
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);

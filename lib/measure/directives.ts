@@ -22,13 +22,18 @@ import {
   SNP_PAGE_TYPE_ZERO,
 } from "./snp_digest.ts";
 
-/** The compatibility mask of the file's SEV-SNP platform, or undefined when it has none. */
-export function findSnpCompatibilityMask(headers: IgvmFile): number | undefined {
-  const p = headers.directives.find((d) =>
+/** The file's SEV-SNP SUPPORTED_PLATFORM header, if it has one. */
+export function findSnpPlatform(headers: IgvmFile): Directive | undefined {
+  return headers.directives.find((d) =>
     d.type === IGVM_VHT_SUPPORTED_PLATFORM &&
     Number(d.fields.PlatformType ?? 0n) === IGVM_PLATFORM_TYPE_SEV_SNP
   );
-  return p ? Number(p.fields.CompatibilityMask ?? 0n) : undefined;
+}
+
+/** The compatibility mask of the file's SEV-SNP platform, or undefined when it has none. */
+export function findSnpCompatibilityMask(headers: IgvmFile): number | undefined {
+  const p = findSnpPlatform(headers);
+  return p ? directiveMask(p) : undefined;
 }
 
 /** The SNP platform's compatibility mask; refuses a file without a SEV-SNP platform. */
@@ -45,9 +50,9 @@ export function directiveGpa(d: Directive): number {
   return Number(d.fields.GPA ?? 0n);
 }
 
-/** The compatibility mask of a directive (0 when it has none). */
-export function directiveMask(d: Directive): number {
-  return Number(d.fields.CompatibilityMask ?? 0n);
+/** The compatibility mask of a directive (0 when it has none, or for no directive). */
+export function directiveMask(d: Directive | undefined): number {
+  return Number(d?.fields.CompatibilityMask ?? 0n);
 }
 
 /**
