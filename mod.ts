@@ -1,6 +1,6 @@
 /**
  * igvmgen as a library: build IGVM images for AMD SEV-SNP guests, and measure, verify,
- * inspect and dump any IGVM file. The `igvmgen` command is a thin layer over these
+ * inspect, dump, diff and sign any IGVM file. The `igvmgen` command is a thin layer over these
  * functions, so a request here gives the same bytes as the same options on the command line.
  *
  * Requests are plain objects with camelCase fields; every generation option of the original
@@ -32,11 +32,30 @@
  * if (!report.ok) throw new Error(report.problems.join("; "));
  * ```
  *
- * @example Measure an existing file
+ * @example Measure an existing file, for Hyper-V and for QEMU on KVM with 4 vCPUs
  * ```ts ignore
- * import { measure } from "@igvmgen/igvmgen";
+ * import { CPU_SIGNATURES, measure } from "@igvmgen/igvmgen";
  *
  * const { launchDigest } = await measure({ file: "guest.igvm" });
+ * const kvm = await measure({
+ *   file: "guest.igvm",
+ *   loader: "qemu-kvm",
+ *   host: { vcpus: 4, cpuSignature: CPU_SIGNATURES.genoa },
+ * });
+ * ```
+ *
+ * @example Sign a file offline: the payload to an HSM, then its signature back in
+ * ```ts ignore
+ * import { sign } from "@igvmgen/igvmgen";
+ *
+ * await sign({ file: "guest.igvm", payloadOut: "id-block.bin" });
+ * // ... the HSM signs id-block.bin (ECDSA P-384, SHA-384) into id-block.sig ...
+ * await sign({
+ *   file: "guest.igvm",
+ *   output: "guest-signed.igvm",
+ *   idSignature: "id-block.sig",
+ *   idPublicKey: "id-key.pub.pem",
+ * });
  * ```
  *
  * @module
@@ -44,13 +63,22 @@
 import { generateIgvm, type GenerateResult } from "./lib/generate.ts";
 import type { GenerateRequest } from "./lib/generate_request.ts";
 import {
+  diffIgvmFiles,
+  type DiffRequest,
+  type DiffResult,
   dumpIgvmFileText,
   type IgvmFileRequest,
   inspectIgvmFile,
   type InspectRequest,
   measureIgvmFile,
+  measureIgvmLog,
+  type MeasureLogEntry,
+  type MeasureLogRequest,
   type MeasureRequest,
   type MeasureResult,
+  signIgvm,
+  type SignRequest,
+  type SignResult,
   verifyIgvmFile,
 } from "./lib/file_operations.ts";
 import type { InspectReport } from "./lib/igvm/inspect.ts";
@@ -63,15 +91,29 @@ export type {
   CpuVendor,
   GenerateRequest,
   KernelFormat,
+  TargetName,
 } from "./lib/generate_request.ts";
 export type { Input, NamedStream } from "./lib/io/input_source.ts";
 export type { Target } from "./lib/target.ts";
 export type {
+  DiffRequest,
+  DiffResult,
   IgvmFileRequest,
   InspectRequest,
+  LoaderChoice,
+  MeasureLogEntry,
+  MeasureLogRequest,
   MeasureRequest,
   MeasureResult,
+  SignRequest,
+  SignResult,
 } from "./lib/file_operations.ts";
+export { LOADER_NAMES } from "./lib/file_operations.ts";
+export type { HostConfig } from "./lib/measure/launch_update.ts";
+export { CPU_SIGNATURES } from "./lib/x86/kvm_vmsa.ts";
+export type { PartChanges } from "./lib/measure/launch_diff.ts";
+export type { LaunchLogEntryJson } from "./lib/measure/launch_log.ts";
+
 export type { IdBlockInfo, VerifyReport } from "./lib/igvm/verify.ts";
 export type { InspectReport, PageKind, PageRange } from "./lib/igvm/inspect.ts";
 export { InputError, UsageError } from "./lib/errors.ts";
@@ -80,6 +122,7 @@ export { KeyError } from "./lib/measure/signing_key.ts";
 export { ConfigError } from "./lib/measure/tei_config.ts";
 export { AcpiError } from "./acpi/acpi_image.ts";
 export { SnapshotError } from "./acpi/legacy_snapshot.ts";
+export { LoaderRefusal } from "./lib/measure/kvm_loaders.ts";
 
 /** How a caller follows a generation. */
 export interface GenerateOptions {
@@ -131,14 +174,85 @@ export function generate(
 
 /**
  * Recomputes the SNP launch digest of an IGVM file from its directives, as the PSP computes
- * it, and gives the measurement JSON the original igvmgen writes.
+ * it when the host's loader (`loader`, default `"hyperv"`) launches it, and gives the
+ * measurement JSON the original igvmgen writes. Under the KVM loaders the digest depends on
+ * the host: one VMSA per vCPU, each AP's holding the CPU signature (`host`).
  *
- * @param request The file, and optionally the guest SVN and a path for the JSON.
- * @returns The launch digest (96 hex digits) and the measurement JSON.
- * @throws {InputError} The file cannot be read or is not a well-formed IGVM file.
+ * @param request The file; optionally the loader and host, the guest SVN and a path for
+ *   the JSON.
+ * @returns The launch digest (96 hex digits), the loader and the measurement JSON.
+ * @throws {UsageError} `loader`, `host` or `svn` has a bad value.
+ * @throws {InputError} The file cannot be read, is not a well-formed IGVM file, or the
+ *   loader cannot take it (a {@link LoaderRefusal} as `cause`).
  */
 export function measure(request: MeasureRequest): Promise<MeasureResult> {
   return measureIgvmFile(request);
+}
+
+/**
+ * The launch log of an IGVM file: every launch update the loader issues, in the order the
+ * PSP measures them, with the page's part of the guest, its contents digest and the running
+ * launch digest. The last entry's `digest` is what {@link measure} gives. Entries are
+ * streamed, so memory stays small whatever the file's size; the file is closed when the
+ * iteration ends (also when the caller stops early).
+ *
+ * @example Print where each initrd page lands
+ * ```ts ignore
+ * for await (const e of measureLog({ file: "guest.igvm" })) {
+ *   if (e.part === "initrd") console.log(e.gpa.toString(16), e.contents);
+ * }
+ * ```
+ *
+ * @param request The file, and optionally the loader and host.
+ * @returns The entries, one per launch update.
+ * @throws {UsageError} `loader` or `host` has a bad value (on the first step).
+ * @throws {InputError} The file cannot be read, is not a well-formed IGVM file, or the
+ *   loader cannot take it.
+ */
+export function measureLog(request: MeasureLogRequest): AsyncGenerator<MeasureLogEntry> {
+  return measureIgvmLog(request);
+}
+
+/**
+ * Explains why the launch digests of two IGVM files differ: the first launch update where
+ * they part, and per part of the guest (kernel, initrd, ACPI tables, ...) the pages
+ * changed, added and removed. Each file can be measured under its own loader.
+ *
+ * @param request The two files, and optionally their loaders.
+ * @returns Whether the digests are equal, both digests, the first difference and the parts.
+ * @throws {UsageError} A loader name is unknown.
+ * @throws {InputError} A file cannot be read or is not an IGVM file, or a loader cannot
+ *   take it.
+ */
+export function diff(request: DiffRequest): Promise<DiffResult> {
+  return diffIgvmFiles(request);
+}
+
+/**
+ * Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it, over the launch digest
+ * recomputed from the file under `loader`. With `signKey` it signs and writes `output`.
+ * Offline, it writes the 96-byte payload the ID key signs (`payloadOut`), or attaches a
+ * signature made elsewhere (`idSignature` and `idPublicKey`) once it verifies over that
+ * payload. Outputs appear only when all succeeded; writing over the input is refused.
+ *
+ * @example Re-sign a file with another key
+ * ```ts ignore
+ * const { launchMeasurement } = await sign({
+ *   file: "guest.igvm",
+ *   output: "guest-signed.igvm",
+ *   signKey: "id-key.pem",
+ * });
+ * ```
+ *
+ * @param request The file, the outputs, and the key or the offline signature.
+ * @returns The launch measurement, whether an ID block was added, warnings, and the
+ *   measurement JSON.
+ * @throws {UsageError} Fields are missing, have bad values, or do not go together.
+ * @throws {InputError} The file, key, config or signature cannot be read or is malformed,
+ *   the signature does not verify, or an output cannot be written.
+ */
+export function sign(request: SignRequest): Promise<SignResult> {
+  return signIgvm(request);
 }
 
 /**

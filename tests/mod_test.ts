@@ -5,12 +5,17 @@
  * the original's files.
  */
 import {
+  CPU_SIGNATURES,
+  diff,
   dump,
   generate,
   type GenerateRequest,
   InputError,
   inspect,
+  LOADER_NAMES,
   measure,
+  measureLog,
+  sign,
   UsageError,
   verify,
 } from "../mod.ts";
@@ -313,5 +318,211 @@ Deno.test({
     const expected = SNAPSHOT!.expected.launch_measurement;
     assertEquals(stdout.split(expected).length, 3, stdout); // measured and generated
     assert(stdout.includes("equal to the original's image"), stdout);
+  },
+});
+
+/** The golden cases whose original file is stored in ../shared/golden. */
+const STORED = golden.cases.filter((c) => c.expected.igvm !== null);
+const GOLDEN_KEY = `${FIXTURES}/test-key.pem`;
+
+Deno.test({
+  name: "sign() re-signs each stored golden file, given as a stream, with its key: the same bytes",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
+    try {
+      for (const c of STORED) {
+        const output = `${dir}/${c.name}.igvm`;
+        const result = await sign({
+          file: { stream: await streamOf(`${SHARED}golden/${c.expected.igvm}`), name: c.name },
+          output,
+          signKey: await streamOf(GOLDEN_KEY),
+          signDeterministic: true,
+        });
+        assertEquals(result.launchMeasurement, c.expected.launch_measurement, c.name);
+        assertEquals(result.added, false);
+        assertEquals(await sha256(await Deno.readFile(output)), c.expected.sha256, c.name);
+      }
+      // To a stream: the same bytes again, and the stream is left open for the caller.
+      const c = STORED[0];
+      const chunks: Uint8Array[] = [];
+      const sink = new WritableStream<Uint8Array>({ write: (chunk) => void chunks.push(chunk) });
+      await sign({
+        file: `${SHARED}golden/${c.expected.igvm}`,
+        output: sink,
+        signKey: GOLDEN_KEY,
+        signDeterministic: true,
+      });
+      assertEquals(
+        await sha256(
+          new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer()),
+        ),
+        c.expected.sha256,
+      );
+      assertEquals(sink.locked, false);
+      assertEquals([...Deno.readDirSync(dir)].length, STORED.length, "no temporary file left");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+const HAVE_OPENSSL = (() => {
+  try {
+    new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" }).outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "sign() offline: the payload to a stream, signed by openssl, attached: verify() accepts it",
+  ignore: !HAVE_SHARED || !HAVE_OPENSSL,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
+    try {
+      const c = STORED[0];
+      const file = `${SHARED}golden/${c.expected.igvm}`;
+      const chunks: Uint8Array[] = [];
+      const payloadOut = new WritableStream<Uint8Array>({ write: (b) => void chunks.push(b) });
+      const first = await sign({ file, payloadOut });
+      const payload = new Uint8Array(
+        await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer(),
+      );
+      assertEquals(payload.length, 96);
+      const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+      assertEquals(hex(payload.subarray(0, 48)), c.expected.launch_measurement);
+      assertEquals(first.launchMeasurement, c.expected.launch_measurement);
+      await Deno.writeFile(`${dir}/payload.bin`, payload);
+      const openssl = (...args: string[]) => {
+        const r = new Deno.Command("openssl", { args, stderr: "piped" }).outputSync();
+        assert(r.success, new TextDecoder().decode(r.stderr));
+      };
+      openssl("pkey", "-in", GOLDEN_KEY, "-pubout", "-out", `${dir}/pub.pem`);
+      openssl(
+        "dgst",
+        "-sha384",
+        "-sign",
+        GOLDEN_KEY,
+        "-out",
+        `${dir}/sig.der`,
+        `${dir}/payload.bin`,
+      );
+      const result = await sign({
+        file,
+        output: `${dir}/signed.igvm`,
+        idSignature: await streamOf(`${dir}/sig.der`),
+        idPublicKey: `${dir}/pub.pem`,
+        payload: `${dir}/payload.bin`,
+      });
+      assertEquals(result.launchMeasurement, c.expected.launch_measurement);
+      const report = await verify({ file: `${dir}/signed.igvm` });
+      assertEquals(report.problems, []);
+      assertEquals(report.idBlock?.signatureValid, true);
+      assertEquals(report.idBlock?.ld, c.expected.launch_measurement);
+      // A signature over another payload is refused, and nothing is written.
+      const other = payload.slice();
+      other[95] ^= 1; // the policy's top byte
+      await Deno.writeFile(`${dir}/other.bin`, other);
+      openssl("dgst", "-sha384", "-sign", GOLDEN_KEY, "-out", `${dir}/bad.der`, `${dir}/other.bin`);
+      await assertRejects(
+        async () =>
+          sign({
+            file,
+            output: `${dir}/bad.igvm`,
+            idSignature: { stream: await streamOf(`${dir}/bad.der`), name: "the HSM's answer" },
+            idPublicKey: `${dir}/pub.pem`,
+          }),
+        InputError,
+        "--id-signature the HSM's answer: does not verify",
+      );
+      assertEquals(await Deno.stat(`${dir}/bad.igvm`).then(() => true, () => false), false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("sign() refuses a request that does not say what to do, with UsageError", async () => {
+  await assertRejects(() => sign({ file: "" }), UsageError, "file: expected a path");
+  await assertRejects(() => sign({ file: "x.igvm" }), UsageError, "sign: no output");
+  await assertRejects(
+    () => sign({ file: "x.igvm", output: "y.igvm", loader: "kvm" }),
+    UsageError,
+    `loader: expected one of ${LOADER_NAMES.join(", ")}, got "kvm"`,
+  );
+});
+
+Deno.test({
+  name: "measureLog()'s last digest is measure()'s, under hyperv and under qemu-kvm with 2 vCPUs",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const c = STORED[0];
+    const file = `${SHARED}golden/${c.expected.igvm}`;
+    const entries = [];
+    for await (const e of measureLog({ file: await streamOf(file) })) entries.push(e);
+    assertEquals(entries.map((e) => e.index), entries.map((_, i) => i));
+    assertEquals(entries.at(-1)!.digest, c.expected.launch_measurement);
+    assertEquals((await measure({ file })).launchDigest, c.expected.launch_measurement);
+    assert(entries.some((e) => e.pageType === "VMSA" && e.part === "VMSA"));
+    assert(entries.every((e) => /^[0-9a-f]{96}$/.test(e.contents) && e.gpa % 4096 === 0));
+
+    const host = { vcpus: 2, cpuSignature: CPU_SIGNATURES.milan };
+    const kvm = [];
+    for await (const e of measureLog({ file, loader: "qemu-kvm", host })) kvm.push(e);
+    const measured = await measure({ file, loader: "qemu-kvm", host });
+    assertEquals(measured.loader, "qemu-kvm");
+    assertEquals(kvm.at(-1)!.digest, measured.launchDigest);
+    assert(measured.launchDigest !== c.expected.launch_measurement);
+    // KVM measures one VMSA per vCPU after every page of the file, at 0xFFFFFFFFF000.
+    assertEquals(
+      kvm.slice(-2).map((e) => [e.pageType, e.gpa, e.directive]),
+      [["VMSA", 0xffff_ffff_f000, -1], ["VMSA", 0xffff_ffff_f000, -1]],
+    );
+    const one = await measure({ file, loader: "qemu-kvm", host: { ...host, vcpus: 1 } });
+    assertEquals(one.launchDigest, kvm.at(-2)!.digest);
+
+    await assertRejects(() => measure({ file, loader: "nope" }), UsageError, "loader: expected");
+    await assertRejects(() => measure({ file, host }), UsageError, "host: goes with a KVM loader");
+    await assertRejects(
+      () => measure({ file, loader: "ch-kvm", host: { vcpus: 0, cpuSignature: 0 } }),
+      UsageError,
+      "host.vcpus",
+    );
+    const log = measureLog({ file: `${file}.nope` });
+    await assertRejects(() => log.next(), InputError, "cannot read");
+  },
+});
+
+Deno.test({
+  name: "diff() of two golden images: their digests, the first difference, pages per part",
+  ignore: !HAVE_SHARED || !golden.cases.some((c) => c.name === "tb_noopt_acpitest"),
+  async fn() {
+    const [a, b] = ["tb_x86_acpitest", "tb_noopt_acpitest"].map((n) =>
+      golden.cases.find((c) => c.name === n)!
+    );
+    const pathOf = (c: GoldenCase) => `${SHARED}golden/${c.expected.igvm}`;
+    const d = await diff({ a: pathOf(a), b: await streamOf(pathOf(b)) });
+    assertEquals(d.equal, false);
+    assertEquals([d.digestA, d.digestB], [
+      a.expected.launch_measurement,
+      b.expected.launch_measurement,
+    ]);
+    let countA = 0;
+    for await (const _ of measureLog({ file: pathOf(a) })) countA++;
+    let countB = 0;
+    for await (const _ of measureLog({ file: pathOf(b) })) countB++;
+    assertEquals([d.updatesA, d.updatesB], [countA, countB]);
+    assert(d.firstDifference !== undefined);
+    // Every GPA is measured once in each file: pages added less pages removed is the growth.
+    const net = d.parts.reduce((n, p) => n + p.added - p.removed, 0);
+    assertEquals(net, countB - countA);
+    assert(d.parts.some((p) => p.added > 0));
+
+    const same = await diff({ a: pathOf(a), b: pathOf(a) });
+    assertEquals([same.equal, same.firstDifference, same.parts], [true, undefined, []]);
+    const loaders = await diff({ a: pathOf(a), b: pathOf(a), loaderB: "qemu-kvm" });
+    assertEquals(loaders.equal, false);
   },
 });

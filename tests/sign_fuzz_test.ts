@@ -15,7 +15,7 @@ import {
 import { IgvmFormatError, parseIgvmHeaders } from "../lib/igvm/reader.ts";
 import { InputError } from "../lib/errors.ts";
 import { LOADERS } from "../lib/measure/loaders.ts";
-import { digestOfUpdates } from "../lib/measure/file_loaders.ts";
+import { launchDigestOf } from "../lib/measure/launch_update.ts";
 import { launchLog } from "../lib/measure/launch_log.ts";
 import { rewriteWithIdBlock } from "../lib/igvm/sign.ts";
 import { DEFAULT_HOST } from "../lib/measure/file_loaders.ts";
@@ -48,7 +48,7 @@ const TARGETS: Record<string, FuzzTarget> = {
     name: "loader models, launch log and sign's rewrite",
     run: async (b) => {
       const headers = parseIgvmHeaders(b, b.length);
-      for (const l of LOADERS) await digestOfUpdates(l.updates(access(b), headers, DEFAULT_HOST));
+      for (const l of LOADERS) await launchDigestOf(l.updates(access(b), headers, DEFAULT_HOST));
       for await (const _ of launchLog(access(b), headers, "hyperv")) { /* drain */ }
       const sink = { writeAt: () => Promise.resolve() };
       await rewriteWithIdBlock(access(b), headers, new Uint8Array(0x2b8), 0x3001fn, sink);

@@ -1,7 +1,7 @@
 /**
- * The KVM side of `verify` and `measure`: `verify --loader qemu-kvm|ch-kvm|openvmm-kvm`,
- * `measure --loader L --vcpus N --cpu C` and `measure --matrix --vcpus 1,2 --cpu milan,genoa`.
- * Its options are taken out of the argument list before the common subcommand parsing.
+ * The KVM side of `verify` and `measure`: `verify --loader qemu-kvm|ch-kvm|openvmm-kvm`
+ * (its options are taken out of the argument list before the common subcommand parsing),
+ * and the `--vcpus`/`--cpu` parsing and the `--matrix` digests `measure` uses.
  */
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
@@ -27,14 +27,12 @@ export const KVM_SUBCOMMAND_HELP =
 --matrix  one digest per combination of --vcpus and --cpu (comma lists), for qemu-kvm
           unless --loader says otherwise; --json prints schema igvmgen-measure-matrix/1`;
 
-/** The KVM options of a subcommand. */
+/** The options of `verify --loader`: the KVM loader and the host it would start the file on. */
 export interface KvmOptions {
-  loader?: KvmLoaderName;
-  matrix: boolean;
-  vcpus: number[];
-  /** CPU names as given (or hex), with their signatures. */
-  cpus: { name: string; signature: number }[];
-  json: boolean;
+  loader: KvmLoaderName;
+  vcpus: number;
+  /** CPUID(1).EAX of `--cpu`; 0 when it is not given. */
+  cpuSignature: number;
 }
 
 /** `--vcpus`: one count, or a comma list for `--matrix`. */
@@ -68,67 +66,50 @@ export function parseCpus(text: string, list: boolean): { name: string; signatur
 }
 
 /**
- * Takes `--loader`, `--matrix`, `--vcpus`, `--cpu` (and `--json` with them, for measure) out
- * of `args`; returns them and the other arguments. Returns no options when none is given.
+ * Takes `verify`'s `--loader`, `--vcpus` and `--cpu` out of `args`; returns them and the
+ * other arguments. Returns no options when none is given, or for another command. (`measure`
+ * parses its own, in measure_command.ts.)
  */
 export function takeKvmOptions(
   command: string,
   args: readonly string[],
 ): { kvm?: KvmOptions; rest: string[] } {
-  if (command !== "verify" && command !== "measure") return { rest: [...args] };
+  if (command !== "verify") return { rest: [...args] };
   const rest: string[] = [];
   const found: Record<string, string> = {};
-  let matrix = false;
-  let json = false;
   for (let i = 0; i < args.length; i++) {
-    const m = /^--?(loader|vcpus|cpu|matrix|json)(?:=(.*))?$/s.exec(args[i]);
+    if (/^--?matrix(?:=.*)?$/s.test(args[i])) {
+      throw new UsageError("verify: --matrix is a measure option");
+    }
+    const m = /^--?(loader|vcpus|cpu)(?:=(.*))?$/s.exec(args[i]);
     if (!m) {
       rest.push(args[i]);
       continue;
     }
     const [, name, inline] = m;
-    if (name === "matrix" || name === "json") {
-      if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
-      if (name === "matrix") matrix = true;
-      else json = true;
-      continue;
-    }
     if (found[name] !== undefined) throw new UsageError(`--${name} is given twice`);
     if (inline !== undefined) found[name] = inline;
     else if (i + 1 < args.length) found[name] = args[++i];
     else throw new UsageError(`--${name} needs a value`);
   }
-  const any = matrix || Object.keys(found).length > 0;
-  if (!any) return { rest: [...args] };
-  if (json && command === "verify") rest.push("--json");
-  if (command === "verify" && matrix) throw new UsageError("verify: --matrix is a measure option");
-  let loader: KvmLoaderName | undefined;
-  if (found.loader !== undefined) {
-    if (!(LAUNCH_CHECK_LOADERS as readonly string[]).includes(found.loader)) {
-      throw new UsageError(
-        `--loader: expected ${LAUNCH_CHECK_LOADERS.join(", ")}, got "${found.loader}"`,
-      );
-    }
-    loader = found.loader as KvmLoaderName;
-  } else if (!matrix) {
-    throw new UsageError(`${command}: --vcpus and --cpu go with --loader or --matrix`);
+  if (Object.keys(found).length === 0) return { rest };
+  if (found.loader === undefined) {
+    throw new UsageError("verify: --vcpus and --cpu go with --loader");
   }
-  if (matrix && (found.vcpus === undefined || found.cpu === undefined)) {
-    throw new UsageError("measure --matrix needs --vcpus and --cpu lists");
+  if (!(LAUNCH_CHECK_LOADERS as readonly string[]).includes(found.loader)) {
+    throw new UsageError(
+      `--loader: expected ${LAUNCH_CHECK_LOADERS.join(", ")}, got "${found.loader}"`,
+    );
   }
-  const vcpus = parseVcpus(found.vcpus ?? "1", matrix);
-  const cpus = found.cpu !== undefined ? parseCpus(found.cpu, matrix) : [];
-  if (
-    !matrix && (loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus[0] > 1 && !cpus.length
-  ) {
+  const loader = found.loader as KvmLoaderName;
+  const vcpus = parseVcpus(found.vcpus ?? "1", false)[0];
+  const cpu = found.cpu !== undefined ? parseCpus(found.cpu, false)[0] : undefined;
+  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
     throw new UsageError(
       `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
     );
   }
-  return {
-    kvm: { loader: loader ?? (matrix ? "qemu-kvm" : undefined), matrix, vcpus, cpus, json },
-    rest,
-  };
+  return { kvm: { loader, vcpus, cpuSignature: cpu?.signature ?? 0 }, rest };
 }
 
 const hex8 = (n: number) => "0x" + n.toString(16).padStart(8, "0");
@@ -142,10 +123,10 @@ export async function runVerifyLoader(
   json: boolean,
   print: (line: string) => void,
 ): Promise<number> {
-  const loader = kvm.loader!;
+  const loader = kvm.loader;
   const check = await checkLaunch(loader, file, headers, {
-    vcpus: kvm.vcpus[0],
-    cpuSignature: kvm.cpus[0]?.signature ?? 0,
+    vcpus: kvm.vcpus,
+    cpuSignature: kvm.cpuSignature,
   });
   const accepted = check.refusals.length === 0;
   if (json) {

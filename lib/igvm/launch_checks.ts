@@ -6,7 +6,6 @@
  */
 import { toHex } from "../bytes/le.ts";
 import {
-  IGVM_PLATFORM_TYPE_SEV_SNP,
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHS_SNP_ID_BLOCK,
   IGVM_VHT_MADT,
@@ -17,7 +16,6 @@ import {
   IGVM_VHT_REQUIRED_MEMORY,
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
-  IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
   IGVM_VHT_VP_COUNT_PARAMETER,
 } from "./defs.ts";
@@ -38,16 +36,13 @@ import {
 import {
   DR7_RESET,
   KVM_VMSA_GPA,
+  OPENVMM_SYSTEM_REGISTERS,
   SEV_ES_SAVE_AREA_EXTRA,
   SEV_FEATURE_DEBUG_SWAP,
 } from "../x86/kvm_vmsa.ts";
-import {
-  KVM_LOADERS,
-  type KvmLoaderName,
-  launchDigestOf,
-  LoaderRefusal,
-} from "../measure/kvm_loaders.ts";
-import type { HostConfig } from "../measure/launch_update.ts";
+import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
+import { type HostConfig, launchDigestOf } from "../measure/launch_update.ts";
+import { directiveMask, findSnpPlatform } from "../measure/directives.ts";
 
 /** The loaders `verify --loader` checks. */
 export const LAUNCH_CHECK_LOADERS = ["qemu-kvm", "ch-kvm", "openvmm-kvm"] as const;
@@ -120,22 +115,11 @@ function qemuAllowedFields(): [number, number][] {
 function openvmmAllowedFields(): [number, number][] {
   const o = VMCB_SAVE_AREA.off;
   const x = SEV_ES_SAVE_AREA_EXTRA;
-  const u64s = [
-    "cr2",
-    "star",
-    "lstar",
-    "cstar",
-    "sfmask",
-    "kernel_gs_base",
-    "sysenter_cs",
-    "sysenter_esp",
-    "sysenter_eip",
-  ] as const;
   return [
     ...qemuAllowedFields(),
     [x.xss, 8],
     [x.dr0, 32],
-    ...u64s.map((n) => [o[n], 8] as [number, number]),
+    ...OPENVMM_SYSTEM_REGISTERS.map((n) => [o[n], 8] as [number, number]),
     [o.spec_ctrl, 4],
     [x.tscAux, 4],
     [x.x87Dp, 8],
@@ -219,14 +203,10 @@ export async function checkLaunch(
     loader
   ];
   const ds = headers.directives;
-  const platform = ds.find((d) =>
-    d.type === IGVM_VHT_SUPPORTED_PLATFORM &&
-    Number(d.fields.PlatformType ?? 0n) === IGVM_PLATFORM_TYPE_SEV_SNP
-  );
+  const platform = findSnpPlatform(headers);
   if (!platform) refusals.push("no SEV-SNP SUPPORTED_PLATFORM header: no platform to load");
-  const mask = Number(platform?.fields.CompatibilityMask ?? 0n);
-  const applies = (d: Directive) =>
-    loader === "ch-kvm" || (Number(d.fields.CompatibilityMask ?? 0n) & mask) !== 0;
+  const mask = directiveMask(platform);
+  const applies = (d: Directive) => loader === "ch-kvm" || (directiveMask(d) & mask) !== 0;
 
   // Directive types.
   for (const d of ds) {

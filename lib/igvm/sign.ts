@@ -9,24 +9,22 @@ import { viewOf } from "../bytes/le.ts";
 import {
   IGVM_FIXED_HEADER,
   IGVM_VHS_SNP_ID_BLOCK,
-  IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY,
-  IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
   IGVM_VHS_VARIABLE_HEADER,
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_VP_CONTEXT,
-  SNP_ECDSA_CURVE_P384,
-  SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
   VARIABLE_HEADER_BODIES,
 } from "./defs.ts";
 import { headerSectionChecksum, type IgvmFile } from "./reader.ts";
 import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { encodeSnpIdBlock, toLittleEndian72 } from "../measure/id_block.ts";
+import { encodeSnpIdBlock } from "../measure/id_block.ts";
+
+export { assembleIgvmIdBlock } from "../measure/id_block.ts";
 import type { IdBlockConfig } from "../measure/tei_config.ts";
-import { snpCompatibilityMask } from "../measure/file_loaders.ts";
+import { snpCompatibilityMask } from "../measure/directives.ts";
 
 /** Where the new file goes: positioned writes. */
 export interface SignSink {
@@ -56,30 +54,6 @@ export function checkSignable(headers: IgvmFile, fileSize: number): void {
   if (ids.length === 1 && ids[0].length !== IGVM_VHS_SNP_ID_BLOCK.size) {
     throw new InputError(`the SNP_ID_BLOCK header is ${ids[0].length} bytes, expected 696`);
   }
-}
-
-/** The IGVM_VHS_SNP_ID_BLOCK body for a signed 96-byte ID block (r, s, x, y big-endian). */
-export function assembleIgvmIdBlock(
-  block: Uint8Array,
-  r: Uint8Array,
-  s: Uint8Array,
-  x: Uint8Array,
-  y: Uint8Array,
-  compatibilityMask = 1,
-): Uint8Array {
-  const out = new Uint8Array(IGVM_VHS_SNP_ID_BLOCK.size);
-  const view = viewOf(out);
-  const o = IGVM_VHS_SNP_ID_BLOCK.off;
-  view.setUint32(o.CompatibilityMask, compatibilityMask, true);
-  out.set(block.subarray(0, 88), o.Ld); // Ld, FamilyId, ImageId, Version, GuestSvn
-  view.setUint32(o.IdKeyAlgorithm, SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384, true);
-  out.set(toLittleEndian72(r), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
-  out.set(toLittleEndian72(s), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
-  const pk = IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off;
-  view.setUint32(o.IdPublicKey + pk.Curve, SNP_ECDSA_CURVE_P384, true);
-  out.set(toLittleEndian72(x), o.IdPublicKey + pk.Qx);
-  out.set(toLittleEndian72(y), o.IdPublicKey + pk.Qy);
-  return out;
 }
 
 /** The 96-byte ID block the ID key signs, for a digest and the options' fields. */

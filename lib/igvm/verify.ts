@@ -7,11 +7,6 @@
 import { PAGE_SIZE, toHex } from "../bytes/le.ts";
 import {
   IGVM_VHF_PAGE_DATA_2MB,
-  IGVM_VHF_PAGE_DATA_GUEST_INVALID,
-  IGVM_VHF_PAGE_DATA_UNMEASURED,
-  IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA,
-  IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
-  IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
   IGVM_VHS_SNP_ID_BLOCK,
   IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY,
   IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
@@ -32,17 +27,12 @@ import {
 } from "./reader.ts";
 import { readIgvmHeaders } from "./header_stream.ts";
 import { ProblemList } from "./problem_list.ts";
-import {
-  SNP_PAGE_TYPE_CPUID,
-  SNP_PAGE_TYPE_NORMAL,
-  SNP_PAGE_TYPE_SECRETS,
-  SNP_PAGE_TYPE_UNMEASURED,
-  SNP_PAGE_TYPE_VMSA,
-  SnpLaunchDigest,
-} from "../measure/snp_digest.ts";
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
 import { loaderSignedFor } from "../measure/loaders.ts";
+import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
+import { launchDigestOf } from "../measure/launch_update.ts";
+import { directiveGpa } from "../measure/directives.ts";
 
 export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -94,88 +84,15 @@ export interface VerifyReport {
   acpiTables: string[];
 }
 
-function directiveGpa(d: Directive): number {
-  return Number(d.fields.GPA ?? 0n);
-}
-
-/** The SNP page type a directive is measured as, or undefined when it is not measured. */
-export function snpPageType(d: Directive): number | undefined {
-  if (d.type === IGVM_VHT_VP_CONTEXT) return SNP_PAGE_TYPE_VMSA;
-  if (d.type === IGVM_VHT_PARAMETER_INSERT) return SNP_PAGE_TYPE_UNMEASURED;
-  if (d.type !== IGVM_VHT_PAGE_DATA) return undefined;
-  const flags = Number(d.fields.Flags ?? 0n);
-  if (flags & IGVM_VHF_PAGE_DATA_GUEST_INVALID) return undefined;
-  switch (Number(d.fields.DataType ?? 0n)) {
-    case IGVM_VHS_PAGE_DATA_TYPE_SECRETS:
-      return SNP_PAGE_TYPE_SECRETS;
-    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA:
-    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF:
-      return SNP_PAGE_TYPE_CPUID;
-    default:
-      return flags & IGVM_VHF_PAGE_DATA_UNMEASURED
-        ? SNP_PAGE_TYPE_UNMEASURED
-        : SNP_PAGE_TYPE_NORMAL;
-  }
-}
-
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 
-/** True for directives measured by the digest of their contents (normal and VMSA pages). */
-function isContentMeasured(d: Directive): boolean {
-  const t = snpPageType(d);
-  return t === SNP_PAGE_TYPE_NORMAL || t === SNP_PAGE_TYPE_VMSA;
-}
-
 /**
- * Recomputes the launch digest from the directives, in file order, reading each measured
- * page's data (zero pages when FileOffset is 0). Page contents are hashed in batches.
+ * Recomputes the launch digest from the directives as Hyper-V and the original igvmgen
+ * measure them: the `hyperv` loader model (file order, shared pages not measured), whose
+ * pages are hashed in batches.
  */
-export async function computeLaunchDigest(
-  file: FileAccess,
-  headers: IgvmFile,
-): Promise<Uint8Array> {
-  const digest = new SnpLaunchDigest();
-  const measured = headers.directives.filter((d) => snpPageType(d) !== undefined);
-  const BATCH = 256;
-  const zeroPageDigest = new Uint8Array(await crypto.subtle.digest("SHA-384", ZERO_PAGE));
-  // One span buffer for every batch: WebCrypto copies a page when digest() is called.
-  const spanBuffer = new Uint8Array(
-    Math.min(4 * BATCH * PAGE_SIZE, Math.max(file.size, PAGE_SIZE)),
-  );
-  for (let i = 0; i < measured.length; i += BATCH) {
-    const part = measured.slice(i, i + BATCH);
-    // Data pages usually follow each other in the file: read the batch's span at once.
-    const offsets = part.map((d) => isContentMeasured(d) ? directiveFileOffset(d) : undefined)
-      .filter((x): x is number => x !== undefined);
-    const lo = Math.min(...offsets);
-    const hi = Math.max(...offsets) + PAGE_SIZE;
-    const span = offsets.length && hi - lo <= spanBuffer.length
-      ? await file.readAt(lo, hi - lo, spanBuffer)
-      : undefined;
-    const pageAt = async (d: Directive): Promise<Uint8Array> => {
-      const offset = directiveFileOffset(d);
-      if (offset === undefined) return ZERO_PAGE;
-      const page = span && offset - lo + PAGE_SIZE <= span.length
-        ? span.subarray(offset - lo, offset - lo + PAGE_SIZE)
-        : await file.readAt(offset, PAGE_SIZE);
-      if (page.length !== PAGE_SIZE) {
-        throw new IgvmFormatError(
-          `page 0x${directiveGpa(d).toString(16)}: file data at 0x${
-            offset.toString(16)
-          } runs past the end`,
-        );
-      }
-      return page;
-    };
-    const contents = await Promise.all(part.map(async (d) => {
-      if (!isContentMeasured(d)) return undefined;
-      if (directiveFileOffset(d) === undefined) return zeroPageDigest; // hashed once
-      const page = await pageAt(d);
-      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
-    }));
-    part.forEach((d, j) => digest.extend(directiveGpa(d), snpPageType(d)!, undefined, contents[j]));
-  }
-  return digest.value;
+export function computeLaunchDigest(file: FileAccess, headers: IgvmFile): Promise<Uint8Array> {
+  return launchDigestOf(hypervUpdates(file, headers, DEFAULT_HOST));
 }
 
 /** Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges. */
@@ -250,16 +167,6 @@ export function assertStructurallySound(file: FileAccess, h: IgvmFile): void {
   throw new IgvmFormatError(
     problems.first! + (more ? ` (and ${more} more problems; igvmgen verify lists them)` : ""),
   );
-}
-
-/**
- * The launch digest of a file, recomputed from its directives, for `measure`. Refuses a file
- * with any structural problem rather than give a digest of what could be read.
- */
-export async function measureIgvm(file: FileAccess): Promise<Uint8Array> {
-  const h = await readHeaders(file);
-  assertStructurallySound(file, h);
-  return await computeLaunchDigest(file, h);
 }
 
 /** Decodes and checks the ID block against the digest and the policy. */

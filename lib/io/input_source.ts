@@ -3,7 +3,7 @@
  * `Deno.stdin.readable`). Streams are spooled to a temporary file where the reader needs a
  * size or random access, and read whole where the input is small (a key, a config).
  */
-import { InputError } from "../errors.ts";
+import { InputError, UsageError } from "../errors.ts";
 import { type FileAccess, openFileAccess } from "./file_reader.ts";
 import {
   fileSource,
@@ -84,18 +84,22 @@ export async function readSmallInput(input: Input, what: string): Promise<Uint8A
   return bytes;
 }
 
+/** An input opened for random access; `release()` closes it and removes any spool. */
+export interface OpenedInput {
+  file: FileAccess;
+  release(): Promise<void>;
+}
+
 /**
- * Runs `f` with random access to `input`: a file is opened as it is, a stream is spooled
- * to a temporary file first. The file is closed and any spool removed when `f` settles.
- * Opening fails with `InputError("cannot read <name>: ...")`, or with the error itself when
- * `rawOpenErrors` is set.
+ * Opens `input` for random access: a file as it is, a stream spooled to a temporary file
+ * first. The caller must `release()` it. Opening fails with `InputError("cannot read
+ * <name>: ...")`, or with the error itself when `rawOpenErrors` is set.
  */
-export async function withInputAccess<T>(
+export async function openInput(
   input: Input,
   what: string,
-  f: (file: FileAccess) => Promise<T>,
   rawOpenErrors = false,
-): Promise<T> {
+): Promise<OpenedInput> {
   holdSpools();
   try {
     let path: string;
@@ -110,11 +114,76 @@ export async function withInputAccess<T>(
         cause: e,
       });
     });
-    try {
-      return await f(file);
-    } finally {
-      file.close();
+    let released = false;
+    return {
+      file,
+      async release() {
+        if (released) return;
+        released = true;
+        try {
+          file.close();
+        } finally {
+          await removeSpools();
+        }
+      },
+    };
+  } catch (e) {
+    await removeSpools();
+    throw e;
+  }
+}
+
+/**
+ * Runs `f` with random access to `input` (see {@link openInput}). The file is closed and
+ * any spool removed when `f` settles.
+ */
+export async function withInputAccess<T>(
+  input: Input,
+  what: string,
+  f: (file: FileAccess) => Promise<T>,
+  rawOpenErrors = false,
+): Promise<T> {
+  const opened = await openInput(input, what, rawOpenErrors);
+  try {
+    return await f(opened.file);
+  } finally {
+    await opened.release();
+  }
+}
+
+/**
+ * Runs `f` with a path for each input: a path as it is, a stream spooled to a temporary
+ * file (small inputs up to `MAX_SMALL_INPUT`). The spools are removed when `f` settles. An
+ * `InputError` or `UsageError` that names a spool names its stream instead.
+ */
+export async function withInputPaths<K extends string, T>(
+  inputs: { [key in K]?: { input: Input | undefined; what: string; small?: boolean } },
+  f: (paths: { [key in K]?: string }) => Promise<T>,
+): Promise<T> {
+  holdSpools();
+  const names = new Map<string, string>();
+  try {
+    const paths: { [key in K]?: string } = {};
+    for (const key of Object.keys(inputs) as K[]) {
+      const { input, what, small } = inputs[key]!;
+      if (input === undefined) continue;
+      if (typeof input === "string") {
+        paths[key] = input;
+        continue;
+      }
+      const { stream, name } = namedStream(input);
+      const limit = small ? { maxBytes: MAX_SMALL_INPUT, why: `${what} is read whole` } : undefined;
+      const path = await spoolToTempFile(stream, `the ${what} from ${name}`, limit);
+      names.set(path, name);
+      paths[key] = path;
     }
+    return await f(paths);
+  } catch (e) {
+    if (names.size === 0 || !(e instanceof InputError || e instanceof UsageError)) throw e;
+    let message = e.message;
+    for (const [path, name] of names) message = message.replaceAll(path, name);
+    if (message === e.message) throw e;
+    throw new (e instanceof InputError ? InputError : UsageError)(message, { cause: e });
   } finally {
     await removeSpools();
   }

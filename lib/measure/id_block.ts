@@ -142,17 +142,29 @@ export async function encodeIgvmIdBlock(
 ): Promise<Uint8Array> {
   const block = encodeSnpIdBlock(launchDigest, config);
   const { r, s } = await signIdBlock(block, key, deterministic);
+  return assembleIgvmIdBlock(block, r, s, key.x, key.y);
+}
+
+/** The IGVM_VHS_SNP_ID_BLOCK body for a signed 96-byte ID block (r, s, x, y big-endian). */
+export function assembleIgvmIdBlock(
+  block: Uint8Array,
+  r: Uint8Array,
+  s: Uint8Array,
+  x: Uint8Array,
+  y: Uint8Array,
+  compatibilityMask = 1,
+): Uint8Array {
   const out = new Uint8Array(IGVM_VHS_SNP_ID_BLOCK.size);
   const view = viewOf(out);
   const o = IGVM_VHS_SNP_ID_BLOCK.off;
-  view.setUint32(o.CompatibilityMask, 1, true);
+  view.setUint32(o.CompatibilityMask, compatibilityMask, true);
   out.set(block.subarray(0, 88), o.Ld); // Ld, FamilyId, ImageId, Version, GuestSvn
   view.setUint32(o.IdKeyAlgorithm, SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384, true);
   out.set(toLittleEndian72(r), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
   out.set(toLittleEndian72(s), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
   const pk = IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off;
   view.setUint32(o.IdPublicKey + pk.Curve, SNP_ECDSA_CURVE_P384, true);
-  out.set(toLittleEndian72(key.x), o.IdPublicKey + pk.Qx);
-  out.set(toLittleEndian72(key.y), o.IdPublicKey + pk.Qy);
+  out.set(toLittleEndian72(x), o.IdPublicKey + pk.Qx);
+  out.set(toLittleEndian72(y), o.IdPublicKey + pk.Qy);
   return out;
 }

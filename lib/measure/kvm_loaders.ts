@@ -7,32 +7,29 @@
  */
 import { PAGE_SIZE } from "../bytes/le.ts";
 import {
-  IGVM_PLATFORM_TYPE_SEV_SNP,
   IGVM_VHF_PAGE_DATA_2MB,
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
-  IGVM_VHF_PAGE_DATA_UNMEASURED,
-  IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA,
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
-  IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
-  IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_PARAMETER_INSERT,
-  IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
 import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import {
-  SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
-  SNP_PAGE_TYPE_SECRETS,
   SNP_PAGE_TYPE_UNMEASURED,
   SNP_PAGE_TYPE_VMSA,
-  SNP_PAGE_TYPE_ZERO,
-  SnpLaunchDigest,
 } from "./snp_digest.ts";
 import type { HostConfig, LaunchUpdate, LaunchUpdateSource } from "./launch_update.ts";
+import {
+  directiveGpa as gpaOf,
+  directiveMask,
+  findSnpCompatibilityMask,
+  pageDataSnpType,
+} from "./directives.ts";
+import { hashPlanned as hashPlannedUpdates, type PlannedUpdate } from "./planned_updates.ts";
 import {
   KVM_RESET_RDX,
   KVM_VMSA_GPA,
@@ -42,36 +39,20 @@ import {
 } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 
+export { launchDigestOf } from "./launch_update.ts";
+
 /** A loader cannot take the file (the loader would fail or crash on it). */
 export class LoaderRefusal extends Error {
+  /** The class name, for messages and logs. */
   override name = "LoaderRefusal";
 }
 
 /** A planned update: its page's file data is read and hashed later, in batches. */
-interface Planned {
-  pageType: number;
-  gpa: number;
-  directive: number;
-  /** NORMAL pages: the file offset of the data, or undefined for a zero page. */
-  fileOffset?: number;
-  /** VMSA pages: the page itself. */
-  page?: Uint8Array;
-}
-
-const ZERO48 = new Uint8Array(48);
-const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
-
-function gpaOf(d: Directive): number {
-  return Number(d.fields.GPA ?? 0n);
-}
+type Planned = PlannedUpdate;
 
 /** The compatibility mask of the file's SEV-SNP platform (0 when it has none). */
-export function snpCompatibilityMask(headers: IgvmFile): number {
-  const p = headers.directives.find((d) =>
-    d.type === IGVM_VHT_SUPPORTED_PLATFORM &&
-    Number(d.fields.PlatformType ?? 0n) === IGVM_PLATFORM_TYPE_SEV_SNP
-  );
-  return Number(p?.fields.CompatibilityMask ?? 0n);
+function snpMaskOrZero(headers: IgvmFile): number {
+  return findSnpCompatibilityMask(headers) ?? 0;
 }
 
 /** Parameter area sizes by index. */
@@ -148,50 +129,9 @@ function vmsaUpdates(
   return out;
 }
 
-const HASH_BATCH = 256;
-
-/** Hashes the planned updates' pages in batches (span reads, parallel WebCrypto). */
-async function* hashPlanned(file: FileAccess, plan: Planned[]): AsyncIterable<LaunchUpdate> {
-  const spanBuffer = new Uint8Array(
-    Math.min(4 * HASH_BATCH * PAGE_SIZE, Math.max(file.size, PAGE_SIZE)),
-  );
-  for (let i = 0; i < plan.length; i += HASH_BATCH) {
-    const part = plan.slice(i, i + HASH_BATCH);
-    const offsets = part.map((p) => p.fileOffset).filter((x): x is number => x !== undefined);
-    const lo = offsets.length ? Math.min(...offsets) : 0;
-    const hi = offsets.length ? Math.max(...offsets) + PAGE_SIZE : 0;
-    const span = offsets.length && hi - lo <= spanBuffer.length
-      ? await file.readAt(lo, hi - lo, spanBuffer)
-      : undefined;
-    const pageOf = async (p: Planned): Promise<Uint8Array> => {
-      if (p.page) return p.page;
-      if (p.fileOffset === undefined) return ZERO_PAGE;
-      const page = span && p.fileOffset - lo + PAGE_SIZE <= span.length
-        ? span.subarray(p.fileOffset - lo, p.fileOffset - lo + PAGE_SIZE)
-        : await file.readAt(p.fileOffset, PAGE_SIZE);
-      if (page.length !== PAGE_SIZE) {
-        throw new LoaderRefusal(
-          `page 0x${p.gpa.toString(16)}: file data at 0x${
-            p.fileOffset.toString(16)
-          } runs past the end`,
-        );
-      }
-      return page;
-    };
-    const contents = await Promise.all(part.map(async (p) => {
-      if (p.pageType !== SNP_PAGE_TYPE_NORMAL && p.pageType !== SNP_PAGE_TYPE_VMSA) return ZERO48;
-      const page = await pageOf(p);
-      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
-    }));
-    for (let j = 0; j < part.length; j++) {
-      yield {
-        pageType: part[j].pageType,
-        gpa: part[j].gpa,
-        contents: contents[j],
-        directive: part[j].directive,
-      };
-    }
-  }
+/** Hashes the planned updates' pages in batches; file data past the end is a refusal. */
+function hashPlanned(file: FileAccess, plan: Planned[]): AsyncIterable<LaunchUpdate> {
+  return hashPlannedUpdates(file, plan, (message) => new LoaderRefusal(message));
 }
 
 /** The SNP page type of a PAGE_DATA directive under KVM, or a refusal. */
@@ -201,26 +141,18 @@ function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
     throw new LoaderRefusal(`2 MiB pages are not modelled (header at 0x${d.offset.toString(16)})`);
   }
   const dataType = Number(d.fields.DataType ?? 0n);
-  switch (dataType) {
-    case IGVM_VHS_PAGE_DATA_TYPE_NORMAL:
-      if (flags & IGVM_VHF_PAGE_DATA_UNMEASURED) return SNP_PAGE_TYPE_UNMEASURED;
-      return zeroType && directiveFileOffset(d) === undefined
-        ? SNP_PAGE_TYPE_ZERO
-        : SNP_PAGE_TYPE_NORMAL;
-    case IGVM_VHS_PAGE_DATA_TYPE_SECRETS:
-      return SNP_PAGE_TYPE_SECRETS;
-    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA:
-      return SNP_PAGE_TYPE_CPUID;
-    case IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF:
-      if (loader === "qemu-kvm") return SNP_PAGE_TYPE_CPUID;
-      throw new LoaderRefusal(
-        `${loader} cannot load CPUID_XF pages (header at 0x${d.offset.toString(16)})`,
-      );
-    default:
-      throw new LoaderRefusal(
-        `page data type ${dataType} is unknown to ${loader} (header at 0x${d.offset.toString(16)})`,
-      );
+  if (dataType === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF && loader !== "qemu-kvm") {
+    throw new LoaderRefusal(
+      `${loader} cannot load CPUID_XF pages (header at 0x${d.offset.toString(16)})`,
+    );
   }
+  const pageType = pageDataSnpType(d, zeroType);
+  if (pageType === undefined) {
+    throw new LoaderRefusal(
+      `page data type ${dataType} is unknown to ${loader} (header at 0x${d.offset.toString(16)})`,
+    );
+  }
+  return pageType;
 }
 
 function planned(d: Directive, index: number, pageType: number): Planned {
@@ -228,7 +160,7 @@ function planned(d: Directive, index: number, pageType: number): Planned {
     pageType,
     gpa: gpaOf(d),
     directive: index,
-    fileOffset: pageType === SNP_PAGE_TYPE_NORMAL ? directiveFileOffset(d) : undefined,
+    dataOffset: pageType === SNP_PAGE_TYPE_NORMAL ? directiveFileOffset(d) : undefined,
   };
 }
 
@@ -243,8 +175,8 @@ function planned(d: Directive, index: number, pageType: number): Planned {
  * KVM's FPU defaults), the others in QEMU's reset state with RDX = the CPU signature.
  */
 export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpCompatibilityMask(headers);
-  const matches = (d: Directive) => (Number(d.fields.CompatibilityMask ?? 0n) & mask) !== 0;
+  const mask = snpMaskOrZero(headers);
+  const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
   const plan: Planned[] = [];
   let run: Planned[] = [];
@@ -308,8 +240,8 @@ export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, 
  * the others in the reset state with RDX = the CPU signature (UNCONFIRMED, §12.4).
  */
 export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpCompatibilityMask(headers);
-  const matches = (d: Directive) => (Number(d.fields.CompatibilityMask ?? 0n) & mask) !== 0;
+  const mask = snpMaskOrZero(headers);
+  const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
   const plan: Planned[] = [];
   headers.directives.forEach((d, index) => {
@@ -333,10 +265,3 @@ export const KVM_LOADERS = {
   "openvmm-kvm": openvmmKvmUpdates,
 } as const satisfies Record<string, LaunchUpdateSource>;
 export type KvmLoaderName = keyof typeof KVM_LOADERS;
-
-/** Folds launch updates into the SNP launch digest. */
-export async function launchDigestOf(updates: AsyncIterable<LaunchUpdate>): Promise<Uint8Array> {
-  const digest = new SnpLaunchDigest();
-  for await (const u of updates) digest.extend(u.gpa, u.pageType, undefined, u.contents);
-  return digest.value;
-}

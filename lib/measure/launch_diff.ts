@@ -6,7 +6,12 @@
 import { toHex } from "../bytes/le.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { launchLog, type LaunchLogEntry, logEntryJson } from "./launch_log.ts";
+import {
+  launchLog,
+  type LaunchLogEntry,
+  type LaunchLogEntryJson,
+  logEntryJson,
+} from "./launch_log.ts";
 
 /** One side of a diff: a file under a loader. */
 export interface DiffSide {
@@ -17,25 +22,35 @@ export interface DiffSide {
 
 /** Pages changed, added (only in B) and removed (only in A) in one part. */
 export interface PartChanges {
+  /** The part of the guest (kernel, initrd, ACPI tables, ...). */
   part: string;
+  /** Pages at the same GPA in both whose type or contents differ. */
   changed: number;
+  /** Pages only B measures. */
   added: number;
+  /** Pages only A measures. */
   removed: number;
 }
 
 /** The outcome of a diff. */
 export interface LaunchDiff {
+  /** True when the two launch digests are equal. */
   equal: boolean;
+  /** A's launch digest, 96 hex digits. */
   digestA: string;
+  /** B's launch digest, 96 hex digits. */
   digestB: string;
+  /** How many launch updates A has. */
   updatesA: number;
+  /** How many launch updates B has. */
   updatesB: number;
   /** The first launch update that differs (index, and each side's update there). */
   firstDifference?: {
     index: number;
-    a?: ReturnType<typeof logEntryJson>;
-    b?: ReturnType<typeof logEntryJson>;
+    a?: LaunchLogEntryJson;
+    b?: LaunchLogEntryJson;
   };
+  /** Per part of the guest, the pages changed, added and removed. */
   parts: PartChanges[];
   /** True when the same pages are measured, but in another order. */
   orderOnly: boolean;

@@ -79,8 +79,26 @@ export const LOG_HEADER = `${"index".padStart(7)}  ${"gpa".padEnd(14)}  ${"type"
   "contents (SHA-384)".padEnd(96)
 }  ${"launch digest after this update".padEnd(96)}  part`;
 
+/** An entry as JSON (schema igvmgen-measure-log/1): GPA as hex, digests as hex. */
+export interface LaunchLogEntryJson {
+  /** Its position in the launch, from 0. */
+  index: number;
+  /** The guest physical address, `0x...`. */
+  gpa: string;
+  /** The SNP page type: NORMAL, VMSA, ZERO, UNMEASURED, SECRETS or CPUID. */
+  pageType: string;
+  /** The directive it comes from (-1: a page the host adds). */
+  directive: number;
+  /** The part of the guest it belongs to. */
+  part: string;
+  /** The contents digest, 96 hex digits. */
+  contents: string;
+  /** The running launch digest after this update, 96 hex digits. */
+  digest: string;
+}
+
 /** The JSON object of an entry. */
-export function logEntryJson(e: LaunchLogEntry) {
+export function logEntryJson(e: LaunchLogEntry): LaunchLogEntryJson {
   return {
     index: e.index,
     gpa: "0x" + e.gpa.toString(16),

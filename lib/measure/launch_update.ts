@@ -5,6 +5,7 @@
  */
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
+import { SnpLaunchDigest } from "./snp_digest.ts";
 
 /** One 4 KiB SNP_LAUNCH_UPDATE as the PSP measures it (SNP firmware ABI, PAGE_INFO). */
 export interface LaunchUpdate {
@@ -35,3 +36,10 @@ export type LaunchUpdateSource = (
   headers: IgvmFile,
   host: HostConfig,
 ) => AsyncIterable<LaunchUpdate>;
+
+/** Folds launch updates, in order, into the SNP launch digest. */
+export async function launchDigestOf(updates: AsyncIterable<LaunchUpdate>): Promise<Uint8Array> {
+  const digest = new SnpLaunchDigest();
+  for await (const u of updates) digest.extend(u.gpa, u.pageType, undefined, u.contents);
+  return digest.value;
+}

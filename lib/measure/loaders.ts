@@ -7,11 +7,10 @@ import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
-import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
+import { type HostConfig, launchDigestOf, type LaunchUpdateSource } from "./launch_update.ts";
 import {
   chMshvUpdates,
   DEFAULT_HOST,
-  digestOfUpdates,
   hypervUpdates,
   igvmmeasureNativeZeroUpdates,
   igvmmeasureUpdates,
@@ -104,7 +103,7 @@ export function loaderDigest(
   headers: IgvmFile,
   host: HostConfig = DEFAULT_HOST,
 ): Promise<Uint8Array> {
-  return digestOfUpdates(loaderModel(loader).updates(file, headers, host));
+  return launchDigestOf(loaderModel(loader).updates(file, headers, host));
 }
 
 /**

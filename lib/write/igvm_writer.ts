@@ -16,7 +16,6 @@ import {
 } from "../igvm/defs.ts";
 import {
   loadWasmRecordHasher,
-  sha384,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
   SNP_PAGE_TYPE_SECRETS,
@@ -25,6 +24,7 @@ import {
   SnpLaunchDigest,
 } from "../measure/snp_digest.ts";
 import { PageHashPool } from "../measure/hash_pool.ts";
+import { ZERO_PAGE_DIGEST } from "../measure/planned_updates.ts";
 import { createWasmSha384 } from "../measure/wasm_sha384.ts";
 
 /** Where the writer puts bytes: positioned writes into a seekable sink. */
@@ -533,5 +533,3 @@ export async function writeIgvm(
   await sink.writeAt(0, headers.finish(totalSize, crc32));
   return { launchDigest, totalSize, pageCount, dataPages };
 }
-
-const ZERO_PAGE_DIGEST = sha384(new Uint8Array(PAGE_SIZE));

@@ -158,6 +158,22 @@ const GPRS = [
   "r15",
 ] as const;
 
+/**
+ * The 64-bit registers OpenVMM's allow-list has beyond QEMU's (`virt_kvm/src/snp.rs`,
+ * LOADERS.md §7.2): set on the boot CPU, and allowed non-zero in the file's VMSA.
+ */
+export const OPENVMM_SYSTEM_REGISTERS = [
+  "cr2",
+  "star",
+  "lstar",
+  "cstar",
+  "sfmask",
+  "kernel_gs_base",
+  "sysenter_cs",
+  "sysenter_esp",
+  "sysenter_eip",
+] as const;
+
 /** Which fields of the file's VMSA a loader hands to KVM, and how. */
 interface BspRecipe {
   /** Segments copied (the others keep their reset state). */
@@ -190,24 +206,7 @@ const OPENVMM_RECIPE: BspRecipe = {
   // OpenVMM's allow-list (LOADERS.md §7.2); the FPU comes from the file's xsave image.
   segments: SEGMENTS,
   trBaseFromLdtr: false,
-  copied: [
-    "cr2",
-    "cr3",
-    "dr6",
-    "dr7",
-    "rip",
-    "g_pat",
-    "xcr0",
-    "star",
-    "lstar",
-    "cstar",
-    "sfmask",
-    "kernel_gs_base",
-    "sysenter_cs",
-    "sysenter_esp",
-    "sysenter_eip",
-    ...GPRS,
-  ],
+  copied: ["cr3", "dr6", "dr7", "rip", "g_pat", "xcr0", ...OPENVMM_SYSTEM_REGISTERS, ...GPRS],
   fpuFromFile: true,
 };
 

@@ -1,0 +1,92 @@
+/**
+ * Launch updates planned by a loader model before their pages are hashed, and the one
+ * hashing stage every model uses: batches of 256 pages, the batch's file data read in one
+ * span when it lies close together, SHA-384 in parallel by WebCrypto, yielded in order.
+ */
+import { PAGE_SIZE } from "../bytes/le.ts";
+import { InputError } from "../errors.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import type { LaunchUpdate } from "./launch_update.ts";
+import { sha384, SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+
+/** A launch update before its contents are hashed. */
+export interface PlannedUpdate {
+  pageType: number;
+  gpa: number;
+  directive: number;
+  /** File offset of the page to hash (NORMAL/VMSA with data); undefined: a zero page. */
+  dataOffset?: number;
+  /** The page itself, for a page the loader builds (KVM's VMSAs); wins over `dataOffset`. */
+  page?: Uint8Array;
+}
+
+const ZERO_CONTENTS = new Uint8Array(48);
+/** SHA-384 of a 4 KiB zero page: the contents of an empty NORMAL page. */
+export const ZERO_PAGE_DIGEST = sha384(new Uint8Array(PAGE_SIZE));
+
+const BATCH = 256;
+/** A batch's pages are read in one go when their file data lies within this span. */
+const SPAN_BYTES = 4 * BATCH * PAGE_SIZE;
+
+const isContentMeasured = (u: PlannedUpdate) =>
+  u.pageType === SNP_PAGE_TYPE_NORMAL || u.pageType === SNP_PAGE_TYPE_VMSA;
+
+/**
+ * Hashes planned updates in batches of 256 and yields them in order. Zero pages are not
+ * hashed again (their digest is {@link ZERO_PAGE_DIGEST}). A page whose file data runs past
+ * the end of the file fails with `refuse(message)` (an InputError by default).
+ */
+export async function* hashPlanned(
+  file: FileAccess,
+  planned: Iterable<PlannedUpdate>,
+  refuse: (message: string) => Error = (message) => new InputError(message),
+): AsyncGenerator<LaunchUpdate> {
+  let batch: PlannedUpdate[] = [];
+  const spanBuffer = new Uint8Array(Math.min(SPAN_BYTES, Math.max(file.size, PAGE_SIZE)));
+  const flush = async (): Promise<LaunchUpdate[]> => {
+    const fromFile = batch.filter((u) =>
+      isContentMeasured(u) && !u.page && u.dataOffset !== undefined
+    );
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const u of fromFile) {
+      lo = Math.min(lo, u.dataOffset!);
+      hi = Math.max(hi, u.dataOffset! + PAGE_SIZE);
+    }
+    const span = fromFile.length > 1 && hi - lo <= spanBuffer.length
+      ? await file.readAt(lo, hi - lo, spanBuffer)
+      : undefined;
+    const contents = await Promise.all(batch.map(async (u) => {
+      if (!isContentMeasured(u)) return ZERO_CONTENTS;
+      let page = u.page;
+      if (!page) {
+        if (u.dataOffset === undefined) return ZERO_PAGE_DIGEST;
+        const at = u.dataOffset - lo;
+        page = span && at + PAGE_SIZE <= span.length
+          ? span.subarray(at, at + PAGE_SIZE)
+          : await file.readAt(u.dataOffset, PAGE_SIZE);
+        if (page.length !== PAGE_SIZE) {
+          throw refuse(
+            `page 0x${u.gpa.toString(16)}: file data at 0x${
+              u.dataOffset.toString(16)
+            } runs past the end`,
+          );
+        }
+      }
+      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
+    }));
+    const out = batch.map((u, i) => ({
+      pageType: u.pageType,
+      gpa: u.gpa,
+      directive: u.directive,
+      contents: contents[i],
+    }));
+    batch = [];
+    return out;
+  };
+  for (const u of planned) {
+    batch.push(u);
+    if (batch.length === BATCH) yield* await flush();
+  }
+  if (batch.length) yield* await flush();
+}
