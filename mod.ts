@@ -91,7 +91,6 @@ export type {
   CpuVendor,
   GenerateRequest,
   KernelFormat,
-  TargetName,
 } from "./lib/generate_request.ts";
 export type { Input, NamedStream } from "./lib/io/input_source.ts";
 export type { Target } from "./lib/target.ts";

@@ -19,12 +19,6 @@ export type CpuVendor = "Intel" | "AMD";
 /** The built-in ACPI tables: PC-style (`default`) or Cloud Hypervisor's (`clh`). */
 export type AcpiProfileName = ProfileName;
 
-/** The hosts an image can be laid out for (`-target`): lib/target.ts's `TARGETS`. */
-export type TargetName = "hyperv" | "qemu-kvm" | "ch-kvm";
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-// Fails to compile when TargetName and TARGETS part ways.
-true satisfies Same<TargetName, Target>;
-
 /**
  * What to generate. Only `output` and `kernel` are required; every other field has the
  * original igvmgen's default. Each field names its command-line option.
@@ -72,7 +66,7 @@ export interface GenerateRequest {
    * `-target`: the host the image is for. `hyperv` (default) is the original's layout;
    * `qemu-kvm` and `ch-kvm` lay out an image those loaders accept, signed over their digest.
    */
-  target?: TargetName;
+  target?: Target;
   /** `-cpu`: with `target: "qemu-kvm"` and more than one vCPU, the vCPU model or signature. */
   cpu?: string;
   /**
