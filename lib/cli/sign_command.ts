@@ -3,6 +3,8 @@ import { UsageError } from "../errors.ts";
 import { signIgvmFile } from "../sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
+import { describeHost, signHostOf, signMatrixOf } from "./sign_host.ts";
+import { signMatrix } from "../sign_matrix.ts";
 
 /** Help for `igvmgen sign`. */
 export function signHelp(): string {
@@ -56,6 +58,10 @@ export async function runSignCommand(
     { name: "id_signature", kind: "value" },
     { name: "id_public_key", kind: "value" },
     { name: "payload", kind: "value" },
+    { name: "vcpus", kind: "value" },
+    { name: "cpu", kind: "value" },
+    { name: "matrix", kind: "flag" },
+    { name: "id_blocks_out", kind: "value" },
   ]);
   if (positional.length !== 1) {
     throw new UsageError(
@@ -65,8 +71,15 @@ export async function runSignCommand(
     );
   }
   const str = (n: string) => values.get(n) as string | undefined;
+  if (values.has("matrix")) {
+    return await runSignMatrix(positional[0], values, notice);
+  }
+  if (str("id_blocks_out") !== undefined) {
+    throw new UsageError("sign: --id-blocks-out goes with --matrix");
+  }
   const loader = str("loader") ?? DEFAULT_LOADER;
   loaderModel(loader);
+  const host = signHostOf(loader, str("vcpus"), str("cpu"));
   const result = await signIgvmFile({
     input: positional[0],
     output: str("o"),
@@ -76,22 +89,58 @@ export async function runSignCommand(
     svn: checkSvn(str("svn") ?? "0"),
     measurementFile: str("measurement_file"),
     loader,
+    host,
     payloadOut: str("payload_out"),
     idSignature: str("id_signature"),
     idPublicKey: str("id_public_key"),
     payload: str("payload"),
   }, { stdout: Deno.stdout.writable });
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
+  const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (result.payloadOut) {
     notice(
-      `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (loader ${loader})`,
+      `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (${of})`,
     );
   } else {
     notice(
       `igvmgen: ${
         result.added ? "added an ID block" : "replaced the ID block"
-      }: wrote ${result.output}; launch measurement ${result.launchMeasurement} (loader ${loader})`,
+      }: wrote ${result.output}; launch measurement ${result.launchMeasurement} (${of})`,
     );
   }
+  return 0;
+}
+
+/** `sign --matrix`: one ID block per vCPU count and CPU model. */
+async function runSignMatrix(
+  input: string,
+  values: Map<string, string | boolean>,
+  notice: (line: string) => void,
+): Promise<number> {
+  const str = (n: string) => values.get(n) as string | undefined;
+  const loader = str("loader") ?? "qemu-kvm";
+  loaderModel(loader);
+  const { vcpus, cpus } = signMatrixOf(loader, str("vcpus"), str("cpu"));
+  for (const n of ["payload", "measurement_file"]) {
+    if (values.has(n)) {
+      throw new UsageError(`sign --matrix: -${n.replaceAll("_", "-")} does not go with --matrix`);
+    }
+  }
+  const result = await signMatrix({
+    input,
+    loader,
+    vcpus,
+    cpus,
+    signKey: str("sign_key"),
+    signDeterministic: values.get("sign_deterministic") === true,
+    configFile: str("config_file"),
+    idBlocksOut: str("id_blocks_out"),
+    outputPattern: str("o"),
+    payloadOutPattern: str("payload_out"),
+    idSignaturePattern: str("id_signature"),
+    idPublicKey: str("id_public_key"),
+  });
+  for (const w of result.warnings) notice(`igvmgen: ${w}`);
+  for (const line of result.written) notice(`igvmgen: wrote ${line}`);
   return 0;
 }
