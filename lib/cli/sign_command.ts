@@ -11,6 +11,8 @@ export function signHelp(): string {
   return `usage: igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem [options]
        igvmgen sign IN.igvm --payload-out ID_BLOCK.bin [options]
        igvmgen sign IN.igvm -o OUT.igvm --id-signature SIG --id-public-key KEY [--payload ID_BLOCK.bin] [options]
+       igvmgen sign IN.igvm --matrix [--loader L] --vcpus 1,2,4 --cpu milan,genoa -sign_key KEY.pem
+                    [--id-blocks-out BLOCKS.json] [-o 'OUT-{vcpus}-{cpu}.igvm'] [options]
 
 Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it. The launch digest is
 recomputed from the file. Writing OUT over IN is refused; OUT appears only when all is done.
@@ -24,6 +26,10 @@ recomputed from the file. Writing OUT over IN is refused; OUT appears only when 
   -measurement_file FILE   write the measurement JSON
   --loader NAME            whose launch digest to sign: ${loaderNames().join(", ")}
                            (default ${DEFAULT_LOADER})
+  --vcpus N, --cpu C       the host of a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm): KVM
+                           measures one VMSA per vCPU, each AP's with the CPU signature
+                           (milan, genoa, rome, turin or 0xSIGNATURE). Default 1 vCPU;
+                           qemu-kvm and openvmm-kvm need --cpu with more than one
 Offline signing (the ID key stays in an HSM or a cloud KMS):
   --payload-out FILE       write the 96-byte SNP ID_BLOCK the ID key signs, nothing else
                            (- for standard output)
@@ -33,7 +39,19 @@ Offline signing (the ID key stays in an HSM or a cloud KMS):
   --payload FILE           the payload that was signed; checked against the file's digest
                            and the options (default: recomputed from the file and options)
 Before writing, the signature must verify over the payload with a P-384 key, the payload's
-digest must be this file's, and its fields must match the options.`;
+digest must be this file's, and its fields must match the options.
+One ID block per host (--matrix, for qemu-kvm unless --loader says otherwise):
+  --vcpus LIST, --cpu LIST every combination of the two comma lists
+  --id-blocks-out FILE     JSON, schema igvmgen-id-blocks/1: per combination vcpus, cpu,
+                           signature (CPUID(1).EAX), launchDigest, idBlock and idAuth (base64
+                           of the 96-byte ID_BLOCK and the 4096-byte ID_AUTH_INFO, as QEMU's
+                           sev-snp-guest id-block= and id-auth= take them)
+  -o PATTERN               a signed copy of the file per combination; {vcpus} and {cpu} in
+                           the name are replaced (e.g. 'guest-{vcpus}-{cpu}.igvm')
+  --payload-out PATTERN    the payload per combination for an offline signer, nothing else
+  --id-signature PATTERN   with --id-public-key: the offline signature per combination,
+                           checked over its payload, for --id-blocks-out and -o
+Every output is written only when all combinations succeeded.`;
 }
 
 /** Runs `igvmgen sign`; returns the exit code. */
