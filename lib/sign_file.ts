@@ -30,8 +30,7 @@ import {
   verifyP384,
 } from "./measure/public_key.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
-import { describeHost, type NamedHost } from "./cli/sign_host.ts";
-import { kvmLaunchWarnings } from "./sign_kvm.ts";
+import { describeHost, kvmLaunchWarnings, type NamedHost } from "./sign_kvm.ts";
 
 /** What `sign` is asked to do. */
 export interface SignRequest {

@@ -7,6 +7,9 @@ import type { IgvmFile } from "./igvm/reader.ts";
 import { checkLaunch, kvmPolicyProblems, LAUNCH_CHECK_LOADERS } from "./igvm/launch_checks.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
+import { KVM_LOADERS, LoaderRefusal } from "./measure/kvm_loaders.ts";
+import { SnpLaunchDigest } from "./measure/snp_digest.ts";
+import { toHex } from "./bytes/le.ts";
 
 /**
  * Warnings when `loader` is a KVM loader that would not start the signed file: KVM refuses
@@ -39,4 +42,60 @@ export async function kvmLaunchWarnings(
     );
   }
   return warnings;
+}
+
+/** A host configuration with the words the user gave, for messages and file names. */
+export interface NamedHost extends HostConfig {
+  /** The CPU as given (milan, 0x00a00f11, ...), or undefined when not given. */
+  cpu?: string;
+}
+
+/** How to name a host configuration in messages: "2 vCPUs, genoa". */
+export function describeHost(host: NamedHost): string {
+  const vcpus = `${host.vcpus} vCPU${host.vcpus === 1 ? "" : "s"}`;
+  return host.cpu === undefined ? vcpus : `${vcpus}, ${host.cpu}`;
+}
+
+/** One combination of `sign --matrix`: its host and launch digest (hex). */
+export interface MatrixDigest {
+  vcpus: number;
+  cpu: string;
+  /** CPUID(1).EAX, 0x and 8 hex digits. */
+  signature: string;
+  launchDigest: string;
+}
+
+/**
+ * The digests of a KVM loader for every vCPU count and CPU, in the order of the CPU list and
+ * then the vCPU list: one pass over the file per CPU. The VMSAs come last, one per vCPU, so
+ * the digest after the k-th VMSA is that of k vCPUs.
+ */
+export async function kvmMatrixDigests(
+  loader: KvmLoaderName,
+  file: FileAccess,
+  headers: IgvmFile,
+  vcpus: readonly number[],
+  cpus: readonly { name: string; signature: number }[],
+): Promise<MatrixDigest[]> {
+  const max = Math.max(...vcpus);
+  const rows: MatrixDigest[] = [];
+  for (const cpu of cpus) {
+    const digest = new SnpLaunchDigest();
+    const after: string[] = [];
+    try {
+      const host = { vcpus: max, cpuSignature: cpu.signature };
+      for await (const u of KVM_LOADERS[loader](file, headers, host)) {
+        digest.extend(u.gpa, u.pageType, undefined, u.contents);
+        if (u.directive === -1) after.push(toHex(digest.value));
+      }
+    } catch (e) {
+      if (e instanceof LoaderRefusal) throw new Error(`${loader}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    const signature = "0x" + cpu.signature.toString(16).padStart(8, "0");
+    for (const n of vcpus) {
+      rows.push({ vcpus: n, cpu: cpu.name, signature, launchDigest: after[n - 1] });
+    }
+  }
+  return rows;
 }

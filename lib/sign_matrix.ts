@@ -24,9 +24,8 @@ import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
 import { snpCompatibilityMask } from "./measure/file_loaders.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
-import { type MatrixRow, measureMatrix } from "./cli/kvm_commands.ts";
 import { loadConfig, loadSigningKey, readInput, sameFile } from "./sign_file.ts";
-import { kvmLaunchWarnings } from "./sign_kvm.ts";
+import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
 
 /** What `sign --matrix` is asked to do. */
 export interface SignMatrixRequest {
@@ -65,7 +64,7 @@ export interface IdBlockEntry {
 
 /** What `sign --matrix` did. */
 export interface SignMatrixResult {
-  rows: MatrixRow[];
+  rows: MatrixDigest[];
   entries: IdBlockEntry[];
   /** One line per output written. */
   written: string[];
@@ -77,7 +76,7 @@ export function expandPattern(pattern: string, vcpus: number, cpu: string): stri
   return pattern.replaceAll("{vcpus}", String(vcpus)).replaceAll("{cpu}", cpu);
 }
 
-function checkPattern(option: string, pattern: string, rows: readonly MatrixRow[]): void {
+function checkPattern(option: string, pattern: string, rows: readonly MatrixDigest[]): void {
   if (pattern === "-") throw new UsageError(`sign --matrix: ${option} takes a file pattern, not -`);
   const names = rows.map((r) => expandPattern(pattern, r.vcpus, r.cpu));
   if (new Set(names).size !== names.length) {
@@ -126,7 +125,7 @@ export async function signMatrix(r: SignMatrixRequest): Promise<SignMatrixResult
       [r.idSignaturePattern, "--id-signature"],
     ] as const
   ) {
-    if (pattern !== undefined) checkPattern(option, pattern, plannedRows as MatrixRow[]);
+    if (pattern !== undefined) checkPattern(option, pattern, plannedRows as MatrixDigest[]);
   }
   const outputs = [
     ...(r.idBlocksOut ? [r.idBlocksOut] : []),
@@ -158,7 +157,7 @@ export async function signMatrix(r: SignMatrixRequest): Promise<SignMatrixResult
       throw named(e);
     }
     const config = await loadConfig(r.configFile, filePolicy(headers));
-    const rows = await measureMatrix(r.loader as KvmLoaderName, file, headers, r.vcpus, r.cpus)
+    const rows = await kvmMatrixDigests(r.loader as KvmLoaderName, file, headers, r.vcpus, r.cpus)
       .catch((e) => Promise.reject(e instanceof UsageError ? e : named(e)));
     const warnings = await kvmLaunchWarnings(r.loader, file, headers, config.policy, undefined);
     const mask = snpCompatibilityMask(headers);

@@ -3,7 +3,8 @@ import { UsageError } from "../errors.ts";
 import { signIgvmFile } from "../sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
-import { describeHost, signHostOf, signMatrixOf } from "./sign_host.ts";
+import { signHostOf, signMatrixOf } from "./sign_host.ts";
+import { describeHost } from "../sign_kvm.ts";
 import { signMatrix } from "../sign_matrix.ts";
 
 /** Help for `igvmgen sign`. */

@@ -4,21 +4,9 @@
  * openvmm-kvm with more than one vCPU need the CPU model (each AP's VMSA holds its signature).
  */
 import { UsageError } from "../errors.ts";
-import type { HostConfig } from "../measure/launch_update.ts";
+import type { NamedHost } from "../sign_kvm.ts";
 import { loaderModel } from "../measure/loaders.ts";
 import { parseCpus, parseVcpus } from "./kvm_commands.ts";
-
-/** A host configuration with the words the user gave, for messages and file names. */
-export interface NamedHost extends HostConfig {
-  /** The CPU as given (milan, 0x00a00f11, ...), or undefined when not given. */
-  cpu?: string;
-}
-
-/** How to name a host configuration in messages: "2 vCPUs, genoa". */
-export function describeHost(host: NamedHost): string {
-  const vcpus = `${host.vcpus} vCPU${host.vcpus === 1 ? "" : "s"}`;
-  return host.cpu === undefined ? vcpus : `${vcpus}, ${host.cpu}`;
-}
 
 /** `--vcpus` and `--cpu` of a single host; undefined when neither is given. */
 export function signHostOf(
