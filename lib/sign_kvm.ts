@@ -1,15 +1,15 @@
 /**
- * What `sign` tells the user when it signs for a KVM loader: the reasons that loader would
- * refuse the file (../shared/LOADERS.md §4, §6, §7.2, §9), which the signature cannot fix.
+ * `sign` for the KVM loaders (../shared/LOADERS.md §4, §6, §7.2, §9): the reasons such a
+ * loader would refuse the file, which the signature cannot fix; how a host configuration is
+ * named; and the digests of `sign --matrix`, one per vCPU count and CPU model.
  */
+import { toHex } from "./bytes/le.ts";
 import type { FileAccess } from "./io/file_reader.ts";
 import type { IgvmFile } from "./igvm/reader.ts";
 import { checkLaunch, kvmPolicyProblems, LAUNCH_CHECK_LOADERS } from "./igvm/launch_checks.ts";
-import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
+import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./measure/kvm_loaders.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
-import { KVM_LOADERS, LoaderRefusal } from "./measure/kvm_loaders.ts";
 import { SnpLaunchDigest } from "./measure/snp_digest.ts";
-import { toHex } from "./bytes/le.ts";
 
 /**
  * Warnings when `loader` is a KVM loader that would not start the signed file: KVM refuses
