@@ -10,6 +10,8 @@ import { checkLaunch, kvmPolicyProblems, LAUNCH_CHECK_LOADERS } from "./igvm/lau
 import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./measure/kvm_loaders.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
 import { SnpLaunchDigest } from "./measure/snp_digest.ts";
+import { extendWithApVmsas, fileOrderIsQemuOrder } from "./measure/kvm_extend.ts";
+import { loaderDigest } from "./measure/loaders.ts";
 
 /**
  * Warnings when `loader` is a KVM loader that would not start the signed file: KVM refuses
@@ -67,8 +69,9 @@ export interface MatrixDigest {
 
 /**
  * The digests of a KVM loader for every vCPU count and CPU, in the order of the CPU list and
- * then the vCPU list: one pass over the file per CPU. The VMSAs come last, one per vCPU, so
- * the digest after the k-th VMSA is that of k vCPUs.
+ * then the vCPU list. When QEMU issues the pages in file order, one file-order pass extended by
+ * each host's AP VMSAs; else one pass of the loader model per CPU: the VMSAs come last, one
+ * per vCPU, so the digest after the k-th VMSA is that of k vCPUs.
  */
 export async function kvmMatrixDigests(
   loader: KvmLoaderName,
@@ -79,6 +82,20 @@ export async function kvmMatrixDigests(
 ): Promise<MatrixDigest[]> {
   const max = Math.max(...vcpus);
   const rows: MatrixDigest[] = [];
+  const hex8 = (n: number) => "0x" + n.toString(16).padStart(8, "0");
+  // QEMU in file order: one file-order pass, then each host's AP VMSAs (lib/measure/kvm_extend.ts).
+  const boot = loader === "qemu-kvm" ? await fileOrderIsQemuOrder(file, headers) : undefined;
+  if (boot) {
+    const fileOrder = await loaderDigest("hyperv", file, headers);
+    for (const cpu of cpus) {
+      for (const n of vcpus) {
+        const host = { vcpus: n, cpuSignature: cpu.signature };
+        const launchDigest = toHex(extendWithApVmsas(fileOrder, boot, host));
+        rows.push({ vcpus: n, cpu: cpu.name, signature: hex8(cpu.signature), launchDigest });
+      }
+    }
+    return rows;
+  }
   for (const cpu of cpus) {
     const digest = new SnpLaunchDigest();
     const after: string[] = [];
@@ -92,9 +109,13 @@ export async function kvmMatrixDigests(
       if (e instanceof LoaderRefusal) throw new Error(`${loader}: ${e.message}`, { cause: e });
       throw e;
     }
-    const signature = "0x" + cpu.signature.toString(16).padStart(8, "0");
     for (const n of vcpus) {
-      rows.push({ vcpus: n, cpu: cpu.name, signature, launchDigest: after[n - 1] });
+      rows.push({
+        vcpus: n,
+        cpu: cpu.name,
+        signature: hex8(cpu.signature),
+        launchDigest: after[n - 1],
+      });
     }
   }
   return rows;

@@ -396,3 +396,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "sign --matrix where QEMU's order is not file order (a hyperv image) and for ch-kvm: the full models' digests",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const { key } = opensslKey(dir);
+      Deno.writeFileSync(`${dir}/h.igvm`, await generateImage([]));
+      Deno.writeFileSync(`${dir}/c.igvm`, await generateImage(["-target", "ch-kvm"]));
+      for (const [input, loader] of [["h.igvm", "qemu-kvm"], ["c.igvm", "ch-kvm"]]) {
+        const r = await runCli([
+          "sign",
+          `${dir}/${input}`,
+          "--matrix",
+          "--loader",
+          loader,
+          "--vcpus",
+          "1,3",
+          "--cpu",
+          "milan,genoa",
+          "-sign_key",
+          key,
+          "--id-blocks-out",
+          `${dir}/${loader}.json`,
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        const doc = JSON.parse(Deno.readTextFileSync(`${dir}/${loader}.json`));
+        assertEquals(doc.idBlocks.length, 4);
+        for (const b of doc.idBlocks) {
+          assertEquals(b.launchDigest, await measure(`${dir}/${input}`, b.vcpus, b.cpu, loader));
+        }
+      }
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
