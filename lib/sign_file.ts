@@ -30,6 +30,7 @@ import {
   verifyP384,
 } from "./measure/public_key.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
+import { describeHost, kvmLaunchWarnings, type NamedHost } from "./sign_kvm.ts";
 
 /** What `sign` is asked to do. */
 export interface SignRequest {
@@ -41,6 +42,11 @@ export interface SignRequest {
   signDeterministic: boolean;
   measurementFile?: string;
   loader: string;
+  /**
+   * The host configuration of a host-dependent (KVM) loader: vCPUs and CPU model. Without it
+   * such a loader's digest is that of one vCPU.
+   */
+  host?: NamedHost;
   /** Write the 96-byte ID block payload here and nothing else. */
   payloadOut?: string;
   /** Attach this offline signature (DER or raw r||s) ... */
@@ -67,7 +73,7 @@ export interface SignIo {
   stdout?: WritableStream<Uint8Array>;
 }
 
-async function readInput(path: string, what: string): Promise<Uint8Array> {
+export async function readInput(path: string, what: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
   } catch (e) {
@@ -76,7 +82,7 @@ async function readInput(path: string, what: string): Promise<Uint8Array> {
 }
 
 /** True when `b` exists and is the same file as `a` (same device and inode). */
-async function sameFile(a: string, b: string): Promise<boolean> {
+export async function sameFile(a: string, b: string): Promise<boolean> {
   const [sa, sb] = await Promise.all([
     Deno.stat(a).catch(() => null),
     Deno.stat(b).catch(() => null),
@@ -87,7 +93,7 @@ async function sameFile(a: string, b: string): Promise<boolean> {
 }
 
 /** Loads the ID block fields: the config file's, or the defaults with the file's policy. */
-async function loadConfig(path: string | undefined, policy: bigint | undefined) {
+export async function loadConfig(path: string | undefined, policy: bigint | undefined) {
   if (!path) {
     const config = defaultIdBlockConfig();
     if (policy !== undefined) config.policy = policy;
@@ -159,13 +165,14 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
       throw named(e);
     }
     const config: IdBlockConfig = await loadConfig(r.configFile, filePolicy(headers));
-    const digest = await loaderDigest(r.loader, file, headers).catch((e) =>
+    const digest = await loaderDigest(r.loader, file, headers, r.host).catch((e) =>
       Promise.reject(e instanceof UsageError ? e : named(e))
     );
     const launchMeasurement = toHex(digest);
     const expected = idBlockPayload(digest, config);
     const warning = policyWarning(r.loader, config.policy);
     const warnings = warning ? [warning] : [];
+    warnings.push(...await kvmLaunchWarnings(r.loader, file, headers, config.policy, r.host));
     if (r.payloadOut) {
       if (r.payloadOut === "-") {
         const w = io.stdout!.getWriter();
@@ -209,7 +216,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
   }
 }
 
-async function loadSigningKey(path: string): Promise<P384Key> {
+export async function loadSigningKey(path: string): Promise<P384Key> {
   const pem = new TextDecoder().decode(await readInput(path, "signing key"));
   try {
     return await parseP384PrivateKeyPem(pem);
@@ -271,9 +278,9 @@ async function offlineIdBlock(
       throw new InputError(
         `--payload ${r.payload}: its launch digest ${
           toHex(payload.subarray(0, 48)).slice(0, 16)
-        }... is not this file's ${
-          toHex(digest).slice(0, 16)
-        }... under loader ${r.loader}: the payload is for another image`,
+        }... is not this file's ${toHex(digest).slice(0, 16)}... under ${
+          loaderLabel(r)
+        }: the payload is for another image or host`,
       );
     }
     const mismatch = describePayloadMismatch(payload, expected);
@@ -284,9 +291,18 @@ async function offlineIdBlock(
       `--id-signature ${r.idSignature}: does not verify over the ${
         r.payload ? "payload" : "payload recomputed from this file and the options"
       } with ${r.idPublicKey}${
-        r.payload ? "" : " (signed for another image, other options, or another loader?)"
+        r.payload
+          ? ""
+          : ` (signed for another image, other options, or another loader or host than ${
+            loaderLabel(r)
+          }?)`
       }`,
     );
   }
   return assembleIgvmIdBlock(payload, sig.r, sig.s, key.x, key.y, mask);
+}
+
+/** The loader and, for a KVM loader, its host: "loader qemu-kvm with 2 vCPUs, genoa". */
+export function loaderLabel(r: Pick<SignRequest, "loader" | "host">): string {
+  return r.host ? `loader ${r.loader} with ${describeHost(r.host)}` : `loader ${r.loader}`;
 }

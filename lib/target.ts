@@ -23,11 +23,12 @@ import { InputError } from "./errors.ts";
 import { PAGE_SIZE, toHex } from "./bytes/le.ts";
 import type { GuestImage } from "./layout/guest_image.ts";
 import { IGVM_FIXED_HEADER, IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
-import { headerSectionChecksum, parseIgvmHeaders } from "./igvm/reader.ts";
+import { headerSectionChecksum, type IgvmFile, parseIgvmHeaders } from "./igvm/reader.ts";
 import type { FileAccess } from "./io/file_reader.ts";
 import { checkLaunch, kvmPolicyProblems } from "./igvm/launch_checks.ts";
 import { KVM_LOADERS, type KvmLoaderName, launchDigestOf } from "./measure/kvm_loaders.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
+import { extendWithApVmsas, fileOrderIsQemuOrder } from "./measure/kvm_extend.ts";
 import { KVM_VMSA_GPA, kvmTargetVmsa } from "./x86/kvm_vmsa.ts";
 
 /**
@@ -93,6 +94,25 @@ export function finishKvmImage(image: GuestImage): GuestImage {
   return { ...image, highestVtl: 0, launchOrder: "kvm" };
 }
 
+/**
+ * The target's launch digest of the written file. For qemu-kvm, when QEMU issues the pages in
+ * file order (lib/measure/kvm_extend.ts checks it from the headers and the VMSA), it is the
+ * writer's file-order digest extended by the AP VMSAs: no second pass over the pages. Else
+ * (ch-kvm measures empty pages as ZERO pages) the loader model reads the file again.
+ */
+export async function kvmDigestOfWritten(
+  file: FileAccess,
+  headers: IgvmFile,
+  target: KvmTarget,
+  writtenDigest: Uint8Array,
+): Promise<Uint8Array> {
+  if (target.loader === "qemu-kvm") {
+    const bootVmsa = await fileOrderIsQemuOrder(file, headers);
+    if (bootVmsa) return extendWithApVmsas(writtenDigest, bootVmsa, target.host);
+  }
+  return await launchDigestOf(KVM_LOADERS[target.loader](file, headers, target.host));
+}
+
 /** The random-access sink of a file being written: read back, write at an offset. */
 export interface WrittenFile {
   size(): Promise<number>;
@@ -128,7 +148,7 @@ export async function retargetWrittenImage(
       `the ${target.loader} image fails its own launch checks: ${check.refusals.join("; ")}`,
     );
   }
-  const digest = await launchDigestOf(KVM_LOADERS[target.loader](file, headers, target.host));
+  const digest = await kvmDigestOfWritten(file, headers, target, writtenDigest);
   if (toHex(digest) === toHex(writtenDigest)) return digest;
   const idBlock = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   if (!idBlock || idBlock.length !== IGVM_VHS_SNP_ID_BLOCK.size) {

@@ -3,12 +3,17 @@ import { UsageError } from "../errors.ts";
 import { signIgvmFile } from "../sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
+import { signHostOf, signMatrixOf } from "./sign_host.ts";
+import { describeHost } from "../sign_kvm.ts";
+import { signMatrix } from "../sign_matrix.ts";
 
 /** Help for `igvmgen sign`. */
 export function signHelp(): string {
   return `usage: igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem [options]
        igvmgen sign IN.igvm --payload-out ID_BLOCK.bin [options]
        igvmgen sign IN.igvm -o OUT.igvm --id-signature SIG --id-public-key KEY [--payload ID_BLOCK.bin] [options]
+       igvmgen sign IN.igvm --matrix [--loader L] --vcpus 1,2,4 --cpu milan,genoa -sign_key KEY.pem
+                    [--id-blocks-out BLOCKS.json] [-o 'OUT-{vcpus}-{cpu}.igvm'] [options]
 
 Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it. The launch digest is
 recomputed from the file. Writing OUT over IN is refused; OUT appears only when all is done.
@@ -22,6 +27,10 @@ recomputed from the file. Writing OUT over IN is refused; OUT appears only when 
   -measurement_file FILE   write the measurement JSON
   --loader NAME            whose launch digest to sign: ${loaderNames().join(", ")}
                            (default ${DEFAULT_LOADER})
+  --vcpus N, --cpu C       the host of a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm): KVM
+                           measures one VMSA per vCPU, each AP's with the CPU signature
+                           (milan, genoa, rome, turin or 0xSIGNATURE). Default 1 vCPU;
+                           qemu-kvm and openvmm-kvm need --cpu with more than one
 Offline signing (the ID key stays in an HSM or a cloud KMS):
   --payload-out FILE       write the 96-byte SNP ID_BLOCK the ID key signs, nothing else
                            (- for standard output)
@@ -31,7 +40,19 @@ Offline signing (the ID key stays in an HSM or a cloud KMS):
   --payload FILE           the payload that was signed; checked against the file's digest
                            and the options (default: recomputed from the file and options)
 Before writing, the signature must verify over the payload with a P-384 key, the payload's
-digest must be this file's, and its fields must match the options.`;
+digest must be this file's, and its fields must match the options.
+One ID block per host (--matrix, for qemu-kvm unless --loader says otherwise):
+  --vcpus LIST, --cpu LIST every combination of the two comma lists
+  --id-blocks-out FILE     JSON, schema igvmgen-id-blocks/1: per combination vcpus, cpu,
+                           signature (CPUID(1).EAX), launchDigest, idBlock and idAuth (base64
+                           of the 96-byte ID_BLOCK and the 4096-byte ID_AUTH_INFO, as QEMU's
+                           sev-snp-guest id-block= and id-auth= take them)
+  -o PATTERN               a signed copy of the file per combination; {vcpus} and {cpu} in
+                           the name are replaced (e.g. 'guest-{vcpus}-{cpu}.igvm')
+  --payload-out PATTERN    the payload per combination for an offline signer, nothing else
+  --id-signature PATTERN   with --id-public-key: the offline signature per combination,
+                           checked over its payload, for --id-blocks-out and -o
+Every output is written only when all combinations succeeded.`;
 }
 
 /** Runs `igvmgen sign`; returns the exit code. */
@@ -56,6 +77,10 @@ export async function runSignCommand(
     { name: "id_signature", kind: "value" },
     { name: "id_public_key", kind: "value" },
     { name: "payload", kind: "value" },
+    { name: "vcpus", kind: "value" },
+    { name: "cpu", kind: "value" },
+    { name: "matrix", kind: "flag" },
+    { name: "id_blocks_out", kind: "value" },
   ]);
   if (positional.length !== 1) {
     throw new UsageError(
@@ -65,8 +90,15 @@ export async function runSignCommand(
     );
   }
   const str = (n: string) => values.get(n) as string | undefined;
+  if (values.has("matrix")) {
+    return await runSignMatrix(positional[0], values, notice);
+  }
+  if (str("id_blocks_out") !== undefined) {
+    throw new UsageError("sign: --id-blocks-out goes with --matrix");
+  }
   const loader = str("loader") ?? DEFAULT_LOADER;
   loaderModel(loader);
+  const host = signHostOf(loader, str("vcpus"), str("cpu"));
   const result = await signIgvmFile({
     input: positional[0],
     output: str("o"),
@@ -76,22 +108,58 @@ export async function runSignCommand(
     svn: checkSvn(str("svn") ?? "0"),
     measurementFile: str("measurement_file"),
     loader,
+    host,
     payloadOut: str("payload_out"),
     idSignature: str("id_signature"),
     idPublicKey: str("id_public_key"),
     payload: str("payload"),
   }, { stdout: Deno.stdout.writable });
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
+  const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (result.payloadOut) {
     notice(
-      `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (loader ${loader})`,
+      `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (${of})`,
     );
   } else {
     notice(
       `igvmgen: ${
         result.added ? "added an ID block" : "replaced the ID block"
-      }: wrote ${result.output}; launch measurement ${result.launchMeasurement} (loader ${loader})`,
+      }: wrote ${result.output}; launch measurement ${result.launchMeasurement} (${of})`,
     );
   }
+  return 0;
+}
+
+/** `sign --matrix`: one ID block per vCPU count and CPU model. */
+async function runSignMatrix(
+  input: string,
+  values: Map<string, string | boolean>,
+  notice: (line: string) => void,
+): Promise<number> {
+  const str = (n: string) => values.get(n) as string | undefined;
+  const loader = str("loader") ?? "qemu-kvm";
+  loaderModel(loader);
+  const { vcpus, cpus } = signMatrixOf(loader, str("vcpus"), str("cpu"));
+  for (const n of ["payload", "measurement_file"]) {
+    if (values.has(n)) {
+      throw new UsageError(`sign --matrix: -${n.replaceAll("_", "-")} does not go with --matrix`);
+    }
+  }
+  const result = await signMatrix({
+    input,
+    loader,
+    vcpus,
+    cpus,
+    signKey: str("sign_key"),
+    signDeterministic: values.get("sign_deterministic") === true,
+    configFile: str("config_file"),
+    idBlocksOut: str("id_blocks_out"),
+    outputPattern: str("o"),
+    payloadOutPattern: str("payload_out"),
+    idSignaturePattern: str("id_signature"),
+    idPublicKey: str("id_public_key"),
+  });
+  for (const w of result.warnings) notice(`igvmgen: ${w}`);
+  for (const line of result.written) notice(`igvmgen: wrote ${line}`);
   return 0;
 }

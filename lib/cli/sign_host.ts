@@ -1,0 +1,52 @@
+/**
+ * The host configuration of `sign`: `--vcpus N --cpu C` for a host-dependent (KVM) loader, or
+ * the lists of `--matrix`. The rules are measure's: only with a KVM loader, and qemu-kvm and
+ * openvmm-kvm with more than one vCPU need the CPU model (each AP's VMSA holds its signature).
+ */
+import { UsageError } from "../errors.ts";
+import type { NamedHost } from "../sign_kvm.ts";
+import { loaderModel } from "../measure/loaders.ts";
+import { parseCpus, parseVcpus } from "./kvm_commands.ts";
+
+/** `--vcpus` and `--cpu` of a single host; undefined when neither is given. */
+export function signHostOf(
+  loader: string,
+  vcpusText: string | undefined,
+  cpuText: string | undefined,
+): NamedHost | undefined {
+  if (vcpusText === undefined && cpuText === undefined) return undefined;
+  if (!loaderModel(loader).hostDependent) {
+    throw new UsageError(
+      `sign: --vcpus and --cpu go with a KVM loader (--loader qemu-kvm, ch-kvm or openvmm-kvm)`,
+    );
+  }
+  const vcpus = parseVcpus(vcpusText ?? "1", false)[0];
+  const cpu = cpuText === undefined ? undefined : parseCpus(cpuText, false)[0];
+  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
+    throw new UsageError(
+      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
+    );
+  }
+  return { vcpus, cpuSignature: cpu?.signature ?? 0, cpu: cpu?.name };
+}
+
+/** The lists of `sign --matrix`: every vCPU count with every CPU. */
+export function signMatrixOf(
+  loader: string,
+  vcpusText: string | undefined,
+  cpuText: string | undefined,
+): { vcpus: number[]; cpus: { name: string; signature: number }[] } {
+  if (!loaderModel(loader).hostDependent) {
+    throw new UsageError(`sign --matrix: ${loader} is not a KVM loader`);
+  }
+  if (vcpusText === undefined || cpuText === undefined) {
+    throw new UsageError("sign --matrix needs --vcpus and --cpu lists");
+  }
+  const vcpus = parseVcpus(vcpusText, true);
+  const cpus = parseCpus(cpuText, true);
+  for (const list of [vcpus.map(String), cpus.map((c) => c.name.toLowerCase())]) {
+    const twice = list.find((x, i) => list.indexOf(x) !== i);
+    if (twice !== undefined) throw new UsageError(`sign --matrix: "${twice}" is listed twice`);
+  }
+  return { vcpus, cpus };
+}
