@@ -4,12 +4,11 @@
  * and the `--vcpus`/`--cpu` parsing and the `--matrix` digests `measure` uses.
  */
 import { UsageError } from "../errors.ts";
-import { toHex } from "../bytes/le.ts";
+import type { MatrixDigest } from "../sign_kvm.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../igvm/launch_checks.ts";
-import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
-import { SnpLaunchDigest } from "../measure/snp_digest.ts";
+import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { CPU_SIGNATURES, parseCpuSignature } from "../x86/kvm_vmsa.ts";
 
 /** Help lines for the KVM options. */
@@ -112,8 +111,6 @@ export function takeKvmOptions(
   return { kvm: { loader, vcpus, cpuSignature: cpu?.signature ?? 0 }, rest };
 }
 
-const hex8 = (n: number) => "0x" + n.toString(16).padStart(8, "0");
-
 /** `verify --loader`: prints the verdict; returns the exit code. */
 export async function runVerifyLoader(
   path: string,
@@ -145,58 +142,11 @@ export async function runVerifyLoader(
   return accepted ? 0 : 1;
 }
 
-/** One row of `measure --matrix`. */
-export interface MatrixRow {
-  vcpus: number;
-  cpu: string;
-  signature: string;
-  launchDigest: string;
-}
-
-/**
- * The digests of a loader for every vCPU count and CPU: one pass over the file per CPU; the
- * VMSAs come last, one per vCPU, so the digest after the k-th VMSA is that of k vCPUs.
- */
-export async function measureMatrix(
-  loader: KvmLoaderName,
-  file: FileAccess,
-  headers: IgvmFile,
-  vcpus: readonly number[],
-  cpus: readonly { name: string; signature: number }[],
-): Promise<MatrixRow[]> {
-  const max = Math.max(...vcpus);
-  const rows: MatrixRow[] = [];
-  for (const cpu of cpus) {
-    const digest = new SnpLaunchDigest();
-    const after: string[] = [];
-    try {
-      for await (
-        const u of KVM_LOADERS[loader](file, headers, { vcpus: max, cpuSignature: cpu.signature })
-      ) {
-        digest.extend(u.gpa, u.pageType, undefined, u.contents);
-        if (u.directive === -1) after.push(toHex(digest.value));
-      }
-    } catch (e) {
-      if (e instanceof LoaderRefusal) throw new Error(`${loader}: ${e.message}`, { cause: e });
-      throw e;
-    }
-    for (const n of vcpus) {
-      rows.push({
-        vcpus: n,
-        cpu: cpu.name,
-        signature: hex8(cpu.signature),
-        launchDigest: after[n - 1],
-      });
-    }
-  }
-  return rows;
-}
-
 /** Prints the rows of `measure --matrix` (or one digest), as text or JSON. */
 export function printMatrix(
   path: string,
   loader: string,
-  rows: readonly MatrixRow[],
+  rows: readonly MatrixDigest[],
   json: boolean,
   matrix: boolean,
   print: (line: string) => void,

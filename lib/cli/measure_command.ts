@@ -12,7 +12,8 @@ import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
-import { measureMatrix, parseCpus, parseVcpus, printMatrix } from "./kvm_commands.ts";
+import { parseCpus, parseVcpus, printMatrix } from "./kvm_commands.ts";
+import { kvmMatrixDigests } from "../sign_kvm.ts";
 
 /** Help for `igvmgen measure`. */
 export function measureHelp(): string {
@@ -107,7 +108,7 @@ export async function runMeasureCommand(
     if (matrix) {
       const vcpus = parseVcpus(values.get("vcpus") as string, true);
       const cpus = parseCpus(values.get("cpu") as string, true);
-      const rows = await measureMatrix(model.name as KvmLoaderName, file, headers, vcpus, cpus)
+      const rows = await kvmMatrixDigests(model.name as KvmLoaderName, file, headers, vcpus, cpus)
         .catch((e) => Promise.reject(named(e)));
       printMatrix(path, model.name, rows, json, true, print);
       return 0;
