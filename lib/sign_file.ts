@@ -21,7 +21,7 @@ import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "./measure/loaders.ts";
-import { snpCompatibilityMask } from "./measure/file_loaders.ts";
+import { snpCompatibilityMask } from "./measure/directives.ts";
 import {
   type EcdsaSignature,
   type P384PublicKey,

@@ -21,7 +21,7 @@ import {
 import { AtomicFile } from "./io/atomic_file.ts";
 import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
-import { snpCompatibilityMask } from "./measure/file_loaders.ts";
+import { snpCompatibilityMask } from "./measure/directives.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
 import { loadConfig, loadSigningKey, readInput, sameFile } from "./sign_file.ts";

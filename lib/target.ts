@@ -26,7 +26,8 @@ import { IGVM_FIXED_HEADER, IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from 
 import { headerSectionChecksum, type IgvmFile, parseIgvmHeaders } from "./igvm/reader.ts";
 import type { FileAccess } from "./io/file_reader.ts";
 import { checkLaunch, kvmPolicyProblems } from "./igvm/launch_checks.ts";
-import { KVM_LOADERS, type KvmLoaderName, launchDigestOf } from "./measure/kvm_loaders.ts";
+import { KVM_LOADERS, type KvmLoaderName } from "./measure/kvm_loaders.ts";
+import { launchDigestOf } from "./measure/launch_update.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
 import { extendWithApVmsas, fileOrderIsQemuOrder } from "./measure/kvm_extend.ts";
 import { KVM_VMSA_GPA, kvmTargetVmsa } from "./x86/kvm_vmsa.ts";

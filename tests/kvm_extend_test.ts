@@ -15,7 +15,8 @@ import {
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_VP_CONTEXT,
 } from "../lib/igvm/defs.ts";
-import { launchDigestOf, qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
+import { qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
+import { launchDigestOf } from "../lib/measure/launch_update.ts";
 import { loaderDigest } from "../lib/measure/loaders.ts";
 import { extendWithApVmsas, fileOrderIsQemuOrder } from "../lib/measure/kvm_extend.ts";
 import { toHex } from "../lib/bytes/le.ts";

@@ -9,7 +9,8 @@ import { bytesAccess, updatesOf } from "./kvm_helpers.ts";
 import { readGuest, readIgvmFile } from "../lib/igvm/reader.ts";
 import { computeLaunchDigest, verifyIgvm } from "../lib/igvm/verify.ts";
 import { checkLaunch } from "../lib/igvm/launch_checks.ts";
-import { chKvmUpdates, launchDigestOf, qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
+import { chKvmUpdates, qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
+import { launchDigestOf } from "../lib/measure/launch_update.ts";
 import { encodePageInfo, sha384 } from "../lib/measure/snp_digest.ts";
 import { toHex } from "../lib/bytes/le.ts";
 

@@ -30,8 +30,6 @@ import {
 } from "./directives.ts";
 import { hashPlanned, type PlannedUpdate } from "./planned_updates.ts";
 
-export { snpCompatibilityMask } from "./directives.ts";
-
 /** How one file-order model treats the directives (LOADERS.md §10). */
 interface FileOrderRules {
   /** True when the directive's compatibility mask selects it for the SNP platform. */

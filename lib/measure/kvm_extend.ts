@@ -35,7 +35,7 @@ import { directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { KVM_VMSA_GPA, kvmBspVmsa, resetVmsa } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
-import { snpCompatibilityMask } from "./file_loaders.ts";
+import { snpCompatibilityMask } from "./directives.ts";
 import type { HostConfig } from "./launch_update.ts";
 import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 

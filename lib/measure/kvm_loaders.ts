@@ -39,8 +39,6 @@ import {
 } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 
-export { launchDigestOf } from "./launch_update.ts";
-
 /** A loader cannot take the file (the loader would fail or crash on it). */
 export class LoaderRefusal extends Error {
   /** The class name, for messages and logs. */
