@@ -15,12 +15,8 @@ import {
   parseCpuSignature,
   resetVmsa,
 } from "../lib/x86/kvm_vmsa.ts";
-import {
-  chKvmUpdates,
-  launchDigestOf,
-  openvmmKvmUpdates,
-  qemuKvmUpdates,
-} from "../lib/measure/kvm_loaders.ts";
+import { chKvmUpdates, openvmmKvmUpdates, qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
+import { launchDigestOf } from "../lib/measure/launch_update.ts";
 import { bytesAccess, updatesOf } from "./kvm_helpers.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { IGVM_VHT_VP_CONTEXT } from "../lib/igvm/defs.ts";
