@@ -152,6 +152,43 @@ export const GENERATE_DEFAULTS = {
   verify: false,
 } as const;
 
+/**
+ * Every field of a GenerateRequest (the type makes this list complete): a misspelt field is
+ * an error, never silently ignored.
+ */
+const REQUEST_FIELDS: ReadonlySet<string> = new Set(Object.keys(
+  {
+    output: true,
+    kernel: true,
+    kernelFormat: true,
+    cmdline: true,
+    initrd: true,
+    bootMode: true,
+    vtl: true,
+    arch: true,
+    pvalidateOpt: true,
+    encryptedPage: true,
+    svme: true,
+    acpi: true,
+    acpiProfile: true,
+    vcpus: true,
+    target: true,
+    cpu: true,
+    loader: true,
+    strict: true,
+    sharedPayload: true,
+    signKey: true,
+    signDeterministic: true,
+    teiConfig: true,
+    measurementFile: true,
+    svn: true,
+    symbolElf: true,
+    vmpl2Kernel: true,
+    pgtableLevel: true,
+    verify: true,
+  } satisfies Record<keyof GenerateRequest, true>,
+));
+
 function oneOf<T extends string>(field: string, value: T, choices: readonly string[]): T {
   if (!choices.includes(value)) {
     throw new UsageError(`${field}: expected one of ${choices.join(", ")}, got "${value}"`);
@@ -195,6 +232,17 @@ function checkInput(field: string, input: Input | undefined): void {
  * field. (A missing kernel is reported later, where the CLI has always reported it.)
  */
 export function resolveGenerateRequest(request: GenerateRequest): ResolvedRequest {
+  if (typeof request !== "object" || request === null) {
+    throw new UsageError("the request must be an object");
+  }
+  const unknown = Object.keys(request).filter((k) => !REQUEST_FIELDS.has(k));
+  if (unknown.length) {
+    throw new UsageError(
+      `unknown request field${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (expected ${
+        [...REQUEST_FIELDS].join(", ")
+      })`,
+    );
+  }
   const r = { ...GENERATE_DEFAULTS, ...withoutUndefined(request) } as ResolvedRequest;
   if (typeof r.output === "string") {
     if (r.output === "") throw new UsageError("output: expected a path, got an empty string");

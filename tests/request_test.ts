@@ -117,3 +117,15 @@ Deno.test("resolveGenerateRequest() rejects bad values, naming the field", () =>
   assertEquals(resolveGenerateRequest({ ...base, svn: 7 }).svn, "7");
   assertEquals(resolveGenerateRequest({ ...base, vtl: undefined }).vtl, 2, "undefined is default");
 });
+
+Deno.test("resolveGenerateRequest() refuses a field it does not know (a misspelling is never ignored)", () => {
+  const base = { output: "o.igvm", kernel: "bzImage" };
+  assertEquals(resolveGenerateRequest(base).signDeterministic, false);
+  for (const field of ["signkey", "measurement_file", "sign_key"]) {
+    assertThrows(
+      () => resolveGenerateRequest({ ...base, [field]: "x" } as GenerateRequest),
+      UsageError,
+      `unknown request field ${field}`,
+    );
+  }
+});

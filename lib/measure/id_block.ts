@@ -78,7 +78,7 @@ export async function signIdBlock(
       await crypto.subtle.sign(ECDSA_SHA384, cryptoKey, block as Uint8Array<ArrayBuffer>),
     );
   } else {
-    const { p384 } = await import("@noble/curves/nist");
+    const { p384 } = await import("npm:@noble/curves@2.4.0/nist.js");
     sig = p384.sign(block, key.d, { lowS: false, extraEntropy: true });
   }
   return { r: sig.slice(0, 48), s: sig.slice(48, 96) };

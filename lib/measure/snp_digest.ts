@@ -2,7 +2,7 @@
  * The SEV-SNP launch digest (SNP firmware ABI, 8.17.2 "PAGE_INFO"): each measured page
  * extends the digest with SHA-384 of a 0x70-byte PAGE_INFO record.
  */
-import { sha384 as sha384Js } from "@noble/hashes/sha2";
+import { sha384 as sha384Js } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { defineLayout } from "../bytes/layout.ts";
 import { viewOf } from "../bytes/le.ts";
 

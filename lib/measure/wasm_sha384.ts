@@ -8,7 +8,7 @@
  */
 // The package's main file is CommonJS, which Deno loads through its Node layer; its ES module
 // file is loaded instead. It has no declarations of its own; the package's are its API.
-import type * as HashWasm from "hash-wasm";
+import type * as HashWasm from "npm:hash-wasm@4.13.0";
 
 let loading: Promise<typeof HashWasm> | undefined;
 
@@ -21,7 +21,7 @@ function loadHashWasm(): Promise<typeof HashWasm> {
       writable: true,
     });
     try {
-      return await import("hash-wasm/dist/index.esm.js") as typeof HashWasm;
+      return await import("npm:hash-wasm@4.13.0/dist/index.esm.js") as typeof HashWasm;
     } finally {
       if (saved) Object.defineProperty(globalThis, "Buffer", saved);
       else delete (globalThis as { Buffer?: unknown }).Buffer;
