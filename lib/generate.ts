@@ -83,7 +83,11 @@ async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>)
     return await f();
   } catch (e) {
     if (e instanceof InputError) throw e;
-    throw new InputError(`${what} ${path}: ${(e as Error).message}`, { cause: e });
+    // Messages that name the input already (the ACPI loader's) are not prefixed again.
+    const message = (e as Error).message;
+    throw new InputError(message.includes(path) ? message : `${what} ${path}: ${message}`, {
+      cause: e,
+    });
   }
 }
 

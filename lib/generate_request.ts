@@ -319,6 +319,11 @@ export function kvmTargetOf(
     if (o.cpu !== undefined) throw new UsageError("-cpu goes with -target qemu-kvm or ch-kvm");
     return undefined;
   }
+  if (target === "ch-kvm" && o.cpu !== undefined) {
+    throw new UsageError(
+      "-cpu has no effect with -target ch-kvm: Cloud Hypervisor starts the other vCPUs in KVM's reset state, whatever the model",
+    );
+  }
   if (o.kernelFormat !== "bzImage") {
     throw new UsageError(
       `-target ${target} takes -inform bzImage: ${

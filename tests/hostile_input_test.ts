@@ -310,8 +310,7 @@ Deno.test("igvmgen -acpi_dir zip bombs are refused before inflating, or as soon 
     const run = (zip: string) =>
       runUserCli(["-o", `${dir}/o.igvm`, "-kernel", `${dir}/k`, "-acpi_dir", zip]);
     // generate.ts names the source, and the ACPI loader names it again.
-    const prefix = (zip: string) =>
-      `error: ACPI source ${zip}: ${zip}: not a readable zip archive: `;
+    const prefix = (zip: string) => `error: ${zip}: not a readable zip archive: `;
 
     // Honest sizes: one entry too big, or entries too big together.
     const big = `${dir}/big.zip`;

@@ -1,15 +1,38 @@
 /** The one error sink's formatting: one line, or the whole chain when verbose. */
 
-/** The one line the sink prints for an error, with its causes' messages when they add any. */
+/**
+ * The one line the sink prints for an error, with its causes' messages when they add any.
+ * The runtime's wording is made plain: no `(os error 2): stat 'x'` tail, and no advice to
+ * rerun with more permissions where the input simply has to be a file.
+ */
 export function describeError(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
-  let text = e.message;
+  let text = plainMessage(e.message);
   let cause = e.cause;
   while (cause instanceof Error) {
-    if (!text.includes(cause.message)) text += `: ${cause.message}`;
+    const more = plainMessage(cause.message, text);
+    if (!text.includes(more)) text += `: ${more}`;
     cause = cause.cause;
   }
   return text.replace(/\s*\n\s*/g, " ");
+}
+
+/** An OS or permission message from the runtime, in the words a user needs. */
+export function plainMessage(message: string, known = ""): string {
+  const access =
+    /Requires (?:all|read|write) access to "([^"]+)", run again with the --allow-\S+ flag/
+      .exec(message);
+  if (access) {
+    return `cannot open ${
+      access[1]
+    } with igvmgen's permissions: give a regular file (standard input is read only as the kernel, -rdinit, -shared_payload or -vmpl2_kernel)`;
+  }
+  // "No such file or directory (os error 2): stat 'x'": the path stays unless already said.
+  return message.replace(
+    / \(os error \d+\)(?:: [a-z_]+ '([^']*)'(?: -> '[^']*')?)?/g,
+    (_, path: string | undefined, offset: number) =>
+      path && !(known + message.slice(0, offset)).includes(path) ? `: ${path}` : "",
+  );
 }
 
 /** The full chain with stacks, for `-l DEBUG` / `--verbose`. */

@@ -21,6 +21,8 @@ interface OptionSpec {
   kind: Kind;
   metavar?: string;
   choices?: readonly string[];
+  /** Said after the choices when a value is not one of them. */
+  choiceHint?: string;
   default?: string | number | boolean;
   aliases?: readonly string[];
   help: string;
@@ -190,6 +192,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "loader",
     kind: "enum",
     choices: loaderNames(true),
+    choiceHint: "KVM hosts are chosen with -target qemu-kvm or -target ch-kvm",
     default: "hyperv",
     help:
       "the host loader whose launch digest the ID block and -measurement_file carry (see igvmgen measure --help; KVM hosts: -target)",
@@ -322,11 +325,28 @@ export interface Options {
   given: Set<string>;
 }
 
+/** igvmgen's own GNU-style options, shown (in help and errors) with two dashes. */
+const DOUBLE_DASH = [
+  "log-level",
+  "verbose",
+  "quiet",
+  "verify",
+  "force",
+  "strict",
+  "help",
+  "loader",
+];
+
+/** How help and errors name an option: the original's single-dash, igvmgen's own double-dash. */
+function optionLabel(spec: OptionSpec): string {
+  return `${DOUBLE_DASH.includes(spec.name) ? "--" : "-"}${spec.name}`;
+}
+
 const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
 const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
 
 function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
-  const flag = `-${spec.name}`;
+  const flag = optionLabel(spec);
   switch (spec.kind) {
     case "bool":
       if (TRUE_WORDS.includes(raw)) return true;
@@ -345,7 +365,11 @@ function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
     }
     case "enum":
       if (!spec.choices!.includes(raw)) {
-        throw new UsageError(`${flag}: expected one of ${spec.choices!.join(", ")}, got "${raw}"`);
+        throw new UsageError(
+          `${flag}: expected one of ${spec.choices!.join(", ")}, got "${raw}"${
+            spec.choiceHint ? ` (${spec.choiceHint})` : ""
+          }`,
+        );
       }
       return raw;
     case "path":
@@ -449,7 +473,7 @@ export function parseOptions(args: readonly string[]): Options {
     const { spec, value } = resolveOption(arg, reading);
     given.add(spec.name);
     if (spec.kind === "flag") {
-      if (value !== undefined) throw new UsageError(`-${spec.name} takes no value`);
+      if (value !== undefined) throw new UsageError(`${optionLabel(spec)} takes no value`);
       out[spec.name] = true;
       continue;
     }
@@ -457,10 +481,12 @@ export function parseOptions(args: readonly string[]): Options {
     if (value !== undefined) raw = value;
     else {
       const next = args[i + 1];
-      if (next === undefined) throw new UsageError(`-${spec.name} needs a value`);
+      if (next === undefined) throw new UsageError(`${optionLabel(spec)} needs a value`);
       if (next === "--" || readLikeArgparse(next, ORIGINAL_STRING_LIST).kind !== "value") {
         throw new UsageError(
-          `-${spec.name} needs a value, got the option-like "${next}" (write -${spec.name}=VALUE for a value that starts with -)`,
+          `${optionLabel(spec)} needs a value, got the option-like "${next}" (write ${
+            optionLabel(spec)
+          }=VALUE for a value that starts with -)`,
         );
       }
       raw = args[++i];
@@ -479,11 +505,15 @@ export function parseOptions(args: readonly string[]): Options {
   if (o.vcpus < 1 || o.vcpus > 255) {
     throw new UsageError(`-vcpus: expected 1 to 255, got ${o.vcpus}`);
   }
-  if (
-    o.acpi_dir && (given.has("acpi_profile") || (given.has("vcpus") && o.target === "hyperv"))
-  ) {
+  const forTables = ["acpi_profile", ...(o.target === "hyperv" ? ["vcpus"] : [])]
+    .filter((name) => given.has(name));
+  if (o.acpi_dir && forTables.length) {
     throw new UsageError(
-      "-acpi_profile and -vcpus choose built-in tables; they do not go with -acpi_dir",
+      `${forTables.map((n) => `-${n}`).join(" and ")} ${
+        forTables.length > 1 ? "choose" : "chooses"
+      } the built-in ACPI tables; ${
+        forTables.length > 1 ? "they do" : "it does"
+      } not go with -acpi_dir`,
     );
   }
   if (o.pgtable_level !== 2 && o.pgtable_level !== 4) {
@@ -518,14 +548,7 @@ export function helpText(): string {
     "",
   ];
   for (const s of OPTION_SPECS) {
-    // The original's options are shown single-dash; igvmgen's own GNU-style ones double-dash.
-    const dashes =
-      ["log-level", "verbose", "quiet", "verify", "force", "strict", "help", "loader"].includes(
-          s.name,
-        )
-        ? "--"
-        : "-";
-    const names = [...(s.aliases ?? []).map((a) => `-${a}`), `${dashes}${s.name}`];
+    const names = [...(s.aliases ?? []).map((a) => `-${a}`), optionLabel(s)];
     const value = s.kind === "flag"
       ? ""
       : s.kind === "bool"
