@@ -36,6 +36,29 @@ ${KVM_SUBCOMMAND_HELP}
 
 Each command has its own --help (igvmgen sign --help).`;
 
+/** `igvmgen inspect --help`. */
+const INSPECT_HELP = `usage: igvmgen inspect FILE [--json]
+
+Summarises any IGVM file: platforms, policy, page ranges by kind, parameter areas, VMSA
+registers and the ID block. A structurally broken file is refused (exit 1) with its first
+problem. --json prints a stable document (schema igvmgen-inspect/1, see README).`;
+
+/** `igvmgen verify --help`. */
+const VERIFY_HELP = `usage: igvmgen verify FILE [--json]
+       igvmgen verify --loader qemu-kvm|ch-kvm|openvmm-kvm FILE [--vcpus N] [--cpu C] [--json]
+
+Checks the file against the IGVM format with igvmgen's own reader (magic, sizes, CRC-32,
+header types and lengths, alignment, data placement), recomputes the SNP launch digest,
+compares it with the ID block's, verifies the ID block's ECDSA P-384 signature, and walks
+the ACPI tables in the image. Prints each problem on its own line; exit 0 when there is
+none, 1 otherwise.
+
+--loader L  would that loader on Linux KVM start the file? Prints every reason it would
+            refuse it (exit 1) or that it would start it (exit 0), then notes; the ID block
+            is compared with the digest L makes KVM compute for --vcpus N (default 1) and,
+            for qemu-kvm with more than one vCPU, the CPU model --cpu (milan, genoa, rome,
+            turin, or a CPUID(1).EAX signature such as 0x00a00f11)`;
+
 interface SubOptions {
   file: string;
   json: boolean;
@@ -77,7 +100,7 @@ export async function runSubcommand(
   if (command === "measure") return await runMeasureCommand(args, print);
   if (command === "diff") return await runDiffCommand(args, print);
   if (args.includes("--help") || args.includes("-h")) {
-    print(SUBCOMMAND_HELP);
+    print(command === "verify" ? VERIFY_HELP : INSPECT_HELP);
     return 0;
   }
   const { kvm, rest } = takeKvmOptions(command, args);
