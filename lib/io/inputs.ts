@@ -179,6 +179,8 @@ export interface FileSourceOptions {
   option?: string;
   /** Refuse anything but a regular file (side inputs such as `-symbol_elf`). */
   regularOnly?: boolean;
+  /** Told the spool's path when standard input was read into one. */
+  onStdinSpool?: (path: string) => void;
 }
 
 /**
@@ -199,6 +201,7 @@ export async function fileSource(
     if (options.regularOnly) throw new InputError(`${named} is not a regular file`);
     if (!options.stdin) throw new InputError(`${named}: there is no standard input`);
     path = await spoolToTempFile(options.stdin, named, limit);
+    options.onStdinSpool?.(path);
     info = await Deno.stat(path);
   } else {
     info = await statInputFile(path, what);
