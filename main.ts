@@ -32,6 +32,7 @@ export async function main(args: readonly string[]): Promise<number> {
           args[0] as Subcommand,
           args.slice(1),
           (line) => console.log(line),
+          { stdout: Deno.stdout.writable, stdoutIdentity: streamIdentity("/dev/stdout") },
         );
       }
     }

@@ -1,6 +1,6 @@
 /** `igvmgen sign`: the command line of lib/sign_file.ts. */
 import { UsageError } from "../errors.ts";
-import { signIgvmFile } from "../sign_file.ts";
+import { signIgvmFile, type SignIo } from "../sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
 import { signHostOf, signMatrixOf } from "./sign_host.ts";
@@ -60,6 +60,7 @@ export async function runSignCommand(
   args: readonly string[],
   print: (line: string) => void,
   notice: (line: string) => void,
+  streams: SignIo = { stdout: Deno.stdout.writable },
 ): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     print(signHelp());
@@ -91,7 +92,7 @@ export async function runSignCommand(
   }
   const str = (n: string) => values.get(n) as string | undefined;
   if (values.has("matrix")) {
-    return await runSignMatrix(positional[0], values, notice);
+    return await runSignMatrix(positional[0], values, notice, streams);
   }
   if (str("id_blocks_out") !== undefined) {
     throw new UsageError("sign: --id-blocks-out goes with --matrix");
@@ -113,7 +114,7 @@ export async function runSignCommand(
     idSignature: str("id_signature"),
     idPublicKey: str("id_public_key"),
     payload: str("payload"),
-  }, { stdout: Deno.stdout.writable });
+  }, streams);
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (result.payloadOut) {
@@ -135,6 +136,7 @@ async function runSignMatrix(
   input: string,
   values: Map<string, string | boolean>,
   notice: (line: string) => void,
+  streams: SignIo,
 ): Promise<number> {
   const str = (n: string) => values.get(n) as string | undefined;
   const loader = str("loader") ?? "qemu-kvm";
@@ -158,7 +160,7 @@ async function runSignMatrix(
     payloadOutPattern: str("payload_out"),
     idSignaturePattern: str("id_signature"),
     idPublicKey: str("id_public_key"),
-  });
+  }, streams);
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   for (const line of result.written) notice(`igvmgen: wrote ${line}`);
   return 0;
