@@ -16,7 +16,9 @@ export function signHelp(): string {
                     [--id-blocks-out BLOCKS.json] [-o 'OUT-{vcpus}-{cpu}.igvm'] [options]
 
 Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it. The launch digest is
-recomputed from the file. Writing OUT over IN is refused; OUT appears only when all is done.
+recomputed from the file. An output that is one of the inputs (the IGVM file, the key, the
+config, the signature, the public key, the payload) is refused; outputs appear only when all is
+done. - or /dev/stdout is standard output; a FIFO or a device is written directly.
 
   -o FILE                  the signed file (- for standard output)
   -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
@@ -24,7 +26,7 @@ recomputed from the file. Writing OUT over IN is refused; OUT appears only when 
   -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
                            generation). Without it: the defaults, and the file's policy
   -svn N                   guest SVN for -measurement_file (default 0)
-  -measurement_file FILE   write the measurement JSON
+  -measurement_file FILE   write the measurement JSON (- for standard output)
   --loader NAME            whose launch digest to sign: ${loaderNames().join(", ")}
                            (default ${DEFAULT_LOADER})
   --vcpus N, --cpu C       the host of a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm): KVM

@@ -372,6 +372,15 @@ export async function openImageOutput(
   }
 }
 
+/** Opens an existing target that is not a regular file (a FIFO, a device) for writing. */
+async function openTargetFile(target: OutputTarget): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(target.path, { write: true });
+  } catch (e) {
+    throw writeError(target.given, e);
+  }
+}
+
 /** Writes bytes straight into a target that is not a regular file (no temp, no rename). */
 async function writeStreamTarget(
   target: OutputTarget,
@@ -379,12 +388,7 @@ async function writeStreamTarget(
   write: (stream: WritableStream<Uint8Array>) => Promise<void>,
 ): Promise<void> {
   if (target.kind === "stdout") return await write(stdout!);
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(target.path, { write: true });
-  } catch (e) {
-    throw writeError(target.given, e);
-  }
+  const file = await openTargetFile(target);
   try {
     await write(file.writable);
   } finally {
@@ -423,12 +427,7 @@ export async function writeSmallOutput(
   } else {
     // Written with the file's own writes: data sent through `FsFile.writable` and then
     // closed can be lost on a FIFO (the reader got no bytes).
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(target.path, { write: true });
-    } catch (e) {
-      throw writeError(target.given, e);
-    }
+    const file = await openTargetFile(target);
     try {
       let done = 0;
       while (done < bytes.length) done += await file.write(bytes.subarray(done));
