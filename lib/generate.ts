@@ -414,6 +414,7 @@ export async function generateIgvm(
     force: io.force,
     stdinIdentity: io.stdinIdentity,
     stdoutIdentity: !toStream || dest === io.stdout ? io.stdoutIdentity : undefined,
+    stdoutName: toStream && dest !== io.stdout ? "the output stream" : undefined,
   });
   holdSpools();
   try {

@@ -78,7 +78,7 @@ export interface SignResult {
 }
 
 /** Standard output, for `-o -`, `--payload-out -` and `-measurement_file -`. */
-export type SignIo = Pick<StandardStreams, "stdout" | "stdoutIdentity">;
+export type SignIo = Pick<StandardStreams, "stdout" | "stdoutIdentity" | "stdoutName">;
 
 /**
  * Reads a side input (a key, a config, a signature, a payload): a regular file of at most
@@ -157,8 +157,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
       { option: "--id-signature", path: r.idSignature },
       { option: "--payload", path: r.payload },
     ]),
-    stdout: io.stdout,
-    stdoutIdentity: io.stdoutIdentity,
+    ...io,
   });
   const target = (option: string) => targets.find((t) => t.option === option);
   // The key and the offline inputs are read first: a bad one fails before the digest.

@@ -157,8 +157,7 @@ export async function signMatrix(
   const targets = await planOutputTargets({
     outputs: specs,
     inputs: signInputs(r, signatures),
-    stdout: io.stdout,
-    stdoutIdentity: io.stdoutIdentity,
+    ...io,
   });
   const key = r.signKey ? await loadSigningKey(r.signKey) : undefined;
   const publicKey = r.idPublicKey ? await loadPublicKey(r.idPublicKey) : undefined;

@@ -8,7 +8,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { listDir, sha256Hex } from "./helpers.ts";
 import { makeBzImage, pseudoRandomBytes } from "../scripts/fixtures.ts";
 import { oneLineError, runTask, taskPermissionFlags } from "./task_cli.ts";
-import { measure } from "../mod.ts";
+import { generate, InputError, measure, sign, UsageError } from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -374,5 +374,34 @@ Deno.test("igvmgen -measurement_file on a FIFO delivers the JSON", async () => {
     assertEquals(r.code, 0, r.stderr);
     assertEquals(new TextDecoder().decode(bytes), Deno.readTextFileSync(`${dir}/a.json`));
     assertEquals(listDir(`${dir}/fifo`), ["m"]);
+  });
+});
+
+Deno.test("library: a failing output stream is a plain Error naming the output stream", async () => {
+  await withFiles(async (dir) => {
+    const failing = () =>
+      new WritableStream<Uint8Array>({
+        write: () => Promise.reject(new Error("the receiver went away")),
+      });
+    const check = (e: unknown) => {
+      assert(e instanceof Error, String(e));
+      assert(!(e instanceof InputError) && !(e instanceof UsageError), `${e}: not a plain Error`);
+      assert(e.message.startsWith("cannot write the output stream:"), e.message);
+      assert(e.message.includes("the receiver went away"), e.message);
+    };
+    const attempts: (() => Promise<unknown>)[] = [
+      () => generate({ output: failing(), kernel: `${dir}/k` }),
+      () => sign({ file: `${dir}/in.igvm`, output: failing(), signKey: `${dir}/key.pem` }),
+      () => sign({ file: `${dir}/in.igvm`, payloadOut: failing() }),
+    ];
+    for (const attempt of attempts) {
+      let error: unknown;
+      try {
+        await attempt();
+      } catch (e) {
+        error = e;
+      }
+      check(error);
+    }
   });
 });

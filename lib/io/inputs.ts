@@ -3,7 +3,7 @@ import { InputError, UsageError } from "../errors.ts";
 import type { ByteReader, StreamRegion } from "../layout/guest_image.ts";
 import { openFileRange } from "./file_reader.ts";
 import { makeRegisteredTempFile, removeTemp } from "./temp_files.ts";
-import { writeError } from "./os_errors.ts";
+import { isWriteError, writeError } from "./os_errors.ts";
 
 /** Stats `path` as a readable regular file, with a message naming `what` and the path. */
 export async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {
@@ -129,7 +129,7 @@ export async function spoolToTempFile(
     file?.close();
     file = undefined;
     await removeTemp(path);
-    if (e instanceof InputError) throw e;
+    if (e instanceof InputError || isWriteError(e)) throw e;
     throw new InputError(`cannot read ${what}: ${(e as Error).message}`, { cause: e });
   } finally {
     file?.close();

@@ -59,6 +59,8 @@ export interface StandardStreams {
   stdinIdentity?: StreamIdentity;
   /** What standard output is, when an output is written to it. */
   stdoutIdentity?: StreamIdentity;
+  /** What errors call `stdout`: a library's stream is "the output stream". */
+  stdoutName?: string;
 }
 
 /** What `planOutputs` needs to know. */
@@ -96,6 +98,8 @@ export interface OutputTarget {
   kind: "file" | "stdout" | "stream";
   /** The path written: for a symlink, its final target. */
   path: string;
+  /** What errors call a `stdout` target (default "standard output"). */
+  label?: string;
 }
 
 /** Names that mean standard output; Deno opens these only with all access, so they map. */
@@ -170,7 +174,7 @@ async function planTarget(
         `${option} ${given}: standard output is a terminal; redirect it, or give --force`,
       );
     }
-    return { option, given, kind: "stdout", path: given };
+    return { option, given, kind: "stdout", path: given, label: request.stdoutName };
   }
   const path = await resolveOutputPath(given);
   const info = await statOrUndefined(path);
@@ -400,7 +404,7 @@ async function writeStreamTarget(
 
 /** How errors name a target. */
 function targetName(target: OutputTarget): string {
-  return target.kind === "stdout" ? "standard output" : target.given;
+  return target.kind === "stdout" ? target.label ?? "standard output" : target.given;
 }
 
 /**
