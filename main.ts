@@ -32,7 +32,11 @@ export async function main(args: readonly string[]): Promise<number> {
           args[0] as Subcommand,
           args.slice(1),
           (line) => console.log(line),
-          { stdout: Deno.stdout.writable, stdoutIdentity: streamIdentity("/dev/stdout") },
+          {
+            stdout: Deno.stdout.writable,
+            stdoutIdentity: streamIdentity("/dev/stdout"),
+            stdoutIsTerminal: Deno.stdout.isTerminal(),
+          },
         );
       }
     }

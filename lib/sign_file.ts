@@ -78,7 +78,10 @@ export interface SignResult {
 }
 
 /** Standard output, for `-o -`, `--payload-out -` and `-measurement_file -`. */
-export type SignIo = Pick<StandardStreams, "stdout" | "stdoutIdentity" | "stdoutName">;
+export type SignIo = Pick<
+  StandardStreams,
+  "stdout" | "stdoutIdentity" | "stdoutName" | "stdoutIsTerminal" | "force"
+>;
 
 /**
  * Reads a side input (a key, a config, a signature, a payload): a regular file of at most

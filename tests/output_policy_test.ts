@@ -405,3 +405,37 @@ Deno.test("library: a failing output stream is a plain Error naming the output s
     }
   });
 });
+
+Deno.test("sign -o - and --payload-out - on a terminal are refused unless --force", async () => {
+  try {
+    await new Deno.Command("script", { args: ["-V"], stdout: "null", stderr: "null" }).output();
+  } catch {
+    console.log("note: script(1) is not installed; the terminal case is skipped");
+    return;
+  }
+  await withFiles(async (dir) => {
+    // script(1) gives the command a terminal as standard output.
+    const run = async (args: string) => {
+      const line = `${Deno.execPath()} run --quiet ${
+        taskPermissionFlags("igvmgen").join(" ")
+      } main.ts sign ${dir}/in.igvm ${args} 2>${dir}/err; echo "exit=$?" >${dir}/code`;
+      const r = await new Deno.Command("script", {
+        args: ["-qec", line, "/dev/null"],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "null",
+        env: { NO_COLOR: "1" },
+      }).output();
+      return {
+        out: r.stdout,
+        code: Number(Deno.readTextFileSync(`${dir}/code`).trim().split("=")[1]),
+        stderr: Deno.readTextFileSync(`${dir}/err`),
+      };
+    };
+    oneLineError(await run(`-o - -sign_key ${dir}/key.pem`), 2, "terminal", "--force");
+    oneLineError(await run("--payload-out -"), 2, "terminal", "--force");
+    const forced = await run(`-o - -sign_key ${dir}/key.pem --force`);
+    assertEquals(forced.code, 0, forced.stderr);
+    assert(forced.out.length > 4096, "the image went to the terminal");
+  });
+});

@@ -10,7 +10,10 @@ import { runDiffCommand } from "./diff_command.ts";
 import type { StandardStreams } from "../io/output_target.ts";
 
 /** Standard output for the commands that write files, and what it is (from main.ts). */
-export type CommandStreams = Pick<StandardStreams, "stdout" | "stdoutIdentity">;
+export type CommandStreams = Pick<
+  StandardStreams,
+  "stdout" | "stdoutIdentity" | "stdoutIsTerminal"
+>;
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];

@@ -20,7 +20,8 @@ recomputed from the file. An output that is one of the inputs (the IGVM file, th
 config, the signature, the public key, the payload) is refused; outputs appear only when all is
 done. - or /dev/stdout is standard output; a FIFO or a device is written directly.
 
-  -o FILE                  the signed file (- for standard output)
+  -o FILE                  the signed file (- for standard output; on a terminal only
+                           with --force)
   -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
   -sign_deterministic BOOL RFC 6979 nonces (reproducible output; default false)
   -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
@@ -84,7 +85,9 @@ export async function runSignCommand(
     { name: "cpu", kind: "value" },
     { name: "matrix", kind: "flag" },
     { name: "id_blocks_out", kind: "value" },
+    { name: "force", kind: "flag" },
   ]);
+  streams = { ...streams, force: values.has("force") };
   if (positional.length !== 1) {
     throw new UsageError(
       positional.length
