@@ -373,7 +373,7 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
       idSignature: paths.idSignature,
       idPublicKey: paths.idPublicKey,
       payload: paths.payload,
-    }, { stdout: stream, stdoutName: "the output stream" });
+    }, { stdout: stream, stdoutName: "the output stream", fieldNames: true });
     return {
       launchMeasurement: result.launchMeasurement,
       added: result.added,

@@ -90,6 +90,8 @@ export interface GenerateIo {
   stdinIdentity?: StreamIdentity;
   /** What standard output is (a regular file is compared with the inputs). */
   stdoutIdentity?: StreamIdentity;
+  /** Name options by the request's fields in messages (`output`, not `-o`): the library. */
+  fieldNames?: boolean;
   notice?: (message: string) => void;
   /** Called once the image is planned; returns a per-batch progress callback, if wanted. */
   progress?: (image: GuestImage) => ((pagesDone: number, pageCount: number) => void) | undefined;
@@ -415,6 +417,7 @@ export async function generateIgvm(
     stdinIdentity: io.stdinIdentity,
     stdoutIdentity: !toStream || dest === io.stdout ? io.stdoutIdentity : undefined,
     stdoutName: toStream && dest !== io.stdout ? "the output stream" : undefined,
+    fieldNames: io.fieldNames,
   });
   holdSpools();
   try {

@@ -78,10 +78,12 @@ export interface SignResult {
 }
 
 /** Standard output, for `-o -`, `--payload-out -` and `-measurement_file -`. */
-export type SignIo = Pick<
-  StandardStreams,
-  "stdout" | "stdoutIdentity" | "stdoutName" | "stdoutIsTerminal" | "force"
->;
+export type SignIo =
+  & Pick<StandardStreams, "stdout" | "stdoutIdentity" | "stdoutName" | "stdoutIsTerminal" | "force">
+  & {
+    /** Name options by the library's request fields in messages (`signKey`, not `-sign_key`). */
+    fieldNames?: boolean;
+  };
 
 /**
  * Reads a side input (a key, a config, a signature, a payload): a regular file of at most
@@ -162,7 +164,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     ]),
     ...io,
   });
-  const target = (option: string) => targets.find((t) => t.option === option);
+  const target = (option: string) => targets[specs.findIndex((s) => s.option === option)];
   // The key and the offline inputs are read first: a bad one fails before the digest.
   const key = r.signKey ? await loadSigningKey(r.signKey) : undefined;
   const offline = r.idSignature ? await loadOfflineInputs(r) : undefined;

@@ -439,3 +439,44 @@ Deno.test("sign -o - and --payload-out - on a terminal are refused unless --forc
     assert(forced.out.length > 4096, "the image went to the terminal");
   });
 });
+
+Deno.test("library: an output that is an input is refused naming the request's fields", async () => {
+  await withFiles(async (dir) => {
+    const before = snapshot(dir);
+    const refusal = async (attempt: () => Promise<unknown>) => {
+      try {
+        await attempt();
+      } catch (e) {
+        assert(e instanceof UsageError, String(e));
+        return e.message;
+      }
+      throw new Error("not refused");
+    };
+    assertEquals(
+      await refusal(() => generate({ output: `${dir}/k`, kernel: `${dir}/k` })),
+      `output ${dir}/k is the same file as kernel ${dir}/k: refusing to overwrite an input`,
+    );
+    assertEquals(
+      await refusal(() =>
+        generate({
+          output: `${dir}/o.igvm`,
+          kernel: `${dir}/k`,
+          measurementFile: `${dir}/rd`,
+          initrd: `${dir}/rd`,
+        })
+      ),
+      `measurementFile ${dir}/rd is the same file as initrd ${dir}/rd: refusing to overwrite an input`,
+    );
+    assertEquals(
+      await refusal(() =>
+        sign({ file: `${dir}/in.igvm`, output: `${dir}/key.pem`, signKey: `${dir}/key.pem` })
+      ),
+      `output ${dir}/key.pem is the same file as signKey ${dir}/key.pem: refusing to overwrite an input`,
+    );
+    assertEquals(
+      await refusal(() => sign({ file: `${dir}/in.igvm`, payloadOut: `${dir}/in.igvm` })),
+      `payloadOut ${dir}/in.igvm is the same file as file ${dir}/in.igvm: refusing to overwrite an input`,
+    );
+    assertEquals(snapshot(dir), before);
+  });
+});

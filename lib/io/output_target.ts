@@ -69,6 +69,8 @@ export interface OutputRequest extends StandardStreams {
   output: string;
   measurementFile?: string;
   inputs: readonly NamedInput[];
+  /** Name options by the library's request fields in messages. */
+  fieldNames?: boolean;
 }
 
 /** One output of a run: the option that names it and the path given. */
@@ -83,7 +85,28 @@ export interface OutputSpec {
 export interface OutputsRequest extends StandardStreams {
   outputs: readonly OutputSpec[];
   inputs: readonly NamedInput[];
+  /** Name options by the library's request fields (`output`, not `-o`) in messages. */
+  fieldNames?: boolean;
 }
+
+/** The library's request field of each command-line option an output or input comes from. */
+const FIELD_NAMES: Record<string, string> = {
+  "-o": "output",
+  "-measurement_file": "measurementFile",
+  "--payload-out": "payloadOut",
+  "the input": "file",
+  "-kernel": "kernel",
+  "-rdinit": "initrd",
+  "-shared_payload": "sharedPayload",
+  "-sign_key": "signKey",
+  "-config_file": "teiConfig",
+  "-acpi_dir": "acpi",
+  "-symbol_elf": "symbolElf",
+  "-vmpl2_kernel": "vmpl2Kernel",
+  "--id-signature": "idSignature",
+  "--id-public-key": "idPublicKey",
+  "--payload": "payload",
+};
 
 /** How one output is written. */
 export interface OutputTarget {
@@ -224,6 +247,18 @@ function readsStdin(input: NamedInput): boolean {
  * the same file, and binary output goes to a terminal only with `--force`. Creates nothing.
  */
 export async function planOutputTargets(request: OutputsRequest): Promise<OutputTarget[]> {
+  if (request.fieldNames) {
+    const field = <T extends { option: string }>(x: T): T => ({
+      ...x,
+      option: FIELD_NAMES[x.option] ?? x.option,
+    });
+    request = {
+      ...request,
+      fieldNames: false,
+      outputs: request.outputs.map(field),
+      inputs: request.inputs.map(field),
+    };
+  }
   const outputs: OutputTarget[] = [];
   for (const spec of request.outputs) {
     outputs.push(
