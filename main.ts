@@ -8,6 +8,7 @@ import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { checkArgsEncoding } from "./lib/cli/arg_encoding.ts";
 import { onTerminationSignal } from "./lib/io/signals.ts";
 import type { Subcommand } from "./lib/cli/commands.ts";
+import type { StreamIdentity } from "./lib/io/output_target.ts";
 
 // Each mode loads its own code on first use, so `-h` and `-d` start without loading the
 // generator (tests/startup_test.ts keeps Node-compatibility modules out of this graph).
@@ -31,6 +32,11 @@ export async function main(args: readonly string[]): Promise<number> {
           args[0] as Subcommand,
           args.slice(1),
           (line) => console.log(line),
+          {
+            stdout: Deno.stdout.writable,
+            stdoutIdentity: streamIdentity("/dev/stdout"),
+            stdoutIsTerminal: Deno.stdout.isTerminal(),
+          },
         );
       }
     }
@@ -75,6 +81,8 @@ export async function main(args: readonly string[]): Promise<number> {
       stdout: Deno.stdout.writable,
       stdoutIsTerminal: Deno.stdout.isTerminal(),
       stdoutClosed: standardOutputLooksClosed(),
+      stdinIdentity: streamIdentity("/dev/stdin"),
+      stdoutIdentity: streamIdentity("/dev/stdout"),
       force: o.force,
       progress: showProgress
         ? (image) => progressFor(image, (t) => Deno.stderr.writeSync(stderrBytes.encode(t)))
@@ -98,6 +106,20 @@ export async function main(args: readonly string[]): Promise<number> {
     return e instanceof UsageError ? 2 : 1;
   } finally {
     stopSignals();
+  }
+}
+
+/**
+ * What a standard stream is: its regular file (device and inode), "other", or undefined
+ * when Deno does not let igvmgen tell (stat of /dev/stdin needs all permissions).
+ */
+function streamIdentity(path: "/dev/stdin" | "/dev/stdout"): StreamIdentity {
+  if (Deno.build.os === "windows") return undefined;
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && info.ino !== null ? { dev: info.dev, ino: info.ino } : "other";
+  } catch {
+    return undefined;
   }
 }
 

@@ -166,6 +166,7 @@ export function generate(
 ): Promise<GenerateResult> {
   const onProgress = options.onProgress;
   return generateIgvm(request, {
+    fieldNames: true,
     notice: options.onNotice,
     progress: onProgress ? () => onProgress : undefined,
   });

@@ -16,7 +16,7 @@ import {
   verifyIgvm,
   type VerifyReport,
 } from "./igvm/verify.ts";
-import { writeFileAtomic } from "./io/atomic_file.ts";
+import { planOutputTargets, writeSmallOutput } from "./io/output_target.ts";
 import type { FileAccess } from "./io/file_reader.ts";
 import {
   type Input,
@@ -127,14 +127,17 @@ export async function measureIgvmFile(request: MeasureRequest): Promise<MeasureR
   const svn = checkSvn("svn", request.svn ?? "0");
   const { loader, host } = resolveLoaderChoice(request);
   const name = inputName(request.file);
+  // The measurement file is checked before any work, as every output is.
+  const [target] = request.measurementFile === undefined ? [] : await planOutputTargets({
+    outputs: [{ option: "measurementFile", given: request.measurementFile, text: true }],
+    inputs: [{ option: "file", path: typeof request.file === "string" ? request.file : undefined }],
+  });
   const launchDigest = await withInputAccess(request.file, "IGVM file", async (file) => {
     const digest = soundHeaders(file).then((h) => loaderDigest(loader, file, h, host));
     return toHex(await digest.catch(naming(name)));
   });
   const json = measurementJson(svn, launchDigest);
-  if (request.measurementFile) {
-    await writeFileAtomic(request.measurementFile, new TextEncoder().encode(json));
-  }
+  if (target) await writeSmallOutput(target, new TextEncoder().encode(json));
   return { launchDigest, loader, measurementJson: json };
 }
 
@@ -370,7 +373,7 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
       idSignature: paths.idSignature,
       idPublicKey: paths.idPublicKey,
       payload: paths.payload,
-    }, { stdout: stream });
+    }, { stdout: stream, stdoutName: "the output stream", fieldNames: true });
     return {
       launchMeasurement: result.launchMeasurement,
       added: result.added,

@@ -14,7 +14,13 @@ import {
 import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
 import { toHex } from "./bytes/le.ts";
 import { buildBzImageGuest } from "./guest/bzimage_guest.ts";
-import { checkStdinOnce, holdSpools, type InputSource, removeSpools } from "./io/inputs.ts";
+import {
+  checkStdinOnce,
+  holdSpools,
+  type InputSource,
+  isStdinPath,
+  removeSpools,
+} from "./io/inputs.ts";
 import { type Input, inputName, inputSource, readSmallInput } from "./io/input_source.ts";
 import { type EarlyArea, planBzImageLayout, SHARED_PAYLOAD_ADDR } from "./layout/bzimage_layout.ts";
 import { planElfLayout, VMPL2_KERNEL_ADDR } from "./layout/elf_layout.ts";
@@ -25,7 +31,14 @@ import type { GuestImage } from "./layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import { commitOutputs, type ImageFile, openImageOutput, planOutputs } from "./io/output_target.ts";
+import {
+  commitOutputs,
+  type ImageFile,
+  openImageOutput,
+  planOutputs,
+  refuseCopiesOfStdin,
+  type StreamIdentity,
+} from "./io/output_target.ts";
 import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "./layout/ram_limit.ts";
 import { checkCommandLineLength } from "./bzimage/cmdline_check.ts";
 import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
@@ -73,9 +86,23 @@ export interface GenerateIo {
   stdoutClosed?: boolean;
   /** Write binary output to a terminal all the same (`--force`). */
   force?: boolean;
+  /** What standard input is (a regular file is compared with the outputs). */
+  stdinIdentity?: StreamIdentity;
+  /** What standard output is (a regular file is compared with the inputs). */
+  stdoutIdentity?: StreamIdentity;
+  /** Name options by the request's fields in messages (`output`, not `-o`): the library. */
+  fieldNames?: boolean;
   notice?: (message: string) => void;
   /** Called once the image is planned; returns a per-batch progress callback, if wanted. */
   progress?: (image: GuestImage) => ((pagesDone: number, pageCount: number) => void) | undefined;
+}
+
+/** A run's environment, told where standard input was spooled. */
+type RunIo = GenerateIo & { onStdinSpool?: (path: string) => void };
+
+/** The options that let an input read standard input. */
+function stdinOf(io: RunIo) {
+  return { stdin: io.stdin, onStdinSpool: io.onStdinSpool };
 }
 
 async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>): Promise<T> {
@@ -118,10 +145,10 @@ async function loadAcpiFor(req: ResolvedRequest): Promise<AcpiImage> {
   return await wrapInput("ACPI source", dir, () => loadAcpi(dir));
 }
 
-async function openKernel(req: ResolvedRequest, io: GenerateIo): Promise<InputSource> {
+async function openKernel(req: ResolvedRequest, io: RunIo): Promise<InputSource> {
   if (!req.kernel) throw new UsageError("no kernel: give -kernel FILE (or - for standard input)");
   return await inputSource(req.kernel, "kernel", {
-    stdin: io.stdin,
+    ...stdinOf(io),
     limit: kernelLimit(req),
     option: "-kernel",
   });
@@ -175,7 +202,7 @@ async function earlyAreasFor(
   }
 }
 
-async function planElf(req: ResolvedRequest, io: GenerateIo): Promise<GuestImage> {
+async function planElf(req: ResolvedRequest, io: RunIo): Promise<GuestImage> {
   if (req.initrd || req.sharedPayload || req.symbolElf) {
     throw new UsageError("-inform elf takes no -rdinit, -shared_payload or -symbol_elf");
   }
@@ -196,7 +223,7 @@ async function planElf(req: ResolvedRequest, io: GenerateIo): Promise<GuestImage
   }
   const vmpl2 = req.vmpl2Kernel
     ? await inputSource(req.vmpl2Kernel, "VMPL2 kernel", {
-      stdin: io.stdin,
+      ...stdinOf(io),
       limit: ramLimit(VMPL2_KERNEL_ADDR, "the VMPL2 kernel"),
       option: "-vmpl2_kernel",
     })
@@ -241,7 +268,7 @@ async function planElf(req: ResolvedRequest, io: GenerateIo): Promise<GuestImage
 
 async function planBzImage(
   req: ResolvedRequest,
-  io: GenerateIo,
+  io: RunIo,
   kvm?: KvmTarget,
 ): Promise<GuestImage> {
   if (req.vmpl2Kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
@@ -249,7 +276,7 @@ async function planBzImage(
   const header = await readSetupHeader(kernel);
   const initrd = req.initrd
     ? await inputSource(req.initrd, "initrd", {
-      stdin: io.stdin,
+      ...stdinOf(io),
       limit: ramLimit(header.prefAddress + header.initSize, "the initrd"),
       option: "-rdinit",
     })
@@ -258,7 +285,7 @@ async function planBzImage(
   if (req.kernelFormat === "bzImage2") {
     if (!req.sharedPayload) throw new UsageError("-inform bzImage2 needs -shared_payload FILE");
     shared = await inputSource(req.sharedPayload, "shared payload", {
-      stdin: io.stdin,
+      ...stdinOf(io),
       limit: ramLimit(SHARED_PAYLOAD_ADDR, "the shared payload"),
       option: "-shared_payload",
     });
@@ -381,15 +408,20 @@ export async function generateIgvm(
   const kernelStream = typeof req.kernel === "string" ? undefined : req.kernel;
   const kernelIsStdin = kernelStream !== undefined && io.stdin !== undefined &&
     (kernelStream === io.stdin || (kernelStream as { stream?: unknown }).stream === io.stdin);
-  checkStdinOnce(kernelIsStdin ? [{ option: "-kernel", path: "-" }, ...inputs] : inputs);
+  const allInputs = kernelIsStdin ? [{ option: "-kernel", path: "-" }, ...inputs] : inputs;
+  checkStdinOnce(allInputs);
   const outputs = await planOutputs({
     output: toStream ? "-" : dest,
     measurementFile: req.measurementFile,
-    inputs,
+    inputs: allInputs,
     stdout: toStream ? dest : io.stdout,
     stdoutIsTerminal: io.stdoutIsTerminal,
     stdoutClosed: io.stdoutClosed,
     force: io.force,
+    stdinIdentity: io.stdinIdentity,
+    stdoutIdentity: !toStream || dest === io.stdout ? io.stdoutIdentity : undefined,
+    stdoutName: toStream && dest !== io.stdout ? "the output stream" : undefined,
+    fieldNames: io.fieldNames,
   });
   holdSpools();
   try {
@@ -397,9 +429,16 @@ export async function generateIgvm(
     const config = await loadConfig(req);
     if (kvm) checkKvmPolicy(kvm, config.policy);
     const { key, generated } = await loadKey(req);
+    let stdinSpool: string | undefined;
+    const runIo: RunIo = { ...io, onStdinSpool: (path) => stdinSpool = path };
     const image = req.kernelFormat === "elf"
-      ? await planElf(req, io)
-      : await planBzImage(req, io, kvm);
+      ? await planElf(req, runIo)
+      : await planBzImage(req, runIo, kvm);
+    if (stdinSpool !== undefined && io.stdinIdentity === undefined) {
+      // Which file standard input is cannot be told here: an output with its bytes may be it.
+      const reader = allInputs.find((i) => i.path === "-" || isStdinPath(i.path ?? ""))!;
+      await refuseCopiesOfStdin(outputs, stdinSpool, reader.option);
+    }
     // Another loader's digest is computed from the written pages: keep them (/dev/null too).
     const hasGuestInvalid = image.guestInvalid.length > 0;
     const remeasure = kvm !== undefined || req.loader !== DEFAULT_LOADER || hasGuestInvalid;

@@ -16,7 +16,16 @@ import {
   idBlockPayload,
   rewriteWithIdBlock,
 } from "./igvm/sign.ts";
-import { AtomicFile, writeFileAtomic } from "./io/atomic_file.ts";
+import { readInputFile } from "./io/inputs.ts";
+import {
+  commitOutputs,
+  type NamedInput,
+  openImageOutput,
+  type OutputSpec,
+  planOutputTargets,
+  type StandardStreams,
+  writeSmallOutput,
+} from "./io/output_target.ts";
 import { encodeIgvmIdBlock } from "./measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
@@ -68,28 +77,34 @@ export interface SignResult {
   warnings: string[];
 }
 
-/** Standard output, for `-o -` and `--payload-out -`. */
-export interface SignIo {
-  stdout?: WritableStream<Uint8Array>;
-}
+/** Standard output, for `-o -`, `--payload-out -` and `-measurement_file -`. */
+export type SignIo =
+  & Pick<StandardStreams, "stdout" | "stdoutIdentity" | "stdoutName" | "stdoutIsTerminal" | "force">
+  & {
+    /** Name options by the library's request fields in messages (`signKey`, not `-sign_key`). */
+    fieldNames?: boolean;
+  };
 
+/**
+ * Reads a side input (a key, a config, a signature, a payload): a regular file of at most
+ * 1 MiB, so /dev/zero or a FIFO fed forever fails at once.
+ */
 export async function readInput(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path);
-  } catch (e) {
-    throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`, { cause: e });
-  }
+  return await readInputFile(path, what);
 }
 
-/** True when `b` exists and is the same file as `a` (same device and inode). */
-export async function sameFile(a: string, b: string): Promise<boolean> {
-  const [sa, sb] = await Promise.all([
-    Deno.stat(a).catch(() => null),
-    Deno.stat(b).catch(() => null),
-  ]);
-  if (!sa || !sb) return false;
-  if (sa.ino !== null && sb.ino !== null) return sa.dev === sb.dev && sa.ino === sb.ino;
-  return false;
+/** The inputs of a sign run with their options, for the outputs' identity check. */
+export function signInputs(
+  r: Pick<SignRequest, "input" | "signKey" | "configFile" | "idPublicKey">,
+  more: readonly NamedInput[] = [],
+): NamedInput[] {
+  return [
+    { option: "the input", path: r.input },
+    { option: "-sign_key", path: r.signKey },
+    { option: "-config_file", path: r.configFile },
+    { option: "--id-public-key", path: r.idPublicKey },
+    ...more,
+  ];
 }
 
 /** Loads the ID block fields: the config file's, or the defaults with the file's policy. */
@@ -136,19 +151,20 @@ function checkRequest(r: SignRequest): void {
 /** Runs `sign`. */
 export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<SignResult> {
   checkRequest(r);
-  for (const path of [r.output, r.payloadOut]) {
-    if (path === "-" && !io.stdout) throw new UsageError("sign: - needs a standard output");
-  }
-  for (
-    const [path, what] of [[r.output, "-o"], [r.payloadOut, "--payload-out"], [
-      r.measurementFile,
-      "-measurement_file",
-    ]] as const
-  ) {
-    if (path && path !== "-" && await sameFile(r.input, path)) {
-      throw new UsageError(`sign: ${what} ${path} is the input file; write to another file`);
-    }
-  }
+  const specs = [
+    { option: "-o", given: r.output },
+    { option: "--payload-out", given: r.payloadOut },
+    { option: "-measurement_file", given: r.measurementFile, text: true },
+  ].filter((s): s is OutputSpec => s.given !== undefined);
+  const targets = await planOutputTargets({
+    outputs: specs,
+    inputs: signInputs(r, [
+      { option: "--id-signature", path: r.idSignature },
+      { option: "--payload", path: r.payload },
+    ]),
+    ...io,
+  });
+  const target = (option: string) => targets[specs.findIndex((s) => s.option === option)];
   // The key and the offline inputs are read first: a bad one fails before the digest.
   const key = r.signKey ? await loadSigningKey(r.signKey) : undefined;
   const offline = r.idSignature ? await loadOfflineInputs(r) : undefined;
@@ -174,11 +190,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     const warnings = warning ? [warning] : [];
     warnings.push(...await kvmLaunchWarnings(r.loader, file, headers, config.policy, r.host));
     if (r.payloadOut) {
-      if (r.payloadOut === "-") {
-        const w = io.stdout!.getWriter();
-        await w.write(expected);
-        w.releaseLock();
-      } else await writeFileAtomic(r.payloadOut, expected);
+      await writeSmallOutput(target("--payload-out")!, expected, io.stdout);
       return { payloadOut: r.payloadOut, launchMeasurement, added: false, warnings };
     }
     const mask = snpCompatibilityMask(headers);
@@ -189,22 +201,12 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
       body = await encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
       new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
     }
-    const toStdout = r.output === "-";
-    const out = await (toStdout ? AtomicFile.createSpool() : AtomicFile.create(r.output!)).catch(
-      (e) => {
-        throw new InputError((e as Error).message, { cause: e });
-      },
-    );
+    const plan = { image: target("-o")!, measurement: target("-measurement_file") };
+    const out = await openImageOutput(plan.image);
     try {
       await rewriteWithIdBlock(file, headers, body, config.policy, out);
-      if (r.measurementFile) {
-        await writeFileAtomic(
-          r.measurementFile,
-          new TextEncoder().encode(measurementJson(r.svn, launchMeasurement)),
-        );
-      }
-      if (toStdout) await out.commitTo(io.stdout!);
-      else await out.commit();
+      const json = r.measurementFile ? measurementJson(r.svn, launchMeasurement) : undefined;
+      await commitOutputs(plan, out, json, io.stdout);
     } catch (e) {
       await out.abort();
       throw e;

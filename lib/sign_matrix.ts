@@ -18,13 +18,20 @@ import {
   idBlockPayload,
   rewriteWithIdBlock,
 } from "./igvm/sign.ts";
-import { AtomicFile } from "./io/atomic_file.ts";
+import {
+  commitImage,
+  type ImageFile,
+  openImageOutput,
+  type OutputSpec,
+  type OutputTarget,
+  planOutputTargets,
+} from "./io/output_target.ts";
 import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
 import { snpCompatibilityMask } from "./measure/directives.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
-import { loadConfig, loadSigningKey, readInput, sameFile } from "./sign_file.ts";
+import { loadConfig, loadSigningKey, readInput, signInputs, type SignIo } from "./sign_file.ts";
 import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
 
 /** What `sign --matrix` is asked to do. */
@@ -115,7 +122,10 @@ function checkMatrixRequest(r: SignMatrixRequest): void {
 }
 
 /** Runs `sign --matrix`. */
-export async function signMatrix(r: SignMatrixRequest): Promise<SignMatrixResult> {
+export async function signMatrix(
+  r: SignMatrixRequest,
+  io: SignIo = {},
+): Promise<SignMatrixResult> {
   checkMatrixRequest(r);
   const plannedRows = r.cpus.flatMap((cpu) => r.vcpus.map((vcpus) => ({ vcpus, cpu: cpu.name })));
   for (
@@ -127,26 +137,34 @@ export async function signMatrix(r: SignMatrixRequest): Promise<SignMatrixResult
   ) {
     if (pattern !== undefined) checkPattern(option, pattern, plannedRows as MatrixDigest[]);
   }
-  const outputs = [
-    ...(r.idBlocksOut ? [r.idBlocksOut] : []),
-    ...[r.outputPattern, r.payloadOutPattern].flatMap((p) =>
-      p === undefined ? [] : plannedRows.map((row) => expandPattern(p, row.vcpus, row.cpu))
+  const specs: OutputSpec[] = [
+    ...(r.idBlocksOut ? [{ option: "--id-blocks-out", given: r.idBlocksOut, text: true }] : []),
+    ...([[r.outputPattern, "-o"], [r.payloadOutPattern, "--payload-out"]] as const).flatMap((
+      [pattern, option],
+    ) =>
+      pattern === undefined
+        ? []
+        : plannedRows.map((row) => ({ option, given: expandPattern(pattern, row.vcpus, row.cpu) }))
     ),
   ];
-  if (new Set(outputs).size !== outputs.length) {
+  if (new Set(specs.map((s) => s.given)).size !== specs.length) {
     throw new UsageError("sign --matrix: two outputs have the same name");
   }
-  for (const path of outputs) {
-    if (await sameFile(r.input, path)) {
-      throw new UsageError(`sign: ${path} is the input file; write to another file`);
-    }
-  }
+  const signatures = r.idSignaturePattern === undefined ? [] : plannedRows.map((row) => ({
+    option: "--id-signature",
+    path: expandPattern(r.idSignaturePattern!, row.vcpus, row.cpu),
+  }));
+  const targets = await planOutputTargets({
+    outputs: specs,
+    inputs: signInputs(r, signatures),
+    ...io,
+  });
   const key = r.signKey ? await loadSigningKey(r.signKey) : undefined;
   const publicKey = r.idPublicKey ? await loadPublicKey(r.idPublicKey) : undefined;
   const file = await openFileAccess(r.input).catch((e) => {
     throw new InputError(`cannot read ${r.input}: ${(e as Error).message}`, { cause: e });
   });
-  const pending: AtomicFile[] = [];
+  const pending: { target: OutputTarget; image: ImageFile }[] = [];
   try {
     const named = (e: unknown) =>
       new InputError(`${r.input}: ${(e as Error).message}`, { cause: e });
@@ -163,12 +181,11 @@ export async function signMatrix(r: SignMatrixRequest): Promise<SignMatrixResult
     const mask = snpCompatibilityMask(headers);
     const written: string[] = [];
     const stage = async (path: string, bytes?: Uint8Array) => {
-      const out = await AtomicFile.create(path).catch((e) => {
-        throw new InputError((e as Error).message, { cause: e });
-      });
-      pending.push(out);
-      if (bytes) await out.writeAt(0, bytes);
-      return out;
+      const target = targets.find((t) => t.given === path)!;
+      const image = await openImageOutput(target);
+      pending.push({ target, image });
+      if (bytes) await image.writeAt(0, bytes);
+      return image;
     };
     const entries: IdBlockEntry[] = [];
     for (const row of rows) {
@@ -226,12 +243,12 @@ export async function signMatrix(r: SignMatrixRequest): Promise<SignMatrixResult
       written.push(`${r.idBlocksOut}: ${entries.length} ID blocks for ${r.loader}`);
     }
     while (pending.length) {
-      await pending[0].commit();
+      await commitImage(pending[0].target, pending[0].image, io.stdout);
       pending.shift();
     }
     return { rows, entries, written, warnings };
   } finally {
-    for (const out of pending) await out.abort().catch(() => {});
+    for (const out of pending) await out.image.abort().catch(() => {});
     file.close();
   }
 }

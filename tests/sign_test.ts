@@ -205,7 +205,7 @@ Deno.test({
       for (const out of [input, `${dir}/link.igvm`, `${dir}/./in.igvm`]) {
         const r = await runCli(["sign", input, "-o", out, "-sign_key", GOLDEN_KEY]);
         assertEquals(r.code, 2, r.stderr);
-        assert(r.stderr.includes("is the input file"), r.stderr);
+        assert(r.stderr.includes("is the same file as the input"), r.stderr);
       }
       assertEquals(sha256Hex(Deno.readFileSync(input)), before);
       const damaged = Deno.readFileSync(input);

@@ -7,6 +7,13 @@ import { KVM_SUBCOMMAND_HELP, runVerifyLoader, takeKvmOptions } from "./kvm_comm
 import { runSignCommand } from "./sign_command.ts";
 import { runMeasureCommand } from "./measure_command.ts";
 import { runDiffCommand } from "./diff_command.ts";
+import type { StandardStreams } from "../io/output_target.ts";
+
+/** Standard output for the commands that write files, and what it is (from main.ts). */
+export type CommandStreams = Pick<
+  StandardStreams,
+  "stdout" | "stdoutIdentity" | "stdoutIsTerminal"
+>;
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
@@ -95,9 +102,12 @@ export async function runSubcommand(
   command: Subcommand,
   args: readonly string[],
   print: (line: string) => void,
+  streams: CommandStreams = { stdout: Deno.stdout.writable },
 ) {
-  if (command === "sign") return await runSignCommand(args, print, (l) => console.error(l));
-  if (command === "measure") return await runMeasureCommand(args, print);
+  if (command === "sign") {
+    return await runSignCommand(args, print, (l) => console.error(l), streams);
+  }
+  if (command === "measure") return await runMeasureCommand(args, print, streams);
   if (command === "diff") return await runDiffCommand(args, print);
   if (args.includes("--help") || args.includes("-h")) {
     print(command === "verify" ? VERIFY_HELP : INSPECT_HELP);

@@ -5,7 +5,8 @@
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
 import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
-import { writeFileAtomic } from "../io/atomic_file.ts";
+import { planOutputTargets, writeSmallOutput } from "../io/output_target.ts";
+import type { CommandStreams } from "./commands.ts";
 import { measurementJson } from "../measure/measurement_json.ts";
 import { DEFAULT_LOADER, loaderDigest, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/launch_log.ts";
@@ -49,6 +50,7 @@ ${LOADERS.map((l) => `  ${l.name.padEnd(24)} ${l.description}`).join("\n")}`;
 export async function runMeasureCommand(
   args: readonly string[],
   print: (line: string) => void,
+  streams: CommandStreams = {},
 ): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     print(measureHelp());
@@ -93,6 +95,12 @@ export async function runMeasureCommand(
       "measure: --matrix goes with no --log, --all-loaders or -measurement_file",
     );
   }
+  // The measurement file is checked before any work, as every output is.
+  const [target] = measurementFile === undefined ? [] : await planOutputTargets({
+    outputs: [{ option: "-measurement_file", given: measurementFile, text: true }],
+    inputs: [{ option: "the input", path }],
+    ...streams,
+  });
   const file = await openFileAccess(path).catch((e) => {
     throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
   });
@@ -173,10 +181,11 @@ export async function runMeasureCommand(
           : digest,
       );
     }
-    if (measurementFile) {
-      await writeFileAtomic(
-        measurementFile,
+    if (target) {
+      await writeSmallOutput(
+        target,
         new TextEncoder().encode(measurementJson(svn, digest)),
+        streams.stdout,
       );
     }
     return 0;

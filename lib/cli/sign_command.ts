@@ -1,6 +1,6 @@
 /** `igvmgen sign`: the command line of lib/sign_file.ts. */
 import { UsageError } from "../errors.ts";
-import { signIgvmFile } from "../sign_file.ts";
+import { signIgvmFile, type SignIo } from "../sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
 import { signHostOf, signMatrixOf } from "./sign_host.ts";
@@ -16,15 +16,18 @@ export function signHelp(): string {
                     [--id-blocks-out BLOCKS.json] [-o 'OUT-{vcpus}-{cpu}.igvm'] [options]
 
 Adds the SNP ID block to any SEV-SNP IGVM file, or replaces it. The launch digest is
-recomputed from the file. Writing OUT over IN is refused; OUT appears only when all is done.
+recomputed from the file. An output that is one of the inputs (the IGVM file, the key, the
+config, the signature, the public key, the payload) is refused; outputs appear only when all is
+done. - or /dev/stdout is standard output; a FIFO or a device is written directly.
 
-  -o FILE                  the signed file (- for standard output)
+  -o FILE                  the signed file (- for standard output; on a terminal only
+                           with --force)
   -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
   -sign_deterministic BOOL RFC 6979 nonces (reproducible output; default false)
   -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
                            generation). Without it: the defaults, and the file's policy
   -svn N                   guest SVN for -measurement_file (default 0)
-  -measurement_file FILE   write the measurement JSON
+  -measurement_file FILE   write the measurement JSON (- for standard output)
   --loader NAME            whose launch digest to sign: ${loaderNames().join(", ")}
                            (default ${DEFAULT_LOADER})
   --vcpus N, --cpu C       the host of a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm): KVM
@@ -60,6 +63,7 @@ export async function runSignCommand(
   args: readonly string[],
   print: (line: string) => void,
   notice: (line: string) => void,
+  streams: SignIo = { stdout: Deno.stdout.writable },
 ): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     print(signHelp());
@@ -81,7 +85,9 @@ export async function runSignCommand(
     { name: "cpu", kind: "value" },
     { name: "matrix", kind: "flag" },
     { name: "id_blocks_out", kind: "value" },
+    { name: "force", kind: "flag" },
   ]);
+  streams = { ...streams, force: values.has("force") };
   if (positional.length !== 1) {
     throw new UsageError(
       positional.length
@@ -91,7 +97,7 @@ export async function runSignCommand(
   }
   const str = (n: string) => values.get(n) as string | undefined;
   if (values.has("matrix")) {
-    return await runSignMatrix(positional[0], values, notice);
+    return await runSignMatrix(positional[0], values, notice, streams);
   }
   if (str("id_blocks_out") !== undefined) {
     throw new UsageError("sign: --id-blocks-out goes with --matrix");
@@ -113,7 +119,7 @@ export async function runSignCommand(
     idSignature: str("id_signature"),
     idPublicKey: str("id_public_key"),
     payload: str("payload"),
-  }, { stdout: Deno.stdout.writable });
+  }, streams);
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (result.payloadOut) {
@@ -135,6 +141,7 @@ async function runSignMatrix(
   input: string,
   values: Map<string, string | boolean>,
   notice: (line: string) => void,
+  streams: SignIo,
 ): Promise<number> {
   const str = (n: string) => values.get(n) as string | undefined;
   const loader = str("loader") ?? "qemu-kvm";
@@ -158,7 +165,7 @@ async function runSignMatrix(
     payloadOutPattern: str("payload_out"),
     idSignaturePattern: str("id_signature"),
     idPublicKey: str("id_public_key"),
-  });
+  }, streams);
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   for (const line of result.written) notice(`igvmgen: wrote ${line}`);
   return 0;

@@ -133,15 +133,3 @@ export class AtomicFile implements ByteSink {
     await removeTemp(this.tempPath);
   }
 }
-
-/** Writes a small file atomically. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const f = await AtomicFile.create(path);
-  try {
-    await f.writeAt(0, bytes);
-    await f.commit();
-  } catch (e) {
-    await f.abort();
-    throw e;
-  }
-}

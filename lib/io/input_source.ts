@@ -50,6 +50,7 @@ export async function inputSource(
   if (typeof input === "string") return await fileSource(input, what, undefined, options);
   const { stream, name } = namedStream(input);
   const spooled = await spoolToTempFile(stream, `the ${what} from ${name}`, options.limit);
+  if (stream === options.stdin) options.onStdinSpool?.(spooled);
   return await fileSource(spooled, what, `${what} (${name})`);
 }
 

@@ -3,7 +3,7 @@ import { InputError, UsageError } from "../errors.ts";
 import type { ByteReader, StreamRegion } from "../layout/guest_image.ts";
 import { openFileRange } from "./file_reader.ts";
 import { makeRegisteredTempFile, removeTemp } from "./temp_files.ts";
-import { writeError } from "./os_errors.ts";
+import { isWriteError, writeError } from "./os_errors.ts";
 
 /** Stats `path` as a readable regular file, with a message naming `what` and the path. */
 export async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {
@@ -129,7 +129,7 @@ export async function spoolToTempFile(
     file?.close();
     file = undefined;
     await removeTemp(path);
-    if (e instanceof InputError) throw e;
+    if (e instanceof InputError || isWriteError(e)) throw e;
     throw new InputError(`cannot read ${what}: ${(e as Error).message}`, { cause: e });
   } finally {
     file?.close();
@@ -179,6 +179,8 @@ export interface FileSourceOptions {
   option?: string;
   /** Refuse anything but a regular file (side inputs such as `-symbol_elf`). */
   regularOnly?: boolean;
+  /** Told the spool's path when standard input was read into one. */
+  onStdinSpool?: (path: string) => void;
 }
 
 /**
@@ -199,6 +201,7 @@ export async function fileSource(
     if (options.regularOnly) throw new InputError(`${named} is not a regular file`);
     if (!options.stdin) throw new InputError(`${named}: there is no standard input`);
     path = await spoolToTempFile(options.stdin, named, limit);
+    options.onStdinSpool?.(path);
     info = await Deno.stat(path);
   } else {
     info = await statInputFile(path, what);

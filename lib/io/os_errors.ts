@@ -11,8 +11,21 @@ export function osReason(e: unknown): string {
   return reason.charAt(0).toLowerCase() + reason.slice(1);
 }
 
-/** `cannot write NAME: REASON`, one line (the OS error's own stack says nothing more). */
-export function writeError(name: string, e: unknown): InputError {
-  if (e instanceof InputError) return e;
-  return new InputError(`cannot write ${name}: ${osReason(e)}`);
+/** The errors made by `writeError`, so a second call passes them on unchanged. */
+const writeErrors = new WeakSet<Error>();
+
+/** True for an error of `writeError`. */
+export function isWriteError(e: unknown): boolean {
+  return e instanceof Error && writeErrors.has(e);
+}
+
+/**
+ * `cannot write NAME: REASON`, one line (the OS error's own stack says nothing more). A
+ * failed write is a plain `Error`, not an `InputError`: the inputs were fine.
+ */
+export function writeError(name: string, e: unknown): Error {
+  if (e instanceof InputError || isWriteError(e)) return e as Error;
+  const error = new Error(`cannot write ${name}: ${osReason(e)}`);
+  writeErrors.add(error);
+  return error;
 }

@@ -13,6 +13,7 @@ import { writeError } from "./os_errors.ts";
 import { isStdinPath } from "./inputs.ts";
 import { DiscardedImage } from "./discarded_image.ts";
 import type { ByteSink } from "../write/igvm_writer.ts";
+import { readFullyAt } from "./file_reader.ts";
 
 /** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
 export interface ImageFile extends ByteSink {
@@ -38,12 +39,15 @@ export interface NamedInput {
   path: string | undefined;
 }
 
-/** What `planOutputs` needs to know. */
-export interface OutputRequest {
-  /** `-o`: a path, or `-` for standard output. */
-  output: string;
-  measurementFile?: string;
-  inputs: readonly NamedInput[];
+/**
+ * What the process knows of a standard stream: the regular file it is (device and inode),
+ * `"other"` (a pipe, a terminal, a device), or undefined when it cannot tell (Deno lets a
+ * program stat /dev/stdin only with all permissions).
+ */
+export type StreamIdentity = { dev: number; ino: number } | "other" | undefined;
+
+/** The standard streams of a run, for `-`, /dev/stdout and the identity checks. */
+export interface StandardStreams {
   /** Standard output, for `-o -` (and `-o /dev/stdout`). */
   stdout?: WritableStream<Uint8Array>;
   stdoutIsTerminal?: boolean;
@@ -51,7 +55,58 @@ export interface OutputRequest {
   stdoutClosed?: boolean;
   /** `--force`: write binary output to a terminal. */
   force?: boolean;
+  /** What standard input is, when an input is read from it. */
+  stdinIdentity?: StreamIdentity;
+  /** What standard output is, when an output is written to it. */
+  stdoutIdentity?: StreamIdentity;
+  /** What errors call `stdout`: a library's stream is "the output stream". */
+  stdoutName?: string;
 }
+
+/** What `planOutputs` needs to know. */
+export interface OutputRequest extends StandardStreams {
+  /** `-o`: a path, or `-` for standard output. */
+  output: string;
+  measurementFile?: string;
+  inputs: readonly NamedInput[];
+  /** Name options by the library's request fields in messages. */
+  fieldNames?: boolean;
+}
+
+/** One output of a run: the option that names it and the path given. */
+export interface OutputSpec {
+  option: string;
+  given: string;
+  /** Text (JSON): fine on a terminal. */
+  text?: boolean;
+}
+
+/** What `planOutputTargets` needs to know. */
+export interface OutputsRequest extends StandardStreams {
+  outputs: readonly OutputSpec[];
+  inputs: readonly NamedInput[];
+  /** Name options by the library's request fields (`output`, not `-o`) in messages. */
+  fieldNames?: boolean;
+}
+
+/** The library's request field of each command-line option an output or input comes from. */
+const FIELD_NAMES: Record<string, string> = {
+  "-o": "output",
+  "-measurement_file": "measurementFile",
+  "--payload-out": "payloadOut",
+  "the input": "file",
+  "-kernel": "kernel",
+  "-rdinit": "initrd",
+  "-shared_payload": "sharedPayload",
+  "-sign_key": "signKey",
+  "-config_file": "teiConfig",
+  "-acpi_dir": "acpi",
+  "-symbol_elf": "symbolElf",
+  "-vmpl2_kernel": "vmpl2Kernel",
+  "--id-signature": "idSignature",
+  "--id-public-key": "idPublicKey",
+  "--payload": "payload",
+};
 
 /** How one output is written. */
 export interface OutputTarget {
@@ -66,6 +121,8 @@ export interface OutputTarget {
   kind: "file" | "stdout" | "stream";
   /** The path written: for a symlink, its final target. */
   path: string;
+  /** What errors call a `stdout` target (default "standard output"). */
+  label?: string;
 }
 
 /** Names that mean standard output; Deno opens these only with all access, so they map. */
@@ -128,7 +185,7 @@ async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined>
 async function planTarget(
   option: string,
   given: string,
-  request: OutputRequest,
+  request: StandardStreams,
 ): Promise<OutputTarget> {
   if (STDOUT_PATHS.includes(given)) {
     if (!request.stdout) throw new UsageError(`${option} ${given} needs a standard output`);
@@ -140,7 +197,7 @@ async function planTarget(
         `${option} ${given}: standard output is a terminal; redirect it, or give --force`,
       );
     }
-    return { option, given, kind: "stdout", path: given };
+    return { option, given, kind: "stdout", path: given, label: request.stdoutName };
   }
   const path = await resolveOutputPath(given);
   const info = await statOrUndefined(path);
@@ -174,32 +231,65 @@ async function identityOf(path: string): Promise<string | undefined> {
   }
 }
 
-/** Both outputs, planned. */
-export interface OutputPlan {
-  image: OutputTarget;
-  measurement?: OutputTarget;
+/** The identity of a standard stream that is a regular file. */
+function streamId(identity: StreamIdentity): string | undefined {
+  return typeof identity === "object" ? `inode ${identity.dev}:${identity.ino}` : undefined;
+}
+
+/** True when an input path names standard input. */
+function readsStdin(input: NamedInput): boolean {
+  return input.path !== undefined && (input.path === "-" || isStdinPath(input.path));
 }
 
 /**
- * Checks the outputs before any work: their folders exist, they are not folders, neither is
- * an input, they are not the same file, and binary output goes to a terminal only with
- * `--force`. Creates nothing.
+ * Checks the outputs before any work: their folders exist, they are not folders, none is
+ * an input (standard input and output included, when they are regular files), no two are
+ * the same file, and binary output goes to a terminal only with `--force`. Creates nothing.
  */
-export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
-  const image = await planTarget("-o", request.output, request);
-  const measurement = request.measurementFile === undefined
-    ? undefined
-    : await planTarget("-measurement_file", request.measurementFile, {
-      ...request,
-      stdoutIsTerminal: false, // JSON on a terminal is fine
+export async function planOutputTargets(request: OutputsRequest): Promise<OutputTarget[]> {
+  if (request.fieldNames) {
+    const field = <T extends { option: string }>(x: T): T => ({
+      ...x,
+      option: FIELD_NAMES[x.option] ?? x.option,
     });
-  const outputs = measurement ? [image, measurement] : [image];
+    request = {
+      ...request,
+      fieldNames: false,
+      outputs: request.outputs.map(field),
+      inputs: request.inputs.map(field),
+    };
+  }
+  const outputs: OutputTarget[] = [];
+  for (const spec of request.outputs) {
+    outputs.push(
+      await planTarget(
+        spec.option,
+        spec.given,
+        spec.text ? { ...request, stdoutIsTerminal: false } : request,
+      ),
+    );
+  }
   const ids = new Map<OutputTarget, string | undefined>();
   for (const out of outputs) {
-    ids.set(out, out.kind === "stdout" ? "stdout" : await identityOf(out.path));
+    ids.set(
+      out,
+      out.kind === "stdout"
+        ? streamId(request.stdoutIdentity) ?? "stdout"
+        : await identityOf(out.path),
+    );
   }
+  const sameAsInput = (out: OutputTarget, input: NamedInput, what = input.path) =>
+    new UsageError(
+      `${out.option} ${out.given} is the same file as ${input.option} ${what}: refusing to overwrite an input`,
+    );
   for (const input of request.inputs) {
-    if (input.path === undefined || input.path === "-" || isStdinPath(input.path)) continue;
+    if (input.path === undefined) continue;
+    if (readsStdin(input)) {
+      const id = streamId(request.stdinIdentity);
+      const out = outputs.find((o) => id !== undefined && ids.get(o) === id);
+      if (out) throw sameAsInput(out, input, `${input.path} (standard input)`);
+      continue;
+    }
     const info = await Deno.stat(input.path).catch(() => undefined);
     if (!info) continue; // a missing input is reported when it is opened
     const id = await identityOf(input.path);
@@ -218,23 +308,86 @@ export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
       continue;
     }
     for (const out of outputs) {
-      if (out.kind !== "stdout" && id !== undefined && ids.get(out) === id) {
+      if (id !== undefined && ids.get(out) === id) throw sameAsInput(out, input);
+    }
+  }
+  for (let i = 0; i < outputs.length; i++) {
+    for (let j = i + 1; j < outputs.length; j++) {
+      const [a, b] = [outputs[i], outputs[j]];
+      if (
+        ids.get(a) !== undefined && ids.get(a) === ids.get(b) &&
+        !(a.kind === "stream" && await isNullDevice(a.path)) // /dev/null twice is fine
+      ) {
         throw new UsageError(
-          `${out.option} ${out.given} is the same file as ${input.option} ${input.path}: refusing to overwrite an input`,
+          `${a.option} ${a.given} and ${b.option} ${b.given} are the same ${
+            a.kind === "stdout" && b.kind === "stdout" ? "standard output" : "file"
+          }`,
         );
       }
     }
   }
-  if (
-    measurement && ids.get(image) !== undefined && ids.get(image) === ids.get(measurement) &&
-    !(image.kind === "stream" && await isNullDevice(image.path)) // /dev/null twice is fine
-  ) {
+  return outputs;
+}
+
+/** True when two files have the same bytes (compared in 1 MiB chunks). */
+async function sameBytes(a: string, b: string, size: number): Promise<boolean> {
+  const [fa, fb] = await Promise.all([Deno.open(a), Deno.open(b)]);
+  try {
+    const chunk = 1 << 20;
+    for (let at = 0; at < size; at += chunk) {
+      const length = Math.min(chunk, size - at);
+      const [x, y] = await Promise.all([
+        readFullyAt(fa, at, new Uint8Array(length)),
+        readFullyAt(fb, at, new Uint8Array(length)),
+      ]);
+      if (x.some((v, i) => v !== y[i])) return false;
+    }
+    return true;
+  } finally {
+    fa.close();
+    fb.close();
+  }
+}
+
+/**
+ * When which file standard input is cannot be told (stat of /dev/stdin needs all
+ * permissions), refuses an existing output with exactly the bytes read from it (spooled to
+ * `spool`): it may be that very file (`igvmgen -o bzImage - < bzImage`). Nothing has been
+ * written yet when this runs.
+ */
+export async function refuseCopiesOfStdin(
+  plan: OutputPlan,
+  spool: string,
+  option: string,
+): Promise<void> {
+  const size = (await Deno.stat(spool)).size;
+  for (const out of [plan.image, plan.measurement]) {
+    if (out?.kind !== "file") continue;
+    const info = await Deno.stat(out.path).catch(() => undefined);
+    if (!info?.isFile || info.size !== size || !await sameBytes(out.path, spool, size)) continue;
     throw new UsageError(
-      `-o ${image.given} and -measurement_file ${measurement.given} are the same ${
-        image.kind === "stdout" ? "standard output" : "file"
-      }`,
+      `${out.option} ${out.given} has the same bytes as ${option} (standard input), so it may be the same file: refusing to overwrite an input`,
     );
   }
+}
+
+/** Both outputs of a generation, planned. */
+export interface OutputPlan {
+  image: OutputTarget;
+  measurement?: OutputTarget;
+}
+
+/** {@link planOutputTargets} for `-o` and `-measurement_file`. */
+export async function planOutputs(request: OutputRequest): Promise<OutputPlan> {
+  const [image, measurement] = await planOutputTargets({
+    ...request,
+    outputs: [
+      { option: "-o", given: request.output },
+      ...(request.measurementFile === undefined
+        ? []
+        : [{ option: "-measurement_file", given: request.measurementFile, text: true }]),
+    ],
+  });
   return { image, measurement };
 }
 
@@ -258,6 +411,15 @@ export async function openImageOutput(
   }
 }
 
+/** Opens an existing target that is not a regular file (a FIFO, a device) for writing. */
+async function openTargetFile(target: OutputTarget): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(target.path, { write: true });
+  } catch (e) {
+    throw writeError(target.given, e);
+  }
+}
+
 /** Writes bytes straight into a target that is not a regular file (no temp, no rename). */
 async function writeStreamTarget(
   target: OutputTarget,
@@ -265,12 +427,7 @@ async function writeStreamTarget(
   write: (stream: WritableStream<Uint8Array>) => Promise<void>,
 ): Promise<void> {
   if (target.kind === "stdout") return await write(stdout!);
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(target.path, { write: true });
-  } catch (e) {
-    throw writeError(target.given, e);
-  }
+  const file = await openTargetFile(target);
   try {
     await write(file.writable);
   } finally {
@@ -278,6 +435,77 @@ async function writeStreamTarget(
       file.close();
     } catch { /* closed with its stream */ }
   }
+}
+
+/** How errors name a target. */
+function targetName(target: OutputTarget): string {
+  return target.kind === "stdout" ? target.label ?? "standard output" : target.given;
+}
+
+/**
+ * Writes a small output whole (a measurement JSON, a payload): a regular file through a
+ * temporary file beside it, standard output and other targets directly.
+ */
+export async function writeSmallOutput(
+  target: OutputTarget,
+  bytes: Uint8Array,
+  stdout?: WritableStream<Uint8Array>,
+): Promise<void> {
+  if (target.kind === "file") {
+    const staged = await stageSmallOutput(target, bytes);
+    await staged.commit();
+  } else if (target.kind === "stdout") {
+    const writer = stdout!.getWriter();
+    try {
+      await writer.write(bytes);
+    } catch (e) {
+      throw writeError(targetName(target), e);
+    } finally {
+      writer.releaseLock();
+    }
+  } else {
+    // Written with the file's own writes: data sent through `FsFile.writable` and then
+    // closed can be lost on a FIFO (the reader got no bytes).
+    const file = await openTargetFile(target);
+    try {
+      let done = 0;
+      while (done < bytes.length) done += await file.write(bytes.subarray(done));
+    } catch (e) {
+      throw writeError(target.given, e);
+    } finally {
+      file.close();
+    }
+  }
+}
+
+/** A small output written to its temporary file, ready to commit. */
+async function stageSmallOutput(target: OutputTarget, bytes: Uint8Array): Promise<AtomicFile> {
+  const staged = await AtomicFile.create(target.path).catch((e) => {
+    throw writeError(target.given, e);
+  });
+  await staged.writeAt(0, bytes).catch(async (e) => {
+    await staged.abort();
+    throw e;
+  });
+  return staged;
+}
+
+/**
+ * Commits an image built by {@link openImageOutput}: renames a regular file into place, or
+ * copies the spool into standard output or a target that is not a regular file.
+ */
+export async function commitImage(
+  target: OutputTarget,
+  image: ImageFile,
+  stdout?: WritableStream<Uint8Array>,
+): Promise<void> {
+  if (image instanceof DiscardedImage) return; // nothing to write
+  if (target.kind === "file") return await (image as AtomicFile).commit();
+  await writeStreamTarget(
+    target,
+    stdout,
+    (stream) => (image as AtomicFile).commitTo(stream, targetName(target)),
+  );
 }
 
 /**
@@ -294,48 +522,17 @@ export async function commitOutputs(
   const json = measurementJson === undefined
     ? undefined
     : new TextEncoder().encode(measurementJson);
-  let staged: AtomicFile | undefined;
-  if (plan.measurement?.kind === "file" && json) {
-    staged = await AtomicFile.create(plan.measurement.path).catch((e) => {
-      throw writeError(plan.measurement!.given, e);
-    });
-    await staged.writeAt(0, json).catch(async (e) => {
-      await staged!.abort();
-      throw e;
-    });
-  }
+  const staged = plan.measurement?.kind === "file" && json
+    ? await stageSmallOutput(plan.measurement, json)
+    : undefined;
   try {
-    if (image instanceof DiscardedImage) { /* nothing to write */ }
-    else if (plan.image.kind === "file") await (image as AtomicFile).commit();
-    else {
-      await writeStreamTarget(
-        plan.image,
-        stdout,
-        (stream) =>
-          (image as AtomicFile).commitTo(
-            stream,
-            plan.image.kind === "stdout" ? "standard output" : plan.image.given,
-          ),
-      );
-    }
+    await commitImage(plan.image, image, stdout);
   } catch (e) {
     await staged?.abort();
     throw e;
   }
   if (staged) await staged.commit();
-  else if (plan.measurement && json) {
-    const target = plan.measurement;
-    await writeStreamTarget(target, stdout, async (stream) => {
-      const writer = stream.getWriter();
-      try {
-        await writer.write(json);
-      } catch (e) {
-        throw writeError(target.given, e);
-      } finally {
-        writer.releaseLock();
-      }
-    });
-  }
+  else if (plan.measurement && json) await writeSmallOutput(plan.measurement, json, stdout);
 }
 
 /**
