@@ -1,6 +1,6 @@
 /** `igvmgen diff A B`: why two launch digests differ (lib/measure/launch_diff.ts). */
 import { UsageError } from "../errors.ts";
-import { openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
 import { DEFAULT_LOADER, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { diffLaunches, formatDiff } from "../measure/launch_diff.ts";
 import { parseSubArgs } from "./sub_args.ts";
@@ -45,10 +45,15 @@ export async function runDiffCommand(
         throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
       });
       opened.push(file);
-      const headers = await readHeaders(file).catch((e) =>
-        Promise.reject(new Error(`${path}: ${(e as Error).message}`, { cause: e }))
-      );
-      sides.push({ file, headers, loader });
+      const named = (e: unknown) => new Error(`${path}: ${(e as Error).message}`, { cause: e });
+      const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+      // A structurally broken file has no launch digest to explain (as measure refuses it).
+      try {
+        assertStructurallySound(file, headers);
+      } catch (e) {
+        throw named(e);
+      }
+      sides.push({ file, headers, loader, name: path });
     }
     const d = await diffLaunches(sides[0], sides[1]);
     const nameA = `${positional[0]} (${loaderA})`;
