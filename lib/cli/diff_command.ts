@@ -11,7 +11,8 @@ export function diffHelp(): string {
 
 Explains two launch digests: the first launch update that differs, and per part of the
 guest (kernel, initrd, command line, ACPI tables...) the pages changed, added and removed.
-Exit 0 when the digests are equal, 1 otherwise.
+Exit 0 when the digests are equal, 1 otherwise. A file with a structural problem (see
+igvmgen verify) is refused with one line and exit 1, as measure refuses it.
   --loader NAME     the loader model for both files: ${LOADERS.map((l) => l.name).join(", ")}
                     (default ${DEFAULT_LOADER})
   --loader-b NAME   another loader model for B (compare loaders: diff F F --loader-b ch-mshv)
