@@ -362,3 +362,58 @@ Deno.test("diff and measure --log refuse a structurally broken file as measure d
     assert(error?.message.includes(problem), String(error));
   });
 });
+
+Deno.test("the reader holds a page header in under 240 bytes of heap (a fixed-shape fields object, shared small bigints)", async () => {
+  await withTempDir(async (dir) => {
+    // Measured in a child with --expose-gc, so only what the directives keep is counted.
+    const script = `${dir}/heap.ts`;
+    Deno.writeTextFileSync(
+      script,
+      `import { parseIgvmHeaders } from ${JSON.stringify(`${ROOT}lib/igvm/reader.ts`)};
+const count = 200_000;
+const size = 24 + count * 32;
+const bytes = new Uint8Array(size);
+const v = new DataView(bytes.buffer);
+v.setUint32(0, 0x4d564749, true);
+v.setUint32(4, 1, true);
+v.setUint32(8, 24, true);
+v.setUint32(12, count * 32, true);
+v.setUint32(16, size, true);
+for (let i = 0; i < count; i++) {
+  v.setUint32(24 + i * 32, 0x302, true); // PAGE_DATA: a data page, mask 1
+  v.setUint32(28 + i * 32, 24, true);
+  v.setBigUint64(32 + i * 32, BigInt(i * 4096), true);
+  v.setUint32(40 + i * 32, 1, true);
+  v.setUint32(44 + i * 32, size + i * 4096, true);
+}
+const gc = (globalThis as unknown as { gc: () => void }).gc;
+gc();
+const before = Deno.memoryUsage().heapUsed;
+const parsed = parseIgvmHeaders(bytes, size);
+gc();
+const perHeader = (Deno.memoryUsage().heapUsed - before) / parsed.directives.length;
+console.log(JSON.stringify({ count: parsed.directives.length, perHeader,
+  gpa: String(parsed.directives[count - 1].fields.GPA),
+  mask: String(parsed.directives[7].fields.CompatibilityMask),
+  offset: String(parsed.directives[7].fields.FileOffset) }));
+`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "-A", "--v8-flags=--expose-gc", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    assertEquals(out.code, 0, dec.decode(out.stderr));
+    const r = JSON.parse(dec.decode(out.stdout));
+    const size = 24 + 200_000 * 32;
+    assertEquals([r.count, r.gpa, r.mask, r.offset], [
+      200_000,
+      String(199_999 * 4096),
+      "1",
+      String(size + 7 * 4096),
+    ]);
+    // Fields added one by one, each value its own bigint: about 300 bytes a header; now 205.
+    assert(r.perHeader < 240, `${r.perHeader.toFixed(0)} bytes of heap per page header`);
+  });
+});
