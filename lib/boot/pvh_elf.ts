@@ -74,7 +74,8 @@ export function igvmToPvhElf(igvm: Uint8Array, options: PvhOptions): PvhResult {
   if (cr3 & C_BIT) notes.push(`cleared the C-bit in ${clearCbits(pages, cr3)} page-table entries`);
 
   // boot_params: e820 RAM the host would add, and the RSDP moved out of the BIOS area.
-  const top = Math.max(...pages.keys()) + PAGE_SIZE;
+  let top = 0; // a loop, not Math.max(...): a spread of 150k pages overflows the stack
+  for (const gpa of pages.keys()) top = Math.max(top, gpa + PAGE_SIZE);
   const readGuest = (gpa: number, n: number) => {
     const out = new Uint8Array(n);
     for (let i = 0; i < n; i++) {

@@ -1,6 +1,6 @@
 /** `igvmgen diff A B`: why two launch digests differ (lib/measure/launch_diff.ts). */
 import { UsageError } from "../errors.ts";
-import { openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
 import { DEFAULT_LOADER, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { diffLaunches, formatDiff } from "../measure/launch_diff.ts";
 import { parseSubArgs } from "./sub_args.ts";
@@ -11,7 +11,8 @@ export function diffHelp(): string {
 
 Explains two launch digests: the first launch update that differs, and per part of the
 guest (kernel, initrd, command line, ACPI tables...) the pages changed, added and removed.
-Exit 0 when the digests are equal, 1 otherwise.
+Exit 0 when the digests are equal, 1 otherwise. A file with a structural problem (see
+igvmgen verify) is refused with one line and exit 1, as measure refuses it.
   --loader NAME     the loader model for both files: ${LOADERS.map((l) => l.name).join(", ")}
                     (default ${DEFAULT_LOADER})
   --loader-b NAME   another loader model for B (compare loaders: diff F F --loader-b ch-mshv)
@@ -45,10 +46,15 @@ export async function runDiffCommand(
         throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
       });
       opened.push(file);
-      const headers = await readHeaders(file).catch((e) =>
-        Promise.reject(new Error(`${path}: ${(e as Error).message}`, { cause: e }))
-      );
-      sides.push({ file, headers, loader });
+      const named = (e: unknown) => new Error(`${path}: ${(e as Error).message}`, { cause: e });
+      const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
+      // A structurally broken file has no launch digest to explain (as measure refuses it).
+      try {
+        assertStructurallySound(file, headers);
+      } catch (e) {
+        throw named(e);
+      }
+      sides.push({ file, headers, loader, name: path });
     }
     const d = await diffLaunches(sides[0], sides[1]);
     const nameA = `${positional[0]} (${loaderA})`;

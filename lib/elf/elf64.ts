@@ -282,8 +282,12 @@ export function flatBinary(elf: Elf64): Uint8Array {
     .filter((s) => (s.flags & SHF_ALLOC) !== 0 && s.type !== SHT_NOBITS && s.size > 0)
     .map((s) => ({ s, lma: loadAddress(elf, s) }));
   if (parts.length === 0) return new Uint8Array(0);
-  const base = Math.min(...parts.map((p) => p.lma));
-  const end = Math.max(...parts.map((p) => p.lma + p.s.size));
+  let base = Infinity; // loops, not Math.min(...): no spread of an unbounded list
+  let end = -Infinity;
+  for (const p of parts) {
+    base = Math.min(base, p.lma);
+    end = Math.max(end, p.lma + p.s.size);
+  }
   // The monitor must fit below the VMPL2 kernel at 61 MiB; refuse anything larger early.
   if (end - base > MAX_FLAT_IMAGE) {
     throw new ElfError(`the loadable image spans more than ${MAX_FLAT_IMAGE >> 20} MiB`);

@@ -11,6 +11,7 @@ import {
   IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY,
   IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
   IGVM_VHT_PAGE_DATA,
+  IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
@@ -32,7 +33,7 @@ import { walkAcpiTables } from "../../acpi/walk.ts";
 import { loaderSignedFor } from "../measure/loaders.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
 import { launchDigestOf } from "../measure/launch_update.ts";
-import { directiveGpa } from "../measure/directives.ts";
+import { directiveGpa, parameterAreaSizeProblem } from "../measure/directives.ts";
 
 export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -95,7 +96,11 @@ export function computeLaunchDigest(file: FileAccess, headers: IgvmFile): Promis
   return launchDigestOf(hypervUpdates(file, headers, DEFAULT_HOST));
 }
 
-/** Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges. */
+/**
+ * Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges, and
+ * parameter area sizes (whole pages, at least one, at most 4 GiB: every loader measures an
+ * area page by page, so a hostile u64 size would have every command loop for hours).
+ */
 function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): void {
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
   const ranges: { start: number; gpa: number }[] = [];
@@ -104,6 +109,10 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
     const at = `header at 0x${d.offset.toString(16)}`;
     if (d.fields.Reserved !== undefined && d.fields.Reserved !== 0n) {
       problems.push(`${at}: reserved field is not zero`);
+    }
+    if (d.type === IGVM_VHT_PARAMETER_AREA) {
+      const problem = parameterAreaSizeProblem(d.fields.NumberOfBytes ?? 0n);
+      if (problem) problems.push(`${at}: PARAMETER_AREA ${problem}`);
     }
     if (
       d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT ||

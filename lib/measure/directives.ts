@@ -1,7 +1,8 @@
 /**
  * What the loader models share about the directives of an IGVM file: the SEV-SNP platform's
  * compatibility mask, and the SNP page type a PAGE_DATA directive is measured as
- * (../shared/LOADERS.md §10). Each model adds its own order, filtering and refusals.
+ * (../shared/LOADERS.md §10), and the bound on a parameter area's size. Each model adds its
+ * own order, filtering and refusals.
  */
 import {
   IGVM_PLATFORM_TYPE_SEV_SNP,
@@ -10,8 +11,10 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
   IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
+  IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_SUPPORTED_PLATFORM,
 } from "../igvm/defs.ts";
+import { PAGE_SIZE } from "../bytes/le.ts";
 import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import { InputError } from "../errors.ts";
 import {
@@ -79,4 +82,43 @@ export function pageDataSnpType(d: Directive, zeroPages: boolean): number | unde
     default:
       return undefined;
   }
+}
+
+/**
+ * The largest parameter area accepted: 4 GiB, the most guest memory an IGVM file can lay out
+ * below the 32-bit boundary. Loaders measure an area page by page, so an unbounded declared
+ * size (NumberOfBytes is a u64) would make every model loop once per declared page.
+ */
+export const MAX_PARAMETER_AREA_BYTES = 0x1_0000_0000;
+
+/**
+ * Why a PARAMETER_AREA's NumberOfBytes cannot be valid, or undefined when it can: it must be
+ * a whole number of 4 KiB pages (as the igvm crate requires), at least one (loaders disagree
+ * on how an empty area is measured) and at most {@link MAX_PARAMETER_AREA_BYTES}.
+ */
+export function parameterAreaSizeProblem(bytes: bigint): string | undefined {
+  const hex = `0x${bytes.toString(16)}`;
+  if (bytes === 0n) return "size 0: an area has at least one page";
+  if (bytes % BigInt(PAGE_SIZE) !== 0n) return `size ${hex} is not a multiple of 4 KiB`;
+  if (bytes > BigInt(MAX_PARAMETER_AREA_BYTES)) return `size ${hex} is more than 4 GiB`;
+  return undefined;
+}
+
+/**
+ * The parameter areas of a file: size in bytes by area index. A size that cannot be valid
+ * ({@link parameterAreaSizeProblem}) fails with `refuse(message)`, so no model loops over it.
+ */
+export function parameterAreaSizes(
+  headers: IgvmFile,
+  refuse: (message: string) => Error = (message) => new InputError(message),
+): Map<number, number> {
+  const areas = new Map<number, number>();
+  for (const d of headers.directives) {
+    if (d.type !== IGVM_VHT_PARAMETER_AREA) continue;
+    const bytes = d.fields.NumberOfBytes ?? 0n;
+    const problem = parameterAreaSizeProblem(bytes);
+    if (problem) throw refuse(`PARAMETER_AREA at 0x${d.offset.toString(16)}: ${problem}`);
+    areas.set(Number(d.fields.ParameterAreaIndex ?? 0n), Number(bytes));
+  }
+  return areas;
 }

@@ -26,6 +26,7 @@ import {
   directiveGpa as gpaOf,
   directiveMask,
   pageDataSnpType,
+  parameterAreaSizes,
   snpCompatibilityMask,
 } from "./directives.ts";
 import { hashPlanned, type PlannedUpdate } from "./planned_updates.ts";
@@ -47,6 +48,7 @@ interface FileOrderRules {
 /** The updates of the directives in file order under `rules`. */
 function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<PlannedUpdate> {
   const snpMask = snpCompatibilityMask(headers);
+  parameterAreaSizes(headers); // refuses, up front, an area size no guest can have
   const areaBytes = new Map<number, number>();
   const ds = headers.directives;
   for (let i = 0; i < ds.length; i++) {

@@ -11,7 +11,6 @@ import {
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHT_PAGE_DATA,
-  IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
@@ -28,6 +27,7 @@ import {
   directiveMask,
   findSnpCompatibilityMask,
   pageDataSnpType,
+  parameterAreaSizes,
 } from "./directives.ts";
 import { hashPlanned as hashPlannedUpdates, type PlannedUpdate } from "./planned_updates.ts";
 import {
@@ -53,30 +53,26 @@ function snpMaskOrZero(headers: IgvmFile): number {
   return findSnpCompatibilityMask(headers) ?? 0;
 }
 
-/** Parameter area sizes by index. */
+/** Parameter area sizes by index; a size no guest can have is a refusal. */
 function parameterAreas(headers: IgvmFile): Map<number, number> {
-  const areas = new Map<number, number>();
-  for (const d of headers.directives) {
-    if (d.type === IGVM_VHT_PARAMETER_AREA) {
-      areas.set(Number(d.fields.ParameterAreaIndex ?? 0n), Number(d.fields.NumberOfBytes ?? 0n));
-    }
-  }
-  return areas;
+  return parameterAreaSizes(headers, (message) => new LoaderRefusal(message));
 }
 
 /** UNMEASURED updates for every page of the inserted parameter area. */
-function parameterPages(d: Directive, index: number, areas: Map<number, number>): Planned[] {
+function* parameterPages(
+  d: Directive,
+  index: number,
+  areas: Map<number, number>,
+): Generator<Planned> {
   const size = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n));
   if (size === undefined) {
     throw new LoaderRefusal(
       `PARAMETER_INSERT at 0x${d.offset.toString(16)} names an undeclared parameter area`,
     );
   }
-  const out: Planned[] = [];
   for (let at = 0; at < Math.max(size, 1); at += PAGE_SIZE) {
-    out.push({ pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: gpaOf(d) + at, directive: index });
+    yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: gpaOf(d) + at, directive: index };
   }
-  return out;
 }
 
 /** Reads the VMSA pages of the file's VP contexts, by VP index. */
@@ -128,7 +124,7 @@ function vmsaUpdates(
 }
 
 /** Hashes the planned updates' pages in batches; file data past the end is a refusal. */
-function hashPlanned(file: FileAccess, plan: Planned[]): AsyncIterable<LaunchUpdate> {
+function hashPlanned(file: FileAccess, plan: Iterable<Planned>): AsyncIterable<LaunchUpdate> {
   return hashPlannedUpdates(file, plan, (message) => new LoaderRefusal(message));
 }
 
@@ -176,41 +172,62 @@ export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers
   const mask = snpMaskOrZero(headers);
   const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
-  const plan: Planned[] = [];
-  let run: Planned[] = [];
+  const vmsas = vmsaUpdates(
+    "qemu",
+    await vpContexts(file, headers, matches),
+    host,
+    host.cpuSignature,
+  );
+  yield* hashPlanned(file, qemuPlan(headers, matches, areas, vmsas));
+};
+
+/**
+ * QEMU's launch queue for {@link qemuKvmUpdates}, streamed. A pending run is a range of
+ * consecutive directives, so it takes no memory however many pages it holds.
+ */
+function* qemuPlan(
+  headers: IgvmFile,
+  matches: (d: Directive) => boolean,
+  areas: Map<number, number>,
+  vmsas: Planned[],
+): Generator<Planned> {
+  const ds = headers.directives;
+  let runStart = 0; // the pending run is ds[runStart, runEnd)
+  let runEnd = 0;
   let runKey = "";
-  let lastIndex = -2;
   let nextGpa = -1;
-  const flush = () => {
-    plan.push(...run);
-    run = [];
-  };
-  headers.directives.forEach((d, index) => {
+  function* flush(): Generator<Planned> {
+    for (let i = runStart; i < runEnd; i++) {
+      yield planned(ds[i], i, kvmPageType(ds[i], "qemu-kvm", false));
+    }
+    runStart = runEnd = 0;
+  }
+  for (let index = 0; index < ds.length; index++) {
+    const d = ds[index];
     if (d.type === IGVM_VHT_PAGE_DATA) {
-      if (!matches(d)) return;
+      if (!matches(d)) continue;
+      kvmPageType(d, "qemu-kvm", false); // a refusal comes at the page that causes it
       const key = [
         Number(d.fields.Flags ?? 0n),
         Number(d.fields.DataType ?? 0n),
         Number(d.fields.CompatibilityMask ?? 0n),
         directiveFileOffset(d) === undefined,
       ].join();
-      if (run.length && (key !== runKey || gpaOf(d) !== nextGpa || lastIndex !== index - 1)) {
-        flush();
+      const running = runEnd > runStart;
+      if (running && (key !== runKey || gpaOf(d) !== nextGpa || runEnd !== index)) {
+        yield* flush();
       }
-      run.push(planned(d, index, kvmPageType(d, "qemu-kvm", false)));
+      if (runEnd === runStart) runStart = index;
+      runEnd = index + 1;
       runKey = key;
-      lastIndex = index;
       nextGpa = gpaOf(d) + PAGE_SIZE;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
-      plan.push(...parameterPages(d, index, areas)); // before the pending run
+      yield* parameterPages(d, index, areas); // before the pending run
     }
-  });
-  flush();
-  plan.push(
-    ...vmsaUpdates("qemu", await vpContexts(file, headers, matches), host, host.cpuSignature),
-  );
-  yield* hashPlanned(file, plan);
-};
+  }
+  yield* flush();
+  yield* vmsas;
+}
 
 /**
  * Cloud Hypervisor on KVM, LOADERS.md §6 and §10 "ch-kvm": file order, no compatibility
@@ -222,13 +239,22 @@ export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers
  */
 export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
   const areas = parameterAreas(headers);
-  const plan: Planned[] = [];
-  headers.directives.forEach((d, index) => {
-    if (d.type === IGVM_VHT_PAGE_DATA) plan.push(planned(d, index, kvmPageType(d, "ch-kvm", true)));
-    else if (d.type === IGVM_VHT_PARAMETER_INSERT) plan.push(...parameterPages(d, index, areas));
-  });
-  plan.push(...vmsaUpdates("ch", await vpContexts(file, headers, () => true), host, KVM_RESET_RDX));
-  yield* hashPlanned(file, plan);
+  const vmsas = vmsaUpdates(
+    "ch",
+    await vpContexts(file, headers, () => true),
+    host,
+    KVM_RESET_RDX,
+  );
+  function* plan(): Generator<Planned> {
+    const ds = headers.directives;
+    for (let index = 0; index < ds.length; index++) {
+      const d = ds[index];
+      if (d.type === IGVM_VHT_PAGE_DATA) yield planned(d, index, kvmPageType(d, "ch-kvm", true));
+      else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
+    }
+    yield* vmsas;
+  }
+  yield* hashPlanned(file, plan());
 };
 
 /**
@@ -241,19 +267,26 @@ export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, head
   const mask = snpMaskOrZero(headers);
   const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
-  const plan: Planned[] = [];
-  headers.directives.forEach((d, index) => {
-    if (!matches(d)) return;
-    if (d.type === IGVM_VHT_PAGE_DATA) {
-      const type = kvmPageType(d, "openvmm-kvm", false);
-      if (Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) return;
-      plan.push(planned(d, index, type));
-    } else if (d.type === IGVM_VHT_PARAMETER_INSERT) plan.push(...parameterPages(d, index, areas));
-  });
-  plan.push(
-    ...vmsaUpdates("openvmm", await vpContexts(file, headers, matches), host, host.cpuSignature),
+  const vmsas = vmsaUpdates(
+    "openvmm",
+    await vpContexts(file, headers, matches),
+    host,
+    host.cpuSignature,
   );
-  yield* hashPlanned(file, plan);
+  function* plan(): Generator<Planned> {
+    const ds = headers.directives;
+    for (let index = 0; index < ds.length; index++) {
+      const d = ds[index];
+      if (!matches(d)) continue;
+      if (d.type === IGVM_VHT_PAGE_DATA) {
+        const type = kvmPageType(d, "openvmm-kvm", false);
+        if (Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
+        yield planned(d, index, type);
+      } else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
+    }
+    yield* vmsas;
+  }
+  yield* hashPlanned(file, plan());
 };
 
 /** The KVM loaders by name. */

@@ -4,7 +4,8 @@
  * part of the guest, the pages changed, added and removed. Memory: about 40 bytes per page.
  */
 import { toHex } from "../bytes/le.ts";
-import type { IgvmFile } from "../igvm/reader.ts";
+import { type IgvmFile, IgvmFormatError } from "../igvm/reader.ts";
+import { assertStructurallySound } from "../igvm/verify.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import {
   launchLog,
@@ -18,6 +19,8 @@ export interface DiffSide {
   file: FileAccess;
   headers: IgvmFile;
   loader: string;
+  /** The side's name in errors (default "A" or "B"). */
+  name?: string;
 }
 
 /** Pages changed, added (only in B) and removed (only in A) in one part. */
@@ -96,8 +99,18 @@ class PageTable {
 const same = (a: LaunchLogEntry, b: LaunchLogEntry) =>
   a.gpa === b.gpa && a.pageType === b.pageType && a.contents.every((v, i) => v === b.contents[i]);
 
-/** Diffs the launch logs of A and B. */
+/**
+ * Diffs the launch logs of A and B. A structurally broken file is refused, as `measure`
+ * refuses it: it has no launch digest to explain.
+ */
 export async function diffLaunches(a: DiffSide, b: DiffSide): Promise<LaunchDiff> {
+  for (const [side, label] of [[a, "A"], [b, "B"]] as const) {
+    try {
+      assertStructurallySound(side.file, side.headers);
+    } catch (e) {
+      throw new IgvmFormatError(`${side.name ?? label}: ${(e as Error).message}`, { cause: e });
+    }
+  }
   const names: string[] = [];
   const index = new Map<string, number>();
   const ta = new PageTable(names, index);

@@ -28,13 +28,30 @@ const BATCH = 256;
 /** A batch's pages are read in one go when their file data lies within this span. */
 const SPAN_BYTES = 4 * BATCH * PAGE_SIZE;
 
+/** Long runs give the event loop a turn this often (ms), so signal handlers run. */
+const YIELD_EVERY_MS = 50;
+
+const NOTHING = new Uint8Array(0);
+
+/**
+ * Resolves after a turn of the event loop, not as a microtask: an asynchronous operation
+ * (WebCrypto's, which runs off the main thread) lets pending signal listeners run. A timer
+ * would do too, but Deno's timers load its Node layer, which igvmgen keeps out of start-up.
+ */
+export async function nextTurn(): Promise<void> {
+  await crypto.subtle.digest("SHA-384", NOTHING);
+}
+
 const isContentMeasured = (u: PlannedUpdate) =>
   u.pageType === SNP_PAGE_TYPE_NORMAL || u.pageType === SNP_PAGE_TYPE_VMSA;
 
 /**
  * Hashes planned updates in batches of 256 and yields them in order. Zero pages are not
  * hashed again (their digest is {@link ZERO_PAGE_DIGEST}). A page whose file data runs past
- * the end of the file fails with `refuse(message)` (an InputError by default).
+ * the end of the file fails with `refuse(message)` (an InputError by default). Every
+ * {@link YIELD_EVERY_MS} ms it waits for a turn of the event loop: pages that need no hashing
+ * (unmeasured, zero) would otherwise run on microtasks alone, and SIGINT or SIGTERM would
+ * wait for the end of the run.
  */
 export async function* hashPlanned(
   file: FileAccess,
@@ -84,9 +101,16 @@ export async function* hashPlanned(
     batch = [];
     return out;
   };
+  let turn = performance.now();
   for (const u of planned) {
     batch.push(u);
-    if (batch.length === BATCH) yield* await flush();
+    if (batch.length === BATCH) {
+      yield* await flush();
+      if (performance.now() - turn > YIELD_EVERY_MS) {
+        await nextTurn();
+        turn = performance.now();
+      }
+    }
   }
   if (batch.length) yield* await flush();
 }
