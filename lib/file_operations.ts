@@ -224,10 +224,12 @@ export async function diffIgvmFiles(request: DiffRequest): Promise<DiffResult> {
     return await withInputAccess(request.b, "IGVM file", async (fileB) => {
       const headersB = await readHeaders(fileB).catch(naming(nameB));
       return await diffLaunches(
-        { file: fileA, headers: headersA, loader: loaderA },
-        { file: fileB, headers: headersB, loader: loaderB },
+        { file: fileA, headers: headersA, loader: loaderA, name: nameA },
+        { file: fileB, headers: headersB, loader: loaderB, name: nameB },
       ).catch((e) => {
-        throw new InputError(`${nameA} / ${nameB}: ${(e as Error).message}`, { cause: e });
+        const message = (e as Error).message;
+        const named = message.includes(nameA) || message.includes(nameB);
+        throw new InputError(named ? message : `${nameA} / ${nameB}: ${message}`, { cause: e });
       });
     });
   });

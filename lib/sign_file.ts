@@ -7,7 +7,7 @@
 import { InputError, UsageError } from "./errors.ts";
 import { toHex } from "./bytes/le.ts";
 import { IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
-import { openFileAccess, readHeaders } from "./igvm/verify.ts";
+import { assertStructurallySound, openFileAccess, readHeaders } from "./igvm/verify.ts";
 import {
   assembleIgvmIdBlock,
   checkSignable,
@@ -176,6 +176,8 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
       new InputError(`${r.input}: ${(e as Error).message}`, { cause: e });
     const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
     try {
+      // A structurally broken file is refused as measure refuses it: no digest, no signature.
+      assertStructurallySound(file, headers);
       checkSignable(headers, file.size);
     } catch (e) {
       throw named(e);

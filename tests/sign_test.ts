@@ -193,7 +193,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "sign refuses: the output is the input (also through a hard link), a damaged file, a P-256 key",
+    "sign refuses: the output is the input (also through a hard link), a damaged or padded file, a P-256 key",
   ignore: !HAVE_SHARED || !HAVE_OPENSSL,
   async fn() {
     const dir = tempDir();
@@ -216,6 +216,15 @@ Deno.test({
         ["sign", `${dir}/damaged.igvm`, "-o", out, "-sign_key", GOLDEN_KEY],
         out,
         "checksum",
+      );
+      // A structural problem (the file longer than its header says) is refused as measure does.
+      const padded = new Uint8Array(Deno.statSync(input).size + 4096);
+      padded.set(Deno.readFileSync(input));
+      Deno.writeFileSync(`${dir}/padded.igvm`, padded);
+      await assertRefused(
+        ["sign", `${dir}/padded.igvm`, "-o", out, "-sign_key", GOLDEN_KEY],
+        out,
+        "TotalFileSize",
       );
       opensslP384Key(`${dir}/p256.pem`, "P-256");
       await assertRefused(["sign", input, "-o", out, "-sign_key", `${dir}/p256.pem`], out, "P-384");
