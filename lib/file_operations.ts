@@ -6,7 +6,7 @@
  */
 import { toHex } from "./bytes/le.ts";
 import { InputError, UsageError } from "./errors.ts";
-import { checkSvn } from "./generate_request.ts";
+import { checkSvn } from "./measure/measurement_json.ts";
 import { dumpIgvm } from "./igvm/dump.ts";
 import { inspectIgvm, type InspectReport } from "./igvm/inspect.ts";
 import type { IgvmFile } from "./igvm/reader.ts";

@@ -5,6 +5,7 @@
  */
 import { MAX_VCPUS, PROFILE_NAMES, type ProfileName } from "../acpi/profiles.ts";
 import { UsageError } from "./errors.ts";
+import { checkSvn } from "./measure/measurement_json.ts";
 import type { Input } from "./io/input_source.ts";
 import { type KvmTarget, type Target, TARGETS } from "./target.ts";
 import { CPU_SIGNATURES, parseCpuSignature } from "./x86/kvm_vmsa.ts";
@@ -206,16 +207,6 @@ function wholeNumber(field: string, value: number, min: number, max: number): nu
 function flag(field: string, value: boolean): boolean {
   if (typeof value !== "boolean") throw new UsageError(`${field}: expected true or false`);
   return value;
-}
-
-/** A guest SVN as the measurement JSON writes it: decimal digits, a u32 (at most `max`). */
-export function checkSvn(field: string, svn: string | number, max = 0xffff_ffff): string {
-  const text = String(svn);
-  if (!/^[0-9]+$/.test(text) || Number(text) > max) {
-    const range = max === Infinity ? "" : ` from 0 to ${max}`;
-    throw new UsageError(`${field}: expected a whole number${range}, got "${text}"`);
-  }
-  return text;
 }
 
 function checkInput(field: string, input: Input | undefined): void {

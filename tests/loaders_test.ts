@@ -461,3 +461,10 @@ Deno.test({
     }
   },
 });
+
+Deno.test("loader_names.ts lists the registry's loaders: file-order ones, then the host-dependent", async () => {
+  const { LOADERS } = await import("../lib/measure/loaders.ts");
+  const { FILE_LOADER_NAMES, KVM_LOADER_NAMES } = await import("../lib/measure/loader_names.ts");
+  assertEquals(LOADERS.filter((l) => !l.hostDependent).map((l) => l.name), FILE_LOADER_NAMES);
+  assertEquals(LOADERS.filter((l) => l.hostDependent).map((l) => l.name), KVM_LOADER_NAMES);
+});

@@ -10,9 +10,9 @@
  * Adding an option is adding an entry to OPTION_SPECS, without `original`.
  */
 import { UsageError } from "../errors.ts";
-import { checkSvn as checkSvnValue } from "../generate_request.ts";
+import { checkSvn as checkSvnValue } from "../measure/measurement_json.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
-import { loaderNames } from "../measure/loaders.ts";
+import { FILE_LOADER_NAMES } from "../measure/loader_names.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
 
@@ -191,7 +191,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "loader",
     kind: "enum",
-    choices: loaderNames(true),
+    choices: FILE_LOADER_NAMES,
     choiceHint: "KVM hosts are chosen with -target qemu-kvm or -target ch-kvm",
     default: "hyperv",
     help:
