@@ -168,6 +168,7 @@ async function nodeScriptsLoadedBy(dir: string, args: string[]) {
   }).output();
   assert(out.success, `igvmgen ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   const loaded: string[] = [];
+  const project: string[] = [];
   let isolates = 0;
   for (const e of Deno.readDirSync(dir)) {
     if (!e.name.endsWith("-v8.log")) continue;
@@ -176,9 +177,10 @@ async function nodeScriptsLoadedBy(dir: string, args: string[]) {
       const m = line.match(/^script-details,\d+,([^,]*),/);
       if (!m || ALWAYS_LOADED.has(m[1])) continue;
       if (m[1].startsWith("node:") || m[1].startsWith("ext:deno_node/")) loaded.push(m[1]);
+      if (m[1].startsWith(ROOT.href)) project.push(m[1].slice(ROOT.href.length));
     }
   }
-  return { loaded: [...new Set(loaded)], isolates };
+  return { loaded: [...new Set(loaded)], isolates, project: [...new Set(project)] };
 }
 
 Deno.test("igvmgen -h, a generation with hashing workers, -d, inspect, verify and measure load no Node module", async () => {
@@ -223,6 +225,25 @@ Deno.test("the loaded-scripts check sees the Node layer when a script loads it",
     const logs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith("-v8.log"));
     const text = logs.map((e) => Deno.readTextFileSync(`${dir}/${e.name}`)).join("\n");
     assert(/^script-details,\d+,node:path,/m.test(text), "node:path appears in the log");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("igvmgen -h loads the option table only: no loader model, generator, ACPI or IGVM code", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
+  try {
+    const { project } = await nodeScriptsLoadedBy(dir, ["-h"]);
+    assert(
+      project.includes("lib/cli/options.ts"),
+      `the log names the project's modules: ${project}`,
+    );
+    const heavy = project.filter((m) =>
+      /^(acpi\/|lib\/(igvm|write|layout|x86|guest|bzimage|elf)\/|lib\/generate)/.test(m) ||
+      (m.startsWith("lib/measure/") &&
+        !["lib/measure/loader_names.ts", "lib/measure/measurement_json.ts"].includes(m))
+    );
+    assertEquals(heavy, [], "-h loaded modules it does not need");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
