@@ -37,7 +37,7 @@ import {
   openImageOutput,
   planOutputs,
   refuseCopiesOfStdin,
-  type StreamIdentity,
+  type StandardStreams,
 } from "./io/output_target.ts";
 import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "./layout/ram_limit.ts";
 import { checkCommandLineLength } from "./bzimage/cmdline_check.ts";
@@ -74,22 +74,10 @@ export interface GenerateResult {
   measurementJson: string;
 }
 
-/** The environment of a run: notices and progress. */
-export interface GenerateIo {
+/** The environment of a run: standard streams, notices and progress. */
+export interface GenerateIo extends StandardStreams {
   /** Standard input, read when an input path names it (`/dev/stdin`). */
   stdin?: ReadableStream<Uint8Array>;
-  /** Standard output, written when the output path names it (`/dev/stdout`). */
-  stdout?: WritableStream<Uint8Array>;
-  /** The output stream is a terminal (it then needs `force`). */
-  stdoutIsTerminal?: boolean;
-  /** Standard output was closed when the process started, where that can be told. */
-  stdoutClosed?: boolean;
-  /** Write binary output to a terminal all the same (`--force`). */
-  force?: boolean;
-  /** What standard input is (a regular file is compared with the outputs). */
-  stdinIdentity?: StreamIdentity;
-  /** What standard output is (a regular file is compared with the inputs). */
-  stdoutIdentity?: StreamIdentity;
   /** Name options by the request's fields in messages (`output`, not `-o`): the library. */
   fieldNames?: boolean;
   notice?: (message: string) => void;
