@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { assert, assertEquals } from "./assert.ts";
 import { generateImage, ROOT } from "./helpers.ts";
-import { igvmgenTaskFlags } from "./user_cli.ts";
+import { taskCommand } from "./task_cli.ts";
 import { makeBzImage } from "../scripts/fixtures.ts";
 import { diff } from "../mod.ts";
 
@@ -33,14 +33,7 @@ interface Run {
 
 /** Spawns igvmgen with the task's permissions; `started` runs once it is spawned. */
 function spawnIgvmgen(args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...igvmgenTaskFlags(), `${ROOT}main.ts`, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  return taskCommand(args, {}).spawn();
 }
 
 /**

@@ -10,7 +10,22 @@ import { zipSync } from "fflate";
 import { assert, assertEquals } from "./assert.ts";
 import { generateImage } from "./helpers.ts";
 import { makeBzImage } from "../scripts/fixtures.ts";
-import { HAVE_PEAK_RSS, runUserCli, type UserRun } from "./user_cli.ts";
+import { HAVE_PEAK_RSS, runTask, type TaskRunOptions } from "./task_cli.ts";
+
+/** A finished run, its standard output as text. */
+interface UserRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+  peakRssMiB?: number;
+}
+
+/** Runs `igvmgen ARGS` as a user does, timed and with its peak RSS where measurable. */
+async function runUserCli(args: string[], options: TaskRunOptions = {}): Promise<UserRun> {
+  const r = await runTask(args, { ...options, peakRss: true });
+  return { ...r, stdout: new TextDecoder().decode(r.stdout) };
+}
 
 /** Runs `fn` with a fresh temporary folder, removed afterwards whatever happens. */
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {

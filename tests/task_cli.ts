@@ -1,7 +1,8 @@
 /**
  * Runs igvmgen exactly as `deno task igvmgen` does: the permission flags are read from
  * deno.json's task, so a test fails when the code needs more than the task (and the
- * compiled binary, which gets the same flags) grants.
+ * compiled binary, which gets the same flags) grants. A run is timed and can report its
+ * peak RSS (with GNU time) or feed its output to a shell pipeline.
  */
 import { ROOT } from "./helpers.ts";
 
@@ -15,12 +16,38 @@ export function taskPermissionFlags(task: string): string[] {
   return json.tasks[task].split(/\s+/).filter((w) => w.startsWith("--allow-"));
 }
 
+/** GNU time, to read the peak RSS of a run; undefined when it is not installed. */
+const GNU_TIME = (() => {
+  try {
+    const r = new Deno.Command("/usr/bin/time", {
+      args: ["-f", "%M", "true"],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    return r.success && /^\d+\s*$/.test(new TextDecoder().decode(r.stderr))
+      ? "/usr/bin/time"
+      : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** True when runs with `peakRss` report their peak RSS. */
+export const HAVE_PEAK_RSS = GNU_TIME !== undefined;
+
 /** How to run the CLI. */
 export interface TaskRunOptions {
   stdin?: Uint8Array | "null" | "inherit" | "piped";
   /** Extra environment (TMPDIR for a private temporary folder). */
   env?: Record<string, string>;
   cwd?: string;
+  /** Run under GNU time (when installed) and report the peak RSS. */
+  peakRss?: boolean;
+  /**
+   * A bash pipeline tail (`| head -5`) that igvmgen's standard output feeds; the exit
+   * code is still igvmgen's (PIPESTATUS[0]).
+   */
+  shellTail?: string;
 }
 
 /** The result of a run. */
@@ -29,15 +56,39 @@ export interface TaskRunResult {
   signal: Deno.Signal | null;
   stdout: Uint8Array;
   stderr: string;
+  /** Wall-clock time of the run. */
+  seconds: number;
+  /** Peak resident memory in MiB, with `peakRss` when GNU time is installed. */
+  peakRssMiB?: number;
 }
 
-/** The command that runs main.ts with the task's permissions. */
+/** The words that run main.ts with the task's permissions. */
+function denoRunWords(args: string[]): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    ...taskPermissionFlags("igvmgen"),
+    `${ROOT}main.ts`,
+    ...args,
+  ];
+}
+
+/** The command that runs main.ts with the task's permissions (`peakRss` and `shellTail` aside). */
 export function taskCommand(
   args: string[],
   options: TaskRunOptions & { stdout?: "piped" | "null" },
+  rssFile?: string,
 ): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...taskPermissionFlags("igvmgen"), `${ROOT}main.ts`, ...args],
+  let words = denoRunWords(args);
+  if (rssFile !== undefined && GNU_TIME) words = [GNU_TIME, "-f", "%M", "-o", rssFile, ...words];
+  if (options.shellTail) {
+    const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+    const line = `${words.map(quote).join(" ")} ${options.shellTail}; exit \${PIPESTATUS[0]}`;
+    words = ["bash", "-c", line];
+  }
+  return new Deno.Command(words[0], {
+    args: words.slice(1),
     stdin: options.stdin instanceof Uint8Array ? "piped" : options.stdin ?? "null",
     stdout: options.stdout ?? "piped",
     stderr: "piped",
@@ -51,19 +102,37 @@ export async function runTask(
   args: string[],
   options: TaskRunOptions = {},
 ): Promise<TaskRunResult> {
-  const child = taskCommand(args, options).spawn();
-  if (options.stdin instanceof Uint8Array) {
-    const w = child.stdin.getWriter();
-    await w.write(options.stdin).catch(() => {});
-    await w.close().catch(() => {});
+  const dir = options.peakRss && GNU_TIME
+    ? await Deno.makeTempDir({ prefix: "igvmgen-test-run-" })
+    : undefined;
+  try {
+    const rssFile = dir === undefined ? undefined : `${dir}/rss`;
+    const started = performance.now();
+    const child = taskCommand(args, options, rssFile).spawn();
+    if (options.stdin instanceof Uint8Array) {
+      const w = child.stdin.getWriter();
+      await w.write(options.stdin).catch(() => {});
+      await w.close().catch(() => {});
+    }
+    const out = await child.output();
+    const seconds = (performance.now() - started) / 1000;
+    let peakRssMiB: number | undefined;
+    if (rssFile !== undefined) {
+      const text = await Deno.readTextFile(rssFile).catch(() => "");
+      const kb = text.trim().split("\n").map(Number).filter(Number.isFinite).at(-1);
+      if (kb !== undefined) peakRssMiB = kb / 1024;
+    }
+    return {
+      code: out.code,
+      signal: out.signal,
+      stdout: out.stdout,
+      stderr: new TextDecoder().decode(out.stderr),
+      seconds,
+      peakRssMiB,
+    };
+  } finally {
+    if (dir !== undefined) await Deno.remove(dir, { recursive: true });
   }
-  const out = await child.output();
-  return {
-    code: out.code,
-    signal: out.signal,
-    stdout: out.stdout,
-    stderr: new TextDecoder().decode(out.stderr),
-  };
 }
 
 /** Asserts one `error:` line on stderr, no stack trace, and the exit code. */
