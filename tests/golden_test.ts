@@ -4,46 +4,24 @@
  */
 import { gunzipSync } from "node:zlib";
 import { assert, assertEquals } from "./assert.ts";
-import { HAVE_IASL, HAVE_SHARED, runCli, sha256Hex, SHARED, tempDir } from "./helpers.ts";
-
-interface GoldenCase {
-  name: string;
-  args: string[];
-  expected: {
-    sha256: string;
-    size: number;
-    launch_measurement: string;
-    guest_svn: string;
-    dump_sha256: string;
-    igvm: string | null;
-    dump: string;
-  };
-}
-
-const golden = HAVE_SHARED
-  ? JSON.parse(Deno.readTextFileSync(`${SHARED}golden/cases.json`)) as {
-    common_args: string[];
-    cases: GoldenCase[];
-  }
-  : { common_args: [], cases: [] };
-
-/** The case's arguments with {fx}, {acpi} and <out> filled in. */
-export function goldenArgs(c: GoldenCase, out: string): string[] {
-  return [...c.args, ...golden.common_args].map((a) =>
-    a.replaceAll("{fx}", `${SHARED}fixtures`).replaceAll(
-      "{acpi}",
-      `${SHARED}reference/igvm-tooling/acpi`,
-    )
-      .replaceAll("<out>", out)
-  );
-}
+import {
+  GOLDEN,
+  goldenArgs,
+  goldenNeedsIasl,
+  HAVE_IASL,
+  HAVE_SHARED,
+  runCli,
+  sha256Hex,
+  SHARED,
+  tempDir,
+} from "./helpers.ts";
 
 if (!HAVE_SHARED) {
   Deno.test({ name: "golden cases (../shared is absent: skipped)", ignore: true, fn() {} });
 }
 
-for (const c of golden.cases) {
-  const needsIasl = c.args.some((a) => a.includes("acpi-test") || a.includes("acpi-clh"));
+for (const c of GOLDEN.cases) {
+  const needsIasl = goldenNeedsIasl(c);
   Deno.test({
     name: `golden ${c.name}: bytes, measurement JSON and -d dump equal the original's`,
     ignore: needsIasl && !HAVE_IASL,

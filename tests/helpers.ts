@@ -32,6 +32,42 @@ export const HAVE_IASL = (() => {
   }
 })();
 
+/** A case of ../shared/golden/cases.json: the original's command line and its outputs. */
+export interface GoldenCase {
+  name: string;
+  args: string[];
+  expected: {
+    sha256: string;
+    size: number;
+    launch_measurement: string;
+    guest_svn: string;
+    dump_sha256: string;
+    /** The original's output file in ../shared/golden, when stored whole (under 1 MB). */
+    igvm: string | null;
+    /** The original's `-d` dump, gzipped, in ../shared/golden. */
+    dump: string;
+  };
+}
+
+/** The golden cases (none when ../shared is absent). */
+export const GOLDEN: { common_args: string[]; cases: GoldenCase[] } = HAVE_SHARED
+  ? JSON.parse(Deno.readTextFileSync(`${SHARED}golden/cases.json`))
+  : { common_args: [], cases: [] };
+
+/** A golden case's arguments with {fx}, {acpi} and <out> filled in. */
+export function goldenArgs(c: GoldenCase, out: string): string[] {
+  return [...c.args, ...GOLDEN.common_args].map((a) =>
+    a.replaceAll("{fx}", `${SHARED}fixtures`)
+      .replaceAll("{acpi}", `${REFERENCE}acpi`)
+      .replaceAll("<out>", out)
+  );
+}
+
+/** True when a golden case compiles `.dsl` tables (it then needs iasl). */
+export function goldenNeedsIasl(c: GoldenCase): boolean {
+  return c.args.some((a) => a.includes("acpi-test") || a.includes("acpi-clh"));
+}
+
 /** The result of a CLI run. */
 export interface CliResult {
   code: number;

@@ -20,49 +20,19 @@ import {
   verify,
 } from "../mod.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
-
-const SHARED = new URL("../../shared/", import.meta.url).pathname;
-const HAVE_SHARED = (() => {
-  try {
-    return Deno.statSync(`${SHARED}golden/cases.json`).isFile;
-  } catch {
-    return false;
-  }
-})();
-const HAVE_IASL = (() => {
-  try {
-    new Deno.Command("iasl", { args: ["-v"], stdout: "null", stderr: "null" }).outputSync();
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const FIXTURES = `${SHARED}fixtures`;
-const ACPI = `${SHARED}reference/igvm-tooling/acpi`;
-
-interface GoldenCase {
-  name: string;
-  args: string[];
-  expected: {
-    sha256: string;
-    size: number;
-    launch_measurement: string;
-    guest_svn: string;
-    dump_sha256: string;
-    igvm: string | null;
-  };
-}
-
-const golden: { common_args: string[]; cases: GoldenCase[] } = HAVE_SHARED
-  ? JSON.parse(Deno.readTextFileSync(`${SHARED}golden/cases.json`))
-  : { common_args: [], cases: [] };
+import {
+  FIXTURES,
+  GOLDEN,
+  goldenArgs,
+  type GoldenCase,
+  goldenNeedsIasl,
+  HAVE_IASL,
+  HAVE_SHARED,
+  sha256Hex,
+  SHARED,
+} from "./helpers.ts";
 
 const SKIP = "../shared is absent: skipped";
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** A file's bytes as a stream, the way a `fetch()` body arrives. */
 async function streamOf(path: string): Promise<ReadableStream<Uint8Array>> {
@@ -76,9 +46,7 @@ const BOOLEAN: Record<string, boolean> = { true: true, "1": true, false: false, 
  * translator; the kernel is a stream. An option this test does not know fails the test.
  */
 async function requestFor(c: GoldenCase, output: string): Promise<GenerateRequest> {
-  const args = [...c.args, ...golden.common_args].map((a) =>
-    a.replaceAll("{fx}", FIXTURES).replaceAll("{acpi}", ACPI).replaceAll("<out>", output)
-  );
+  const args = goldenArgs(c, output);
   const r: Record<string, unknown> = { output };
   for (let i = 0; i < args.length; i += 2) {
     const [name, value] = [args[i], args[i + 1]];
@@ -135,14 +103,12 @@ async function requestFor(c: GoldenCase, output: string): Promise<GenerateReques
   return r as unknown as GenerateRequest;
 }
 
-const needsIasl = (c: GoldenCase) => c.args.some((a) => /acpi-test|acpi-clh/.test(a));
-
 if (!HAVE_SHARED) Deno.test({ name: `mod.ts golden cases (${SKIP})`, ignore: true, fn() {} });
 
-for (const c of golden.cases) {
+for (const c of GOLDEN.cases) {
   Deno.test({
     name: `generate() with the kernel as a stream reproduces golden ${c.name} byte for byte`,
-    ignore: needsIasl(c) && !HAVE_IASL,
+    ignore: goldenNeedsIasl(c) && !HAVE_IASL,
     async fn() {
       const dir = await Deno.makeTempDir({ prefix: "igvmgen-mod-" });
       try {
@@ -150,7 +116,7 @@ for (const c of golden.cases) {
         const result = await generate(await requestFor(c, output));
         const bytes = await Deno.readFile(output);
         assertEquals(bytes.length, c.expected.size);
-        assertEquals(await sha256(bytes), c.expected.sha256, "output sha256");
+        assertEquals(sha256Hex(bytes), c.expected.sha256, "output sha256");
         assertEquals(result.output, output);
         assertEquals(result.totalSize, c.expected.size);
         assertEquals(result.launchMeasurement, c.expected.launch_measurement);
@@ -170,7 +136,7 @@ for (const c of golden.cases) {
 }
 
 /** The smallest case that needs no iasl, for the tests below. */
-const SNAPSHOT = golden.cases.find((c) => c.name === "tb_x64_snapshot");
+const SNAPSHOT = GOLDEN.cases.find((c) => c.name === "tb_x64_snapshot");
 
 Deno.test({
   name: "generate() writes to a WritableStream the same bytes, with notices and progress",
@@ -192,7 +158,7 @@ Deno.test({
       assert(notices[0].includes("the kernel looks truncated"), notices[0]);
       const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
       chunks.reduce((at, c) => (bytes.set(c, at), at + c.length), 0);
-      assertEquals(await sha256(bytes), SNAPSHOT!.expected.sha256);
+      assertEquals(sha256Hex(bytes), SNAPSHOT!.expected.sha256);
       assertEquals(result.output, undefined);
       assertEquals([...Deno.readDirSync(dir)], [], "nothing written beside the unused path");
     } finally {
@@ -227,7 +193,7 @@ Deno.test({
       await generate({ ...requestA, measurementFile: undefined });
       release();
       const resultB = await b;
-      assertEquals(await sha256(await Deno.readFile(`${dir}/a.igvm`)), SNAPSHOT!.expected.sha256);
+      assertEquals(sha256Hex(await Deno.readFile(`${dir}/a.igvm`)), SNAPSHOT!.expected.sha256);
       const report = await verify({ file: `${dir}/b.igvm` });
       assertEquals(report.problems, []);
       assertEquals(report.launchDigest, resultB.launchMeasurement);
@@ -241,7 +207,7 @@ Deno.test({
   name: "measure(), verify(), inspect() and dump() read the original's files, by path or stream",
   ignore: !HAVE_SHARED,
   async fn() {
-    for (const c of golden.cases.filter((c) => c.expected.igvm)) {
+    for (const c of GOLDEN.cases.filter((c) => c.expected.igvm)) {
       const path = `${SHARED}golden/${c.expected.igvm}`;
       const byPath = await measure({ file: path, svn: 7 });
       assertEquals(byPath.launchDigest, c.expected.launch_measurement, c.name);
@@ -262,7 +228,7 @@ Deno.test({
       assertEquals(summary.launchDigest, c.expected.launch_measurement);
 
       const text = await dump({ file: path });
-      assertEquals(await sha256(new TextEncoder().encode(text)), c.expected.dump_sha256);
+      assertEquals(sha256Hex(new TextEncoder().encode(text)), c.expected.dump_sha256);
     }
   },
 });
@@ -322,8 +288,8 @@ Deno.test({
 });
 
 /** The golden cases whose original file is stored in ../shared/golden. */
-const STORED = golden.cases.filter((c) => c.expected.igvm !== null);
-const GOLDEN_KEY = `${FIXTURES}/test-key.pem`;
+const STORED = GOLDEN.cases.filter((c) => c.expected.igvm !== null);
+const GOLDEN_KEY = `${FIXTURES}test-key.pem`;
 
 Deno.test({
   name: "sign() re-signs each stored golden file, given as a stream, with its key: the same bytes",
@@ -341,7 +307,7 @@ Deno.test({
         });
         assertEquals(result.launchMeasurement, c.expected.launch_measurement, c.name);
         assertEquals(result.added, false);
-        assertEquals(await sha256(await Deno.readFile(output)), c.expected.sha256, c.name);
+        assertEquals(sha256Hex(await Deno.readFile(output)), c.expected.sha256, c.name);
       }
       // To a stream: the same bytes again, and the stream is left open for the caller.
       const c = STORED[0];
@@ -354,7 +320,7 @@ Deno.test({
         signDeterministic: true,
       });
       assertEquals(
-        await sha256(
+        sha256Hex(
           new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer()),
         ),
         c.expected.sha256,
@@ -497,10 +463,10 @@ Deno.test({
 
 Deno.test({
   name: "diff() of two golden images: their digests, the first difference, pages per part",
-  ignore: !HAVE_SHARED || !golden.cases.some((c) => c.name === "tb_noopt_acpitest"),
+  ignore: !HAVE_SHARED || !GOLDEN.cases.some((c) => c.name === "tb_noopt_acpitest"),
   async fn() {
     const [a, b] = ["tb_x86_acpitest", "tb_noopt_acpitest"].map((n) =>
-      golden.cases.find((c) => c.name === n)!
+      GOLDEN.cases.find((c) => c.name === n)!
     );
     const pathOf = (c: GoldenCase) => `${SHARED}golden/${c.expected.igvm}`;
     const d = await diff({ a: pathOf(a), b: await streamOf(pathOf(b)) });
