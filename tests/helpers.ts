@@ -141,6 +141,29 @@ export function listDir(path: string): string[] {
   return [...Deno.readDirSync(path)].map((e) => e.name).sort();
 }
 
+/** Every entry of a folder with its file's SHA-256 (or folder, link, other): to assert nothing changed. */
+export function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.isFile) out[e.name] = sha256Hex(Deno.readFileSync(`${dir}/${e.name}`));
+    else out[e.name] = e.isDirectory ? "folder" : e.isSymlink ? "link" : "other";
+  }
+  return out;
+}
+
+/** Makes a FIFO at `path` (mkfifo(1)). */
+export function mkfifo(path: string): void {
+  const r = new Deno.Command("mkfifo", { args: [path] }).outputSync();
+  if (!r.success) throw new Error(`mkfifo ${path} failed`);
+}
+
+/** Reads a FIFO to its end while `run` writes it; returns the bytes and the run's result. */
+export async function readFifo<T>(fifo: string, run: Promise<T>): Promise<[Uint8Array, T]> {
+  const reader = await Deno.open(fifo, { read: true });
+  const bytes = new Uint8Array(await new Response(reader.readable).arrayBuffer());
+  return [bytes, await run];
+}
+
 /** Runs igvmgen on `kernel` (a synthetic bzImage by default) with `args`; returns the image. */
 export async function generateImage(args: string[], kernel?: Uint8Array): Promise<Uint8Array> {
   const { makeBzImage } = await import("../scripts/fixtures.ts");

@@ -5,9 +5,15 @@
  * igvmgen`'s permissions), except where a case needs what only all permissions can tell.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { listDir, sha256Hex } from "./helpers.ts";
+import { listDir, mkfifo, readFifo, sha256Hex, snapshot } from "./helpers.ts";
 import { makeBzImage, pseudoRandomBytes } from "../scripts/fixtures.ts";
-import { oneLineError, runTask, taskPermissionFlags } from "./task_cli.ts";
+import {
+  haveScript,
+  oneLineError,
+  runOnTerminal,
+  runTask,
+  taskPermissionFlags,
+} from "./task_cli.ts";
 import { generate, InputError, measure, sign, UsageError } from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -50,16 +56,6 @@ async function withFiles(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-/** Every file's bytes in a folder (names and hashes). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const e of Deno.readDirSync(dir)) {
-    if (e.isFile) out[e.name] = sha256Hex(Deno.readFileSync(`${dir}/${e.name}`));
-    else out[e.name] = e.isDirectory ? "folder" : e.isSymlink ? "link" : "other";
-  }
-  return out;
-}
-
 /** Runs a shell line in which `IGVMGEN` is igvmgen under the task's permissions (or `flags`). */
 async function runShell(line: string, flags = taskPermissionFlags("igvmgen")) {
   const igvmgen = [Deno.execPath(), "run", "--quiet", ...flags, `${ROOT}main.ts`].join(" ");
@@ -71,18 +67,6 @@ async function runShell(line: string, flags = taskPermissionFlags("igvmgen")) {
     env: { NO_COLOR: "1" },
   }).output();
   return { code: r.code, stdout: r.stdout, stderr: new TextDecoder().decode(r.stderr) };
-}
-
-/** Reads a FIFO to its end while `run` writes it; returns the bytes and the run's result. */
-async function readFifo<T>(fifo: string, run: Promise<T>): Promise<[Uint8Array, T]> {
-  const reader = await Deno.open(fifo, { read: true });
-  const bytes = new Uint8Array(await new Response(reader.readable).arrayBuffer());
-  return [bytes, await run];
-}
-
-function mkfifo(path: string): void {
-  const r = new Deno.Command("mkfifo", { args: [path] }).outputSync();
-  assert(r.success, "mkfifo");
 }
 
 Deno.test("sign refuses an output that is any of its inputs; nothing changes", async () => {
@@ -407,31 +391,9 @@ Deno.test("library: a failing output stream is a plain Error naming the output s
 });
 
 Deno.test("sign -o - and --payload-out - on a terminal are refused unless --force", async () => {
-  try {
-    await new Deno.Command("script", { args: ["-V"], stdout: "null", stderr: "null" }).output();
-  } catch {
-    console.log("note: script(1) is not installed; the terminal case is skipped");
-    return;
-  }
+  if (!haveScript()) return;
   await withFiles(async (dir) => {
-    // script(1) gives the command a terminal as standard output.
-    const run = async (args: string) => {
-      const line = `${Deno.execPath()} run --quiet ${
-        taskPermissionFlags("igvmgen").join(" ")
-      } main.ts sign ${dir}/in.igvm ${args} 2>${dir}/err; echo "exit=$?" >${dir}/code`;
-      const r = await new Deno.Command("script", {
-        args: ["-qec", line, "/dev/null"],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "null",
-        env: { NO_COLOR: "1" },
-      }).output();
-      return {
-        out: r.stdout,
-        code: Number(Deno.readTextFileSync(`${dir}/code`).trim().split("=")[1]),
-        stderr: Deno.readTextFileSync(`${dir}/err`),
-      };
-    };
+    const run = (args: string) => runOnTerminal(`sign ${dir}/in.igvm ${args}`, dir);
     oneLineError(await run(`-o - -sign_key ${dir}/key.pem`), 2, "terminal", "--force");
     oneLineError(await run("--payload-out -"), 2, "terminal", "--force");
     const forced = await run(`-o - -sign_key ${dir}/key.pem --force`);

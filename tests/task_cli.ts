@@ -153,3 +153,45 @@ export function oneLineError(
   }
   return lines[0];
 }
+
+let scriptInstalled: boolean | undefined;
+
+/** True when script(1) is installed, which gives a run a terminal (else prints a note). */
+export function haveScript(): boolean {
+  if (scriptInstalled === undefined) {
+    try {
+      new Deno.Command("script", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync();
+      scriptInstalled = true;
+    } catch {
+      scriptInstalled = false;
+    }
+  }
+  if (!scriptInstalled) {
+    console.log("note: script(1) is not installed; the terminal case is skipped");
+  }
+  return scriptInstalled;
+}
+
+/**
+ * Runs igvmgen under the task's permissions with a terminal as standard output (script(1)).
+ * `args` is a shell word list; `dir` is a scratch folder for the standard error and the exit
+ * code, which script(1) does not pass on.
+ */
+export async function runOnTerminal(
+  args: string,
+  dir: string,
+): Promise<{ out: Uint8Array; code: number; stderr: string }> {
+  const line = `${denoRunWords([]).join(" ")} ${args} 2>${dir}/err; echo "exit=$?" >${dir}/code`;
+  const r = await new Deno.Command("script", {
+    args: ["-qec", line, "/dev/null"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return {
+    out: r.stdout,
+    code: Number(Deno.readTextFileSync(`${dir}/code`).trim().split("=")[1]),
+    stderr: Deno.readTextFileSync(`${dir}/err`),
+  };
+}

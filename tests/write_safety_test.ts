@@ -5,9 +5,16 @@
  * arguments that were not UTF-8. Each test tries to break a README promise.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { listDir, sha256Hex } from "./helpers.ts";
+import { listDir, mkfifo, readFifo, sha256Hex, snapshot } from "./helpers.ts";
 import { makeBzImage, makeElf, pseudoRandomBytes } from "../scripts/fixtures.ts";
-import { oneLineError, runTask, taskCommand, taskPermissionFlags } from "./task_cli.ts";
+import {
+  haveScript,
+  oneLineError,
+  runOnTerminal,
+  runTask,
+  taskCommand,
+  taskPermissionFlags,
+} from "./task_cli.ts";
 
 /** A temporary folder with a synthetic kernel `k`, an initrd `rd` and a key `key.pem`. */
 async function withRun(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -31,16 +38,6 @@ async function withRun(fn: (dir: string) => Promise<void>): Promise<void> {
 
 /** Deterministic signing, so two runs give the same bytes. */
 const fixed = (dir: string) => ["-sign_key", `${dir}/key.pem`, "-sign_deterministic", "1"];
-
-/** Every file's bytes in a folder (names and hashes). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const e of Deno.readDirSync(dir)) {
-    if (e.isFile) out[e.name] = sha256Hex(Deno.readFileSync(`${dir}/${e.name}`));
-    else out[e.name] = e.isDirectory ? "folder" : e.isSymlink ? "link" : "other";
-  }
-  return out;
-}
 
 Deno.test("deno.json: igvmgen and compile tasks grant the same permissions", () => {
   assertEquals(taskPermissionFlags("compile"), taskPermissionFlags("igvmgen"));
@@ -159,17 +156,9 @@ Deno.test("igvmgen -o /dev/stdout and -o FIFO write the same bytes as -o FILE, w
 
     Deno.mkdirSync(`${dir}/fifo`);
     const fifo = `${dir}/fifo/out`;
-    const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
-    assert(mk.success, "mkfifo");
-    const run = runTask(["-o", fifo, ...common]);
-    const reader = await Deno.open(fifo, { read: true });
-    const chunks: Uint8Array[] = [];
-    for await (const c of reader.readable) chunks.push(c);
-    const r = await run;
+    mkfifo(fifo);
+    const [got, r] = await readFifo(fifo, runTask(["-o", fifo, ...common]));
     assertEquals(r.code, 0, r.stderr);
-    const got = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let at = 0;
-    for (const c of chunks) (got.set(c, at), at += c.length);
     assertEquals(sha256Hex(got), want);
     assertEquals(listDir(`${dir}/fifo`), ["out"]);
     assert(Deno.statSync(fifo).isFifo, "the FIFO stays a FIFO");
@@ -223,32 +212,9 @@ Deno.test("igvmgen -o - -measurement_file m.json | head -c 10: exit 1 and no m.j
 });
 
 Deno.test("igvmgen -o - on a terminal is refused unless --force", async () => {
+  if (!haveScript()) return;
   await withRun(async (dir) => {
-    // script(1) gives the command a terminal as standard output.
-    const cmd = (extra: string) =>
-      `${Deno.execPath()} run --quiet ${
-        taskPermissionFlags("igvmgen").join(" ")
-      } main.ts -o - -kernel ${dir}/k ${extra} 2>${dir}/err; echo "exit=$?" >${dir}/code`;
-    const run = async (extra: string) => {
-      const r = await new Deno.Command("script", {
-        args: ["-qec", cmd(extra), "/dev/null"],
-        cwd: new URL("../", import.meta.url).pathname,
-        stdout: "piped",
-        stderr: "piped",
-        env: { NO_COLOR: "1" },
-      }).output();
-      return {
-        out: r.stdout,
-        code: Number(Deno.readTextFileSync(`${dir}/code`).trim().split("=")[1]),
-        stderr: Deno.readTextFileSync(`${dir}/err`),
-      };
-    };
-    try {
-      await new Deno.Command("script", { args: ["-V"], stdout: "null", stderr: "null" }).output();
-    } catch {
-      console.log("note: script(1) is not installed; the terminal case is skipped");
-      return;
-    }
+    const run = (extra: string) => runOnTerminal(`-o - -kernel ${dir}/k ${extra}`, dir);
     const refused = await run("");
     oneLineError(refused, 2, "terminal", "--force");
     const forced = await run("--force");
