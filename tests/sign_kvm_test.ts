@@ -52,6 +52,22 @@ async function measure(path: string, vcpus: number, cpu: string, loader = "qemu-
   return r.stdout.trim();
 }
 
+/**
+ * Runs `fn` with a fresh folder holding `in.igvm`, a `-target qemu-kvm` image of a synthetic
+ * kernel (generated once for all tests); the folder is removed afterwards.
+ */
+async function withKvmImage(fn: (dir: string, input: string) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  try {
+    kvmImage ??= generateImage(["-target", "qemu-kvm"]);
+    Deno.writeFileSync(`${dir}/in.igvm`, await kvmImage);
+    await fn(dir, `${dir}/in.igvm`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+let kvmImage: Promise<Uint8Array> | undefined;
+
 const fromBase64 = (b: string) => Uint8Array.from(atob(b), (c) => c.charCodeAt(0));
 /** Little-endian, zero-extended 72 bytes -> big-endian 48. */
 const be48 = (le: Uint8Array) => le.slice(0, 48).reverse();
@@ -61,17 +77,15 @@ Deno.test({
     "sign --loader qemu-kvm --vcpus 2 --cpu genoa: the ID block and -measurement_file hold measure's digest for that host",
   ignore: !HAVE_OPENSSL,
   async fn() {
-    const dir = tempDir();
-    try {
+    await withKvmImage(async (dir, input) => {
       const { key } = opensslKey(dir);
-      Deno.writeFileSync(`${dir}/in.igvm`, await generateImage(["-target", "qemu-kvm"]));
       for (
         const [loader, vcpus, cpu] of [["qemu-kvm", 2, "genoa"], ["ch-kvm", 3, "milan"]] as const
       ) {
         const out = `${dir}/${loader}.igvm`;
         const r = await runCli([
           "sign",
-          `${dir}/in.igvm`,
+          input,
           "-o",
           out,
           "-sign_key",
@@ -86,7 +100,7 @@ Deno.test({
           `${dir}/m.json`,
         ]);
         assertEquals(r.code, 0, r.stderr);
-        const expected = await measure(`${dir}/in.igvm`, vcpus, cpu, loader);
+        const expected = await measure(input, vcpus, cpu, loader);
         assertEquals(idBlockLd(Deno.readFileSync(out)), expected);
         const json = JSON.parse(Deno.readTextFileSync(`${dir}/m.json`));
         assertEquals(json["x-ms-sevsnpvm-launchmeasurement"], expected);
@@ -116,9 +130,7 @@ Deno.test({
       ]);
       assertEquals(other.code, 1, other.stdout);
       assert(other.stdout.includes("ID block"), other.stdout);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -127,11 +139,8 @@ Deno.test({
     "sign --loader qemu-kvm --vcpus 4 --cpu milan offline: the payload has that host's digest; a payload or signature for another host is refused",
   ignore: !HAVE_OPENSSL,
   async fn() {
-    const dir = tempDir();
-    try {
+    await withKvmImage(async (dir, input) => {
       const { key, pub } = opensslKey(dir);
-      const input = `${dir}/in.igvm`;
-      Deno.writeFileSync(input, await generateImage(["-target", "qemu-kvm"]));
       const host = ["--loader", "qemu-kvm", "--vcpus", "4", "--cpu", "milan"];
       let r = await runCli(["sign", input, "--payload-out", `${dir}/p.bin`, ...host]);
       assertEquals(r.code, 0, r.stderr);
@@ -155,17 +164,12 @@ Deno.test({
         `${dir}/no.igvm`,
         "does not verify",
       );
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
 Deno.test("sign --vcpus/--cpu/--matrix: the command-line errors exit 2 with one line and write nothing", async () => {
-  const dir = tempDir();
-  try {
-    const input = `${dir}/in.igvm`;
-    Deno.writeFileSync(input, await generateImage(["-target", "qemu-kvm"]));
+  await withKvmImage(async (dir, input) => {
     const out = `${dir}/out.igvm`;
     const cases: [string[], string][] = [
       [["-o", out, "-sign_key", input, "--vcpus", "2"], "go with a KVM loader"],
@@ -205,9 +209,7 @@ Deno.test("sign --vcpus/--cpu/--matrix: the command-line errors exit 2 with one 
       await assertRefused(["sign", input, ...args], out, text, 2);
     }
     assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["in.igvm"]);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test({
@@ -215,11 +217,8 @@ Deno.test({
     "sign --matrix --id-blocks-out: per host, measure's digest, a signature WebCrypto verifies, ID_AUTH_INFO at the ABI's offsets; -o writes one signed file per host",
   ignore: !HAVE_OPENSSL,
   async fn() {
-    const dir = tempDir();
-    try {
+    await withKvmImage(async (dir, input) => {
       const k = opensslKey(dir);
-      const input = `${dir}/in.igvm`;
-      Deno.writeFileSync(input, await generateImage(["-target", "qemu-kvm"]));
       const r = await runCli([
         "sign",
         input,
@@ -318,9 +317,7 @@ Deno.test({
         `${dir}/out-4-genoa.igvm`,
       ]);
       assertEquals(v.code, 0, v.stdout);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -346,11 +343,8 @@ Deno.test({
     "sign --matrix offline: --payload-out per host, openssl signs each, --id-signature attaches them; a swapped signature is refused and nothing is written",
   ignore: !HAVE_OPENSSL,
   async fn() {
-    const dir = tempDir();
-    try {
+    await withKvmImage(async (dir, input) => {
       const { key, pub } = opensslKey(dir);
-      const input = `${dir}/in.igvm`;
-      Deno.writeFileSync(input, await generateImage(["-target", "qemu-kvm"]));
       const matrix = ["--matrix", "--vcpus", "1,2", "--cpu", "milan,genoa"];
       let r = await runCli([
         "sign",
@@ -391,9 +385,7 @@ Deno.test({
       Deno.renameSync(`${dir}/s-2-genoa.der`, `${dir}/s-2-milan.der`);
       Deno.renameSync(`${dir}/tmp.der`, `${dir}/s-2-genoa.der`);
       await assertRefused(attach, `${dir}/blocks.json`, "2 vCPUs, milan");
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
