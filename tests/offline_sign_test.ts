@@ -5,16 +5,8 @@
  */
 import { assert, assertEquals } from "./assert.ts";
 import { FIXTURES, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
-import { assertRefused, HAVE_OPENSSL } from "./sign_helpers.ts";
+import { assertRefused, HAVE_OPENSSL, openssl } from "./sign_helpers.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "../lib/measure/public_key.ts";
-
-function openssl(...args: string[]): Uint8Array {
-  const r = new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" }).outputSync();
-  if (r.code !== 0) {
-    throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
-  }
-  return r.stdout;
-}
 
 const IMAGE = `${SHARED}golden/tb2_payload.igvm`;
 const OTHER = `${SHARED}golden/elf_x86.igvm`;
@@ -61,6 +53,19 @@ const sign = (dir: string, key: string, payload: string, out = `${dir}/sig.der`)
   return out;
 };
 
+/** `sign IMAGE -o OUT --id-signature SIG --id-public-key KEY EXTRA...`. */
+const attachArgs = (out: string, key: string, sig: string, extra: string[] = []) => [
+  "sign",
+  IMAGE,
+  "-o",
+  out,
+  "--id-signature",
+  sig,
+  "--id-public-key",
+  key,
+  ...extra,
+];
+
 Deno.test({
   name: "sign --payload-out, openssl dgst -sha384 -sign, sign --id-signature: a valid ID block",
   ignore: !HAVE_SHARED || !HAVE_OPENSSL,
@@ -76,17 +81,7 @@ Deno.test({
       // openssl itself accepts the signature over the payload.
       openssl("dgst", "-sha384", "-verify", pub, "-signature", sig, `${dir}/p.bin`);
       const attach = async (k: string, s: string, out: string, extra: string[] = []) => {
-        const res = await runCli([
-          "sign",
-          IMAGE,
-          "-o",
-          out,
-          "--id-signature",
-          s,
-          "--id-public-key",
-          k,
-          ...extra,
-        ]);
+        const res = await runCli(attachArgs(out, k, s, extra));
         assertEquals(res.code, 0, res.stderr);
         return Deno.readFileSync(out);
       };
@@ -143,17 +138,7 @@ Deno.test({
       let r = await runCli(["sign", IMAGE, "--payload-out", `${dir}/p.bin`]);
       assertEquals(r.code, 0, r.stderr);
       const sig = sign(dir, key, `${dir}/p.bin`);
-      const attach = (k: string, s: string, extra: string[] = []) => [
-        "sign",
-        IMAGE,
-        "-o",
-        out,
-        "--id-signature",
-        s,
-        "--id-public-key",
-        k,
-        ...extra,
-      ];
+      const attach = (k: string, s: string, extra: string[] = []) => attachArgs(out, k, s, extra);
       // 1. The signature does not verify with that key (signed by another key).
       await assertRefused(attach(other.pub, sig), out, "does not verify");
       // 2. The key is not P-384.

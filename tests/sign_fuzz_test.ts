@@ -5,7 +5,7 @@
  */
 import { assertEquals } from "./assert.ts";
 import { fuzz, type FuzzTarget } from "./fuzz_targets.ts";
-import { HAVE_OPENSSL } from "./sign_helpers.ts";
+import { HAVE_OPENSSL, openssl } from "./sign_helpers.ts";
 import { generateImage, HAVE_SHARED, SHARED, tempDir } from "./helpers.ts";
 import {
   OfflineSignatureError,
@@ -21,12 +21,6 @@ import { rewriteWithIdBlock } from "../lib/igvm/sign.ts";
 import { DEFAULT_HOST } from "../lib/measure/file_loaders.ts";
 
 const ITERATIONS = Number(Deno.env.get("SIGN_FUZZ_ITERATIONS") ?? 300);
-
-function openssl(...args: string[]): Uint8Array {
-  const r = new Deno.Command("openssl", { args, stdout: "piped", stderr: "null" }).outputSync();
-  if (r.code !== 0) throw new Error(`openssl ${args.join(" ")} failed`);
-  return r.stdout;
-}
 
 const access = (b: Uint8Array) => ({
   size: b.length,

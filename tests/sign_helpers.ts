@@ -13,6 +13,15 @@ export const HAVE_OPENSSL = (() => {
 })();
 if (!HAVE_OPENSSL) console.log("note: openssl is absent; the sign tests that need it are skipped");
 
+/** Runs openssl; returns its standard output, or throws with its standard error. */
+export function openssl(...args: string[]): Uint8Array {
+  const r = new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" }).outputSync();
+  if (r.code !== 0) {
+    throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+  }
+  return r.stdout;
+}
+
 /** A fresh P-384 key from openssl (PKCS#8 PEM), written to `path`. */
 export function opensslP384Key(path: string, curve = "P-384"): void {
   const r = new Deno.Command("openssl", {

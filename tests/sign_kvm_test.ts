@@ -6,18 +6,10 @@
  */
 import { assert, assertEquals } from "./assert.ts";
 import { generateImage, runCli, tempDir } from "./helpers.ts";
-import { assertRefused, HAVE_OPENSSL } from "./sign_helpers.ts";
+import { assertRefused, HAVE_OPENSSL, openssl } from "./sign_helpers.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from "../lib/igvm/defs.ts";
 import { toHex } from "../lib/bytes/le.ts";
-
-function openssl(...args: string[]): Uint8Array {
-  const r = new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" }).outputSync();
-  if (r.code !== 0) {
-    throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
-  }
-  return r.stdout;
-}
 
 /** A P-384 key from openssl; its public point from openssl's DER SubjectPublicKeyInfo. */
 function opensslKey(dir: string) {
