@@ -77,11 +77,15 @@ export interface CliResult {
 }
 
 /**
- * The permission flags of `deno task igvmgen` (which the compiled binary gets too), so CLI
- * tests fail when the code needs more than users grant.
+ * The permission flags of a deno.json task (the `--allow-` words). CLI tests run with those of
+ * `deno task igvmgen` (which the compiled binary gets too), so they fail when the code needs
+ * more than users grant.
  */
-const TASK_FLAGS: string[] = (JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks
-  .igvmgen as string).split(/\s+/).filter((w) => w.startsWith("--allow-"));
+export function taskPermissionFlags(task: string): string[] {
+  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  return (json.tasks[task] as string).split(/\s+/).filter((w) => w.startsWith("--allow-"));
+}
+const TASK_FLAGS = taskPermissionFlags("igvmgen");
 
 /** Runs `deno task igvmgen ARGS` (main.ts, the task's permissions) in a subprocess. */
 export async function runCli(args: string[], stdin?: Uint8Array, cwd = ROOT): Promise<CliResult> {

@@ -5,15 +5,9 @@
  * igvmgen`'s permissions), except where a case needs what only all permissions can tell.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { listDir, mkfifo, readFifo, sha256Hex, snapshot } from "./helpers.ts";
+import { listDir, mkfifo, readFifo, sha256Hex, snapshot, taskPermissionFlags } from "./helpers.ts";
 import { makeBzImage, pseudoRandomBytes } from "../scripts/fixtures.ts";
-import {
-  haveScript,
-  oneLineError,
-  runOnTerminal,
-  runTask,
-  taskPermissionFlags,
-} from "./task_cli.ts";
+import { haveScript, oneLineError, runOnTerminal, runTask } from "./task_cli.ts";
 import { generate, InputError, measure, sign, UsageError } from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

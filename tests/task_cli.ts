@@ -4,17 +4,7 @@
  * compiled binary, which gets the same flags) grants. A run is timed and can report its
  * peak RSS (with GNU time) or feed its output to a shell pipeline.
  */
-import { ROOT } from "./helpers.ts";
-
-interface DenoJson {
-  tasks: Record<string, string>;
-}
-
-/** The permission flags of a deno.json task (the words between `deno run|compile` and the script). */
-export function taskPermissionFlags(task: string): string[] {
-  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)) as DenoJson;
-  return json.tasks[task].split(/\s+/).filter((w) => w.startsWith("--allow-"));
-}
+import { ROOT, taskPermissionFlags } from "./helpers.ts";
 
 /** GNU time, to read the peak RSS of a run; undefined when it is not installed. */
 const GNU_TIME = (() => {

@@ -5,16 +5,9 @@
  * arguments that were not UTF-8. Each test tries to break a README promise.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { listDir, mkfifo, readFifo, sha256Hex, snapshot } from "./helpers.ts";
+import { listDir, mkfifo, readFifo, sha256Hex, snapshot, taskPermissionFlags } from "./helpers.ts";
 import { makeBzImage, makeElf, pseudoRandomBytes } from "../scripts/fixtures.ts";
-import {
-  haveScript,
-  oneLineError,
-  runOnTerminal,
-  runTask,
-  taskCommand,
-  taskPermissionFlags,
-} from "./task_cli.ts";
+import { haveScript, oneLineError, runOnTerminal, runTask, taskCommand } from "./task_cli.ts";
 
 /** A temporary folder with a synthetic kernel `k`, an initrd `rd` and a key `key.pem`. */
 async function withRun(fn: (dir: string) => Promise<void>): Promise<void> {
