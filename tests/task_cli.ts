@@ -125,6 +125,17 @@ export async function runTask(
   }
 }
 
+/**
+ * The measurement JSON of `igvmgen -o DIR/a.igvm -kernel DIR/k -measurement_file DIR/a.json`,
+ * the reference for runs that write their measurement elsewhere.
+ */
+export async function referenceMeasurement(dir: string): Promise<string> {
+  const args = ["-o", `${dir}/a.igvm`, "-kernel", `${dir}/k`, "-measurement_file", `${dir}/a.json`];
+  const r = await runTask(args);
+  if (r.code !== 0) throw new Error(`the reference run failed: ${r.stderr}`);
+  return Deno.readTextFileSync(`${dir}/a.json`);
+}
+
 /** Asserts one `error:` line on stderr, no stack trace, and the exit code. */
 export function oneLineError(
   r: { code: number; stderr: string },
