@@ -3,7 +3,7 @@ import { UsageError } from "../errors.ts";
 import { formatInspect } from "../igvm/inspect.ts";
 import { inspectIgvmFile, verifyIgvmFile } from "../file_operations.ts";
 import { openFileAccess, readHeaders } from "../igvm/verify.ts";
-import { KVM_SUBCOMMAND_HELP, runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
+import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
 import { runSignCommand } from "./sign_command.ts";
 import { runMeasureCommand } from "./measure_command.ts";
 import { runDiffCommand } from "./diff_command.ts";
@@ -17,31 +17,6 @@ export type CommandStreams = Pick<
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
-
-/** Help for the subcommands. */
-export const SUBCOMMAND_HELP = `usage: igvmgen inspect FILE [--json]
-       igvmgen verify FILE [--json]
-       igvmgen measure FILE [--loader NAME] [--log] [--all-loaders] [-measurement_file OUT]
-       igvmgen sign IN -o OUT [-sign_key PEM] ... | --payload-out F | --id-signature S ...
-       igvmgen diff A B [--loader NAME] [--json]
-
-inspect  summarise any IGVM file: platforms, policy, page ranges by kind, VMSA registers,
-         ID block (--json: a stable JSON document, schema igvmgen-inspect/1)
-verify   check the file against the IGVM format on igvmgen's own reader, recompute the SNP
-         launch digest, verify the ID block signature, walk the ACPI tables in the image;
-         prints each problem on its own line; exit 0 when there is none, 1 otherwise
-measure  print the SNP launch digest recomputed from the file under a host loader model
-         (--loader; --all-loaders for each), or every launch update with the part of the
-         guest it measures (--log); -measurement_file writes the measurement JSON
-sign     add or replace the SNP ID block of any SEV-SNP IGVM file: with a private key, or
-         offline (--payload-out for the signer, then --id-signature/--id-public-key)
-diff     the first launch update where two files differ, and the pages changed, added
-         and removed per part; exit 0 when the digests are equal, 1 otherwise
-
-On Linux KVM (QEMU, Cloud Hypervisor, OpenVMM):
-${KVM_SUBCOMMAND_HELP}
-
-Each command has its own --help (igvmgen sign --help).`;
 
 /** `igvmgen inspect --help`. */
 const INSPECT_HELP = `usage: igvmgen inspect FILE [--json]

@@ -11,21 +11,6 @@ import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../igvm/launch_checks.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { CPU_SIGNATURES, parseCpuSignature } from "../x86/kvm_vmsa.ts";
 
-/** Help lines for the KVM options. */
-export const KVM_SUBCOMMAND_HELP =
-  `       igvmgen verify --loader qemu-kvm|ch-kvm|openvmm-kvm FILE [--vcpus N] [--cpu C] [--json]
-       igvmgen measure --loader qemu-kvm|ch-kvm|openvmm-kvm [--vcpus N] [--cpu C] FILE
-       igvmgen measure --matrix [--loader L] --vcpus 1,2,4,8 --cpu milan,genoa FILE [--json]
-
---loader  verify: would that loader on Linux KVM start the file? Prints every reason it
-          would refuse it (exit 1), or that it would start it (exit 0), and notes.
-          measure: the launch digest that loader makes KVM compute: the file's pages, then
-          one VMSA per vCPU; it depends on --vcpus (default 1) and, for qemu-kvm with more
-          than one vCPU, on the CPU model --cpu (milan, genoa, rome, turin or a CPUID(1).EAX
-          signature such as 0x00a00f11)
---matrix  one digest per combination of --vcpus and --cpu (comma lists), for qemu-kvm
-          unless --loader says otherwise; --json prints schema igvmgen-measure-matrix/1`;
-
 /** The options of `verify --loader`: the KVM loader and the host it would start the file on. */
 export interface KvmOptions {
   loader: KvmLoaderName;

@@ -73,8 +73,6 @@ const X = SEV_ES_SAVE_AREA_EXTRA;
 const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "gdtr", "ldtr", "idtr", "tr"] as const;
 /** The segment attribute bits KVM keeps (type, S, DPL, P, AVL, L, DB, G). */
 const SEGMENT_ATTRIB_MASK = 0x0fff;
-/** The attribute's present bit. */
-const SEGMENT_ATTRIB_P = 0x80;
 
 function view(page: Uint8Array): DataView {
   return new DataView(page.buffer, page.byteOffset, page.byteLength);
@@ -262,11 +260,6 @@ export function kvmBspVmsa(kind: KvmLoaderKind, file: Uint8Array): Uint8Array {
   }
   if (kind === "openvmm") v.setBigUint64(X.xss, f.getBigUint64(X.xss, true), true);
   return page;
-}
-
-/** True when a segment attribute marks the segment present. */
-export function segmentPresent(attrib: number): boolean {
-  return (attrib & SEGMENT_ATTRIB_P) !== 0;
 }
 
 /**
