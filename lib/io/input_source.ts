@@ -8,12 +8,11 @@ import { type FileAccess, openFileAccess } from "./file_reader.ts";
 import {
   fileSource,
   type FileSourceOptions,
-  holdSpools,
   type InputSource,
   readInputFile,
-  removeSpools,
   spoolToTempFile,
 } from "./inputs.ts";
+import { removeTemp } from "./temp_files.ts";
 
 /** A byte stream with the name messages use for it (`"standard input"`, a URL). */
 export interface NamedStream {
@@ -101,13 +100,14 @@ export async function openInput(
   what: string,
   rawOpenErrors = false,
 ): Promise<OpenedInput> {
-  holdSpools();
+  // A spool here belongs to this call alone: released with it, whatever other calls do.
+  let spool: string | undefined;
   try {
     let path: string;
     if (typeof input === "string") path = input;
     else {
       const { stream, name } = namedStream(input);
-      path = await spoolToTempFile(stream, `the ${what} from ${name}`);
+      path = spool = await spoolToTempFile(stream, `the ${what} from ${name}`, undefined, true);
     }
     const file = await openFileAccess(path).catch((e) => {
       if (rawOpenErrors) throw e;
@@ -124,12 +124,12 @@ export async function openInput(
         try {
           file.close();
         } finally {
-          await removeSpools();
+          if (spool) await removeTemp(spool);
         }
       },
     };
   } catch (e) {
-    await removeSpools();
+    if (spool) await removeTemp(spool);
     throw e;
   }
 }
@@ -161,8 +161,7 @@ export async function withInputPaths<K extends string, T>(
   inputs: { [key in K]?: { input: Input | undefined; what: string; small?: boolean } },
   f: (paths: { [key in K]?: string }) => Promise<T>,
 ): Promise<T> {
-  holdSpools();
-  const names = new Map<string, string>();
+  const names = new Map<string, string>(); // this call's spools, removed when it settles
   try {
     const paths: { [key in K]?: string } = {};
     for (const key of Object.keys(inputs) as K[]) {
@@ -174,7 +173,7 @@ export async function withInputPaths<K extends string, T>(
       }
       const { stream, name } = namedStream(input);
       const limit = small ? { maxBytes: MAX_SMALL_INPUT, why: `${what} is read whole` } : undefined;
-      const path = await spoolToTempFile(stream, `the ${what} from ${name}`, limit);
+      const path = await spoolToTempFile(stream, `the ${what} from ${name}`, limit, true);
       names.set(path, name);
       paths[key] = path;
     }
@@ -186,6 +185,6 @@ export async function withInputPaths<K extends string, T>(
     if (message === e.message) throw e;
     throw new (e instanceof InputError ? InputError : UsageError)(message, { cause: e });
   } finally {
-    await removeSpools();
+    for (const path of names.keys()) await removeTemp(path);
   }
 }

@@ -105,6 +105,8 @@ export async function spoolToTempFile(
   stream: ReadableStream<Uint8Array>,
   what: string,
   limit?: InputLimit,
+  /** The caller removes the spool itself (with `removeTemp`), not `removeSpools()`. */
+  owned = false,
 ): Promise<string> {
   const path = await makeRegisteredTempFile("igvmgen-spool-");
   let file: Deno.FsFile | undefined;
@@ -134,7 +136,7 @@ export async function spoolToTempFile(
   } finally {
     file?.close();
   }
-  spools.push(path);
+  if (!owned) spools.push(path);
   return path;
 }
 

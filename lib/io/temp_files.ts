@@ -6,10 +6,18 @@
  */
 
 const live = new Set<string>();
+let removedAtExit = false;
 
-/** Records a temporary file or folder of this run. */
+/**
+ * Records a temporary file or folder of this run. Whatever is still registered when the
+ * process ends normally (a library caller that abandoned an iteration, say) is removed then.
+ */
 export function registerTemp(path: string): void {
   live.add(path);
+  if (!removedAtExit) {
+    removedAtExit = true;
+    globalThis.addEventListener("unload", () => removeTempsSync());
+  }
 }
 
 /** Forgets a temporary path (it was renamed into place or removed). */
