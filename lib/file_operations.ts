@@ -108,6 +108,35 @@ export function resolveLoaderChoice(
   return { loader, host: { vcpus: host.vcpus, cpuSignature: host.cpuSignature } };
 }
 
+/**
+ * Refuses a request field the operation does not know: a misspelling (`measurement_file`,
+ * `loaderb`) is a `UsageError`, never silently ignored. `fields` lists every field (its type
+ * keeps the list complete).
+ */
+function checkFields(what: string, request: unknown, fields: Record<string, true>): void {
+  if (typeof request !== "object" || request === null) {
+    throw new UsageError(`${what}: the request must be an object`);
+  }
+  const unknown = Object.keys(request).filter((k) => !(k in fields));
+  if (unknown.length) {
+    throw new UsageError(
+      `${what}: unknown request field${unknown.length > 1 ? "s" : ""} ${
+        unknown.join(", ")
+      } (expected ${Object.keys(fields).join(", ")})`,
+    );
+  }
+}
+
+const FILE_FIELDS = { file: true } satisfies Record<keyof IgvmFileRequest, true>;
+const LOG_FIELDS = { file: true, loader: true, host: true } satisfies Record<
+  keyof MeasureLogRequest,
+  true
+>;
+const MEASURE_FIELDS = { ...LOG_FIELDS, svn: true, measurementFile: true } satisfies Record<
+  keyof MeasureRequest,
+  true
+>;
+
 /** The headers of a file that has no structural problem (else the first one is thrown). */
 async function soundHeaders(file: FileAccess): Promise<IgvmFile> {
   const headers = await readHeaders(file);
@@ -124,6 +153,7 @@ function naming(name: string): (e: unknown) => never {
 
 /** Recomputes the SNP launch digest of a file, as the PSP computes it. */
 export async function measureIgvmFile(request: MeasureRequest): Promise<MeasureResult> {
+  checkFields("measure", request, MEASURE_FIELDS);
   const svn = checkSvn("svn", request.svn ?? "0");
   const { loader, host } = resolveLoaderChoice(request);
   const name = inputName(request.file);
@@ -170,6 +200,7 @@ export interface MeasureLogEntry {
  * more memory than its headers. The last entry's digest is the launch digest.
  */
 export async function* measureIgvmLog(request: MeasureLogRequest): AsyncGenerator<MeasureLogEntry> {
+  checkFields("measureLog", request, LOG_FIELDS);
   const { loader, host } = resolveLoaderChoice(request);
   const name = inputName(request.file);
   const opened = await openInput(request.file, "IGVM file");
@@ -216,6 +247,11 @@ export type DiffResult = LaunchDiff;
  * and per part of the guest the pages changed, added and removed.
  */
 export async function diffIgvmFiles(request: DiffRequest): Promise<DiffResult> {
+  checkFields(
+    "diff",
+    request,
+    { a: true, b: true, loader: true, loaderB: true } satisfies Record<keyof DiffRequest, true>,
+  );
   const loaderA = resolveLoaderChoice({ loader: request.loader }).loader;
   const loaderB = resolveLoaderChoice({ loader: request.loaderB ?? loaderA }, "loaderB").loader;
   const [nameA, nameB] = [inputName(request.a), inputName(request.b)];
@@ -237,6 +273,7 @@ export async function diffIgvmFiles(request: DiffRequest): Promise<DiffResult> {
 
 /** Checks a file; its problems are listed in the report, not thrown. */
 export async function verifyIgvmFile(request: IgvmFileRequest): Promise<VerifyReport> {
+  checkFields("verify", request, FILE_FIELDS);
   const name = inputName(request.file);
   return await withInputAccess(
     request.file,
@@ -253,6 +290,11 @@ export interface InspectRequest extends IgvmFileRequest {
 
 /** Summarises a file: platforms, policy, page ranges, VMSAs, ID block. */
 export async function inspectIgvmFile(request: InspectRequest): Promise<InspectReport> {
+  checkFields(
+    "inspect",
+    request,
+    { file: true, name: true } satisfies Record<keyof InspectRequest, true>,
+  );
   const name = inputName(request.file);
   return await withInputAccess(
     request.file,
@@ -263,6 +305,7 @@ export async function inspectIgvmFile(request: InspectRequest): Promise<InspectR
 
 /** The original igvmgen's text dump (`-d`) of a file. */
 export async function dumpIgvmFileText(request: IgvmFileRequest): Promise<string> {
+  checkFields("dump", request, FILE_FIELDS);
   const name = inputName(request.file);
   try {
     return await withInputAccess(
@@ -295,6 +338,11 @@ export interface SignRequest {
   signKey?: Input;
   /** RFC 6979 nonces, for reproducible output. Default false. */
   signDeterministic?: boolean;
+  /**
+   * With a KVM `loader`: the host configuration whose digest the ID block carries (vCPUs
+   * and CPU signature; default 1 vCPU). Refused with the other loaders.
+   */
+  host?: HostConfig;
   /**
    * The TEI config (JSON): family and image id, version, guest SVN, policy. Default: the
    * defaults, with the file's policy.
@@ -335,8 +383,25 @@ function checkOutput(field: string, output: unknown): void {
   }
 }
 
+const SIGN_FIELDS = {
+  file: true,
+  output: true,
+  signKey: true,
+  signDeterministic: true,
+  host: true,
+  teiConfig: true,
+  svn: true,
+  measurementFile: true,
+  loader: true,
+  payloadOut: true,
+  idSignature: true,
+  idPublicKey: true,
+  payload: true,
+} satisfies Record<keyof SignRequest, true>;
+
 /** Runs `sign` for the library; see {@link SignRequest} for its three ways. */
 export async function signIgvm(request: SignRequest): Promise<SignResult> {
+  checkFields("sign", request, SIGN_FIELDS);
   const file: unknown = request.file;
   if (
     typeof file === "string" ? file === "" : !(file instanceof ReadableStream) &&
@@ -345,7 +410,7 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
     throw new UsageError("file: expected a path or a ReadableStream<Uint8Array>");
   }
   const svn = checkSvn("svn", request.svn ?? "0");
-  const { loader } = resolveLoaderChoice({ loader: request.loader });
+  const { loader, host } = resolveLoaderChoice({ loader: request.loader, host: request.host });
   checkOutput("output", request.output);
   checkOutput("payloadOut", request.payloadOut);
   if (request.output instanceof WritableStream && request.payloadOut !== undefined) {
@@ -371,6 +436,7 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
       svn,
       measurementFile: request.measurementFile,
       loader,
+      host: host && { ...host, cpu: `0x${host.cpuSignature.toString(16).padStart(8, "0")}` },
       payloadOut: asPath(request.payloadOut),
       idSignature: paths.idSignature,
       idPublicKey: paths.idPublicKey,
