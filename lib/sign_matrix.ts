@@ -33,6 +33,7 @@ import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
 import { loadConfig, loadSigningKey, readInput, signInputs, type SignIo } from "./sign_file.ts";
 import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
+import { withSignalsHeld } from "./io/signals.ts";
 
 /** What `sign --matrix` is asked to do. */
 export interface SignMatrixRequest {
@@ -242,10 +243,12 @@ export async function signMatrix(
       await stage(r.idBlocksOut, new TextEncoder().encode(JSON.stringify(doc, null, 2) + "\n"));
       written.push(`${r.idBlocksOut}: ${entries.length} ID blocks for ${r.loader}`);
     }
-    while (pending.length) {
-      await commitImage(pending[0].target, pending[0].image, io.stdout);
-      pending.shift();
-    }
+    await withSignalsHeld(async () => {
+      while (pending.length) {
+        await commitImage(pending[0].target, pending[0].image, io.stdout);
+        pending.shift();
+      }
+    });
     return { rows, entries, written, warnings };
   } finally {
     for (const out of pending) await out.image.abort().catch(() => {});

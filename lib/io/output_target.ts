@@ -14,6 +14,7 @@ import { isStdinPath } from "./inputs.ts";
 import { DiscardedImage } from "./discarded_image.ts";
 import type { ByteSink } from "../write/igvm_writer.ts";
 import { readFullyAt } from "./file_reader.ts";
+import { withSignalsHeld } from "./signals.ts";
 
 /** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
 export interface ImageFile extends ByteSink {
@@ -525,14 +526,20 @@ export async function commitOutputs(
   const staged = plan.measurement?.kind === "file" && json
     ? await stageSmallOutput(plan.measurement, json)
     : undefined;
-  try {
-    await commitImage(plan.image, image, stdout);
-  } catch (e) {
-    await staged?.abort();
-    throw e;
-  }
-  if (staged) await staged.commit();
-  else if (plan.measurement && json) await writeSmallOutput(plan.measurement, json, stdout);
+  // Renames are quick: a signal waits for them. A copy into a pipe can take long: it does not.
+  const held = plan.image.kind === "file"
+    ? withSignalsHeld
+    : <T>(f: () => Promise<T>): Promise<T> => f();
+  await held(async () => {
+    try {
+      await commitImage(plan.image, image, stdout);
+    } catch (e) {
+      await staged?.abort();
+      throw e;
+    }
+    if (staged) await staged.commit();
+    else if (plan.measurement && json) await writeSmallOutput(plan.measurement, json, stdout);
+  });
 }
 
 /**

@@ -5,6 +5,29 @@
  */
 import { removeTempsSync } from "./temp_files.ts";
 
+/** Commits under way, and the signal that arrived during one (acted on when they end). */
+let committing = 0;
+let deferred: (() => void) | undefined;
+
+/**
+ * Runs `commit` (the renames that put a run's outputs in place) with termination signals
+ * held: a signal that arrives meanwhile takes effect when it ends, so a run's outputs never
+ * appear in part.
+ */
+export async function withSignalsHeld<T>(commit: () => Promise<T>): Promise<T> {
+  committing++;
+  try {
+    return await commit();
+  } finally {
+    committing--;
+    if (committing === 0 && deferred) {
+      const act = deferred;
+      deferred = undefined;
+      act();
+    }
+  }
+}
+
 /** The signals handled, with the shell's exit status for each (128 + signal number). */
 export const TERMINATION_SIGNALS = [
   { signal: "SIGINT", exitCode: 130 },
@@ -23,8 +46,14 @@ export function onTerminationSignal(
   const installed: [Deno.Signal, () => void][] = [];
   for (const { signal, exitCode } of TERMINATION_SIGNALS) {
     const handler = () => {
-      removeTempsSync();
-      then(signal, exitCode);
+      const act = () => {
+        removeTempsSync();
+        then(signal, exitCode);
+      };
+      // During a commit (renames into place) the signal waits for it to end, so that the
+      // outputs of a run appear all together or not at all.
+      if (committing > 0) deferred ??= act;
+      else act();
     };
     try {
       Deno.addSignalListener(signal, handler);
