@@ -262,9 +262,9 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   oneOf("acpiProfile", r.acpiProfile, PROFILE_NAMES);
   oneOf("target", r.target, TARGETS);
   oneOf("loader", r.loader, loaderNames(true));
-  if (r.target !== "hyperv" && r.loader !== "hyperv") {
+  if (r.target !== "hyperv" && request.loader !== undefined) {
     throw new UsageError(
-      `loader ${r.loader} does not go with target ${r.target}: a KVM target signs for its own loader`,
+      `--loader ${r.loader} does not go with -target ${r.target} (loader, target): a KVM target signs for its own loader`,
     );
   }
   if (r.cpu !== undefined && typeof r.cpu !== "string") {

@@ -245,3 +245,20 @@ Deno.test("igvmgen measure --matrix --vcpus 1,2,4 --cpu milan,genoa [--json]: on
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("igvmgen -target qemu-kvm refuses any --loader, even hyperv's name: the target signs for its own loader", async () => {
+  for (const loader of ["hyperv", "ch-mshv"]) {
+    const r = await runCli([
+      "-o",
+      "/nonexistent-folder/x.igvm",
+      "-kernel",
+      "k",
+      "-target",
+      "qemu-kvm",
+      "--loader",
+      loader,
+    ]);
+    assertEquals(r.code, 2, r.stderr);
+    assert(r.stderr.includes(`--loader ${loader} does not go with -target qemu-kvm`), r.stderr);
+  }
+});

@@ -56,6 +56,7 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
     pgtableLevel: o.pgtable_level as 2 | 4,
     verify: o.verify,
     strict: o.strict,
-    loader: o.loader,
+    // Given or not: a KVM -target refuses any --loader, even the default's name.
+    loader: o.given.has("loader") ? o.loader : undefined,
   };
 }

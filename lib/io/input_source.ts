@@ -29,7 +29,15 @@ export type Input = string | ReadableStream<Uint8Array> | NamedStream;
 const UNNAMED_STREAM = "a stream";
 
 function namedStream(input: Exclude<Input, string>): NamedStream {
-  return input instanceof ReadableStream ? { stream: input, name: UNNAMED_STREAM } : input;
+  if (input instanceof ReadableStream) return { stream: input, name: UNNAMED_STREAM };
+  if (!(input?.stream instanceof ReadableStream)) {
+    throw new UsageError(
+      `expected a path, a ReadableStream<Uint8Array> or { stream, name } as an input, got ${
+        input === null ? "null" : typeof input
+      }`,
+    );
+  }
+  return input;
 }
 
 /** What messages call `input`: its path, or its stream's name. */
