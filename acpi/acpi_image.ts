@@ -322,8 +322,15 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
       `${path}: not an ACPI folder, a zip of tables or a legacy igvmgen ACPI snapshot`,
     );
   }
+  if (!info.isDirectory) {
+    throw new AcpiError(`ACPI source ${path} is not a folder or a regular file`);
+  }
   const entries: { name: string }[] = [];
-  for await (const e of Deno.readDir(path)) if (e.isFile) entries.push({ name: e.name });
+  try {
+    for await (const e of Deno.readDir(path)) if (e.isFile) entries.push({ name: e.name });
+  } catch (e) {
+    throw new AcpiError(`cannot read ACPI folder ${path}: ${(e as Error).message}`, { cause: e });
+  }
   const { dsl, aml } = selectTables(entries);
   if (dsl.length + aml.length === 0) {
     throw new AcpiError(`${path}: no .dsl or .aml tables in the folder`);

@@ -20,6 +20,7 @@ import {
 } from "./igvm/sign.ts";
 import {
   commitImage,
+  flushFileTarget,
   type ImageFile,
   openImageOutput,
   type OutputSpec,
@@ -243,6 +244,7 @@ export async function signMatrix(
       await stage(r.idBlocksOut, new TextEncoder().encode(JSON.stringify(doc, null, 2) + "\n"));
       written.push(`${r.idBlocksOut}: ${entries.length} ID blocks for ${r.loader}`);
     }
+    for (const out of pending) await flushFileTarget(out.target, out.image);
     await withSignalsHeld(async () => {
       while (pending.length) {
         await commitImage(pending[0].target, pending[0].image, io.stdout);

@@ -113,11 +113,27 @@ export class AtomicFile implements ByteSink {
     }
   }
 
-  /** Flushes and renames into place. */
-  async commit(): Promise<void> {
+  #flushed = false;
+
+  /**
+   * Flushes the data to disk and closes the file: all of `commit()` but the rename. Done
+   * apart so that a caller can hold signals over the renames alone, not over a long flush.
+   */
+  async flush(): Promise<void> {
+    if (this.#flushed) return;
     try {
       await this.file.syncData();
       this.file.close();
+    } catch (e) {
+      throw writeError(this.path, e);
+    }
+    this.#flushed = true;
+  }
+
+  /** Flushes and renames into place. */
+  async commit(): Promise<void> {
+    await this.flush();
+    try {
       await Deno.rename(this.tempPath, this.path);
     } catch (e) {
       throw writeError(this.path, e);

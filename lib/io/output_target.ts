@@ -491,6 +491,11 @@ async function stageSmallOutput(target: OutputTarget, bytes: Uint8Array): Promis
   return staged;
 }
 
+/** Flushes an image bound for a regular file to disk, so that its commit is only a rename. */
+export async function flushFileTarget(target: OutputTarget, image: ImageFile): Promise<void> {
+  if (target.kind === "file" && image instanceof AtomicFile) await image.flush();
+}
+
 /**
  * Commits an image built by {@link openImageOutput}: renames a regular file into place, or
  * copies the spool into standard output or a target that is not a regular file.
@@ -526,7 +531,15 @@ export async function commitOutputs(
   const staged = plan.measurement?.kind === "file" && json
     ? await stageSmallOutput(plan.measurement, json)
     : undefined;
-  // Renames are quick: a signal waits for them. A copy into a pipe can take long: it does not.
+  // Renames are quick: a signal waits for them (after the flushes, which can take long). A
+  // copy into a pipe can take long too: it is not held.
+  try {
+    await flushFileTarget(plan.image, image);
+    await staged?.flush();
+  } catch (e) {
+    await staged?.abort();
+    throw e;
+  }
   const held = plan.image.kind === "file"
     ? withSignalsHeld
     : <T>(f: () => Promise<T>): Promise<T> => f();
