@@ -3,7 +3,8 @@
  * kind and flags, counts and sizes, the VMSA's key registers and the ID block. The JSON form
  * (`--json`) has a stable schema, version 1, described in the README.
  */
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE } from "../bytes/le.ts";
+import { KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import {
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
   IGVM_VHF_PAGE_DATA_UNMEASURED,
@@ -81,8 +82,6 @@ export interface InspectReport {
   launchDigest: string;
 }
 
-const hexOf = (n: number | bigint) => "0x" + n.toString(16);
-
 function kindOf(d: Directive, hasData: boolean): PageKind {
   if (d.type === IGVM_VHT_VP_CONTEXT) return "vmsa";
   if (d.type === IGVM_VHT_PARAMETER_INSERT) return "parameter";
@@ -141,7 +140,7 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
         version: Number(d.fields.PlatformVersion ?? 0n),
       });
     } else if (d.type === IGVM_VHT_SNP_POLICY) {
-      policy = hexOf(d.fields.Policy ?? 0n);
+      policy = hex(d.fields.Policy ?? 0n);
     } else if (d.type === IGVM_VHT_PARAMETER_AREA) {
       parameterAreas.push({
         index: Number(d.fields.ParameterAreaIndex ?? 0n),
@@ -152,7 +151,7 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
       const area = parameterAreas.find((a) =>
         a.index === Number(d.fields.ParameterAreaIndex ?? 0n)
       );
-      if (area) area.insertedAt = hexOf(d.fields.GPA ?? 0n);
+      if (area) area.insertedAt = hex(d.fields.GPA ?? 0n);
     }
     if (
       d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT &&
@@ -166,10 +165,10 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
     total++;
     const last = ranges[ranges.length - 1];
     if (last && last.kind === kind && Number(last.end) === gpa) {
-      last.end = hexOf(gpa + PAGE_SIZE);
+      last.end = hex(gpa + PAGE_SIZE);
       last.pages++;
     } else {
-      ranges.push({ start: hexOf(gpa), end: hexOf(gpa + PAGE_SIZE), pages: 1, kind });
+      ranges.push({ start: hex(gpa), end: hex(gpa + PAGE_SIZE), pages: 1, kind });
     }
     if (d.type === IGVM_VHT_VP_CONTEXT && offset !== undefined) {
       const page = await file.readAt(offset, VMCB_SAVE_AREA.size);
@@ -177,18 +176,18 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
       const registers: Record<string, string> = {};
       if (page.length === VMCB_SAVE_AREA.size) {
         for (const r of VMSA_REGISTERS) {
-          registers[r] = hexOf(v.getBigUint64(VMCB_SAVE_AREA.off[r], true));
+          registers[r] = hex(v.getBigUint64(VMCB_SAVE_AREA.off[r], true));
         }
         for (const seg of ["cs", "ds", "tr", "gdtr"]) {
           const at = VMCB_SAVE_AREA.off[seg];
-          registers[`${seg}.selector`] = hexOf(v.getUint16(at + VMCB_SEG.off.selector, true));
-          registers[`${seg}.attrib`] = hexOf(v.getUint16(at + VMCB_SEG.off.attrib, true));
-          registers[`${seg}.base`] = hexOf(v.getBigUint64(at + VMCB_SEG.off.base, true));
-          registers[`${seg}.limit`] = hexOf(v.getUint32(at + VMCB_SEG.off.limit, true));
+          registers[`${seg}.selector`] = hex(v.getUint16(at + VMCB_SEG.off.selector, true));
+          registers[`${seg}.attrib`] = hex(v.getUint16(at + VMCB_SEG.off.attrib, true));
+          registers[`${seg}.base`] = hex(v.getBigUint64(at + VMCB_SEG.off.base, true));
+          registers[`${seg}.limit`] = hex(v.getUint32(at + VMCB_SEG.off.limit, true));
         }
-        registers.sev_features = hexOf(v.getBigUint64(VMCB_SAVE_AREA.off._0, true));
+        registers.sev_features = hex(v.getBigUint64(VMCB_SAVE_AREA.off._0, true));
       }
-      vmsa.push({ gpa: hexOf(gpa), vpIndex: Number(d.fields.VpIndex ?? 0n), registers });
+      vmsa.push({ gpa: hex(gpa), vpIndex: Number(d.fields.VpIndex ?? 0n), registers });
     }
   }
   const id = verify.idBlock;
@@ -264,7 +263,7 @@ export function formatInspect(r: InspectReport): string {
       `  launch digest ${b.launchDigest}${
         b.launchDigest === r.launchDigest
           ? " (matches the file)"
-          : r.vmsa.some((v) => v.gpa === "0xfffffffff000")
+          : r.vmsa.some((v) => v.gpa === hex(KVM_VMSA_GPA))
           ? " (not the file-order digest: laid out for KVM, see verify --loader)"
           : " (DOES NOT match the file)"
       }`,

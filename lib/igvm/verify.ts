@@ -4,7 +4,10 @@
  * recomputes the SNP launch digest from the directives, checks the ID block's signature,
  * and walks the ACPI tables found in the image.
  */
-import { PAGE_SIZE, toHex } from "../bytes/le.ts";
+import { PAGE_SIZE, toHex, viewOf } from "../bytes/le.ts";
+import { KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
+import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
+import { BOOT_PARAMS } from "../bzimage/boot_params.ts";
 import {
   IGVM_VHF_PAGE_DATA_2MB,
   IGVM_VHS_SNP_ID_BLOCK,
@@ -250,21 +253,22 @@ export function guestReaderOf(file: FileAccess, h: IgvmFile) {
  * below 1 MiB), the RSDP address from boot_params.acpi_rsdp_addr, which the VMSA's RSI
  * points at; undefined for other files.
  */
-async function kvmLayoutRsdp(
-  h: IgvmFile,
-  guest: ReturnType<typeof guestReaderOf>,
-): Promise<number | undefined> {
-  const vp = h.directives.find((d) =>
-    d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === 0xffff_ffff_f000n
+async function kvmLayoutRsdp(guest: ReturnType<typeof guestReaderOf>): Promise<number | undefined> {
+  await guest.load(KVM_VMSA_GPA, PAGE_SIZE);
+  const vmsa = guest.read(KVM_VMSA_GPA, PAGE_SIZE);
+  const rsi = Number(viewOf(vmsa).getBigUint64(VMCB_SAVE_AREA.off.rsi, true));
+  const at = rsi + BOOT_PARAMS.acpi_rsdp_addr;
+  if (at + 8 > 0x1_0000_0000) return undefined;
+  await guest.load(rsi, BOOT_PARAMS.acpi_rsdp_addr + 8);
+  const rsdp = Number(viewOf(guest.read(at, 8)).getBigUint64(0, true));
+  return rsdp >= 0x100000 && rsdp + 36 <= 0x800000 ? rsdp : undefined;
+}
+
+/** True for a file laid out for KVM: its VP context is at 0xFFFFFFFFF000. */
+function laidOutForKvm(h: IgvmFile): boolean {
+  return h.directives.some((d) =>
+    d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === BigInt(KVM_VMSA_GPA)
   );
-  if (!vp) return undefined;
-  await guest.load(0xffff_ffff_f000, PAGE_SIZE);
-  const vmsa = guest.read(0xffff_ffff_f000, PAGE_SIZE);
-  const rsi = Number(new DataView(vmsa.buffer).getBigUint64(0x330, true)); // VMSA RSI
-  if (rsi + 0x78 > 0x1_0000_0000) return undefined;
-  await guest.load(rsi, 0x78);
-  const rsdp = Number(new DataView(guest.read(rsi + 0x70, 8).buffer).getBigUint64(0, true));
-  return rsdp >= 0x100000 && rsdp + 36 <= 0x800000 ? rsdp : undefined; // boot_params.acpi_rsdp_addr
 }
 
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
@@ -300,9 +304,7 @@ export async function verifyIgvm(
     idBlock = await checkIdBlock(idHeaders[0], policy, problems);
     // A file laid out for KVM (VMSA at 0xFFFFFFFFF000) carries the digest of one host
     // configuration (vCPUs, CPU model), which only `verify --loader` can check.
-    const forKvm = h.directives.some((d) =>
-      d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === 0xffff_ffff_f000n
-    );
+    const forKvm = laidOutForKvm(h);
     const mismatch = launchDigest !== "" && idBlock.ld !== launchDigest;
     signedFor = mismatch && !forKvm ? await loaderSignedFor(file, h, idBlock.ld) : undefined;
     if (mismatch && forKvm) {
@@ -321,7 +323,7 @@ export async function verifyIgvm(
   // ACPI: walk the tables from the RSDP, reading only the pages the walk needs.
   const guest = guestReaderOf(file, h);
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
-  const rsdpAddr = await kvmLayoutRsdp(h, guest) ?? 0xe0000;
+  const rsdpAddr = (laidOutForKvm(h) ? await kvmLayoutRsdp(guest) : undefined) ?? 0xe0000;
   const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n), rsdpAddr);
   if (signedFor) {
     warnings.push(
