@@ -120,18 +120,17 @@ export function parseSetupHeader(head: Uint8Array, fileSize: number): SetupHeade
   if (initSize % PAGE_SIZE !== 0) {
     throw new BzImageError(`init_size 0x${initSize.toString(16)} is not page aligned`);
   }
+  const version = view.getUint16(o.version, true);
   return {
     raw,
     setupSects,
-    version: view.getUint16(o.version, true),
+    version,
     xloadflags,
     prefAddress,
     initSize,
     payloadOffset,
     announcedPayload: view.getUint32(o.syssize, true) * 16,
-    cmdlineSize: view.getUint16(o.version, true) >= 0x206
-      ? view.getUint32(o.cmdline_size, true)
-      : 255,
+    cmdlineSize: version >= 0x206 ? view.getUint32(o.cmdline_size, true) : 255,
   };
 }
 

@@ -3,7 +3,7 @@
  * header, each variable header with its offset, and the VMSA of each VP_CONTEXT.
  */
 import { type Layout, readScalar } from "../bytes/layout.ts";
-import { hex } from "../bytes/le.ts";
+import { hex, viewOf } from "../bytes/le.ts";
 import {
   IGVM_FIXED_HEADER,
   IGVM_VHS_VARIABLE_HEADER,
@@ -12,9 +12,9 @@ import {
   VARIABLE_HEADER_BODIES,
 } from "./defs.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
-import { IgvmFormatError } from "./reader.ts";
+import { IgvmFormatError, parseFixedHeader } from "./reader.ts";
 import { type FileAccess, openFileAccess } from "../io/file_reader.ts";
-import { headerChunks, readFixedHeader } from "./header_stream.ts";
+import { headerChunks } from "./header_stream.ts";
 
 export { IgvmFormatError };
 
@@ -51,7 +51,7 @@ export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
  * so a slow or closed output holds or stops the dump). The header section is read in bounded
  * chunks; the dump stops with an IgvmFormatError at the first header that cannot be valid.
  */
-export async function dumpIgvmLines(
+async function dumpIgvmLines(
   file: FileAccess,
   emit: (line: string) => void | Promise<void>,
 ): Promise<void> {
@@ -64,8 +64,9 @@ export async function dumpIgvmLines(
     const bytes = await file.readAt(offset, length);
     return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
-  const fixed = await readFixedHeader(file);
-  await emit(dumpStruct(IGVM_FIXED_HEADER, await need(0, IGVM_FIXED_HEADER.size, "header"), 0));
+  const head = await file.readAt(0, IGVM_FIXED_HEADER.size);
+  const fixed = parseFixedHeader(head, file.size);
+  await emit(dumpStruct(IGVM_FIXED_HEADER, viewOf(head), 0));
   for await (const headers of headerChunks(file, fixed).walk()) {
     for (const h of headers) {
       const known = VARIABLE_HEADER_BODIES.get(h.type);

@@ -18,10 +18,10 @@ import {
 import type { FileAccess } from "../io/file_reader.ts";
 
 /** Bytes of the header section read at once; larger than any valid header. */
-export const SECTION_CHUNK = 1 << 20;
+const SECTION_CHUNK = 1 << 20;
 
 /** Reads and checks the fixed header of a file. */
-export async function readFixedHeader(file: FileAccess): Promise<Record<string, number>> {
+async function readFixedHeader(file: FileAccess): Promise<Record<string, number>> {
   return parseFixedHeader(await file.readAt(0, IGVM_FIXED_HEADER.size), file.size);
 }
 

@@ -4,18 +4,16 @@
  */
 
 /** How many problems a report lists before it only counts. */
-export const MAX_LISTED_PROBLEMS = 100;
+const MAX_LISTED_PROBLEMS = 100;
 
 /** Problems in the order found; past the cap they are only counted. */
 export class ProblemList {
   private readonly listed: string[] = [];
   private more = 0;
 
-  constructor(readonly cap = MAX_LISTED_PROBLEMS) {}
-
   push(...problems: string[]): void {
     for (const p of problems) {
-      if (this.listed.length < this.cap) this.listed.push(p);
+      if (this.listed.length < MAX_LISTED_PROBLEMS) this.listed.push(p);
       else this.more++;
     }
   }

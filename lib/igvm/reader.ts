@@ -115,7 +115,7 @@ const HEADER_TYPE_RANGES = [[0x001, 0x100], [0x101, 0x200], [0x301, 0x400]] as c
  * specification's ranges and have a non-empty body of bounded size. A reader cannot find the
  * next header after one that fails, so reading stops there.
  */
-export function headerInvalidity(type: number, length: number): string | undefined {
+function headerInvalidity(type: number, length: number): string | undefined {
   const known = VARIABLE_HEADER_BODIES.get(type);
   if (known) {
     return length === known.body.size

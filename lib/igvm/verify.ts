@@ -42,9 +42,7 @@ export { type FileAccess, openFileAccess } from "../io/file_reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 
 /** Reads and parses the header section of a file (in bounded chunks). */
-export function readHeaders(file: FileAccess): Promise<IgvmFile> {
-  return readIgvmHeaders(file);
-}
+export const readHeaders: (file: FileAccess) => Promise<IgvmFile> = readIgvmHeaders;
 
 /** The ID block of a file, decoded. */
 export interface IdBlockInfo {
@@ -164,7 +162,7 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
  * checksum, unknown types) and of its directives (reserved fields, GPAs, file-data ranges).
  * A file with any of them has no trustworthy launch digest.
  */
-export function structuralProblems(file: FileAccess, h: IgvmFile): ProblemList {
+function structuralProblems(file: FileAccess, h: IgvmFile): ProblemList {
   const problems = new ProblemList();
   problems.push(...h.problems);
   checkDirectives(file, h, problems);

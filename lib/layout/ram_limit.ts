@@ -5,12 +5,13 @@
  * 3 GiB to 4 GiB for devices as well), so an image's pages must end at or below it.
  */
 import { InputError } from "../errors.ts";
+import { hex } from "../bytes/le.ts";
 
 /** Guest pages must end at or below this address. */
 export const GUEST_RAM_LIMIT = 0xc000_0000;
 
 /** `0xc0000000` for messages. */
-export const GUEST_RAM_LIMIT_HEX = `0x${GUEST_RAM_LIMIT.toString(16)}`;
+export const GUEST_RAM_LIMIT_HEX = hex(GUEST_RAM_LIMIT);
 
 /** The most bytes an input loaded at `start` can have and still end by the limit. */
 export function roomBelowRamLimit(start: number): number {
