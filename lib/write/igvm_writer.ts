@@ -106,27 +106,29 @@ class RegionPager {
    * promise: the per-page loop then awaits only for file input.
    */
   fill(gpa: number, page: Uint8Array): boolean | Promise<boolean> {
+    const r = this.#advanceTo(gpa);
+    if (!r || gpa < r.gpa) return false;
+    const n = Math.min(PAGE_SIZE, r.gpa + r.length - gpa);
+    if (!this.#reader) {
+      if (gpa !== r.gpa) throw new Error(`region ${r.name} starts in a hole`);
+      return r.open().then((reader) => {
+        this.#reader = reader;
+        return this.#read(r, page, n);
+      });
+    }
+    return this.#read(r, page, n);
+  }
+
+  /** Moves past (and closes) the regions that end at or before `gpa`; returns the next one. */
+  #advanceTo(gpa: number): StreamRegion | undefined {
     while (this.#index < this.regions.length) {
       const r = this.regions[this.#index];
-      const end = r.gpa + r.length;
-      if (gpa >= end) {
-        this.#reader?.close();
-        this.#reader = undefined;
-        this.#index++;
-        continue;
-      }
-      if (gpa < r.gpa) return false;
-      const n = Math.min(PAGE_SIZE, end - gpa);
-      if (!this.#reader) {
-        if (gpa !== r.gpa) throw new Error(`region ${r.name} starts in a hole`);
-        return r.open().then((reader) => {
-          this.#reader = reader;
-          return this.#read(r, page, n);
-        });
-      }
-      return this.#read(r, page, n);
+      if (gpa < r.gpa + r.length) return r;
+      this.#reader?.close();
+      this.#reader = undefined;
+      this.#index++;
     }
-    return false;
+    return undefined;
   }
 
   /**
@@ -140,14 +142,7 @@ class RegionPager {
     maxPages: number,
     isGenerated: (gpa: number) => boolean,
   ): Promise<number> {
-    while (this.#index < this.regions.length) {
-      const r = this.regions[this.#index];
-      if (gpa < r.gpa + r.length) break;
-      this.#reader?.close();
-      this.#reader = undefined;
-      this.#index++;
-    }
-    const r = this.regions[this.#index];
+    const r = this.#advanceTo(gpa);
     if (!r || gpa < r.gpa || (!this.#reader && gpa !== r.gpa)) return 0;
     const end = r.gpa + r.length;
     let pages = 0;
