@@ -7,7 +7,6 @@ import { crc32 } from "../bytes/crc32.ts";
 import { IGVM_FIXED_HEADER } from "./defs.ts";
 import {
   DirectiveCollector,
-  fixedHeaderProblems,
   type IgvmFile,
   IgvmFormatError,
   MAX_HEADER_LENGTH,
@@ -84,12 +83,5 @@ export async function readIgvmHeaders(file: FileAccess): Promise<IgvmFile> {
   const section = headerChunks(file, fixed);
   const collector = new DirectiveCollector();
   for await (const headers of section.walk()) collector.add(headers);
-  const problems = [
-    ...fixedHeaderProblems(fixed, file.size, section.checksum()),
-    ...collector.problems(),
-  ];
-  if (section.end() !== fixed.VariableHeaderOffset + fixed.VariableHeaderSize) {
-    problems.push(`the last header's padding runs past the section end`);
-  }
-  return { fixed, directives: collector.directives, problems };
+  return collector.finish(fixed, file.size, section.checksum(), section.end());
 }

@@ -183,6 +183,23 @@ export function walkHeaders(
 /** Collects what the reader finds in a header section, chunk by chunk. */
 export class DirectiveCollector {
   readonly directives: Directive[] = [];
+
+  /**
+   * The parsed file: the directives, with the fixed header's problems, the collector's, and
+   * padding that runs past the section (`after`, where the walk ended, is not its end).
+   */
+  finish(
+    fixed: Record<string, number>,
+    fileSize: number,
+    checksum: number,
+    after: number,
+  ): IgvmFile {
+    const problems = [...fixedHeaderProblems(fixed, fileSize, checksum), ...this.problems()];
+    if (after !== fixed.VariableHeaderOffset + fixed.VariableHeaderSize) {
+      problems.push(`the last header's padding runs past the section end`);
+    }
+    return { fixed, directives: this.directives, problems };
+  }
   private unknown = 0;
   private firstUnknown = "";
 
@@ -250,7 +267,7 @@ export function parseFixedHeader(head: Uint8Array, fileSize: number): Record<str
 }
 
 /** The problems the fixed header shows once the section is read: version, size, checksum. */
-export function fixedHeaderProblems(
+function fixedHeaderProblems(
   fixed: Record<string, number>,
   fileSize: number,
   checksum: number,
@@ -286,12 +303,7 @@ export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
   const after = walkHeaders(head.subarray(0, end), 0, start, end, raw);
   const collector = new DirectiveCollector();
   collector.add(raw);
-  const problems = [
-    ...fixedHeaderProblems(fixed, fileSize, headerSectionChecksum(head, end)),
-    ...collector.problems(),
-  ];
-  if (after !== end) problems.push(`the last header's padding runs past the section end`);
-  return { fixed, directives: collector.directives, problems };
+  return collector.finish(fixed, fileSize, headerSectionChecksum(head, end), after);
 }
 
 /** The file data of a PAGE_DATA or VP_CONTEXT directive, or undefined for a zero page. */
