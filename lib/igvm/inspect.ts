@@ -113,8 +113,7 @@ const VMSA_REGISTERS = [
 /** Builds the inspect report of a file; refuses a file with a structural problem. */
 export async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
   const h = await readHeaders(file);
-  assertStructurallySound(file, h);
-  const verify = await verifyIgvm(file, h);
+  const verify = await verifyIgvm(file, h, assertStructurallySound(file, h));
   const byKind = {
     normal: 0,
     zero: 0,

@@ -169,9 +169,9 @@ export function structuralProblems(file: FileAccess, h: IgvmFile): ProblemList {
 }
 
 /** Throws the first structural problem of a file, with the count of the others. */
-export function assertStructurallySound(file: FileAccess, h: IgvmFile): void {
+export function assertStructurallySound(file: FileAccess, h: IgvmFile): ProblemList {
   const problems = structuralProblems(file, h);
-  if (problems.count === 0) return;
+  if (problems.count === 0) return problems;
   const more = problems.count - 1;
   throw new IgvmFormatError(
     problems.first! + (more ? ` (and ${more} more problems; igvmgen verify lists them)` : ""),
@@ -268,9 +268,14 @@ async function kvmLayoutRsdp(
 }
 
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
-export async function verifyIgvm(file: FileAccess, headers?: IgvmFile): Promise<VerifyReport> {
+export async function verifyIgvm(
+  file: FileAccess,
+  headers?: IgvmFile,
+  /** The structural check of these headers, when the caller made it already. */
+  checked?: ProblemList,
+): Promise<VerifyReport> {
   const h = headers ?? await readHeaders(file);
-  const problems = structuralProblems(file, h);
+  const problems = checked ?? structuralProblems(file, h);
   const sound = problems.count === 0;
   const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
   const policy = policyHeader?.fields.Policy;
