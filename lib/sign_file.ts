@@ -26,7 +26,7 @@ import {
   type StandardStreams,
   writeSmallOutput,
 } from "./io/output_target.ts";
-import { encodeIgvmIdBlock } from "./measure/id_block.ts";
+import { signIdBlock } from "./measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "./measure/loaders.ts";
@@ -200,8 +200,8 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     if (offline) {
       body = await offlineIdBlock(r, offline, digest, expected, mask);
     } else {
-      body = await encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
-      new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
+      const sig = await signIdBlock(expected, key!, r.signDeterministic);
+      body = assembleIgvmIdBlock(expected, sig.r, sig.s, key!.x, key!.y, mask);
     }
     const plan = { image: target("-o")!, measurement: target("-measurement_file") };
     const out = await openImageOutput(plan.image);
