@@ -85,14 +85,6 @@ export type SignIo =
     fieldNames?: boolean;
   };
 
-/**
- * Reads a side input (a key, a config, a signature, a payload): a regular file of at most
- * 1 MiB, so /dev/zero or a FIFO fed forever fails at once.
- */
-export async function readInput(path: string, what: string): Promise<Uint8Array> {
-  return await readInputFile(path, what);
-}
-
 /** The inputs of a sign run with their options, for the outputs' identity check. */
 export function signInputs(
   r: Pick<SignRequest, "input" | "signKey" | "configFile" | "idPublicKey">,
@@ -114,7 +106,7 @@ export async function loadConfig(path: string | undefined, policy: bigint | unde
     if (policy !== undefined) config.policy = policy;
     return config;
   }
-  const text = new TextDecoder().decode(await readInput(path, "config file"));
+  const text = new TextDecoder().decode(await readInputFile(path, "config file"));
   try {
     return parseTeiConfig(text);
   } catch (e) {
@@ -221,7 +213,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
 }
 
 export async function loadSigningKey(path: string): Promise<P384Key> {
-  const pem = new TextDecoder().decode(await readInput(path, "signing key"));
+  const pem = new TextDecoder().decode(await readInputFile(path, "signing key"));
   try {
     return await parseP384PrivateKeyPem(pem);
   } catch (e) {
@@ -237,8 +229,8 @@ interface OfflineInputs {
 }
 
 async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {
-  const keyBytes = await readInput(r.idPublicKey!, "public key");
-  const sigBytes = await readInput(r.idSignature!, "signature");
+  const keyBytes = await readInputFile(r.idPublicKey!, "public key");
+  const sigBytes = await readInputFile(r.idSignature!, "signature");
   let key, sig;
   try {
     key = parseP384PublicKey(keyBytes);
@@ -255,7 +247,7 @@ async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {
     });
   }
   if (!r.payload) return { key, sig };
-  const payload = await readInput(r.payload, "payload");
+  const payload = await readInputFile(r.payload, "payload");
   if (payload.length !== 96) {
     throw new InputError(
       `--payload ${r.payload}: ${payload.length} bytes, an ID block payload has 96`,

@@ -32,7 +32,8 @@ import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
 import { snpCompatibilityMask } from "./measure/directives.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
 import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
-import { loadConfig, loadSigningKey, readInput, signInputs, type SignIo } from "./sign_file.ts";
+import { loadConfig, loadSigningKey, signInputs, type SignIo } from "./sign_file.ts";
+import { readInputFile } from "./io/inputs.ts";
 import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
 import { withSignalsHeld } from "./io/signals.ts";
 
@@ -259,7 +260,7 @@ export async function signMatrix(
 }
 
 async function loadPublicKey(path: string) {
-  const bytes = await readInput(path, "public key");
+  const bytes = await readInputFile(path, "public key");
   try {
     return parseP384PublicKey(bytes);
   } catch (e) {
@@ -268,7 +269,7 @@ async function loadPublicKey(path: string) {
 }
 
 async function loadSignature(path: string) {
-  const bytes = await readInput(path, "signature");
+  const bytes = await readInputFile(path, "signature");
   try {
     return parseEcdsaSignature(bytes);
   } catch (e) {
