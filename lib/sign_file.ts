@@ -228,24 +228,39 @@ interface OfflineInputs {
   payload?: Uint8Array;
 }
 
+/** Parses the bytes of `--id-public-key`; a refusal names the option and the path. */
+function parsePublicKeyOption(path: string, bytes: Uint8Array): P384PublicKey {
+  try {
+    return parseP384PublicKey(bytes);
+  } catch (e) {
+    throw new InputError(`--id-public-key ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Parses the bytes of `--id-signature`; a refusal names the option and the path. */
+function parseSignatureOption(path: string, bytes: Uint8Array): EcdsaSignature {
+  try {
+    return parseEcdsaSignature(bytes);
+  } catch (e) {
+    throw new InputError(`--id-signature ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Reads and parses `--id-public-key`. */
+export async function loadPublicKey(path: string): Promise<P384PublicKey> {
+  return parsePublicKeyOption(path, await readInputFile(path, "public key"));
+}
+
+/** Reads and parses `--id-signature`. */
+export async function loadSignature(path: string): Promise<EcdsaSignature> {
+  return parseSignatureOption(path, await readInputFile(path, "signature"));
+}
+
 async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {
   const keyBytes = await readInputFile(r.idPublicKey!, "public key");
   const sigBytes = await readInputFile(r.idSignature!, "signature");
-  let key, sig;
-  try {
-    key = parseP384PublicKey(keyBytes);
-  } catch (e) {
-    throw new InputError(`--id-public-key ${r.idPublicKey}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  try {
-    sig = parseEcdsaSignature(sigBytes);
-  } catch (e) {
-    throw new InputError(`--id-signature ${r.idSignature}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
+  const key = parsePublicKeyOption(r.idPublicKey!, keyBytes);
+  const sig = parseSignatureOption(r.idSignature!, sigBytes);
   if (!r.payload) return { key, sig };
   const payload = await readInputFile(r.payload, "payload");
   if (payload.length !== 96) {

@@ -31,9 +31,14 @@ import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
 import { snpCompatibilityMask } from "./measure/directives.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
-import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
-import { loadConfig, loadSigningKey, signInputs, type SignIo } from "./sign_file.ts";
-import { readInputFile } from "./io/inputs.ts";
+import {
+  loadConfig,
+  loadPublicKey,
+  loadSignature,
+  loadSigningKey,
+  signInputs,
+  type SignIo,
+} from "./sign_file.ts";
 import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
 import { withSignalsHeld } from "./io/signals.ts";
 
@@ -256,23 +261,5 @@ export async function signMatrix(
   } finally {
     for (const out of pending) await out.image.abort().catch(() => {});
     file.close();
-  }
-}
-
-async function loadPublicKey(path: string) {
-  const bytes = await readInputFile(path, "public key");
-  try {
-    return parseP384PublicKey(bytes);
-  } catch (e) {
-    throw new InputError(`--id-public-key ${path}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
-async function loadSignature(path: string) {
-  const bytes = await readInputFile(path, "signature");
-  try {
-    return parseEcdsaSignature(bytes);
-  } catch (e) {
-    throw new InputError(`--id-signature ${path}: ${(e as Error).message}`, { cause: e });
   }
 }
