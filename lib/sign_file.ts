@@ -26,7 +26,7 @@ import {
   type StandardStreams,
   writeSmallOutput,
 } from "./io/output_target.ts";
-import { signIdBlock } from "./measure/id_block.ts";
+import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "./measure/loaders.ts";
@@ -36,7 +36,6 @@ import {
   type P384PublicKey,
   parseEcdsaSignature,
   parseP384PublicKey,
-  verifyP384,
 } from "./measure/public_key.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
 import { describeHost, kvmLaunchWarnings, type NamedHost } from "./sign_kvm.ts";
@@ -297,7 +296,7 @@ async function offlineIdBlock(
     const mismatch = describePayloadMismatch(payload, expected);
     if (mismatch) throw new InputError(`--payload ${r.payload}: ${mismatch}`);
   }
-  if (!await verifyP384(key, sig, payload)) {
+  if (!await verifyIdBlock(payload, sig.r, sig.s, key.x, key.y)) {
     throw new InputError(
       `--id-signature ${r.idSignature}: does not verify over the ${
         r.payload ? "payload" : "payload recomputed from this file and the options"

@@ -212,27 +212,3 @@ export function parseP384PublicKey(bytes: Uint8Array): P384PublicKey {
     throw new OfflineSignatureError(`not a public key: ${(e as Error).message}`, { cause: e });
   }
 }
-
-/** Verifies an ECDSA P-384 SHA-384 signature over `message` with WebCrypto. */
-export async function verifyP384(
-  key: P384PublicKey,
-  sig: EcdsaSignature,
-  message: Uint8Array,
-): Promise<boolean> {
-  const cryptoKey = await crypto.subtle.importKey(
-    "spki",
-    key.spki as Uint8Array<ArrayBuffer>,
-    { name: "ECDSA", namedCurve: "P-384" },
-    false,
-    ["verify"],
-  );
-  const raw = new Uint8Array(96);
-  raw.set(sig.r, 0);
-  raw.set(sig.s, 48);
-  return await crypto.subtle.verify(
-    { name: "ECDSA", hash: "SHA-384" },
-    cryptoKey,
-    raw,
-    message as Uint8Array<ArrayBuffer>,
-  );
-}
