@@ -218,6 +218,14 @@ const RECIPES: Record<KvmLoaderKind, BspRecipe> = {
 };
 
 /**
+ * The SEV features KVM gives every vCPU: those of vp 0's VMSA page (none without one) plus
+ * SNP.
+ */
+export function kvmSevFeatures(vp0: Uint8Array | undefined): bigint {
+  return (vp0 ? view(vp0).getBigUint64(O._0, true) : 0n) | BigInt(SEV_FEATURE_SNP);
+}
+
+/**
  * The boot CPU's VMSA as KVM measures it when a loader starts a vCPU from the file's VMSA
  * page `file`: KVM's reset VMSA, with the fields the loader copies, then KVM's own
  * additions: CR0.ET (CD/NW cleared), CR4.MCE, EFER.SVME, RFLAGS bit 1, CPL = SS.DPL,
@@ -226,8 +234,7 @@ const RECIPES: Record<KvmLoaderKind, BspRecipe> = {
 export function kvmBspVmsa(kind: KvmLoaderKind, file: Uint8Array): Uint8Array {
   const recipe = RECIPES[kind];
   const f = view(file);
-  const sevFeatures = f.getBigUint64(O._0, true) | BigInt(SEV_FEATURE_SNP);
-  const page = resetVmsa(sevFeatures, 0);
+  const page = resetVmsa(kvmSevFeatures(file), 0);
   const v = view(page);
   for (const name of recipe.segments) {
     const s = getSeg(f, name);
