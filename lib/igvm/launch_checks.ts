@@ -4,7 +4,6 @@
  * (§4 QEMU, §6 Cloud Hypervisor, §7.2 OpenVMM, §9 Linux KVM). `igvmgen verify --loader`
  * prints them; `-target qemu-kvm|ch-kvm` images must pass their own loader's checks.
  */
-import { toHex } from "../bytes/le.ts";
 import {
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHS_SNP_ID_BLOCK,
@@ -21,7 +20,7 @@ import {
 } from "./defs.ts";
 import { type Directive, directiveFileOffset, type IgvmFile } from "./reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE, toHex } from "../bytes/le.ts";
 import {
   CR0_PE,
   CR0_PG,
@@ -153,8 +152,6 @@ function fieldsOutside(vmsa: Uint8Array, allowed: [number, number][]): string[] 
 function u64(page: Uint8Array, at: number): bigint {
   return new DataView(page.buffer, page.byteOffset, page.byteLength).getBigUint64(at, true);
 }
-
-const hex = (n: bigint | number) => `0x${n.toString(16)}`;
 
 /** The SNP guest policy bits Linux KVM accepts (`SNP_POLICY_MASK_VALID`, LOADERS.md §9). */
 export const KVM_SNP_POLICY_VALID = 0x1b_ffffn;

@@ -4,7 +4,7 @@
  * Offsets past `vmcb_save_area` (the FPU area) are those of Linux `struct
  * sev_es_save_area` (AMD APM vol. 2, table B-4).
  */
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { PAGE_SIZE, viewOf } from "../bytes/le.ts";
 import {
   EFER_SVME,
   PAT_RESET_VALUE,
@@ -74,10 +74,6 @@ const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "gdtr", "ldtr", "idtr", "t
 /** The segment attribute bits KVM keeps (type, S, DPL, P, AVL, L, DB, G). */
 const SEGMENT_ATTRIB_MASK = 0x0fff;
 
-function view(page: Uint8Array): DataView {
-  return new DataView(page.buffer, page.byteOffset, page.byteLength);
-}
-
 function setSeg(
   v: DataView,
   name: typeof SEGMENTS[number],
@@ -108,7 +104,7 @@ function getSeg(v: DataView, name: typeof SEGMENTS[number]) {
  */
 export function resetVmsa(sevFeatures: bigint, rdx: number): Uint8Array {
   const page = new Uint8Array(PAGE_SIZE);
-  const v = view(page);
+  const v = viewOf(page);
   const data = { selector: 0, attrib: 0x93, limit: 0xffff, base: 0n };
   setSeg(v, "es", data);
   setSeg(v, "cs", { selector: 0xf000, attrib: 0x9b, limit: 0xffff, base: 0xffff_0000n });
@@ -222,7 +218,7 @@ const RECIPES: Record<KvmLoaderKind, BspRecipe> = {
  * SNP.
  */
 export function kvmSevFeatures(vp0: Uint8Array | undefined): bigint {
-  return (vp0 ? view(vp0).getBigUint64(O._0, true) : 0n) | BigInt(SEV_FEATURE_SNP);
+  return (vp0 ? viewOf(vp0).getBigUint64(O._0, true) : 0n) | BigInt(SEV_FEATURE_SNP);
 }
 
 /**
@@ -233,9 +229,9 @@ export function kvmSevFeatures(vp0: Uint8Array | undefined): bigint {
  */
 export function kvmBspVmsa(kind: KvmLoaderKind, file: Uint8Array): Uint8Array {
   const recipe = RECIPES[kind];
-  const f = view(file);
+  const f = viewOf(file);
   const page = resetVmsa(kvmSevFeatures(file), 0);
-  const v = view(page);
+  const v = viewOf(page);
   for (const name of recipe.segments) {
     const s = getSeg(f, name);
     if (name === "gdtr" || name === "idtr") {
@@ -278,7 +274,7 @@ export function kvmBspVmsa(kind: KvmLoaderKind, file: Uint8Array): Uint8Array {
  */
 export function kvmTargetVmsa(page: Uint8Array): Uint8Array {
   const out = page.slice();
-  const v = view(out);
+  const v = viewOf(out);
   v.setBigUint64(O._0, BigInt(SEV_FEATURE_SNP), true);
   v.setBigUint64(O.cr0, v.getBigUint64(O.cr0, true) | BigInt(CR0_ET), true);
   v.setBigUint64(O.cr4, v.getBigUint64(O.cr4, true) | BigInt(CR4_MCE), true);
