@@ -313,6 +313,6 @@ async function offlineIdBlock(
 }
 
 /** The loader and, for a KVM loader, its host: "loader qemu-kvm with 2 vCPUs, genoa". */
-export function loaderLabel(r: Pick<SignRequest, "loader" | "host">): string {
+function loaderLabel(r: Pick<SignRequest, "loader" | "host">): string {
   return r.host ? `loader ${r.loader} with ${describeHost(r.host)}` : `loader ${r.loader}`;
 }

@@ -102,7 +102,7 @@ export function finishKvmImage(image: GuestImage): GuestImage {
  * writer's file-order digest extended by the AP VMSAs: no second pass over the pages. Else
  * (ch-kvm measures empty pages as ZERO pages) the loader model reads the file again.
  */
-export async function kvmDigestOfWritten(
+async function kvmDigestOfWritten(
   file: FileAccess,
   headers: IgvmFile,
   target: KvmTarget,

@@ -42,6 +42,7 @@ import {
 import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
 import { type HostConfig, launchDigestOf } from "../measure/launch_update.ts";
 import { directiveMask, findSnpPlatform } from "../measure/directives.ts";
+import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "../measure/tei_config.ts";
 
 /** The loaders `verify --loader` checks. */
 export const LAUNCH_CHECK_LOADERS = ["qemu-kvm", "ch-kvm", "openvmm-kvm"] as const;
@@ -154,14 +155,13 @@ function u64(page: Uint8Array, at: number): bigint {
 }
 
 /** The SNP guest policy bits Linux KVM accepts (`SNP_POLICY_MASK_VALID`, LOADERS.md §9). */
-export const KVM_SNP_POLICY_VALID = 0x1b_ffffn;
-export const SNP_POLICY_RSVD_MBO = 1n << 17n;
-export const SNP_POLICY_MIGRATE_MA = 1n << 18n;
+const KVM_SNP_POLICY_VALID = 0x1b_ffffn;
+const SNP_POLICY_MIGRATE_MA = 1n << POLICY_MIGRATE_MA_BIT;
 
 /** Reasons Linux KVM refuses a guest policy at SNP_LAUNCH_START (empty when it is fine). */
 export function kvmPolicyProblems(policy: bigint): string[] {
   const out: string[] = [];
-  if (!(policy & SNP_POLICY_RSVD_MBO)) out.push(`policy ${hex(policy)} lacks bit 17 (must be one)`);
+  if (!(policy & POLICY_RESERVED_ONE)) out.push(`policy ${hex(policy)} lacks bit 17 (must be one)`);
   if (policy & SNP_POLICY_MIGRATE_MA) {
     out.push(`policy ${hex(policy)} sets MIGRATE_MA (bit 18), which KVM does not support`);
   }

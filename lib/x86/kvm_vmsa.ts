@@ -37,16 +37,16 @@ export const SEV_ES_SAVE_AREA_EXTRA = {
 
 /** KVM's initial VMSA GPA: every VMSA is measured at this RMP GPA (Linux INITIAL_VMSA_GPA). */
 export const KVM_VMSA_GPA = 0xFFFF_FFFF_F000;
-export const CR0_ET = 0x10;
-export const CR0_NW = 0x2000_0000;
-export const CR0_CD = 0x4000_0000;
-export const CR4_MCE = 0x40;
+const CR0_ET = 0x10;
+const CR0_NW = 0x2000_0000;
+const CR0_CD = 0x4000_0000;
+const CR4_MCE = 0x40;
 /** DR6 and DR7 after reset (AMD APM vol. 2, 13.1.1.5). */
-export const DR6_RESET = 0xffff_0ff0;
+const DR6_RESET = 0xffff_0ff0;
 export const DR7_RESET = 0x400;
 /** x87 control word and MXCSR after FNINIT / KVM's fpstate initialisation. */
-export const X87_FCW_RESET = 0x37f;
-export const MXCSR_RESET = 0x1f80;
+const X87_FCW_RESET = 0x37f;
+const MXCSR_RESET = 0x1f80;
 /** The SEV features KVM offers besides SNP (Linux `sev_supported_vmsa_features`). */
 export const SEV_FEATURE_DEBUG_SWAP = 0x20;
 /** RDX of a vCPU that KVM reset before any CPUID was set (Linux `kvm_vcpu_reset`). */
