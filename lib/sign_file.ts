@@ -9,7 +9,6 @@ import { toHex } from "./bytes/le.ts";
 import { IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
 import { assertStructurallySound, openFileAccess, readHeaders } from "./igvm/verify.ts";
 import {
-  assembleIgvmIdBlock,
   checkSignable,
   describePayloadMismatch,
   filePolicy,
@@ -26,7 +25,7 @@ import {
   type StandardStreams,
   writeSmallOutput,
 } from "./io/output_target.ts";
-import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
+import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "./measure/loaders.ts";

@@ -11,13 +11,7 @@
  */
 import { InputError, UsageError } from "./errors.ts";
 import { openFileAccess, readHeaders } from "./igvm/verify.ts";
-import {
-  assembleIgvmIdBlock,
-  checkSignable,
-  filePolicy,
-  idBlockPayload,
-  rewriteWithIdBlock,
-} from "./igvm/sign.ts";
+import { checkSignable, filePolicy, idBlockPayload, rewriteWithIdBlock } from "./igvm/sign.ts";
 import {
   commitImage,
   flushFileTarget,
@@ -27,7 +21,7 @@ import {
   type OutputTarget,
   planOutputTargets,
 } from "./io/output_target.ts";
-import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
+import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
 import { snpCompatibilityMask } from "./measure/directives.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
