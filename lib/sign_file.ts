@@ -9,7 +9,6 @@ import { toHex } from "./bytes/le.ts";
 import { IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
 import { assertStructurallySound, openFileAccess, readHeaders } from "./igvm/verify.ts";
 import {
-  assembleIgvmIdBlock,
   checkSignable,
   describePayloadMismatch,
   filePolicy,
@@ -26,7 +25,7 @@ import {
   type StandardStreams,
   writeSmallOutput,
 } from "./io/output_target.ts";
-import { encodeIgvmIdBlock } from "./measure/id_block.ts";
+import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "./measure/loaders.ts";
@@ -36,7 +35,6 @@ import {
   type P384PublicKey,
   parseEcdsaSignature,
   parseP384PublicKey,
-  verifyP384,
 } from "./measure/public_key.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
 import { describeHost, kvmLaunchWarnings, type NamedHost } from "./sign_kvm.ts";
@@ -85,14 +83,6 @@ export type SignIo =
     fieldNames?: boolean;
   };
 
-/**
- * Reads a side input (a key, a config, a signature, a payload): a regular file of at most
- * 1 MiB, so /dev/zero or a FIFO fed forever fails at once.
- */
-export async function readInput(path: string, what: string): Promise<Uint8Array> {
-  return await readInputFile(path, what);
-}
-
 /** The inputs of a sign run with their options, for the outputs' identity check. */
 export function signInputs(
   r: Pick<SignRequest, "input" | "signKey" | "configFile" | "idPublicKey">,
@@ -114,7 +104,7 @@ export async function loadConfig(path: string | undefined, policy: bigint | unde
     if (policy !== undefined) config.policy = policy;
     return config;
   }
-  const text = new TextDecoder().decode(await readInput(path, "config file"));
+  const text = new TextDecoder().decode(await readInputFile(path, "config file"));
   try {
     return parseTeiConfig(text);
   } catch (e) {
@@ -200,8 +190,8 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     if (offline) {
       body = await offlineIdBlock(r, offline, digest, expected, mask);
     } else {
-      body = await encodeIgvmIdBlock(digest, config, key!, r.signDeterministic);
-      new DataView(body.buffer, body.byteOffset).setUint32(0, mask, true);
+      const sig = await signIdBlock(expected, key!, r.signDeterministic);
+      body = assembleIgvmIdBlock(expected, sig.r, sig.s, key!.x, key!.y, mask);
     }
     const plan = { image: target("-o")!, measurement: target("-measurement_file") };
     const out = await openImageOutput(plan.image);
@@ -221,7 +211,7 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
 }
 
 export async function loadSigningKey(path: string): Promise<P384Key> {
-  const pem = new TextDecoder().decode(await readInput(path, "signing key"));
+  const pem = new TextDecoder().decode(await readInputFile(path, "signing key"));
   try {
     return await parseP384PrivateKeyPem(pem);
   } catch (e) {
@@ -236,26 +226,41 @@ interface OfflineInputs {
   payload?: Uint8Array;
 }
 
+/** Parses the bytes of `--id-public-key`; a refusal names the option and the path. */
+function parsePublicKeyOption(path: string, bytes: Uint8Array): P384PublicKey {
+  try {
+    return parseP384PublicKey(bytes);
+  } catch (e) {
+    throw new InputError(`--id-public-key ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Parses the bytes of `--id-signature`; a refusal names the option and the path. */
+function parseSignatureOption(path: string, bytes: Uint8Array): EcdsaSignature {
+  try {
+    return parseEcdsaSignature(bytes);
+  } catch (e) {
+    throw new InputError(`--id-signature ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Reads and parses `--id-public-key`. */
+export async function loadPublicKey(path: string): Promise<P384PublicKey> {
+  return parsePublicKeyOption(path, await readInputFile(path, "public key"));
+}
+
+/** Reads and parses `--id-signature`. */
+export async function loadSignature(path: string): Promise<EcdsaSignature> {
+  return parseSignatureOption(path, await readInputFile(path, "signature"));
+}
+
 async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {
-  const keyBytes = await readInput(r.idPublicKey!, "public key");
-  const sigBytes = await readInput(r.idSignature!, "signature");
-  let key, sig;
-  try {
-    key = parseP384PublicKey(keyBytes);
-  } catch (e) {
-    throw new InputError(`--id-public-key ${r.idPublicKey}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  try {
-    sig = parseEcdsaSignature(sigBytes);
-  } catch (e) {
-    throw new InputError(`--id-signature ${r.idSignature}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
+  const keyBytes = await readInputFile(r.idPublicKey!, "public key");
+  const sigBytes = await readInputFile(r.idSignature!, "signature");
+  const key = parsePublicKeyOption(r.idPublicKey!, keyBytes);
+  const sig = parseSignatureOption(r.idSignature!, sigBytes);
   if (!r.payload) return { key, sig };
-  const payload = await readInput(r.payload, "payload");
+  const payload = await readInputFile(r.payload, "payload");
   if (payload.length !== 96) {
     throw new InputError(
       `--payload ${r.payload}: ${payload.length} bytes, an ID block payload has 96`,
@@ -290,7 +295,7 @@ async function offlineIdBlock(
     const mismatch = describePayloadMismatch(payload, expected);
     if (mismatch) throw new InputError(`--payload ${r.payload}: ${mismatch}`);
   }
-  if (!await verifyP384(key, sig, payload)) {
+  if (!await verifyIdBlock(payload, sig.r, sig.s, key.x, key.y)) {
     throw new InputError(
       `--id-signature ${r.idSignature}: does not verify over the ${
         r.payload ? "payload" : "payload recomputed from this file and the options"
@@ -307,6 +312,6 @@ async function offlineIdBlock(
 }
 
 /** The loader and, for a KVM loader, its host: "loader qemu-kvm with 2 vCPUs, genoa". */
-export function loaderLabel(r: Pick<SignRequest, "loader" | "host">): string {
+function loaderLabel(r: Pick<SignRequest, "loader" | "host">): string {
   return r.host ? `loader ${r.loader} with ${describeHost(r.host)}` : `loader ${r.loader}`;
 }

@@ -11,13 +11,7 @@
  */
 import { InputError, UsageError } from "./errors.ts";
 import { openFileAccess, readHeaders } from "./igvm/verify.ts";
-import {
-  assembleIgvmIdBlock,
-  checkSignable,
-  filePolicy,
-  idBlockPayload,
-  rewriteWithIdBlock,
-} from "./igvm/sign.ts";
+import { checkSignable, filePolicy, idBlockPayload, rewriteWithIdBlock } from "./igvm/sign.ts";
 import {
   commitImage,
   flushFileTarget,
@@ -27,12 +21,18 @@ import {
   type OutputTarget,
   planOutputTargets,
 } from "./io/output_target.ts";
-import { signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
+import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
 import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
 import { snpCompatibilityMask } from "./measure/directives.ts";
 import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
-import { parseEcdsaSignature, parseP384PublicKey } from "./measure/public_key.ts";
-import { loadConfig, loadSigningKey, readInput, signInputs, type SignIo } from "./sign_file.ts";
+import {
+  loadConfig,
+  loadPublicKey,
+  loadSignature,
+  loadSigningKey,
+  signInputs,
+  type SignIo,
+} from "./sign_file.ts";
 import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
 import { withSignalsHeld } from "./io/signals.ts";
 
@@ -255,23 +255,5 @@ export async function signMatrix(
   } finally {
     for (const out of pending) await out.image.abort().catch(() => {});
     file.close();
-  }
-}
-
-async function loadPublicKey(path: string) {
-  const bytes = await readInput(path, "public key");
-  try {
-    return parseP384PublicKey(bytes);
-  } catch (e) {
-    throw new InputError(`--id-public-key ${path}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
-async function loadSignature(path: string) {
-  const bytes = await readInput(path, "signature");
-  try {
-    return parseEcdsaSignature(bytes);
-  } catch (e) {
-    throw new InputError(`--id-signature ${path}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -22,8 +22,9 @@ import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
 import { InputError } from "./errors.ts";
 import { PAGE_SIZE, toHex } from "./bytes/le.ts";
 import type { GuestImage } from "./layout/guest_image.ts";
-import { IGVM_FIXED_HEADER, IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
-import { headerSectionChecksum, type IgvmFile, parseIgvmHeaders } from "./igvm/reader.ts";
+import type { IgvmFile } from "./igvm/reader.ts";
+import { readIgvmHeaders } from "./igvm/header_stream.ts";
+import { rewriteIdBlockInPlace } from "./igvm/sign.ts";
 import type { FileAccess } from "./io/file_reader.ts";
 import { checkLaunch, kvmPolicyProblems } from "./igvm/launch_checks.ts";
 import { KVM_LOADERS, type KvmLoaderName } from "./measure/kvm_loaders.ts";
@@ -101,7 +102,7 @@ export function finishKvmImage(image: GuestImage): GuestImage {
  * writer's file-order digest extended by the AP VMSAs: no second pass over the pages. Else
  * (ch-kvm measures empty pages as ZERO pages) the loader model reads the file again.
  */
-export async function kvmDigestOfWritten(
+async function kvmDigestOfWritten(
   file: FileAccess,
   headers: IgvmFile,
   target: KvmTarget,
@@ -134,13 +135,8 @@ export async function retargetWrittenImage(
   signIdBlock: (digest: Uint8Array) => Promise<Uint8Array>,
 ): Promise<Uint8Array> {
   const size = await out.size();
-  const fixed = await out.readBack(0, IGVM_FIXED_HEADER.size);
-  const fv = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
-  const sectionEnd = fv.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
-    fv.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
-  const head = await out.readBack(0, sectionEnd);
-  const headers = parseIgvmHeaders(head, size);
   const file: FileAccess = { size, readAt: (offset, length) => out.readBack(offset, length) };
+  const headers = await readIgvmHeaders(file);
   const check = await checkLaunch(target.loader, file, headers, target.host, {
     compareIdBlock: false,
   });
@@ -151,15 +147,6 @@ export async function retargetWrittenImage(
   }
   const digest = await kvmDigestOfWritten(file, headers, target, writtenDigest);
   if (toHex(digest) === toHex(writtenDigest)) return digest;
-  const idBlock = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
-  if (!idBlock || idBlock.length !== IGVM_VHS_SNP_ID_BLOCK.size) {
-    throw new Error("the written image has no ID block to sign again");
-  }
-  const body = await signIdBlock(digest);
-  head.set(body, idBlock.offset + 8);
-  await out.writeAt(idBlock.offset + 8, body);
-  const checksum = new Uint8Array(4);
-  new DataView(checksum.buffer).setUint32(0, headerSectionChecksum(head, sectionEnd), true);
-  await out.writeAt(IGVM_FIXED_HEADER.off.Checksum, checksum);
+  await rewriteIdBlockInPlace(file, headers, await signIdBlock(digest), out);
   return digest;
 }

@@ -4,7 +4,6 @@
  * (§4 QEMU, §6 Cloud Hypervisor, §7.2 OpenVMM, §9 Linux KVM). `igvmgen verify --loader`
  * prints them; `-target qemu-kvm|ch-kvm` images must pass their own loader's checks.
  */
-import { toHex } from "../bytes/le.ts";
 import {
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHS_SNP_ID_BLOCK,
@@ -21,7 +20,7 @@ import {
 } from "./defs.ts";
 import { type Directive, directiveFileOffset, type IgvmFile } from "./reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE, toHex } from "../bytes/le.ts";
 import {
   CR0_PE,
   CR0_PG,
@@ -43,6 +42,7 @@ import {
 import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
 import { type HostConfig, launchDigestOf } from "../measure/launch_update.ts";
 import { directiveMask, findSnpPlatform } from "../measure/directives.ts";
+import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "../measure/tei_config.ts";
 
 /** The loaders `verify --loader` checks. */
 export const LAUNCH_CHECK_LOADERS = ["qemu-kvm", "ch-kvm", "openvmm-kvm"] as const;
@@ -154,17 +154,14 @@ function u64(page: Uint8Array, at: number): bigint {
   return new DataView(page.buffer, page.byteOffset, page.byteLength).getBigUint64(at, true);
 }
 
-const hex = (n: bigint | number) => `0x${n.toString(16)}`;
-
 /** The SNP guest policy bits Linux KVM accepts (`SNP_POLICY_MASK_VALID`, LOADERS.md §9). */
-export const KVM_SNP_POLICY_VALID = 0x1b_ffffn;
-export const SNP_POLICY_RSVD_MBO = 1n << 17n;
-export const SNP_POLICY_MIGRATE_MA = 1n << 18n;
+const KVM_SNP_POLICY_VALID = 0x1b_ffffn;
+const SNP_POLICY_MIGRATE_MA = 1n << POLICY_MIGRATE_MA_BIT;
 
 /** Reasons Linux KVM refuses a guest policy at SNP_LAUNCH_START (empty when it is fine). */
 export function kvmPolicyProblems(policy: bigint): string[] {
   const out: string[] = [];
-  if (!(policy & SNP_POLICY_RSVD_MBO)) out.push(`policy ${hex(policy)} lacks bit 17 (must be one)`);
+  if (!(policy & POLICY_RESERVED_ONE)) out.push(`policy ${hex(policy)} lacks bit 17 (must be one)`);
   if (policy & SNP_POLICY_MIGRATE_MA) {
     out.push(`policy ${hex(policy)} sets MIGRATE_MA (bit 18), which KVM does not support`);
   }

@@ -22,7 +22,6 @@ import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { encodeSnpIdBlock } from "../measure/id_block.ts";
 
-export { assembleIgvmIdBlock } from "../measure/id_block.ts";
 import type { IdBlockConfig } from "../measure/tei_config.ts";
 import { snpCompatibilityMask } from "../measure/directives.ts";
 

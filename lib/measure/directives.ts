@@ -89,7 +89,7 @@ export function pageDataSnpType(d: Directive, zeroPages: boolean): number | unde
  * below the 32-bit boundary. Loaders measure an area page by page, so an unbounded declared
  * size (NumberOfBytes is a u64) would make every model loop once per declared page.
  */
-export const MAX_PARAMETER_AREA_BYTES = 0x1_0000_0000;
+const MAX_PARAMETER_AREA_BYTES = 0x1_0000_0000;
 
 /**
  * Why a PARAMETER_AREA's NumberOfBytes cannot be valid, or undefined when it can: it must be

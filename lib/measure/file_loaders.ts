@@ -138,7 +138,7 @@ const ALL_BITS = (mask: number, snp: number) => (mask & snp) === snp;
 const ANY_BIT = (mask: number, snp: number) => (mask & snp) !== 0;
 
 /** The rules behind each file-based model, for tests and the log. */
-export const FILE_ORDER_RULES = {
+const FILE_ORDER_RULES = {
   hyperv: {
     name: "hyperv",
     selects: ALL_BITS,

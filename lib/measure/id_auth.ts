@@ -25,8 +25,8 @@ export const ID_AUTH_INFO = {
 } as const;
 
 /** Offsets inside the ABI's ECDSA signature (0x200 bytes) and public key (0x404 bytes). */
-export const ECDSA_SIGNATURE_OFF = { R: 0x00, S: 0x48 } as const;
-export const ECDSA_PUBLIC_KEY_OFF = { Curve: 0x00, Qx: 0x04, Qy: 0x4c } as const;
+const ECDSA_SIGNATURE_OFF = { R: 0x00, S: 0x48 } as const;
+const ECDSA_PUBLIC_KEY_OFF = { Curve: 0x00, Qx: 0x04, Qy: 0x4c } as const;
 
 /** The 4096-byte ID_AUTH_INFO for a signature (r, s) made with the key (x, y), big-endian. */
 export function encodeIdAuthInfo(

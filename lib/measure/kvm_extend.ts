@@ -33,8 +33,7 @@ import {
 } from "../igvm/defs.ts";
 import { directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { KVM_VMSA_GPA, kvmBspVmsa, resetVmsa } from "../x86/kvm_vmsa.ts";
-import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
+import { KVM_VMSA_GPA, kvmBspVmsa, kvmSevFeatures, resetVmsa } from "../x86/kvm_vmsa.ts";
 import { snpCompatibilityMask } from "./directives.ts";
 import type { HostConfig } from "./launch_update.ts";
 import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
@@ -90,14 +89,7 @@ export async function fileOrderIsQemuOrder(
   const page = (await file.readAt(context.offset, PAGE_SIZE)).slice();
   if (page.length !== PAGE_SIZE) return undefined;
   const rebuilt = kvmBspVmsa("qemu", page);
-  new DataView(rebuilt.buffer).setBigUint64(VMCB_SAVE_AREA.off._0, sevFeatures(page), true);
   return rebuilt.every((b, i) => b === page[i]) ? page : undefined;
-}
-
-/** vp 0's SEV features with SNP, which KVM gives every vCPU. */
-function sevFeatures(vmsa: Uint8Array): bigint {
-  return new DataView(vmsa.buffer, vmsa.byteOffset).getBigUint64(VMCB_SAVE_AREA.off._0, true) |
-    1n;
 }
 
 /**
@@ -111,7 +103,7 @@ export function extendWithApVmsas(
   host: HostConfig,
 ): Uint8Array {
   if (host.vcpus <= 1) return digest;
-  const contents = sha384(resetVmsa(sevFeatures(bootVmsa), host.cpuSignature));
+  const contents = sha384(resetVmsa(kvmSevFeatures(bootVmsa), host.cpuSignature));
   let current = digest;
   for (let vp = 1; vp < host.vcpus; vp++) {
     current = sha384(encodePageInfo(current, contents, SNP_PAGE_TYPE_VMSA, KVM_VMSA_GPA));

@@ -35,6 +35,7 @@ import {
   KVM_VMSA_GPA,
   kvmBspVmsa,
   type KvmLoaderKind,
+  kvmSevFeatures,
   resetVmsa,
 } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
@@ -107,10 +108,7 @@ function vmsaUpdates(
     throw new RangeError(`vCPU count ${host.vcpus}: expected 1 or more`);
   }
   const vp0 = contexts.get(0);
-  const features =
-    (vp0
-      ? new DataView(vp0.buffer, vp0.byteOffset).getBigUint64(VMCB_SAVE_AREA.off._0, true)
-      : 0n) | 1n;
+  const features = kvmSevFeatures(vp0);
   const out: Planned[] = [];
   for (let vp = 0; vp < host.vcpus; vp++) {
     const context = contexts.get(vp);

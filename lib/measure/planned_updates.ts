@@ -38,7 +38,7 @@ const NOTHING = new Uint8Array(0);
  * (WebCrypto's, which runs off the main thread) lets pending signal listeners run. A timer
  * would do too, but Deno's timers load its Node layer, which igvmgen keeps out of start-up.
  */
-export async function nextTurn(): Promise<void> {
+async function nextTurn(): Promise<void> {
   await crypto.subtle.digest("SHA-384", NOTHING);
 }
 

@@ -28,7 +28,8 @@ export class KeyError extends Error {
   override name = "KeyError";
 }
 
-const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+/** id-ecPublicKey, the algorithm of an EC key (RFC 5480). */
+export const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
 const OID_SECP384R1 = "1.3.132.0.34";
 /** Names of the key types and curves an error may meet, as OpenSSL names them. */
 const KEY_TYPES: Record<string, string> = {
@@ -40,7 +41,8 @@ const KEY_TYPES: Record<string, string> = {
   "1.3.101.112": "ed25519",
   "1.3.101.113": "ed448",
 };
-const CURVES: Record<string, string> = {
+/** Names of the named curves an EC key may be on, by OID. */
+export const EC_CURVE_NAMES: Record<string, string> = {
   "1.2.840.10045.3.1.7": "P-256",
   "1.3.132.0.34": "P-384",
   "1.3.132.0.35": "P-521",
@@ -59,7 +61,7 @@ function base64ToBytes(s: string): Uint8Array {
 }
 
 function curveError(oid: string | undefined): KeyError {
-  const curve = oid === undefined ? "an unknown curve" : CURVES[oid] ?? `curve ${oid}`;
+  const curve = oid === undefined ? "an unknown curve" : EC_CURVE_NAMES[oid] ?? `curve ${oid}`;
   return new KeyError(`an EC key on ${curve}; the ID block needs P-384`);
 }
 

@@ -4,7 +4,7 @@
  * Offsets past `vmcb_save_area` (the FPU area) are those of Linux `struct
  * sev_es_save_area` (AMD APM vol. 2, table B-4).
  */
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { PAGE_SIZE, viewOf } from "../bytes/le.ts";
 import {
   EFER_SVME,
   PAT_RESET_VALUE,
@@ -37,16 +37,16 @@ export const SEV_ES_SAVE_AREA_EXTRA = {
 
 /** KVM's initial VMSA GPA: every VMSA is measured at this RMP GPA (Linux INITIAL_VMSA_GPA). */
 export const KVM_VMSA_GPA = 0xFFFF_FFFF_F000;
-export const CR0_ET = 0x10;
-export const CR0_NW = 0x2000_0000;
-export const CR0_CD = 0x4000_0000;
-export const CR4_MCE = 0x40;
+const CR0_ET = 0x10;
+const CR0_NW = 0x2000_0000;
+const CR0_CD = 0x4000_0000;
+const CR4_MCE = 0x40;
 /** DR6 and DR7 after reset (AMD APM vol. 2, 13.1.1.5). */
-export const DR6_RESET = 0xffff_0ff0;
+const DR6_RESET = 0xffff_0ff0;
 export const DR7_RESET = 0x400;
 /** x87 control word and MXCSR after FNINIT / KVM's fpstate initialisation. */
-export const X87_FCW_RESET = 0x37f;
-export const MXCSR_RESET = 0x1f80;
+const X87_FCW_RESET = 0x37f;
+const MXCSR_RESET = 0x1f80;
 /** The SEV features KVM offers besides SNP (Linux `sev_supported_vmsa_features`). */
 export const SEV_FEATURE_DEBUG_SWAP = 0x20;
 /** RDX of a vCPU that KVM reset before any CPUID was set (Linux `kvm_vcpu_reset`). */
@@ -73,10 +73,6 @@ const X = SEV_ES_SAVE_AREA_EXTRA;
 const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "gdtr", "ldtr", "idtr", "tr"] as const;
 /** The segment attribute bits KVM keeps (type, S, DPL, P, AVL, L, DB, G). */
 const SEGMENT_ATTRIB_MASK = 0x0fff;
-
-function view(page: Uint8Array): DataView {
-  return new DataView(page.buffer, page.byteOffset, page.byteLength);
-}
 
 function setSeg(
   v: DataView,
@@ -108,7 +104,7 @@ function getSeg(v: DataView, name: typeof SEGMENTS[number]) {
  */
 export function resetVmsa(sevFeatures: bigint, rdx: number): Uint8Array {
   const page = new Uint8Array(PAGE_SIZE);
-  const v = view(page);
+  const v = viewOf(page);
   const data = { selector: 0, attrib: 0x93, limit: 0xffff, base: 0n };
   setSeg(v, "es", data);
   setSeg(v, "cs", { selector: 0xf000, attrib: 0x9b, limit: 0xffff, base: 0xffff_0000n });
@@ -218,6 +214,14 @@ const RECIPES: Record<KvmLoaderKind, BspRecipe> = {
 };
 
 /**
+ * The SEV features KVM gives every vCPU: those of vp 0's VMSA page (none without one) plus
+ * SNP.
+ */
+export function kvmSevFeatures(vp0: Uint8Array | undefined): bigint {
+  return (vp0 ? viewOf(vp0).getBigUint64(O._0, true) : 0n) | BigInt(SEV_FEATURE_SNP);
+}
+
+/**
  * The boot CPU's VMSA as KVM measures it when a loader starts a vCPU from the file's VMSA
  * page `file`: KVM's reset VMSA, with the fields the loader copies, then KVM's own
  * additions: CR0.ET (CD/NW cleared), CR4.MCE, EFER.SVME, RFLAGS bit 1, CPL = SS.DPL,
@@ -225,10 +229,9 @@ const RECIPES: Record<KvmLoaderKind, BspRecipe> = {
  */
 export function kvmBspVmsa(kind: KvmLoaderKind, file: Uint8Array): Uint8Array {
   const recipe = RECIPES[kind];
-  const f = view(file);
-  const sevFeatures = f.getBigUint64(O._0, true) | BigInt(SEV_FEATURE_SNP);
-  const page = resetVmsa(sevFeatures, 0);
-  const v = view(page);
+  const f = viewOf(file);
+  const page = resetVmsa(kvmSevFeatures(file), 0);
+  const v = viewOf(page);
   for (const name of recipe.segments) {
     const s = getSeg(f, name);
     if (name === "gdtr" || name === "idtr") {
@@ -271,7 +274,7 @@ export function kvmBspVmsa(kind: KvmLoaderKind, file: Uint8Array): Uint8Array {
  */
 export function kvmTargetVmsa(page: Uint8Array): Uint8Array {
   const out = page.slice();
-  const v = view(out);
+  const v = viewOf(out);
   v.setBigUint64(O._0, BigInt(SEV_FEATURE_SNP), true);
   v.setBigUint64(O.cr0, v.getBigUint64(O.cr0, true) | BigInt(CR0_ET), true);
   v.setBigUint64(O.cr4, v.getBigUint64(O.cr4, true) | BigInt(CR4_MCE), true);
