@@ -52,10 +52,6 @@ export async function runMeasureCommand(
   print: (line: string) => void,
   streams: CommandStreams = {},
 ): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    print(measureHelp());
-    return 0;
-  }
   const { values, positional } = parseSubArgs("measure", args, [
     { name: "loader", kind: "value" },
     { name: "all_loaders", kind: "flag" },

@@ -61,14 +61,9 @@ Every output is written only when all combinations succeeded.`;
 /** Runs `igvmgen sign`; returns the exit code. */
 export async function runSignCommand(
   args: readonly string[],
-  print: (line: string) => void,
   notice: (line: string) => void,
   streams: SignIo = { stdout: Deno.stdout.writable },
 ): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    print(signHelp());
-    return 0;
-  }
   const { values, positional } = parseSubArgs("sign", args, [
     { name: "o", kind: "value" },
     { name: "sign_key", kind: "value" },
