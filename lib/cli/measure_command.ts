@@ -13,7 +13,7 @@ import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/
 import { checkSvn, parseSubArgs } from "./sub_args.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
-import { parseCpus, parseVcpus, printMatrix } from "./kvm_commands.ts";
+import { parseCpus, parseHost, parseVcpus, printMatrix } from "./kvm_commands.ts";
 import { kvmMatrixDigests } from "../sign_kvm.ts";
 
 /** Help for `igvmgen measure`. */
@@ -215,12 +215,6 @@ function hostOf(
       `measure: --vcpus and --cpu go with a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm)`,
     );
   }
-  const vcpus = parseVcpus(vcpusText ?? "1", false)[0];
-  const cpu = cpuText === undefined ? undefined : parseCpus(cpuText, false)[0];
-  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
-    throw new UsageError(
-      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
-    );
-  }
-  return { vcpus, cpuSignature: cpu?.signature ?? 0 };
+  const { vcpus, cpuSignature } = parseHost(loader, vcpusText, cpuText);
+  return { vcpus, cpuSignature };
 }
