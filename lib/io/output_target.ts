@@ -199,10 +199,14 @@ async function planTarget(
 
 /**
  * A file's identity: device and inode when the file exists (so two spellings, hard links and
- * symlinks compare equal), else its folder's real path and its name.
+ * symlinks compare equal), else its folder's real path and its name. `known`: the caller's
+ * Deno.stat of `path`, saving a second one.
  */
-async function identityOf(path: string): Promise<string | undefined> {
-  const info = await Deno.stat(path).catch(() => undefined);
+async function identityOf(
+  path: string,
+  known?: Deno.FileInfo,
+): Promise<string | undefined> {
+  const info = known ?? await Deno.stat(path).catch(() => undefined);
   if (info && info.dev !== null && info.ino !== null && Deno.build.os !== "windows") {
     return `inode ${info.dev}:${info.ino}`;
   }
@@ -275,7 +279,7 @@ export async function planOutputTargets(request: OutputsRequest): Promise<Output
     }
     const info = await Deno.stat(input.path).catch(() => undefined);
     if (!info) continue; // a missing input is reported when it is opened
-    const id = await identityOf(input.path);
+    const id = await identityOf(input.path, info);
     if (info.isDirectory) {
       // A folder of ACPI tables: an output there named like a table would become an input.
       for (const out of outputs) {
