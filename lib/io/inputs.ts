@@ -18,7 +18,10 @@ export async function statInputFile(path: string, what: string): Promise<Deno.Fi
   return info;
 }
 
-/** The cap on small side inputs (keys, configs): far above any real one. */
+/**
+ * The cap on small side inputs (keys, configs), from a file or a stream read whole: far above
+ * any real one.
+ */
 export const SIDE_INPUT_MAX = 1 << 20;
 
 /**
