@@ -27,7 +27,7 @@ import {
 } from "./io/input_source.ts";
 import { signIgvmFile } from "./sign_file.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
-import { DEFAULT_LOADER, loaderDigest, LOADERS } from "./measure/loaders.ts";
+import { DEFAULT_LOADER, loaderDigest, loaderNames, LOADERS } from "./measure/loaders.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
 import { launchLog, SNP_PAGE_TYPE_NAMES } from "./measure/launch_log.ts";
 import { diffLaunches, type LaunchDiff } from "./measure/launch_diff.ts";
@@ -39,7 +39,7 @@ export interface IgvmFileRequest {
 }
 
 /** The names of the loader models, the default (`"hyperv"`) first. */
-export const LOADER_NAMES: readonly string[] = LOADERS.map((l) => l.name);
+export const LOADER_NAMES: readonly string[] = loaderNames();
 
 /** Which host loads the file: a loader model and, for the KVM loaders, the host's CPUs. */
 export interface LoaderChoice {
