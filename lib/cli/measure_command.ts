@@ -7,10 +7,10 @@ import { toHex } from "../bytes/le.ts";
 import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
 import { planOutputTargets, writeSmallOutput } from "../io/output_target.ts";
 import type { CommandStreams } from "./commands.ts";
-import { measurementJson } from "../measure/measurement_json.ts";
+import { checkSvn, measurementJson } from "../measure/measurement_json.ts";
 import { DEFAULT_LOADER, loaderDigest, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/launch_log.ts";
-import { checkSvn, parseSubArgs } from "./sub_args.ts";
+import { parseSubArgs } from "./sub_args.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { parseCpus, parseHost, parseVcpus, printMatrix } from "./kvm_commands.ts";
@@ -77,7 +77,7 @@ export async function runMeasureCommand(
   const log = values.has("log");
   const json = values.has("json");
   const measurementFile = values.get("measurement_file") as string | undefined;
-  const svn = checkSvn((values.get("svn") as string | undefined) ?? "0");
+  const svn = checkSvn("-svn", (values.get("svn") as string | undefined) ?? "0");
   if (all && (log || values.has("loader") || measurementFile)) {
     throw new UsageError(
       "measure: --all-loaders goes with no --log, --loader or -measurement_file",

@@ -66,5 +66,3 @@ export function parseSubArgs(
   }
   return { values, positional };
 }
-
-export { checkSvn } from "./options.ts";
