@@ -12,6 +12,7 @@
 import { UsageError } from "../errors.ts";
 import { checkSvn } from "../measure/measurement_json.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
+import { FALSE_WORDS, TRUE_WORDS } from "./sub_args.ts";
 import { FILE_LOADER_NAMES } from "../measure/loader_names.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
@@ -341,9 +342,6 @@ const DOUBLE_DASH = [
 function optionLabel(spec: OptionSpec): string {
   return `${DOUBLE_DASH.includes(spec.name) ? "--" : "-"}${spec.name}`;
 }
-
-const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
-const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
 
 function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
   const flag = optionLabel(spec);
