@@ -138,7 +138,7 @@ const MEASURE_FIELDS = { ...LOG_FIELDS, svn: true, measurementFile: true } satis
 >;
 
 /** The headers of a file that has no structural problem (else the first one is thrown). */
-async function soundHeaders(file: FileAccess): Promise<IgvmFile> {
+export async function soundHeaders(file: FileAccess): Promise<IgvmFile> {
   const headers = await readHeaders(file);
   assertStructurallySound(file, headers);
   return headers;

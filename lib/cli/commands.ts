@@ -2,7 +2,8 @@
 import { UsageError } from "../errors.ts";
 import { formatInspect } from "../igvm/inspect.ts";
 import { inspectIgvmFile, verifyIgvmFile } from "../file_operations.ts";
-import { openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { readHeaders } from "../igvm/verify.ts";
+import { openInput } from "../io/input_source.ts";
 import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
 import { runSignCommand, signHelp } from "./sign_command.ts";
 import { measureHelp, runMeasureCommand } from "./measure_command.ts";
@@ -124,15 +125,13 @@ async function runVerifyKvm(
   kvm: NonNullable<ReturnType<typeof takeKvmOptions>["kvm"]>,
   print: (line: string) => void,
 ): Promise<number> {
-  const file = await openFileAccess(o.file).catch((e) => {
-    throw new Error(`cannot read ${o.file}: ${(e as Error).message}`, { cause: e });
-  });
+  const { file, release } = await openInput(o.file, "IGVM file");
   try {
     const headers = await readHeaders(file).catch((e) => {
       throw new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
     });
     return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
   } finally {
-    file.close();
+    await release();
   }
 }

@@ -4,7 +4,8 @@
  */
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
-import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { openInput } from "../io/input_source.ts";
+import { soundHeaders } from "../file_operations.ts";
 import { planOutputTargets, writeSmallOutput } from "../io/output_target.ts";
 import type { CommandStreams } from "./commands.ts";
 import { checkSvn, measurementJson } from "../measure/measurement_json.ts";
@@ -97,18 +98,11 @@ export async function runMeasureCommand(
     inputs: [{ option: "the input", path }],
     ...streams,
   });
-  const file = await openFileAccess(path).catch((e) => {
-    throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
-  });
+  const { file, release } = await openInput(path, "IGVM file");
   const named = (e: unknown) => new Error(`${path}: ${(e as Error).message}`, { cause: e });
   try {
-    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
     // No digest is ever given for a structurally broken file.
-    try {
-      assertStructurallySound(file, headers);
-    } catch (e) {
-      throw named(e);
-    }
+    const headers = await soundHeaders(file).catch((e) => Promise.reject(named(e)));
     if (matrix) {
       const vcpus = parseVcpus(values.get("vcpus") as string, true);
       const cpus = parseCpus(values.get("cpu") as string, true);
@@ -186,7 +180,7 @@ export async function runMeasureCommand(
     }
     return 0;
   } finally {
-    file.close();
+    await release();
   }
 }
 
