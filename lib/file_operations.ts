@@ -27,7 +27,7 @@ import {
 } from "./io/input_source.ts";
 import { signIgvmFile } from "./sign_file.ts";
 import { measurementJson } from "./measure/measurement_json.ts";
-import { DEFAULT_LOADER, loaderDigest, LOADERS } from "./measure/loaders.ts";
+import { DEFAULT_LOADER, loaderDigest, loaderNames, LOADERS } from "./measure/loaders.ts";
 import type { HostConfig } from "./measure/launch_update.ts";
 import { launchLog, SNP_PAGE_TYPE_NAMES } from "./measure/launch_log.ts";
 import { diffLaunches, type LaunchDiff } from "./measure/launch_diff.ts";
@@ -39,7 +39,7 @@ export interface IgvmFileRequest {
 }
 
 /** The names of the loader models, the default (`"hyperv"`) first. */
-export const LOADER_NAMES: readonly string[] = LOADERS.map((l) => l.name);
+export const LOADER_NAMES: readonly string[] = loaderNames();
 
 /** Which host loads the file: a loader model and, for the KVM loaders, the host's CPUs. */
 export interface LoaderChoice {
@@ -138,7 +138,7 @@ const MEASURE_FIELDS = { ...LOG_FIELDS, svn: true, measurementFile: true } satis
 >;
 
 /** The headers of a file that has no structural problem (else the first one is thrown). */
-async function soundHeaders(file: FileAccess): Promise<IgvmFile> {
+export async function soundHeaders(file: FileAccess): Promise<IgvmFile> {
   const headers = await readHeaders(file);
   assertStructurallySound(file, headers);
   return headers;

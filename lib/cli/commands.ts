@@ -2,11 +2,12 @@
 import { UsageError } from "../errors.ts";
 import { formatInspect } from "../igvm/inspect.ts";
 import { inspectIgvmFile, verifyIgvmFile } from "../file_operations.ts";
-import { openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { readHeaders } from "../igvm/verify.ts";
+import { openInput } from "../io/input_source.ts";
 import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
-import { runSignCommand } from "./sign_command.ts";
-import { runMeasureCommand } from "./measure_command.ts";
-import { runDiffCommand } from "./diff_command.ts";
+import { runSignCommand, signHelp } from "./sign_command.ts";
+import { measureHelp, runMeasureCommand } from "./measure_command.ts";
+import { diffHelp, runDiffCommand } from "./diff_command.ts";
 import type { StandardStreams } from "../io/output_target.ts";
 
 /** Standard output for the commands that write files, and what it is (from main.ts). */
@@ -40,6 +41,15 @@ none, 1 otherwise.
             is compared with the digest L makes KVM compute for --vcpus N (default 1) and,
             for qemu-kvm with more than one vCPU, the CPU model --cpu (milan, genoa, rome,
             turin, or a CPUID(1).EAX signature such as 0x00a00f11)`;
+
+/** Each subcommand's `--help` text. */
+const HELP: Record<Subcommand, () => string> = {
+  inspect: () => INSPECT_HELP,
+  verify: () => VERIFY_HELP,
+  measure: measureHelp,
+  sign: signHelp,
+  diff: diffHelp,
+};
 
 interface SubOptions {
   file: string;
@@ -79,15 +89,15 @@ export async function runSubcommand(
   print: (line: string) => void,
   streams: CommandStreams = { stdout: Deno.stdout.writable },
 ) {
+  if (args.includes("--help") || args.includes("-h")) {
+    print(HELP[command]());
+    return 0;
+  }
   if (command === "sign") {
-    return await runSignCommand(args, print, (l) => console.error(l), streams);
+    return await runSignCommand(args, (l) => console.error(l), streams);
   }
   if (command === "measure") return await runMeasureCommand(args, print, streams);
   if (command === "diff") return await runDiffCommand(args, print);
-  if (args.includes("--help") || args.includes("-h")) {
-    print(command === "verify" ? VERIFY_HELP : INSPECT_HELP);
-    return 0;
-  }
   const { kvm, rest } = takeKvmOptions(command, args);
   const o = parseSubOptions(command, rest);
   if (kvm && command === "verify") return await runVerifyKvm(o, kvm, print);
@@ -115,15 +125,13 @@ async function runVerifyKvm(
   kvm: NonNullable<ReturnType<typeof takeKvmOptions>["kvm"]>,
   print: (line: string) => void,
 ): Promise<number> {
-  const file = await openFileAccess(o.file).catch((e) => {
-    throw new Error(`cannot read ${o.file}: ${(e as Error).message}`, { cause: e });
-  });
+  const { file, release } = await openInput(o.file, "IGVM file");
   try {
     const headers = await readHeaders(file).catch((e) => {
       throw new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
     });
     return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
   } finally {
-    file.close();
+    await release();
   }
 }

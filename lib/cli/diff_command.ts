@@ -24,10 +24,6 @@ export async function runDiffCommand(
   args: readonly string[],
   print: (line: string) => void,
 ): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    print(diffHelp());
-    return 0;
-  }
   const { values, positional } = parseSubArgs("diff", args, [
     { name: "loader", kind: "value" },
     { name: "loader_b", kind: "value" },

@@ -18,7 +18,7 @@ export function describeError(e: unknown): string {
 }
 
 /** An OS or permission message from the runtime, in the words a user needs. */
-export function plainMessage(message: string, known = ""): string {
+function plainMessage(message: string, known = ""): string {
   const access =
     /Requires (?:all|read|write) access to "([^"]+)", run again with the --allow-\S+ flag/
       .exec(message);

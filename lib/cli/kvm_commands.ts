@@ -32,6 +32,25 @@ export function parseVcpus(text: string, list: boolean): number[] {
   });
 }
 
+/**
+ * One host of a KVM loader from `--vcpus N` (default 1) and `--cpu C`: qemu-kvm and
+ * openvmm-kvm with more than one vCPU need the CPU model (each AP's VMSA holds its signature).
+ */
+export function parseHost(
+  loader: string,
+  vcpusText?: string,
+  cpuText?: string,
+): { vcpus: number; cpuSignature: number; cpu?: string } {
+  const vcpus = parseVcpus(vcpusText ?? "1", false)[0];
+  const cpu = cpuText === undefined ? undefined : parseCpus(cpuText, false)[0];
+  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
+    throw new UsageError(
+      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
+    );
+  }
+  return { vcpus, cpuSignature: cpu?.signature ?? 0, cpu: cpu?.name };
+}
+
 /** `--cpu`: one model or signature, or a comma list for `--matrix`. */
 export function parseCpus(text: string, list: boolean): { name: string; signature: number }[] {
   const parts = text.split(",");
@@ -86,14 +105,8 @@ export function takeKvmOptions(
     );
   }
   const loader = found.loader as KvmLoaderName;
-  const vcpus = parseVcpus(found.vcpus ?? "1", false)[0];
-  const cpu = found.cpu !== undefined ? parseCpus(found.cpu, false)[0] : undefined;
-  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
-    throw new UsageError(
-      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
-    );
-  }
-  return { kvm: { loader, vcpus, cpuSignature: cpu?.signature ?? 0 }, rest };
+  const { vcpus, cpuSignature } = parseHost(loader, found.vcpus, found.cpu);
+  return { kvm: { loader, vcpus, cpuSignature }, rest };
 }
 
 /** `verify --loader`: prints the verdict; returns the exit code. */

@@ -4,16 +4,17 @@
  */
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
-import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { openInput } from "../io/input_source.ts";
+import { soundHeaders } from "../file_operations.ts";
 import { planOutputTargets, writeSmallOutput } from "../io/output_target.ts";
 import type { CommandStreams } from "./commands.ts";
-import { measurementJson } from "../measure/measurement_json.ts";
+import { checkSvn, measurementJson } from "../measure/measurement_json.ts";
 import { DEFAULT_LOADER, loaderDigest, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/launch_log.ts";
-import { checkSvn, parseSubArgs } from "./sub_args.ts";
+import { parseSubArgs } from "./sub_args.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
-import { parseCpus, parseVcpus, printMatrix } from "./kvm_commands.ts";
+import { parseCpus, parseHost, parseVcpus, printMatrix } from "./kvm_commands.ts";
 import { kvmMatrixDigests } from "../sign_kvm.ts";
 
 /** Help for `igvmgen measure`. */
@@ -52,10 +53,6 @@ export async function runMeasureCommand(
   print: (line: string) => void,
   streams: CommandStreams = {},
 ): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    print(measureHelp());
-    return 0;
-  }
   const { values, positional } = parseSubArgs("measure", args, [
     { name: "loader", kind: "value" },
     { name: "all_loaders", kind: "flag" },
@@ -81,7 +78,7 @@ export async function runMeasureCommand(
   const log = values.has("log");
   const json = values.has("json");
   const measurementFile = values.get("measurement_file") as string | undefined;
-  const svn = checkSvn((values.get("svn") as string | undefined) ?? "0");
+  const svn = checkSvn("-svn", (values.get("svn") as string | undefined) ?? "0");
   if (all && (log || values.has("loader") || measurementFile)) {
     throw new UsageError(
       "measure: --all-loaders goes with no --log, --loader or -measurement_file",
@@ -101,18 +98,11 @@ export async function runMeasureCommand(
     inputs: [{ option: "the input", path }],
     ...streams,
   });
-  const file = await openFileAccess(path).catch((e) => {
-    throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
-  });
+  const { file, release } = await openInput(path, "IGVM file");
   const named = (e: unknown) => new Error(`${path}: ${(e as Error).message}`, { cause: e });
   try {
-    const headers = await readHeaders(file).catch((e) => Promise.reject(named(e)));
     // No digest is ever given for a structurally broken file.
-    try {
-      assertStructurallySound(file, headers);
-    } catch (e) {
-      throw named(e);
-    }
+    const headers = await soundHeaders(file).catch((e) => Promise.reject(named(e)));
     if (matrix) {
       const vcpus = parseVcpus(values.get("vcpus") as string, true);
       const cpus = parseCpus(values.get("cpu") as string, true);
@@ -190,7 +180,7 @@ export async function runMeasureCommand(
     }
     return 0;
   } finally {
-    file.close();
+    await release();
   }
 }
 
@@ -219,12 +209,6 @@ function hostOf(
       `measure: --vcpus and --cpu go with a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm)`,
     );
   }
-  const vcpus = parseVcpus(vcpusText ?? "1", false)[0];
-  const cpu = cpuText === undefined ? undefined : parseCpus(cpuText, false)[0];
-  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
-    throw new UsageError(
-      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
-    );
-  }
-  return { vcpus, cpuSignature: cpu?.signature ?? 0 };
+  const { vcpus, cpuSignature } = parseHost(loader, vcpusText, cpuText);
+  return { vcpus, cpuSignature };
 }

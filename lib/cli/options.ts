@@ -10,8 +10,9 @@
  * Adding an option is adding an entry to OPTION_SPECS, without `original`.
  */
 import { UsageError } from "../errors.ts";
-import { checkSvn as checkSvnValue } from "../measure/measurement_json.ts";
+import { checkSvn } from "../measure/measurement_json.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
+import { FALSE_WORDS, TRUE_WORDS } from "./sub_args.ts";
 import { FILE_LOADER_NAMES } from "../measure/loader_names.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
@@ -342,9 +343,6 @@ function optionLabel(spec: OptionSpec): string {
   return `${DOUBLE_DASH.includes(spec.name) ? "--" : "-"}${spec.name}`;
 }
 
-const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
-const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
-
 function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
   const flag = optionLabel(spec);
   switch (spec.kind) {
@@ -519,14 +517,9 @@ export function parseOptions(args: readonly string[]): Options {
   if (o.pgtable_level !== 2 && o.pgtable_level !== 4) {
     throw new UsageError(`-pgtable_level: expected 2 or 4, got ${o.pgtable_level}`);
   }
-  checkSvn(o.svn);
+  checkSvn("-svn", o.svn);
   if (o.verbose) o["log-level"] = "DEBUG";
   return o;
-}
-
-/** Checks a `-svn` value (a u32, as the ID block holds it); returns it unchanged. */
-export function checkSvn(raw: string): string {
-  return checkSvnValue("-svn", raw);
 }
 
 /** The help text. */

@@ -2,7 +2,8 @@
 import { UsageError } from "../errors.ts";
 import { signIgvmFile, type SignIo } from "../sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
-import { checkSvn, parseSubArgs } from "./sub_args.ts";
+import { parseSubArgs } from "./sub_args.ts";
+import { checkSvn } from "../measure/measurement_json.ts";
 import { signHostOf, signMatrixOf } from "./sign_host.ts";
 import { describeHost } from "../sign_kvm.ts";
 import { signMatrix } from "../sign_matrix.ts";
@@ -61,14 +62,9 @@ Every output is written only when all combinations succeeded.`;
 /** Runs `igvmgen sign`; returns the exit code. */
 export async function runSignCommand(
   args: readonly string[],
-  print: (line: string) => void,
   notice: (line: string) => void,
   streams: SignIo = { stdout: Deno.stdout.writable },
 ): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    print(signHelp());
-    return 0;
-  }
   const { values, positional } = parseSubArgs("sign", args, [
     { name: "o", kind: "value" },
     { name: "sign_key", kind: "value" },
@@ -111,7 +107,7 @@ export async function runSignCommand(
     signKey: str("sign_key"),
     signDeterministic: values.get("sign_deterministic") === true,
     configFile: str("config_file"),
-    svn: checkSvn(str("svn") ?? "0"),
+    svn: checkSvn("-svn", str("svn") ?? "0"),
     measurementFile: str("measurement_file"),
     loader,
     host,

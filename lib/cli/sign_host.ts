@@ -6,7 +6,7 @@
 import { UsageError } from "../errors.ts";
 import type { NamedHost } from "../sign_kvm.ts";
 import { loaderModel } from "../measure/loaders.ts";
-import { parseCpus, parseVcpus } from "./kvm_commands.ts";
+import { parseCpus, parseHost, parseVcpus } from "./kvm_commands.ts";
 
 /** `--vcpus` and `--cpu` of a single host; undefined when neither is given. */
 export function signHostOf(
@@ -20,14 +20,7 @@ export function signHostOf(
       `sign: --vcpus and --cpu go with a KVM loader (--loader qemu-kvm, ch-kvm or openvmm-kvm)`,
     );
   }
-  const vcpus = parseVcpus(vcpusText ?? "1", false)[0];
-  const cpu = cpuText === undefined ? undefined : parseCpus(cpuText, false)[0];
-  if ((loader === "qemu-kvm" || loader === "openvmm-kvm") && vcpus > 1 && !cpu) {
-    throw new UsageError(
-      `--loader ${loader} with more than one vCPU needs --cpu: each AP's VMSA holds the CPU signature`,
-    );
-  }
-  return { vcpus, cpuSignature: cpu?.signature ?? 0, cpu: cpu?.name };
+  return parseHost(loader, vcpusText, cpuText);
 }
 
 /** The lists of `sign --matrix`: every vCPU count with every CPU. */

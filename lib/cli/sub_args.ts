@@ -16,8 +16,10 @@ export interface SubArgs {
   positional: string[];
 }
 
-const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
-const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
+/** The words a boolean option reads as true, as generation's options do. */
+export const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
+/** The words a boolean option reads as false. */
+export const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
 
 /** Parses `args` for `command` against `specs`. */
 export function parseSubArgs(
@@ -66,5 +68,3 @@ export function parseSubArgs(
   }
   return { values, positional };
 }
-
-export { checkSvn } from "./options.ts";

@@ -26,8 +26,9 @@ export class AtomicFile implements ByteSink {
       throw new Error(`cannot write ${path}: the folder ${dir} does not exist`);
     }
     if (!info.isDirectory) throw new Error(`cannot write ${path}: ${dir} is not a folder`);
+    let existing: Deno.FileInfo | undefined;
     try {
-      const existing = await Deno.stat(path);
+      existing = await Deno.stat(path);
       if (existing.isDirectory) throw new Error(`cannot write ${path}: it is a folder`);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
@@ -43,18 +44,19 @@ export class AtomicFile implements ByteSink {
       throw writeError(path, e);
     }
     const out = new AtomicFile(path, tempPath, file);
-    await out.#keepModeOf(path);
+    await out.#keepModeOf(path, existing);
     return out;
   }
 
-  /** An existing output keeps its permission bits (not on Windows, which has none). */
-  async #keepModeOf(path: string): Promise<void> {
+  /**
+   * An existing output keeps its permission bits (not on Windows, which has none);
+   * `existing` is what create() found at `path`, if anything.
+   */
+  async #keepModeOf(path: string, existing: Deno.FileInfo | undefined): Promise<void> {
     if (Deno.build.os === "windows") return;
+    if (!existing?.isFile || existing.mode === null) return;
     try {
-      const existing = await Deno.stat(path);
-      if (existing.isFile && existing.mode !== null) {
-        await Deno.chmod(this.tempPath, existing.mode & 0o7777);
-      }
+      await Deno.chmod(this.tempPath, existing.mode & 0o7777);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) {
         await this.abort();

@@ -2,7 +2,7 @@
 import type { ByteReader } from "../layout/guest_image.ts";
 
 /** Read size for files: large reads keep syscalls and async hops off the per-page path. */
-export const READ_CHUNK = 2 << 20;
+const READ_CHUNK = 2 << 20;
 
 /**
  * Reads a file from `offset`, `length` bytes at most. `read()` reads in 2 MiB chunks: while

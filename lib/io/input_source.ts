@@ -10,6 +10,7 @@ import {
   type FileSourceOptions,
   type InputSource,
   readInputFile,
+  SIDE_INPUT_MAX,
   spoolToTempFile,
 } from "./inputs.ts";
 import { removeTemp } from "./temp_files.ts";
@@ -61,9 +62,6 @@ export async function inputSource(
   return await fileSource(spooled, what, `${what} (${name})`);
 }
 
-/** Streams that are read whole (keys, configs) stop at this size. */
-export const MAX_SMALL_INPUT = 1 << 20;
-
 /** Reads a small input whole: a file as `readInputFile` does, a stream up to 1 MiB. */
 export async function readSmallInput(input: Input, what: string): Promise<Uint8Array> {
   if (typeof input === "string") return await readInputFile(input, what);
@@ -73,8 +71,8 @@ export async function readSmallInput(input: Input, what: string): Promise<Uint8A
   try {
     for await (const chunk of stream) {
       length += chunk.length;
-      if (length > MAX_SMALL_INPUT) {
-        throw new Error(`more than ${MAX_SMALL_INPUT >> 20} MiB`);
+      if (length > SIDE_INPUT_MAX) {
+        throw new Error(`more than ${SIDE_INPUT_MAX >> 20} MiB`);
       }
       chunks.push(chunk);
     }
@@ -162,7 +160,7 @@ export async function withInputAccess<T>(
 
 /**
  * Runs `f` with a path for each input: a path as it is, a stream spooled to a temporary
- * file (small inputs up to `MAX_SMALL_INPUT`). The spools are removed when `f` settles. An
+ * file (small inputs up to `SIDE_INPUT_MAX`). The spools are removed when `f` settles. An
  * `InputError` or `UsageError` that names a spool names its stream instead.
  */
 export async function withInputPaths<K extends string, T>(
@@ -180,7 +178,7 @@ export async function withInputPaths<K extends string, T>(
         continue;
       }
       const { stream, name } = namedStream(input);
-      const limit = small ? { maxBytes: MAX_SMALL_INPUT, why: `${what} is read whole` } : undefined;
+      const limit = small ? { maxBytes: SIDE_INPUT_MAX, why: `${what} is read whole` } : undefined;
       const path = await spoolToTempFile(stream, `the ${what} from ${name}`, limit, true);
       names.set(path, name);
       paths[key] = path;

@@ -6,7 +6,7 @@ import { makeRegisteredTempFile, removeTemp } from "./temp_files.ts";
 import { isWriteError, writeError } from "./os_errors.ts";
 
 /** Stats `path` as a readable regular file, with a message naming `what` and the path. */
-export async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {
+async function statInputFile(path: string, what: string): Promise<Deno.FileInfo> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -18,7 +18,10 @@ export async function statInputFile(path: string, what: string): Promise<Deno.Fi
   return info;
 }
 
-/** The cap on small side inputs (keys, configs): far above any real one. */
+/**
+ * The cap on small side inputs (keys, configs), from a file or a stream read whole: far above
+ * any real one.
+ */
 export const SIDE_INPUT_MAX = 1 << 20;
 
 /**

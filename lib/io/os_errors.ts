@@ -2,7 +2,7 @@
 import { InputError } from "../errors.ts";
 
 /** The reason of an OS error in words: "No space left on device (os error 28)" -> "no space left on device". */
-export function osReason(e: unknown): string {
+function osReason(e: unknown): string {
   const message = e instanceof Error ? e.message : String(e);
   const reason = message.replace(/\s*\(os error \d+\)/, "").replace(
     /:\s*(write|open|rename|seek|fsync).*$/,

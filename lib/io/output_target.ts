@@ -15,6 +15,7 @@ import { DiscardedImage } from "./discarded_image.ts";
 import type { ByteSink } from "../write/igvm_writer.ts";
 import { readFullyAt } from "./file_reader.ts";
 import { withSignalsHeld } from "./signals.ts";
+import { basename, dirname, join } from "./path.ts";
 
 /** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
 export interface ImageFile extends ByteSink {
@@ -130,35 +131,16 @@ export interface OutputTarget {
 const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 
 const WINDOWS = Deno.build.os === "windows";
-const SEPARATOR = WINDOWS ? /[\\/]/ : /\//;
 
 function isAbsolute(path: string): boolean {
   return path.startsWith("/") || (WINDOWS && /^([a-zA-Z]:)?[\\/]/.test(path));
-}
-
-/** The folder part of a path ("." for a bare name). */
-export function parentDir(path: string): string {
-  const trimmed = path.replace(/[\\/]+$/, "") || path;
-  const parts = trimmed.split(SEPARATOR);
-  if (parts.length === 1) return ".";
-  const dir = parts.slice(0, -1).join("/");
-  return dir === "" ? "/" : dir;
-}
-
-/** The last part of a path. */
-export function baseName(path: string): string {
-  return path.replace(/[\\/]+$/, "").split(SEPARATOR).pop() ?? path;
-}
-
-function joinPath(dir: string, name: string): string {
-  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
 }
 
 /**
  * Follows `path` through symlinks to the file a write should replace: an output that is a
  * symlink is written through to its target, and the link stays.
  */
-export async function resolveOutputPath(path: string): Promise<string> {
+async function resolveOutputPath(path: string): Promise<string> {
   for (let hops = 0; hops < 40; hops++) {
     let info: Deno.FileInfo;
     try {
@@ -168,7 +150,7 @@ export async function resolveOutputPath(path: string): Promise<string> {
     }
     if (!info.isSymlink) return path;
     const target = await Deno.readLink(path);
-    path = isAbsolute(target) ? target : joinPath(parentDir(path), target);
+    path = isAbsolute(target) ? target : join(dirname(path), target);
   }
   throw new InputError(`cannot write ${path}: too many levels of symbolic links`);
 }
@@ -204,7 +186,7 @@ async function planTarget(
   const info = await statOrUndefined(path);
   if (info?.isDirectory) throw new InputError(`cannot write ${option} ${given}: it is a folder`);
   if (info && !info.isFile) return { option, given, kind: "stream", path };
-  const dir = parentDir(path);
+  const dir = dirname(path);
   const folder = await statOrUndefined(dir);
   if (!folder) {
     throw new InputError(`cannot write ${option} ${given}: the folder ${dir} does not exist`);
@@ -217,18 +199,22 @@ async function planTarget(
 
 /**
  * A file's identity: device and inode when the file exists (so two spellings, hard links and
- * symlinks compare equal), else its folder's real path and its name.
+ * symlinks compare equal), else its folder's real path and its name. `known`: the caller's
+ * Deno.stat of `path`, saving a second one.
  */
-async function identityOf(path: string): Promise<string | undefined> {
-  const info = await Deno.stat(path).catch(() => undefined);
+async function identityOf(
+  path: string,
+  known?: Deno.FileInfo,
+): Promise<string | undefined> {
+  const info = known ?? await Deno.stat(path).catch(() => undefined);
   if (info && info.dev !== null && info.ino !== null && Deno.build.os !== "windows") {
     return `inode ${info.dev}:${info.ino}`;
   }
   try {
     return `path ${await Deno.realPath(path)}`;
   } catch {
-    const dir = await Deno.realPath(parentDir(path)).catch(() => undefined);
-    return dir === undefined ? undefined : `path ${joinPath(dir, baseName(path))}`;
+    const dir = await Deno.realPath(dirname(path)).catch(() => undefined);
+    return dir === undefined ? undefined : `path ${join(dir, basename(path))}`;
   }
 }
 
@@ -293,13 +279,13 @@ export async function planOutputTargets(request: OutputsRequest): Promise<Output
     }
     const info = await Deno.stat(input.path).catch(() => undefined);
     if (!info) continue; // a missing input is reported when it is opened
-    const id = await identityOf(input.path);
+    const id = await identityOf(input.path, info);
     if (info.isDirectory) {
       // A folder of ACPI tables: an output there named like a table would become an input.
       for (const out of outputs) {
         if (
-          out.kind === "file" && /\.(dsl|aml)$/i.test(baseName(out.path)) &&
-          await identityOf(parentDir(out.path)) === id
+          out.kind === "file" && /\.(dsl|aml)$/i.test(basename(out.path)) &&
+          await identityOf(dirname(out.path)) === id
         ) {
           throw new UsageError(
             `${out.option} ${out.given} would write a table into ${input.option} ${input.path}: refusing to change an input folder`,

@@ -29,7 +29,7 @@ export async function withSignalsHeld<T>(commit: () => Promise<T>): Promise<T> {
 }
 
 /** The signals handled, with the shell's exit status for each (128 + signal number). */
-export const TERMINATION_SIGNALS = [
+const TERMINATION_SIGNALS = [
   { signal: "SIGINT", exitCode: 130 },
   { signal: "SIGTERM", exitCode: 143 },
   { signal: "SIGHUP", exitCode: 129 },
