@@ -67,7 +67,7 @@ export async function main(args: readonly string[]): Promise<number> {
       { generateRequestFrom },
       { standardOutputLooksClosed },
     ] = await Promise.all([
-      import("./lib/generate.ts"),
+      import("./lib/ops/generate.ts"),
       import("./lib/cli/progress.ts"),
       import("./lib/cli/request.ts"),
       import("./lib/io/output_target.ts"),

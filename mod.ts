@@ -60,61 +60,53 @@
  *
  * @module
  */
-import { generateIgvm, type GenerateResult } from "./lib/generate.ts";
-import type { GenerateRequest } from "./lib/generate_request.ts";
+import { generateIgvm, type GenerateResult } from "./lib/ops/generate.ts";
+import type { GenerateRequest } from "./lib/ops/generate_request.ts";
+import { diffIgvmFiles, type DiffRequest, type DiffResult } from "./lib/ops/diff.ts";
+import { dumpIgvmFileText } from "./lib/ops/dump.ts";
+import type { IgvmFileRequest } from "./lib/ops/igvm_file.ts";
+import { inspectIgvmFile, type InspectRequest } from "./lib/ops/inspect.ts";
 import {
-  diffIgvmFiles,
-  type DiffRequest,
-  type DiffResult,
-  dumpIgvmFileText,
-  type IgvmFileRequest,
-  inspectIgvmFile,
-  type InspectRequest,
   measureIgvmFile,
   measureIgvmLog,
   type MeasureLogEntry,
   type MeasureLogRequest,
   type MeasureRequest,
   type MeasureResult,
-  signIgvm,
-  type SignRequest,
-  type SignResult,
-  verifyIgvmFile,
-} from "./lib/file_operations.ts";
-import type { InspectReport } from "./lib/igvm/inspect.ts";
-import type { VerifyReport } from "./lib/igvm/verify.ts";
+} from "./lib/ops/measure.ts";
+import { signIgvm, type SignRequest, type SignResult } from "./lib/ops/sign.ts";
+import { verifyIgvmFile } from "./lib/ops/verify.ts";
+import type { InspectReport } from "./lib/ops/inspect.ts";
+import type { VerifyReport } from "./lib/ops/verify.ts";
 
-export type { GenerateResult } from "./lib/generate.ts";
+export type { GenerateResult } from "./lib/ops/generate.ts";
 export type {
   AcpiProfileName,
   BootMode,
   CpuVendor,
   GenerateRequest,
   KernelFormat,
-} from "./lib/generate_request.ts";
+} from "./lib/ops/generate_request.ts";
 export type { Input, NamedStream } from "./lib/io/input_source.ts";
-export type { Target } from "./lib/target.ts";
+export type { Target } from "./lib/ops/target.ts";
+export type { DiffRequest, DiffResult } from "./lib/ops/diff.ts";
+export type { IgvmFileRequest, LoaderChoice } from "./lib/ops/igvm_file.ts";
+export type { InspectRequest } from "./lib/ops/inspect.ts";
 export type {
-  DiffRequest,
-  DiffResult,
-  IgvmFileRequest,
-  InspectRequest,
-  LoaderChoice,
   MeasureLogEntry,
   MeasureLogRequest,
   MeasureRequest,
   MeasureResult,
-  SignRequest,
-  SignResult,
-} from "./lib/file_operations.ts";
-export { LOADER_NAMES } from "./lib/file_operations.ts";
+} from "./lib/ops/measure.ts";
+export type { SignRequest, SignResult } from "./lib/ops/sign.ts";
+export { LOADER_NAMES } from "./lib/ops/igvm_file.ts";
 export type { HostConfig } from "./lib/measure/launch_update.ts";
 export { CPU_SIGNATURES } from "./lib/x86/kvm_vmsa.ts";
 export type { PartChanges } from "./lib/measure/launch_diff.ts";
 export type { LaunchLogEntryJson } from "./lib/measure/launch_log.ts";
 
-export type { IdBlockInfo, VerifyReport } from "./lib/igvm/verify.ts";
-export type { InspectReport, PageKind, PageRange } from "./lib/igvm/inspect.ts";
+export type { IdBlockInfo, VerifyReport } from "./lib/ops/verify.ts";
+export type { InspectReport, PageKind, PageRange } from "./lib/ops/inspect.ts";
 export { InputError, UsageError } from "./lib/errors.ts";
 export { IgvmFormatError } from "./lib/igvm/reader.ts";
 export { KeyError } from "./lib/measure/signing_key.ts";

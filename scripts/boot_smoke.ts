@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { parseOptions } from "../lib/cli/options.ts";
-import { generateIgvm } from "../lib/generate.ts";
+import { generateIgvm } from "../lib/ops/generate.ts";
 import { generateRequestFrom } from "../lib/cli/request.ts";
 import { bootSmoke, buildInitramfs, SMOKE_CMDLINE, smokePrerequisites } from "../lib/boot/smoke.ts";
 

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { ElfError, flatBinary, parseElf64, sectionByName, symbolByName } from "../lib/elf/elf64.ts";
-import { earlyAreasFromSymbols } from "../lib/elf/early_areas.ts";
+import { earlyAreasFromSymbols } from "../lib/layout/early_areas.ts";
 import { makeBzImage, makeElf } from "../scripts/fixtures.ts";
 import { FIXTURES, HAVE_SHARED, REFERENCE, tempDir } from "./helpers.ts";
 

@@ -6,7 +6,7 @@
 import { BzImageError, parseSetupHeader } from "../lib/bzimage/setup_header.ts";
 import { ElfError, flatBinary, parseElf64, symbolByName } from "../lib/elf/elf64.ts";
 import { IgvmFormatError, parseIgvmHeaders } from "../lib/igvm/reader.ts";
-import { verifyIgvm } from "../lib/igvm/verify.ts";
+import { verifyIgvm } from "../lib/ops/verify.ts";
 import { decodeLegacySnapshot, SnapshotError } from "../acpi/legacy_snapshot.ts";
 import { AcpiError, acpiFromLegacySnapshot } from "../acpi/acpi_image.ts";
 import { KeyError, parseP384PrivateKeyPem } from "../lib/measure/signing_key.ts";

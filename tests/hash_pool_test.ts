@@ -1,7 +1,8 @@
 /** The page hash pool (Workers) and the writer's two ways of hashing give the same bytes. */
 import { assert, assertEquals, assertRejects } from "./assert.ts";
-import { PageHashPool } from "../lib/measure/hash_pool.ts";
-import { type ByteSink, writeIgvm } from "../lib/write/igvm_writer.ts";
+import { PageHashPool } from "../lib/hash/hash_pool.ts";
+import type { ByteSink } from "../lib/io/byte_stream.ts";
+import { writeIgvm } from "../lib/write/igvm_writer.ts";
 import type { GuestImage } from "../lib/layout/guest_image.ts";
 import { SparseMemory } from "../lib/layout/sparse_memory.ts";
 import { bytesReader } from "../lib/io/file_reader.ts";

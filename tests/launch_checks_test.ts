@@ -4,7 +4,7 @@
  * the CLI; the KVM policy rules.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { checkLaunch, kvmPolicyProblems } from "../lib/igvm/launch_checks.ts";
+import { checkLaunch, kvmPolicyProblems } from "../lib/measure/launch_checks.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { generateImage, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
 import { bytesAccess } from "./kvm_helpers.ts";

@@ -1,11 +1,11 @@
 /**
  * The CLI's translation of argv into the library's request (lib/cli/request.ts), and the
- * request's own checks (lib/generate_request.ts).
+ * request's own checks (lib/ops/generate_request.ts).
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { OPTION_SPECS, parseOptions } from "../lib/cli/options.ts";
 import { generateRequestFrom } from "../lib/cli/request.ts";
-import { type GenerateRequest, resolveGenerateRequest } from "../lib/generate_request.ts";
+import { type GenerateRequest, resolveGenerateRequest } from "../lib/ops/generate_request.ts";
 import { UsageError } from "../lib/errors.ts";
 
 const resolved = (args: string[]) =>

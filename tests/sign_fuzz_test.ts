@@ -17,7 +17,7 @@ import { InputError } from "../lib/errors.ts";
 import { LOADERS } from "../lib/measure/loaders.ts";
 import { launchDigestOf } from "../lib/measure/launch_update.ts";
 import { launchLog } from "../lib/measure/launch_log.ts";
-import { rewriteWithIdBlock } from "../lib/igvm/sign.ts";
+import { rewriteWithIdBlock } from "../lib/measure/id_block_file.ts";
 import { DEFAULT_HOST } from "../lib/measure/file_loaders.ts";
 
 const ITERATIONS = Number(Deno.env.get("SIGN_FUZZ_ITERATIONS") ?? 300);

@@ -74,7 +74,7 @@ for (const c of GOLDEN.cases) {
 }
 
 /**
- * Removes the ID block header of an IGVM file (written independently of lib/igvm/sign.ts):
+ * Removes the ID block header of an IGVM file (written independently of lib/measure/id_block_file.ts):
  * the header goes, the data section moves up, file offsets, sizes and the CRC follow.
  */
 function stripIdBlock(bytes: Uint8Array): Uint8Array {

@@ -108,7 +108,7 @@ async function nodeLoadsFrom(entries: string[]): Promise<string[]> {
 }
 
 Deno.test("main.ts's default path, and the hashing worker, load no Node-compatibility module", async () => {
-  const problems = await nodeLoadsFrom(["main.ts", "lib/measure/hash_worker.ts"]);
+  const problems = await nodeLoadsFrom(["main.ts", "lib/hash/hash_worker.ts"]);
   assertEquals(problems, []);
 });
 

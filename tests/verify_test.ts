@@ -4,7 +4,8 @@ import { assert, assertEquals } from "./assert.ts";
 import { generateImage, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
 import { makeBzImage, makeElf } from "../scripts/fixtures.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
-import { type FileAccess, verifyIgvm } from "../lib/igvm/verify.ts";
+import type { FileAccess } from "../lib/io/file_reader.ts";
+import { verifyIgvm } from "../lib/ops/verify.ts";
 import { IgvmFormatError } from "../lib/igvm/dump.ts";
 import { assertRejects } from "./assert.ts";
 

@@ -1,8 +1,9 @@
 /** The subcommands on existing IGVM files: `inspect`, `verify`, `measure`, `sign`, `diff`. */
 import { UsageError } from "../errors.ts";
-import { formatInspect } from "../igvm/inspect.ts";
-import { inspectIgvmFile, verifyIgvmFile } from "../file_operations.ts";
-import { readHeaders } from "../igvm/verify.ts";
+import { formatInspect } from "../ops/inspect.ts";
+import { inspectIgvmFile } from "../ops/inspect.ts";
+import { verifyIgvmFile } from "../ops/verify.ts";
+import { readHeaders } from "../igvm/structure.ts";
 import { openInput } from "../io/input_source.ts";
 import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
 import { runSignCommand, signHelp } from "./sign_command.ts";

@@ -1,6 +1,7 @@
 /** `igvmgen diff A B`: why two launch digests differ (lib/measure/launch_diff.ts). */
 import { UsageError } from "../errors.ts";
-import { assertStructurallySound, openFileAccess, readHeaders } from "../igvm/verify.ts";
+import { assertStructurallySound, readHeaders } from "../igvm/structure.ts";
+import { openFileAccess } from "../io/file_reader.ts";
 import { DEFAULT_LOADER, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { diffLaunches, formatDiff } from "../measure/launch_diff.ts";
 import { parseSubArgs } from "./sub_args.ts";

@@ -4,10 +4,10 @@
  * and the `--vcpus`/`--cpu` parsing and the `--matrix` digests `measure` uses.
  */
 import { UsageError } from "../errors.ts";
-import type { MatrixDigest } from "../sign_kvm.ts";
+import type { MatrixDigest } from "../measure/kvm_hosts.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
-import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../igvm/launch_checks.ts";
+import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../measure/launch_checks.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { CPU_SIGNATURES, parseCpuSignature } from "../x86/kvm_vmsa.ts";
 

@@ -5,7 +5,7 @@
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
 import { openInput } from "../io/input_source.ts";
-import { soundHeaders } from "../file_operations.ts";
+import { soundHeaders } from "../ops/igvm_file.ts";
 import { planOutputTargets, writeSmallOutput } from "../io/output_target.ts";
 import type { CommandStreams } from "./commands.ts";
 import { checkSvn, measurementJson } from "../measure/measurement_json.ts";
@@ -15,7 +15,7 @@ import { parseSubArgs } from "./sub_args.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { parseCpus, parseHost, parseVcpus, printMatrix } from "./kvm_commands.ts";
-import { kvmMatrixDigests } from "../sign_kvm.ts";
+import { kvmMatrixDigests } from "../measure/kvm_hosts.ts";
 
 /** Help for `igvmgen measure`. */
 export function measureHelp(): string {

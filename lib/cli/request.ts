@@ -1,5 +1,5 @@
 /** The command line's options as the library's request: the CLI's only translation step. */
-import type { GenerateRequest } from "../generate_request.ts";
+import type { GenerateRequest } from "../ops/generate_request.ts";
 import type { Input } from "../io/input_source.ts";
 import type { Options } from "./options.ts";
 import { UsageError } from "../errors.ts";

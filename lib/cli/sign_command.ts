@@ -1,12 +1,12 @@
-/** `igvmgen sign`: the command line of lib/sign_file.ts. */
+/** `igvmgen sign`: the command line of lib/ops/sign.ts and lib/ops/sign_file.ts. */
 import { UsageError } from "../errors.ts";
-import { signIgvmFile, type SignIo } from "../sign_file.ts";
+import { signIgvmFile, type SignIo } from "../ops/sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { parseSubArgs } from "./sub_args.ts";
 import { checkSvn } from "../measure/measurement_json.ts";
 import { signHostOf, signMatrixOf } from "./sign_host.ts";
-import { describeHost } from "../sign_kvm.ts";
-import { signMatrix } from "../sign_matrix.ts";
+import { describeHost } from "../measure/kvm_hosts.ts";
+import { signMatrix } from "../ops/sign_matrix.ts";
 
 /** Help for `igvmgen sign`. */
 export function signHelp(): string {

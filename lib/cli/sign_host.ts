@@ -4,7 +4,7 @@
  * openvmm-kvm with more than one vCPU need the CPU model (each AP's VMSA holds its signature).
  */
 import { UsageError } from "../errors.ts";
-import type { NamedHost } from "../sign_kvm.ts";
+import type { NamedHost } from "../measure/kvm_hosts.ts";
 import { loaderModel } from "../measure/loaders.ts";
 import { parseCpus, parseHost, parseVcpus } from "./kvm_commands.ts";
 

@@ -5,7 +5,8 @@ import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { PAGE_SIZE } from "../bytes/le.ts";
 import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
 import type { BzImageLayout } from "../layout/bzimage_layout.ts";
-import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
+import type { GuestImage } from "../layout/guest_image.ts";
+import type { StreamRegion } from "../io/byte_stream.ts";
 import {
   type GuestCpuOptions,
   guestImageOf,

@@ -1,6 +1,7 @@
 /** Generated pages every image has: ACPI, CPUID, GDT, page tables. */
 import type { AcpiImage } from "../../acpi/acpi_image.ts";
-import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
+import type { GuestImage } from "../layout/guest_image.ts";
+import type { StreamRegion } from "../io/byte_stream.ts";
 import type { Range } from "../layout/guest_allocator.ts";
 import { SparseMemory } from "../layout/sparse_memory.ts";
 import { bytesReader } from "../io/file_reader.ts";

@@ -5,7 +5,8 @@ import { encodeBootParams } from "../bzimage/boot_params.ts";
 import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { encodeMonitorParams } from "../elf/monitor_params.ts";
 import type { ElfLayout } from "../layout/elf_layout.ts";
-import type { GuestImage, StreamRegion } from "../layout/guest_image.ts";
+import type { GuestImage } from "../layout/guest_image.ts";
+import type { StreamRegion } from "../io/byte_stream.ts";
 import { bytesReader } from "../io/file_reader.ts";
 import {
   type GuestCpuOptions,

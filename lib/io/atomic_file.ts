@@ -3,7 +3,7 @@
  * on success: a failure leaves no partial file and an existing output untouched.
  */
 import { basename, dirname, join } from "./path.ts";
-import type { ByteSink } from "../write/igvm_writer.ts";
+import type { ByteSink } from "./byte_stream.ts";
 import { readFullyAt } from "./file_reader.ts";
 import { makeRegisteredTempFile, registerTemp, removeTemp, unregisterTemp } from "./temp_files.ts";
 import { writeError } from "./os_errors.ts";

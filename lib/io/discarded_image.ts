@@ -3,7 +3,7 @@
  * section (written last, at offset 0) is kept, so the self-check can read it back. No
  * temporary file at all: `-o /dev/null -measurement_file m.json` costs no disk.
  */
-import type { ByteSink } from "../write/igvm_writer.ts";
+import type { ByteSink } from "./byte_stream.ts";
 
 /** A sink that keeps the bytes written at offset 0 and the size, and drops the rest. */
 export class DiscardedImage implements ByteSink {

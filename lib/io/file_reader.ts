@@ -1,5 +1,5 @@
 /** Sequential readers over files and in-memory bytes, with large reads ahead of use. */
-import type { ByteReader } from "../layout/guest_image.ts";
+import type { ByteReader } from "./byte_stream.ts";
 
 /** Read size for files: large reads keep syscalls and async hops off the per-page path. */
 const READ_CHUNK = 2 << 20;

@@ -1,6 +1,6 @@
 /** Opening the user's input files: checks that name the file, and sizes for planning. */
 import { InputError, UsageError } from "../errors.ts";
-import type { ByteReader, StreamRegion } from "../layout/guest_image.ts";
+import type { ByteReader, StreamRegion } from "./byte_stream.ts";
 import { openFileRange } from "./file_reader.ts";
 import { makeRegisteredTempFile, removeTemp } from "./temp_files.ts";
 import { isWriteError, writeError } from "./os_errors.ts";

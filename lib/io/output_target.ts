@@ -12,7 +12,7 @@ import { AtomicFile } from "./atomic_file.ts";
 import { writeError } from "./os_errors.ts";
 import { isStdinPath } from "./inputs.ts";
 import { DiscardedImage } from "./discarded_image.ts";
-import type { ByteSink } from "../write/igvm_writer.ts";
+import type { ByteSink } from "./byte_stream.ts";
 import { readFullyAt } from "./file_reader.ts";
 import { withSignalsHeld } from "./signals.ts";
 import { basename, dirname, join } from "./path.ts";

@@ -1,23 +1,7 @@
 /** What a layout planner hands the writer: guest memory, described without its bulk bytes. */
 import type { Range } from "./guest_allocator.ts";
 import type { SparseMemory } from "./sparse_memory.ts";
-
-/** Reads an input's bytes in order, once. */
-export interface ByteReader {
-  /** Fills `dst` from the input; returns how many bytes it got (less only at the end). */
-  read(dst: Uint8Array): Promise<number>;
-  /** The same without waiting: bytes in memory, or a file read on this thread. */
-  readSync?(dst: Uint8Array): number;
-  close(): void;
-}
-
-/** Bulk input bytes (kernel payload, initrd, shared payload) placed at a page-aligned GPA. */
-export interface StreamRegion {
-  name: string;
-  gpa: number;
-  length: number;
-  open(): Promise<ByteReader>;
-}
+import type { StreamRegion } from "../io/byte_stream.ts";
 
 /** A whole guest image: which pages exist, what fills them, and the special pages. */
 export interface GuestImage {

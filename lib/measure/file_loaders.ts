@@ -25,10 +25,10 @@ import {
 import {
   directiveGpa as gpaOf,
   directiveMask,
-  pageDataSnpType,
   parameterAreaSizes,
   snpCompatibilityMask,
-} from "./directives.ts";
+} from "../igvm/directives.ts";
+import { pageDataSnpType } from "./page_type.ts";
 import { hashPlanned, type PlannedUpdate } from "./planned_updates.ts";
 
 /** How one file-order model treats the directives (LOADERS.md §10). */

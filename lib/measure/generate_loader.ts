@@ -5,11 +5,11 @@
  * guest-invalid (shared) pages the hyperv and ch-mshv digests differ, and a notice names both.
  */
 import { toHex } from "../bytes/le.ts";
-import { readHeaders } from "../igvm/verify.ts";
+import { readHeaders } from "../igvm/structure.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { rewriteIdBlockInPlace } from "../igvm/sign.ts";
+import { rewriteIdBlockInPlace } from "./id_block_file.ts";
 import { DEFAULT_LOADER, loaderDigest, policyWarning } from "./loaders.ts";
-import type { SignSink } from "../igvm/sign.ts";
+import type { SignSink } from "./id_block_file.ts";
 
 /**
  * Returns the launch digest of the written file under `loader`, re-signing its ID block

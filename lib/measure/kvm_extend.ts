@@ -34,7 +34,7 @@ import {
 import { directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { KVM_VMSA_GPA, kvmBspVmsa, kvmSevFeatures, resetVmsa } from "../x86/kvm_vmsa.ts";
-import { snpCompatibilityMask } from "./directives.ts";
+import { snpCompatibilityMask } from "../igvm/directives.ts";
 import type { HostConfig } from "./launch_update.ts";
 import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 

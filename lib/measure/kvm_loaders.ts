@@ -26,9 +26,9 @@ import {
   directiveGpa as gpaOf,
   directiveMask,
   findSnpCompatibilityMask,
-  pageDataSnpType,
   parameterAreaSizes,
-} from "./directives.ts";
+} from "../igvm/directives.ts";
+import { pageDataSnpType } from "./page_type.ts";
 import { hashPlanned as hashPlannedUpdates, type PlannedUpdate } from "./planned_updates.ts";
 import {
   KVM_RESET_RDX,

@@ -5,7 +5,7 @@
  */
 import { toHex } from "../bytes/le.ts";
 import { type IgvmFile, IgvmFormatError } from "../igvm/reader.ts";
-import { assertStructurallySound } from "../igvm/verify.ts";
+import { assertStructurallySound } from "../igvm/structure.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import {
   launchLog,

@@ -18,7 +18,7 @@ import {
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
 import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
-import { guestReaderOf } from "../igvm/verify.ts";
+import { guestReaderOf } from "../igvm/structure.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
 import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";

@@ -54,7 +54,7 @@ export type RecordHasher = (record: Uint8Array, out: Uint8Array) => void;
  * JavaScript one; it costs ~20 ms to load, so it pays off from about 20,000 pages.
  */
 export async function loadWasmRecordHasher(): Promise<RecordHasher> {
-  const { createWasmSha384 } = await import("./wasm_sha384.ts");
+  const { createWasmSha384 } = await import("../hash/wasm_sha384.ts");
   const h = await createWasmSha384();
   return (record, out) => {
     h.init();

@@ -6,7 +6,8 @@
 import { crc32 } from "../bytes/crc32.ts";
 import { isAllZero, PAGE_SIZE } from "../bytes/le.ts";
 import { emittedRuns, type Range } from "../layout/guest_allocator.ts";
-import type { ByteReader, GuestImage, StreamRegion } from "../layout/guest_image.ts";
+import type { ByteReader, ByteSink, StreamRegion } from "../io/byte_stream.ts";
+import type { GuestImage } from "../layout/guest_image.ts";
 import { HeaderSectionBuilder, headerSectionSize } from "../igvm/headers.ts";
 import {
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
@@ -23,14 +24,9 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SnpLaunchDigest,
 } from "../measure/snp_digest.ts";
-import { PageHashPool } from "../measure/hash_pool.ts";
+import { PageHashPool } from "../hash/hash_pool.ts";
 import { ZERO_PAGE_DIGEST } from "../measure/planned_updates.ts";
-import { createWasmSha384 } from "../measure/wasm_sha384.ts";
-
-/** Where the writer puts bytes: positioned writes into a seekable sink. */
-export interface ByteSink {
-  writeAt(offset: number, bytes: Uint8Array): Promise<void>;
-}
+import { createWasmSha384 } from "../hash/wasm_sha384.ts";
 
 /** The result of writing an image. */
 export interface WrittenImage {

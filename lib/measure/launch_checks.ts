@@ -17,8 +17,8 @@ import {
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_VP_CONTEXT,
   IGVM_VHT_VP_COUNT_PARAMETER,
-} from "./defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile } from "./reader.ts";
+} from "../igvm/defs.ts";
+import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { hex, PAGE_SIZE, toHex } from "../bytes/le.ts";
 import {
@@ -39,10 +39,10 @@ import {
   SEV_ES_SAVE_AREA_EXTRA,
   SEV_FEATURE_DEBUG_SWAP,
 } from "../x86/kvm_vmsa.ts";
-import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "../measure/kvm_loaders.ts";
-import { type HostConfig, launchDigestOf } from "../measure/launch_update.ts";
-import { directiveMask, findSnpPlatform } from "../measure/directives.ts";
-import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "../measure/tei_config.ts";
+import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
+import { type HostConfig, launchDigestOf } from "./launch_update.ts";
+import { directiveMask, findSnpPlatform } from "../igvm/directives.ts";
+import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "./tei_config.ts";
 
 /** The loaders `verify --loader` checks. */
 export const LAUNCH_CHECK_LOADERS = ["qemu-kvm", "ch-kvm", "openvmm-kvm"] as const;

@@ -9,9 +9,15 @@
  *   signatures (`--id-signature` pattern) are then checked and attached.
  * Every output is written to a temporary file first; they appear only when all succeeded.
  */
-import { InputError, UsageError } from "./errors.ts";
-import { openFileAccess, readHeaders } from "./igvm/verify.ts";
-import { checkSignable, filePolicy, idBlockPayload, rewriteWithIdBlock } from "./igvm/sign.ts";
+import { InputError, UsageError } from "../errors.ts";
+import { openFileAccess } from "../io/file_reader.ts";
+import { readHeaders } from "../igvm/structure.ts";
+import {
+  checkSignable,
+  filePolicy,
+  idBlockPayload,
+  rewriteWithIdBlock,
+} from "../measure/id_block_file.ts";
 import {
   commitImage,
   flushFileTarget,
@@ -20,11 +26,11 @@ import {
   type OutputSpec,
   type OutputTarget,
   planOutputTargets,
-} from "./io/output_target.ts";
-import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
-import { encodeIdAuthInfo, toBase64 } from "./measure/id_auth.ts";
-import { snpCompatibilityMask } from "./measure/directives.ts";
-import type { KvmLoaderName } from "./measure/kvm_loaders.ts";
+} from "../io/output_target.ts";
+import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "../measure/id_block.ts";
+import { encodeIdAuthInfo, toBase64 } from "../measure/id_auth.ts";
+import { snpCompatibilityMask } from "../igvm/directives.ts";
+import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import {
   loadConfig,
   loadPublicKey,
@@ -33,8 +39,8 @@ import {
   signInputs,
   type SignIo,
 } from "./sign_file.ts";
-import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "./sign_kvm.ts";
-import { withSignalsHeld } from "./io/signals.ts";
+import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "../measure/kvm_hosts.ts";
+import { withSignalsHeld } from "../io/signals.ts";
 
 /** What `sign --matrix` is asked to do. */
 export interface SignMatrixRequest {

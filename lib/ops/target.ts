@@ -17,21 +17,21 @@
  * With these, the file-order digest equals QEMU's for one vCPU; the ID block and the
  * measurement file hold the loader's digest for `-vcpus` and `-cpu`.
  */
-import type { AcpiImage } from "../acpi/acpi_image.ts";
-import { ACPI_RSDP_ADDR } from "../acpi/tables.ts";
-import { InputError } from "./errors.ts";
-import { PAGE_SIZE, toHex } from "./bytes/le.ts";
-import type { GuestImage } from "./layout/guest_image.ts";
-import type { IgvmFile } from "./igvm/reader.ts";
-import { readIgvmHeaders } from "./igvm/header_stream.ts";
-import { rewriteIdBlockInPlace } from "./igvm/sign.ts";
-import type { FileAccess } from "./io/file_reader.ts";
-import { checkLaunch, kvmPolicyProblems } from "./igvm/launch_checks.ts";
-import { KVM_LOADERS, type KvmLoaderName } from "./measure/kvm_loaders.ts";
-import { launchDigestOf } from "./measure/launch_update.ts";
-import type { HostConfig } from "./measure/launch_update.ts";
-import { extendWithApVmsas, fileOrderIsQemuOrder } from "./measure/kvm_extend.ts";
-import { KVM_VMSA_GPA, kvmTargetVmsa } from "./x86/kvm_vmsa.ts";
+import type { AcpiImage } from "../../acpi/acpi_image.ts";
+import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
+import { InputError } from "../errors.ts";
+import { PAGE_SIZE, toHex } from "../bytes/le.ts";
+import type { GuestImage } from "../layout/guest_image.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import { readIgvmHeaders } from "../igvm/header_stream.ts";
+import { rewriteIdBlockInPlace } from "../measure/id_block_file.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import { checkLaunch, kvmPolicyProblems } from "../measure/launch_checks.ts";
+import { KVM_LOADERS, type KvmLoaderName } from "../measure/kvm_loaders.ts";
+import { launchDigestOf } from "../measure/launch_update.ts";
+import type { HostConfig } from "../measure/launch_update.ts";
+import { extendWithApVmsas, fileOrderIsQemuOrder } from "../measure/kvm_extend.ts";
+import { KVM_VMSA_GPA, kvmTargetVmsa } from "../x86/kvm_vmsa.ts";
 
 /**
  * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud

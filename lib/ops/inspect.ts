@@ -17,9 +17,13 @@ import {
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
-} from "./defs.ts";
-import { type Directive, directiveFileOffset } from "./reader.ts";
-import { assertStructurallySound, type FileAccess, readHeaders, verifyIgvm } from "./verify.ts";
+} from "../igvm/defs.ts";
+import { type Directive, directiveFileOffset } from "../igvm/reader.ts";
+import { assertStructurallySound, readHeaders } from "../igvm/structure.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import { verifyIgvm } from "./verify.ts";
+import { inputName, withInputAccess } from "../io/input_source.ts";
+import { checkFields, type IgvmFileRequest, naming } from "./igvm_file.ts";
 import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";
 
 /** Kinds of pages in a range. */
@@ -273,4 +277,25 @@ export function formatInspect(r: InspectReport): string {
     );
   }
   return lines.join("\n");
+}
+
+/** What `inspect` is asked. */
+export interface InspectRequest extends IgvmFileRequest {
+  /** The name the report gives the file. Default: the path, or the stream's name. */
+  name?: string;
+}
+
+/** Summarises a file: platforms, policy, page ranges, VMSAs, ID block. */
+export async function inspectIgvmFile(request: InspectRequest): Promise<InspectReport> {
+  checkFields(
+    "inspect",
+    request,
+    { file: true, name: true } satisfies Record<keyof InspectRequest, true>,
+  );
+  const name = inputName(request.file);
+  return await withInputAccess(
+    request.file,
+    "IGVM file",
+    (file) => inspectIgvm(file, request.name ?? name).catch(naming(name)),
+  );
 }

@@ -3,8 +3,8 @@
  * arch/x86/boot/compressed/vmlinux: `boot_stack` as linked, and `pgtable` relocated to
  * the end of init_size (startup_32 builds the page tables at the relocated address).
  */
-import type { EarlyArea } from "../layout/bzimage_layout.ts";
-import { type Elf64, symbolByName } from "./elf64.ts";
+import type { EarlyArea } from "./bzimage_layout.ts";
+import { type Elf64, symbolByName } from "../elf/elf64.ts";
 
 /** The early areas (offsets from pref_address), sorted by offset. */
 export function earlyAreasFromSymbols(elf: Elf64, initSize: number): EarlyArea[] {

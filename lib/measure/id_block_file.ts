@@ -16,14 +16,14 @@ import {
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_VP_CONTEXT,
   VARIABLE_HEADER_BODIES,
-} from "./defs.ts";
-import { headerSectionChecksum, type IgvmFile } from "./reader.ts";
+} from "../igvm/defs.ts";
+import { headerSectionChecksum, type IgvmFile } from "../igvm/reader.ts";
 import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { encodeSnpIdBlock } from "../measure/id_block.ts";
+import { encodeSnpIdBlock } from "./id_block.ts";
 
-import type { IdBlockConfig } from "../measure/tei_config.ts";
-import { snpCompatibilityMask } from "../measure/directives.ts";
+import type { IdBlockConfig } from "./tei_config.ts";
+import { snpCompatibilityMask } from "../igvm/directives.ts";
 
 /** Where the new file goes: positioned writes. */
 export interface SignSink {

@@ -3,13 +3,13 @@
  * field, with the original's defaults. The CLI builds one from its command line
  * (lib/cli/request.ts); library users write one (mod.ts).
  */
-import { MAX_VCPUS, PROFILE_NAMES, type ProfileName } from "../acpi/profiles.ts";
-import { UsageError } from "./errors.ts";
-import { checkSvn } from "./measure/measurement_json.ts";
-import type { Input } from "./io/input_source.ts";
+import { MAX_VCPUS, PROFILE_NAMES, type ProfileName } from "../../acpi/profiles.ts";
+import { UsageError } from "../errors.ts";
+import { checkSvn } from "../measure/measurement_json.ts";
+import type { Input } from "../io/input_source.ts";
 import { type KvmTarget, type Target, TARGETS } from "./target.ts";
-import { CPU_SIGNATURES, parseCpuSignature } from "./x86/kvm_vmsa.ts";
-import { loaderNames } from "./measure/loaders.ts";
+import { CPU_SIGNATURES, parseCpuSignature } from "../x86/kvm_vmsa.ts";
+import { loaderNames } from "../measure/loaders.ts";
 
 /** The kernel's format: a bzImage, a bzImage with a shared payload, or a monitor ELF. */
 export type KernelFormat = "bzImage" | "bzImage2" | "elf";

@@ -4,18 +4,19 @@
  * signer, or attach an offline signature after checking it. Outputs are written atomically;
  * a refusal writes nothing.
  */
-import { InputError, UsageError } from "./errors.ts";
-import { toHex } from "./bytes/le.ts";
-import { IGVM_VHT_SNP_ID_BLOCK } from "./igvm/defs.ts";
-import { assertStructurallySound, openFileAccess, readHeaders } from "./igvm/verify.ts";
+import { InputError, UsageError } from "../errors.ts";
+import { toHex } from "../bytes/le.ts";
+import { IGVM_VHT_SNP_ID_BLOCK } from "../igvm/defs.ts";
+import { assertStructurallySound, readHeaders } from "../igvm/structure.ts";
+import { openFileAccess } from "../io/file_reader.ts";
 import {
   checkSignable,
   describePayloadMismatch,
   filePolicy,
   idBlockPayload,
   rewriteWithIdBlock,
-} from "./igvm/sign.ts";
-import { readInputFile } from "./io/inputs.ts";
+} from "../measure/id_block_file.ts";
+import { readInputFile } from "../io/inputs.ts";
 import {
   commitOutputs,
   type NamedInput,
@@ -24,20 +25,20 @@ import {
   planOutputTargets,
   type StandardStreams,
   writeSmallOutput,
-} from "./io/output_target.ts";
-import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "./measure/id_block.ts";
-import { type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
-import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
-import { loaderDigest, policyWarning } from "./measure/loaders.ts";
-import { snpCompatibilityMask } from "./measure/directives.ts";
+} from "../io/output_target.ts";
+import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "../measure/id_block.ts";
+import { type P384Key, parseP384PrivateKeyPem } from "../measure/signing_key.ts";
+import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "../measure/tei_config.ts";
+import { loaderDigest, policyWarning } from "../measure/loaders.ts";
+import { snpCompatibilityMask } from "../igvm/directives.ts";
 import {
   type EcdsaSignature,
   type P384PublicKey,
   parseEcdsaSignature,
   parseP384PublicKey,
-} from "./measure/public_key.ts";
-import { measurementJson } from "./measure/measurement_json.ts";
-import { describeHost, kvmLaunchWarnings, type NamedHost } from "./sign_kvm.ts";
+} from "../measure/public_key.ts";
+import { measurementJson } from "../measure/measurement_json.ts";
+import { describeHost, kvmLaunchWarnings, type NamedHost } from "../measure/kvm_hosts.ts";
 
 /** What `sign` is asked to do. */
 export interface SignRequest {

@@ -3,15 +3,15 @@
  * loader would refuse the file, which the signature cannot fix; how a host configuration is
  * named; and the digests of `sign --matrix`, one per vCPU count and CPU model.
  */
-import { toHex } from "./bytes/le.ts";
-import type { FileAccess } from "./io/file_reader.ts";
-import type { IgvmFile } from "./igvm/reader.ts";
-import { checkLaunch, kvmPolicyProblems, LAUNCH_CHECK_LOADERS } from "./igvm/launch_checks.ts";
-import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./measure/kvm_loaders.ts";
-import type { HostConfig } from "./measure/launch_update.ts";
-import { SnpLaunchDigest } from "./measure/snp_digest.ts";
-import { extendWithApVmsas, fileOrderIsQemuOrder } from "./measure/kvm_extend.ts";
-import { loaderDigest } from "./measure/loaders.ts";
+import { toHex } from "../bytes/le.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import { checkLaunch, kvmPolicyProblems, LAUNCH_CHECK_LOADERS } from "./launch_checks.ts";
+import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
+import type { HostConfig } from "./launch_update.ts";
+import { SnpLaunchDigest } from "./snp_digest.ts";
+import { extendWithApVmsas, fileOrderIsQemuOrder } from "./kvm_extend.ts";
+import { loaderDigest } from "./loaders.ts";
 
 /**
  * Warnings when `loader` is a KVM loader that would not start the signed file: KVM refuses

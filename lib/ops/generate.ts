@@ -2,35 +2,39 @@
  * The generation pipeline: inputs -> layout plan -> guest image -> measured, streamed IGVM
  * file -> measurement JSON. No printing here; the CLI reports.
  */
-import { type AcpiImage, loadAcpi } from "../acpi/acpi_image.ts";
-import { builtinAcpi } from "../acpi/builtin.ts";
-import { InputError, UsageError } from "./errors.ts";
+import { type AcpiImage, loadAcpi } from "../../acpi/acpi_image.ts";
+import { builtinAcpi } from "../../acpi/builtin.ts";
+import { InputError, UsageError } from "../errors.ts";
 import {
   type GenerateRequest,
   kvmTargetOf,
   type ResolvedRequest,
   resolveGenerateRequest,
 } from "./generate_request.ts";
-import { parseSetupHeader, SETUP_HEADER_END } from "./bzimage/setup_header.ts";
-import { toHex } from "./bytes/le.ts";
-import { buildBzImageGuest } from "./guest/bzimage_guest.ts";
+import { parseSetupHeader, SETUP_HEADER_END } from "../bzimage/setup_header.ts";
+import { toHex } from "../bytes/le.ts";
+import { buildBzImageGuest } from "../guest/bzimage_guest.ts";
 import {
   checkStdinOnce,
   holdSpools,
   type InputSource,
   isStdinPath,
   removeSpools,
-} from "./io/inputs.ts";
-import { type Input, inputName, inputSource, readSmallInput } from "./io/input_source.ts";
-import { type EarlyArea, planBzImageLayout, SHARED_PAYLOAD_ADDR } from "./layout/bzimage_layout.ts";
-import { planElfLayout, VMPL2_KERNEL_ADDR } from "./layout/elf_layout.ts";
-import { buildElfGuest } from "./guest/elf_guest.ts";
-import { flatBinary, parseElf64, sectionByName } from "./elf/elf64.ts";
-import { earlyAreasFromSymbols } from "./elf/early_areas.ts";
-import type { GuestImage } from "./layout/guest_image.ts";
-import { encodeIgvmIdBlock } from "./measure/id_block.ts";
-import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "./measure/signing_key.ts";
-import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "./measure/tei_config.ts";
+} from "../io/inputs.ts";
+import { type Input, inputName, inputSource, readSmallInput } from "../io/input_source.ts";
+import {
+  type EarlyArea,
+  planBzImageLayout,
+  SHARED_PAYLOAD_ADDR,
+} from "../layout/bzimage_layout.ts";
+import { planElfLayout, VMPL2_KERNEL_ADDR } from "../layout/elf_layout.ts";
+import { buildElfGuest } from "../guest/elf_guest.ts";
+import { flatBinary, parseElf64, sectionByName } from "../elf/elf64.ts";
+import { earlyAreasFromSymbols } from "../layout/early_areas.ts";
+import type { GuestImage } from "../layout/guest_image.ts";
+import { encodeIgvmIdBlock } from "../measure/id_block.ts";
+import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "../measure/signing_key.ts";
+import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "../measure/tei_config.ts";
 import {
   commitOutputs,
   type ImageFile,
@@ -38,13 +42,13 @@ import {
   planOutputs,
   refuseCopiesOfStdin,
   type StandardStreams,
-} from "./io/output_target.ts";
-import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "./layout/ram_limit.ts";
-import { checkCommandLineLength } from "./bzimage/cmdline_check.ts";
-import { writeIgvm, type WrittenImage } from "./write/igvm_writer.ts";
-import { checkHeaderSection } from "./igvm/reader.ts";
-import { measurementJson } from "./measure/measurement_json.ts";
-import { verifyIgvm } from "./igvm/verify.ts";
+} from "../io/output_target.ts";
+import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "../layout/ram_limit.ts";
+import { checkCommandLineLength } from "../bzimage/cmdline_check.ts";
+import { writeIgvm, type WrittenImage } from "../write/igvm_writer.ts";
+import { checkHeaderSection } from "../igvm/reader.ts";
+import { measurementJson } from "../measure/measurement_json.ts";
+import { verifyIgvm } from "./verify.ts";
 import {
   checkKvmPolicy,
   finishKvmImage,
@@ -53,8 +57,8 @@ import {
   relocateRsdp,
   retargetWrittenImage,
 } from "./target.ts";
-import { signForLoader } from "./measure/generate_loader.ts";
-import { DEFAULT_LOADER } from "./measure/loaders.ts";
+import { signForLoader } from "../measure/generate_loader.ts";
+import { DEFAULT_LOADER } from "../measure/loaders.ts";
 
 /** What a generation run produced. */
 export interface GenerateResult {
