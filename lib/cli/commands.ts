@@ -25,7 +25,7 @@ const INSPECT_HELP = `usage: igvmgen inspect FILE [--json]
 
 Summarises any IGVM file: platforms, policy, page ranges by kind, parameter areas, VMSA
 registers and the ID block. A structurally broken file is refused (exit 1) with its first
-problem. --json prints a stable document (schema igvmgen-inspect/1, see README).`;
+problem. --json prints a stable document (schema igvmgen-inspect/1, see docs/generating.md).`;
 
 /** `igvmgen verify --help`. */
 const VERIFY_HELP = `usage: igvmgen verify FILE [--json]
