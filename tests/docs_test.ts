@@ -152,10 +152,20 @@ const HAVE_GIT = (() => {
   }
 })();
 
+const HAVE_OPENSSL = (() => {
+  try {
+    return new Deno.Command("openssl", { args: ["version"], stdout: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
 const skipWhy = !HAVE_SHARED
   ? `${SHARED} is absent (the docs' examples need its Linux kernel and initrd)`
   : !HAVE_GIT
   ? "git is not installed (the test copies the files git tracks)"
+  : !HAVE_OPENSSL
+  ? "openssl is not installed (the docs' examples make their keys with it)"
   : "";
 if (skipWhy) console.log(`note: the docs' shell blocks are not run: ${skipWhy}`);
 
