@@ -4,7 +4,7 @@
  */
 import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
 import { UsageError } from "./lib/errors.ts";
-import { helpText, parseOptions } from "./lib/cli/options.ts";
+import { helpText, parseOptions, USAGE } from "./lib/cli/options.ts";
 import { checkArgsEncoding } from "./lib/cli/arg_encoding.ts";
 import { onTerminationSignal } from "./lib/io/signals.ts";
 import type { Subcommand } from "./lib/cli/commands.ts";
@@ -25,6 +25,11 @@ export async function main(args: readonly string[]): Promise<number> {
   });
   try {
     checkArgsEncoding(args);
+    if (args.length === 0) {
+      // As argparse does: the usage, one error line, exit 2.
+      console.error(USAGE);
+      throw new UsageError("no arguments: give -o FILE and a kernel, or a command (see -h)");
+    }
     if (args[0] !== undefined && !args[0].startsWith("-")) {
       const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
       if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
@@ -43,6 +48,11 @@ export async function main(args: readonly string[]): Promise<number> {
     const o = parseOptions(args);
     verbose = o["log-level"] === "DEBUG";
     quiet = o.quiet;
+    if (o.version) {
+      const { VERSION } = await import("./lib/cli/version.ts");
+      console.log(`igvmgen ${VERSION}`);
+      return 0;
+    }
     if (o.help) {
       console.log(helpText());
       return 0;
@@ -52,10 +62,6 @@ export async function main(args: readonly string[]): Promise<number> {
       return await runDump(o.d, Deno.stdout);
     }
     if (!o.o) {
-      if (args.length === 0) {
-        console.log(helpText());
-        return 0;
-      }
       throw new UsageError("no output: give -o FILE (or -d FILE to dump one)");
     }
     const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;

@@ -1,9 +1,10 @@
 /**
  * `deno task compile` builds one executable that writes the same bytes as `deno run`. The
  * build needs Deno's `denort` runtime, which cannot be downloaded here: the test runs when
- * DENORT_BIN points at one, and says why it is skipped otherwise.
+ * DENORT_BIN points at one, and says why it is skipped otherwise. Without denort the task
+ * fails in one line, which is tested everywhere.
  */
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
 import { makeBzImage } from "../scripts/fixtures.ts";
 import { ROOT, runCli, sha256Hex, tempDir } from "./helpers.ts";
 
@@ -19,13 +20,9 @@ Deno.test({
   ignore: !DENORT_BIN,
   async fn() {
     const dir = tempDir();
-    const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
-    // The task's own command line, with the output redirected into the test folder.
-    const args = (tasks.compile as string).split(" ").slice(1).map((a) =>
-      a === "igvmgen" ? `${dir}/igvmgen` : a
-    );
+    // The task as users run it, with the output in the test folder.
     const build = await new Deno.Command(Deno.execPath(), {
-      args,
+      args: ["task", "compile", "--output", `${dir}/igvmgen`],
       cwd: ROOT,
       stdout: "piped",
       stderr: "piped",
@@ -62,4 +59,62 @@ Deno.test({
     );
     Deno.removeSync(dir, { recursive: true });
   },
+});
+
+/**
+ * Runs the compile task's command line (from deno.json) with `env` and `args`; returns its exit
+ * code and the lines of its stderr. The command line is run directly rather than through
+ * `deno task`, which would first fill an empty Deno cache with the project's npm packages.
+ */
+async function compileTask(env: Record<string, string>, args: string[]) {
+  const task: string = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.compile;
+  const [deno, ...words] = task.split(" ");
+  assertEquals(deno, "deno");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...words, ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  return { code: out.code, lines: stderr.split("\n").filter((l) => l.trim() !== ""), stderr };
+}
+
+Deno.test("deno task compile with DENORT_BIN naming no file fails in one line that names denort and DENORT_BIN", async () => {
+  const dir = tempDir();
+  const r = await compileTask({ DENORT_BIN: `${dir}/no-denort` }, ["--output", `${dir}/igvmgen`]);
+  assertEquals(r.code, 1, r.stderr);
+  assertEquals(r.lines.length, 1, r.stderr);
+  assert(r.lines[0].startsWith("error: deno compile could not get Deno's denort runtime ("));
+  assert(r.lines[0].includes(`Could not find denort at '${dir}/no-denort'`), r.lines[0]);
+  assert(r.lines[0].includes("set DENORT_BIN"), r.lines[0]);
+  assert(!/backtrace|Caused by/.test(r.stderr), r.stderr);
+  assertEquals([...Deno.readDirSync(dir)], []);
+});
+
+Deno.test("deno task compile when denort cannot be downloaded fails in one line, no backtrace", async () => {
+  const dir = tempDir();
+  // An empty Deno cache (no denort in it) and a proxy that refuses every connection.
+  Deno.mkdirSync(`${dir}/deno-dir`);
+  const r = await compileTask({
+    DENO_DIR: `${dir}/deno-dir`,
+    HTTPS_PROXY: "http://127.0.0.1:9",
+    https_proxy: "http://127.0.0.1:9",
+    NO_PROXY: "",
+    no_proxy: "",
+  }, ["--output", `${dir}/igvmgen`]);
+  assertEquals(r.code, 1, r.stderr);
+  assertEquals(r.lines.length, 1, r.stderr);
+  assert(r.lines[0].startsWith("error: deno compile could not get Deno's denort runtime ("));
+  assert(!/backtrace|Caused by/.test(r.stderr), r.stderr);
+  assert(!Deno.readDirSync(dir).some((e) => e.name.startsWith("igvmgen")));
+});
+
+Deno.test("deno task compile with an unknown argument is a usage error (exit 2)", async () => {
+  const r = await compileTask({}, ["--bogus"]);
+  assertEquals(r.code, 2, r.stderr);
+  assertEquals(r.lines, [
+    'error: unexpected argument "--bogus" (expected --output FILE, --target TRIPLE)',
+  ]);
 });

@@ -21,6 +21,7 @@ const NOT_REQUEST = [
   "verbose",
   "quiet",
   "help",
+  "version",
   "start_addr",
   "force",
 ];

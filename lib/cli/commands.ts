@@ -1,4 +1,7 @@
-/** The subcommands on existing IGVM files: `inspect`, `verify`, `measure`, `sign`, `diff`. */
+/**
+ * The subcommands on existing IGVM files: `inspect`, `verify`, `measure`, `sign`, `diff`; and
+ * `completions`, the shell completion script.
+ */
 import { UsageError } from "../errors.ts";
 import { formatInspect } from "../ops/inspect.ts";
 import { inspectIgvmFile } from "../ops/inspect.ts";
@@ -9,6 +12,7 @@ import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
 import { runSignCommand, signHelp } from "./sign_command.ts";
 import { measureHelp, runMeasureCommand } from "./measure_command.ts";
 import { diffHelp, runDiffCommand } from "./diff_command.ts";
+import { COMPLETIONS_HELP, completionScript } from "./completions.ts";
 import type { StandardStreams } from "../io/output_target.ts";
 
 /** Standard output for the commands that write files, and what it is (from main.ts). */
@@ -17,7 +21,7 @@ export type CommandStreams = Pick<
   "stdout" | "stdoutIdentity" | "stdoutIsTerminal"
 >;
 
-export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff"] as const;
+export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff", "completions"] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
 
 /** `igvmgen inspect --help`. */
@@ -25,7 +29,7 @@ const INSPECT_HELP = `usage: igvmgen inspect FILE [--json]
 
 Summarises any IGVM file: platforms, policy, page ranges by kind, parameter areas, VMSA
 registers and the ID block. A structurally broken file is refused (exit 1) with its first
-problem. --json prints a stable document (schema igvmgen-inspect/1, see README).`;
+problem. --json prints a stable document (schema igvmgen-inspect/1, see docs/generating.md).`;
 
 /** `igvmgen verify --help`. */
 const VERIFY_HELP = `usage: igvmgen verify FILE [--json]
@@ -50,6 +54,7 @@ const HELP: Record<Subcommand, () => string> = {
   measure: measureHelp,
   sign: signHelp,
   diff: diffHelp,
+  completions: () => COMPLETIONS_HELP,
 };
 
 interface SubOptions {
@@ -99,6 +104,10 @@ export async function runSubcommand(
   }
   if (command === "measure") return await runMeasureCommand(args, print, streams);
   if (command === "diff") return await runDiffCommand(args, print);
+  if (command === "completions") {
+    print(completionScript(args));
+    return 0;
+  }
   const { kvm, rest } = takeKvmOptions(command, args);
   const o = parseSubOptions(command, rest);
   if (kvm && command === "verify") return await runVerifyKvm(o, kvm, print);

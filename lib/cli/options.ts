@@ -276,6 +276,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "flag",
     help: "make warnings errors (an -append longer than the kernel's cmdline_size)",
   },
+  { name: "version", kind: "flag", help: "print igvmgen's version and exit" },
   {
     name: "help",
     original: ["-h", "--help"],
@@ -321,6 +322,7 @@ export interface Options {
   verify: boolean;
   force: boolean;
   strict: boolean;
+  version: boolean;
   help: boolean;
   /** Options given explicitly on the command line. */
   given: Set<string>;
@@ -334,6 +336,7 @@ const DOUBLE_DASH = [
   "verify",
   "force",
   "strict",
+  "version",
   "help",
   "loader",
 ];
@@ -522,17 +525,33 @@ export function parseOptions(args: readonly string[]): Options {
   return o;
 }
 
+/** The usage lines, shown by -h and, alone, when igvmgen is run with no arguments. */
+export const USAGE =
+  `usage: igvmgen -o OUT.igvm -kernel bzImage [-append CMDLINE] [-rdinit INITRD] [options]
+       igvmgen -d FILE.igvm
+       igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)
+       igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem   (see igvmgen sign --help)
+       igvmgen diff A.igvm B.igvm   (see igvmgen diff --help)
+       igvmgen completions bash|zsh
+       cat bzImage | igvmgen - -o OUT.igvm [options]`;
+
+/** Each option as the command line spells it, with its fixed choices (booleans: true/false). */
+export function optionWords(): { word: string; choices?: readonly string[]; flag: boolean }[] {
+  return OPTION_SPECS.flatMap((s) =>
+    [...(s.aliases ?? []).map((a) => `-${a}`), optionLabel(s)].map((word) => ({
+      word,
+      choices: s.kind === "bool" ? ["true", "false"] : s.choices,
+      flag: s.kind === "flag",
+    }))
+  );
+}
+
 /** The help text. */
 export function helpText(): string {
   const lines = [
     "igvmgen: build an IGVM image (AMD SEV-SNP) from a Linux bzImage or a monitor ELF.",
     "",
-    "usage: igvmgen -o OUT.igvm -kernel bzImage [-append CMDLINE] [-rdinit INITRD] [options]",
-    "       igvmgen -d FILE.igvm",
-    "       igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)",
-    "       igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem   (see igvmgen sign --help)",
-    "       igvmgen diff A.igvm B.igvm   (see igvmgen diff --help)",
-    "       cat bzImage | igvmgen - -o OUT.igvm [options]",
+    ...USAGE.split("\n"),
     "",
     "Options take one dash or two, and a value as the next word or after '=':",
     "-boot_mode x64, --boot_mode=x64. Booleans take true/false/1/0.",

@@ -285,7 +285,7 @@ export async function checkLaunch(
     d.type >= 0x301 && d.type !== IGVM_VHT_SNP_ID_BLOCK
   );
   if (contexts.length && lastDirective && lastDirective.type !== IGVM_VHT_VP_CONTEXT) {
-    const text = `the VP context is not the last directive (openvmm#4247): KVM measures the VMSA ` +
+    const text = `the VP context is not the last directive: KVM measures the VMSA ` +
       `after every page, so tools that measure in file order disagree with KVM`;
     (loader === "openvmm-kvm" ? refusals : notes).push(text);
   }
@@ -354,10 +354,12 @@ export async function checkLaunch(
       const gpa = Number(d.fields.GPA ?? 0n);
       return d.type === IGVM_VHT_PAGE_DATA && applies(d) && gpa >= 0xa0000 && gpa < 0x100000;
     });
+    // QEMU 10.2.2, run here: "Could not prepare memory at address 0xA0000 due to existing
+    // non-RAM region" (LOADERS.md §14), so these pages stop the launch.
     if (legacy.length) {
-      notes.push(
+      refusals.push(
         `${legacy.length} pages in 0xa0000-0xfffff, which q35/pc overlay with VGA, SMRAM and ` +
-          `BIOS shadow: QEMU may refuse them (UNCONFIRMED, LOADERS.md §13)`,
+          `BIOS shadow: QEMU cannot place them ("existing non-RAM region")`,
       );
     }
     if (ds.some((d) => d.type === IGVM_VHT_MEMORY_MAP && (d.fields.ByteOffset ?? 0n) !== 0n)) {
@@ -387,6 +389,12 @@ export async function checkLaunch(
               ? ` of signature 0x${host.cpuSignature.toString(16).padStart(8, "0")}`
               : ""
           } (${digest.slice(0, 16)}...): SNP_LAUNCH_FINISH fails`,
+      );
+    } else if (digest) {
+      notes.push(
+        `the ID block carries the launch digest igvmgen predicts for ${name} on KVM with ` +
+          `${host.vcpus} vCPU(s); the prediction comes from the loaders' source code and is not ` +
+          `yet confirmed on SEV-SNP hardware`,
       );
     }
   }
