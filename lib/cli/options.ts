@@ -532,6 +532,7 @@ export function helpText(): string {
     "       igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)",
     "       igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem   (see igvmgen sign --help)",
     "       igvmgen diff A.igvm B.igvm   (see igvmgen diff --help)",
+    "       igvmgen attest REPORT --vcek VCEK.pem --image FILE.igvm   (see igvmgen attest --help)",
     "       cat bzImage | igvmgen - -o OUT.igvm [options]",
     "",
     "Options take one dash or two, and a value as the next word or after '=':",

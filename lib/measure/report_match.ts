@@ -1,0 +1,93 @@
+/**
+ * Which loader and host configuration make the PSP compute a given launch measurement for an
+ * IGVM file: every loader model of loaders.ts; the KVM ones for 1 to 64 vCPUs and each CPU
+ * model (QEMU's EPYC models and any other the caller names, such as the one an attestation
+ * report's CPUID fields give). The KVM digests come from kvmMatrixDigests: the vCPUs' VMSAs
+ * come last, so one pass per CPU model yields every vCPU count.
+ */
+import { toHex } from "../bytes/le.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import { CPU_SIGNATURES } from "../x86/kvm_vmsa.ts";
+import type { KvmLoaderName } from "./kvm_loaders.ts";
+import { kvmMatrixDigests } from "./kvm_hosts.ts";
+import { loaderDigest, LOADERS } from "./loaders.ts";
+
+/** The vCPU counts searched for the KVM loaders. */
+export const MAX_SEARCHED_VCPUS = 64;
+
+/** A CPU model: its name and CPUID(1).EAX. */
+export interface CpuModel {
+  name: string;
+  signature: number;
+}
+
+/** One way the file reproduces the measurement. */
+export interface MeasurementMatch {
+  loader: string;
+  /** The host of a KVM loader; undefined for the others. */
+  vcpus?: number;
+  /** The CPU model; undefined when the loader's digest does not depend on it. */
+  cpu?: CpuModel;
+}
+
+/** What the search found: the matches, and the loaders that refuse the file. */
+export interface MeasurementSearch {
+  matches: MeasurementMatch[];
+  refusals: { loader: string; reason: string }[];
+}
+
+/** QEMU's EPYC models, then `extra` ones whose signature is not among them. */
+export function searchedCpus(extra: readonly CpuModel[] = []): CpuModel[] {
+  const cpus = Object.entries(CPU_SIGNATURES).map(([name, signature]) => ({ name, signature }));
+  for (const c of extra) if (!cpus.some((k) => k.signature === c.signature)) cpus.push(c);
+  return cpus;
+}
+
+/**
+ * Every loader and host configuration under which `file` has the launch digest `measurement`
+ * (lowercase hex), searching the KVM loaders over 1..64 vCPUs and `cpus`.
+ */
+export async function findMeasurement(
+  file: FileAccess,
+  headers: IgvmFile,
+  measurement: string,
+  cpus: readonly CpuModel[],
+): Promise<MeasurementSearch> {
+  const matches: MeasurementMatch[] = [];
+  const refusals: MeasurementSearch["refusals"] = [];
+  const vcpus = Array.from({ length: MAX_SEARCHED_VCPUS }, (_, i) => i + 1);
+  for (const loader of LOADERS) {
+    try {
+      if (!loader.hostDependent) {
+        if (toHex(await loaderDigest(loader.name, file, headers)) === measurement) {
+          matches.push({ loader: loader.name });
+        }
+        continue;
+      }
+      // Cloud Hypervisor's APs hold KVM's reset RDX whatever the CPU model: one model suffices.
+      const models = loader.name === "ch-kvm" ? cpus.slice(0, 1) : cpus;
+      const rows = await kvmMatrixDigests(
+        loader.name as KvmLoaderName,
+        file,
+        headers,
+        vcpus,
+        models,
+      );
+      for (const row of rows) {
+        if (row.launchDigest !== measurement) continue;
+        // The CPU model matters only when another model gives this vCPU count another digest.
+        const same = rows.filter((r) => r.vcpus === row.vcpus);
+        const cpuMatters = same.some((r) => r.launchDigest !== row.launchDigest);
+        const cpu = cpuMatters ? models.find((c) => c.name === row.cpu) : undefined;
+        const seen = matches.some((m) =>
+          m.loader === loader.name && m.vcpus === row.vcpus && m.cpu?.name === cpu?.name
+        );
+        if (!seen) matches.push({ loader: loader.name, vcpus: row.vcpus, cpu });
+      }
+    } catch (e) {
+      refusals.push({ loader: loader.name, reason: (e as Error).message });
+    }
+  }
+  return { matches, refusals };
+}
