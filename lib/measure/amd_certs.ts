@@ -42,8 +42,11 @@ export const AMD_OID = {
 
 /** One line of the checklist. */
 export interface Check {
+  /** What is checked ("report signature", "VCEK TCB = REPORTED_TCB", ...). */
   name: string;
+  /** Whether it holds. */
   ok: boolean;
+  /** What was found, or why it fails. */
   detail: string;
 }
 

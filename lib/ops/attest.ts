@@ -64,7 +64,9 @@ export interface AttestRequest {
 
 /** The image, loader and host configuration that reproduce the measurement. */
 export interface AttestMatch {
+  /** The image's name as given. */
   image: string;
+  /** The loader model. */
   loader: string;
   /** The vCPU count, for a KVM loader; null for the others. */
   vcpus: number | null;
@@ -76,6 +78,7 @@ export interface AttestMatch {
 
 /** What `attest` found (`--json`, schema igvmgen-attest/1). */
 export interface AttestResult {
+  /** The schema and its version. */
   schema: "igvmgen-attest/1";
   /** The report's fields; bytes and 64-bit values as lowercase hex. */
   report: Record<string, string | number | boolean | null>;
