@@ -176,6 +176,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "P-384 private key for the ID block (SEC1 or PKCS#8 PEM); a fresh key when omitted",
   },
   {
+    name: "author_key",
+    kind: "path",
+    metavar: "PEM",
+    help:
+      "P-384 private key of the ID block's author: it signs the ID key, and the ID block carries it (AuthorKeyEnabled)",
+  },
+  {
     name: "sign_deterministic",
     original: ["-sign_deterministic"],
     kind: "bool",
@@ -305,6 +312,7 @@ export interface Options {
   cpu?: string;
   shared_payload?: string;
   sign_key?: string;
+  author_key?: string;
   sign_deterministic: boolean;
   config_file?: string;
   measurement_file?: string;

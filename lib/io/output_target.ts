@@ -101,6 +101,7 @@ const FIELD_NAMES: Record<string, string> = {
   "-rdinit": "initrd",
   "-shared_payload": "sharedPayload",
   "-sign_key": "signKey",
+  "-author_key": "authorKey",
   "-config_file": "teiConfig",
   "-acpi_dir": "acpi",
   "-symbol_elf": "symbolElf",
