@@ -109,6 +109,8 @@ const FIELD_NAMES: Record<string, string> = {
   "--id-signature": "idSignature",
   "--id-public-key": "idPublicKey",
   "--payload": "payload",
+  "--author-signature": "authorSignature",
+  "--author-public-key": "authorPublicKey",
 };
 
 /** How one output is written. */
