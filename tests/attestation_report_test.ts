@@ -144,6 +144,17 @@ Deno.test("checkChain() refuses a VCEK under another generation's ARK, a broken 
     now: NOW,
   });
   assert(bundle.valid, JSON.stringify(bundle.checks));
+  // The VCEK with AMD's chain after it in one PEM file, as --vcek alone.
+  const pem = (der: Uint8Array) =>
+    `-----BEGIN CERTIFICATE-----\n${
+      btoa(String.fromCharCode(...der))
+    }\n-----END CERTIFICATE-----\n`;
+  const all = new TextEncoder().encode(
+    new TextDecoder().decode(read("virtee_milan_cert_chain.pem")) + pem(vek.bytes),
+  );
+  const one = await checkChain({ vek: { name: "all.pem", bytes: all }, now: NOW });
+  assert(one.valid, JSON.stringify(one.checks));
+  assertEquals(one.keyKind, "VCEK");
 });
 
 Deno.test("a real Turin VCEK: built-in Turin chain, 8-byte hwID, FMC in the TCB", async () => {

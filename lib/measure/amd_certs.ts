@@ -130,8 +130,10 @@ function validity(cert: Certificate, now: Date): string | undefined {
  */
 export async function checkChain(inputs: ChainInputs): Promise<ChainResult> {
   const checks: Check[] = [];
+  // The VCEK file may be a bundle (VCEK, ASK, ARK): the VCEK or VLEK is the one so named.
   const vekCerts = certificatesOf(inputs.vek);
-  const vek = vekCerts[0];
+  const vek = vekCerts.find((c) => /^SEV-V[CL]EK$/.test(c.subjectName)) ?? vekCerts[0];
+  const bundled = vekCerts.filter((c) => c !== vek);
   const keyKind = vek.subjectName === "SEV-VCEK"
     ? "VCEK"
     : vek.subjectName === "SEV-VLEK"
@@ -148,10 +150,11 @@ export async function checkChain(inputs: ChainInputs): Promise<ChainResult> {
   if (vek.publicKey.kind !== "ec" || vek.publicKey.curve !== "P-384") {
     checks.push({ name: `${kind} key`, ok: false, detail: "not an ECDSA P-384 public key" });
   }
-  const given = inputs.ask ? certificatesOf(inputs.ask) : [];
+  const given = inputs.ask ? certificatesOf(inputs.ask) : bundled;
+  const givenFrom = inputs.ask?.name ?? inputs.vek.name;
   const givenArks = inputs.ark ? certificatesOf(inputs.ark) : [];
-  const intermediates: Candidate[] = inputs.ask
-    ? given.map((cert) => ({ cert, from: inputs.ask!.name }))
+  const intermediates: Candidate[] = given.length
+    ? given.map((cert) => ({ cert, from: givenFrom }))
     : builtinCandidates().intermediates;
   const ask = intermediates.find((c) => sameBytes(c.cert.subject, vek.issuer));
   const askRole = kind === "VLEK" ? "ASVK" : "ASK";
@@ -159,16 +162,16 @@ export async function checkChain(inputs: ChainInputs): Promise<ChainResult> {
     checks.push({
       name: `${askRole} ${vek.issuerName}`,
       ok: false,
-      detail: inputs.ask
-        ? `${inputs.ask.name} holds no certificate named ${vek.issuerName}, the ${kind}'s issuer`
+      detail: given.length
+        ? `${givenFrom} holds no certificate named ${vek.issuerName}, the ${kind}'s issuer`
         : `no built-in certificate is named ${vek.issuerName} (give --ask)`,
     });
     return { valid: false, vek, keyKind, product: productOfCertificate(vek), checks };
   }
   const arks: Candidate[] = inputs.ark
     ? givenArks.map((cert) => ({ cert, from: inputs.ark!.name }))
-    : inputs.ask && given.length > 1
-    ? given.map((cert) => ({ cert, from: inputs.ask!.name }))
+    : given.length > 1
+    ? given.map((cert) => ({ cert, from: givenFrom }))
     : builtinCandidates().arks;
   const ark = arks.find((c) =>
     sameBytes(c.cert.subject, ask.cert.issuer) && sameBytes(c.cert.issuer, c.cert.subject)

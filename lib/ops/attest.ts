@@ -349,6 +349,8 @@ export async function attest(request: AttestRequest): Promise<AttestResult> {
       ok: signatureValid,
       detail: signatureValid
         ? `ECDSA P-384 SHA-384 over bytes 0x000-0x29F, with the ${chain.keyKind ?? "VCEK"}`
+        : report.maskChipKey
+        ? "MASK_CHIP_KEY is set: the firmware did not sign this report"
         : `does not verify with ${
           inputName(request.vcek)
         }: the report was changed, or another key signed it`,
