@@ -128,8 +128,21 @@ Deno.test({
       AUTHOR_DIGEST,
       true,
     ]);
-    // Offline: the author signs the ID key's ABI structure with openssl.
-    Deno.writeFileSync(`${dir}/idkey.bin`, encodeSevEcdsaPublicKey(await key(ID_KEY)));
+    // Offline: --author-payload-out writes the ID key's ABI structure, byte for byte the one
+    // in virtee/sev's ID_AUTH_INFO made with the same key; the author signs it with openssl.
+    const p = await runCli([
+      "sign",
+      `${dir}/in.igvm`,
+      "--author-payload-out",
+      `${dir}/idkey.bin`,
+      "-sign_key",
+      ID_KEY,
+    ]);
+    assertEquals(p.code, 0, p.stderr);
+    assertEquals(
+      Deno.readFileSync(`${dir}/idkey.bin`),
+      Deno.readFileSync(`${DATA}virtee_test_auth_block.bin`).slice(0x240, 0x644),
+    );
     openssl(
       "dgst",
       "-sha384",

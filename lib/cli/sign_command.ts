@@ -52,6 +52,8 @@ Author key (SEV-SNP lets an author key certify the ID key, so ID keys can rotate
   --author-signature SIG   offline: the author's ECDSA P-384 SHA-384 signature (DER or raw
                            r||s) over the ID key's 0x404-byte SEV ECDSA public key structure
   --author-public-key KEY  the author public key (PEM or DER public key, or a certificate)
+  --author-payload-out FILE  with -sign_key or --id-public-key: write the ID key's 0x404-byte
+                           structure for the author to sign, nothing else
 One ID block per host (--matrix, for qemu-kvm unless --loader says otherwise):
   --vcpus LIST, --cpu LIST every combination of the two comma lists
   --id-blocks-out FILE     JSON, schema igvmgen-id-blocks/1: per combination vcpus, cpu,
@@ -91,6 +93,7 @@ export async function runSignCommand(
     { name: "author_key", kind: "value" },
     { name: "author_signature", kind: "value" },
     { name: "author_public_key", kind: "value" },
+    { name: "author_payload_out", kind: "value" },
     { name: "force", kind: "flag" },
   ]);
   streams = { ...streams, force: values.has("force") };
@@ -128,7 +131,14 @@ export async function runSignCommand(
     authorKey: str("author_key"),
     authorSignature: str("author_signature"),
     authorPublicKey: str("author_public_key"),
+    authorPayloadOut: str("author_payload_out"),
   }, streams);
+  if (result.authorPayloadOut) {
+    notice(
+      `igvmgen: wrote the ID key for the author to sign, ${result.authorPayloadOut} (1028 bytes)`,
+    );
+    return 0;
+  }
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (result.payloadOut) {

@@ -58,6 +58,11 @@ export interface SignRequest {
   authorSignature?: Input;
   /** ... made with this author public key (PEM/DER public key or X.509 certificate). */
   authorPublicKey?: Input;
+  /**
+   * Write the ID key's 0x404-byte ABI structure (what an offline author signs) to this path,
+   * and nothing else; the ID key is `signKey`'s or `idPublicKey`.
+   */
+  authorPayloadOut?: string;
 }
 
 /** What `sign` did. */
@@ -96,6 +101,7 @@ const SIGN_FIELDS = {
   authorKey: true,
   authorSignature: true,
   authorPublicKey: true,
+  authorPayloadOut: true,
 } satisfies Record<keyof SignRequest, true>;
 
 /** Runs `sign` for the library; see {@link SignRequest} for its three ways. */
@@ -146,6 +152,7 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
       authorKey: paths.authorKey,
       authorSignature: paths.authorSignature,
       authorPublicKey: paths.authorPublicKey,
+      authorPayloadOut: request.authorPayloadOut,
     }, { stdout: stream, stdoutName: "the output stream", fieldNames: true });
     return {
       launchMeasurement: result.launchMeasurement,

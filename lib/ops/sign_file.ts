@@ -29,6 +29,7 @@ import {
 import {
   assembleIgvmIdBlock,
   type AuthorSignature,
+  encodeSevEcdsaPublicKey,
   type P384Point,
   signIdBlock,
   signIdKey,
@@ -73,6 +74,11 @@ export interface SignRequest {
   payload?: string;
   /** The author's P-384 private key: it signs the ID key; the ID block carries both. */
   authorKey?: string;
+  /**
+   * Write the ID public key's 0x404-byte ABI structure, what an offline author signer signs,
+   * and nothing else. The ID key comes from `signKey` or `idPublicKey`.
+   */
+  authorPayloadOut?: string;
   /** Offline: the author's signature over the ID key (DER or raw r||s) ... */
   authorSignature?: string;
   /** ... made with this author public key (PEM/DER public key or X.509 certificate). */
@@ -83,6 +89,7 @@ export interface SignRequest {
 export interface SignResult {
   output?: string;
   payloadOut?: string;
+  authorPayloadOut?: string;
   launchMeasurement: string;
   /** True when the file had no ID block and one was added. */
   added: boolean;
@@ -207,8 +214,40 @@ function checkRequest(r: SignRequest): void {
   }
 }
 
+/**
+ * `--author-payload-out`: writes the ID key's 0x404-byte SEV ECDSA public key structure, what
+ * the author key signs. The IGVM file is not read.
+ */
+async function writeAuthorPayload(r: SignRequest, io: SignIo): Promise<SignResult> {
+  const others = [r.output, r.payloadOut, r.idSignature, r.payload, r.measurementFile];
+  if (others.some((x) => x !== undefined) || r.authorKey || r.authorSignature) {
+    throw new UsageError(
+      "sign: --author-payload-out writes only the ID key for the author to sign; it takes -sign_key or --id-public-key and nothing else",
+    );
+  }
+  if ((r.signKey === undefined) === (r.idPublicKey === undefined)) {
+    throw new UsageError(
+      "sign: --author-payload-out needs the ID key: -sign_key or --id-public-key",
+    );
+  }
+  const [target] = await planOutputTargets({
+    outputs: [{ option: "--author-payload-out", given: r.authorPayloadOut! }],
+    inputs: signInputs(r),
+    ...io,
+  });
+  const idKey = r.signKey ? await loadSigningKey(r.signKey) : await loadPublicKey(r.idPublicKey!);
+  await writeSmallOutput(target, encodeSevEcdsaPublicKey(idKey), io.stdout);
+  return {
+    authorPayloadOut: r.authorPayloadOut,
+    launchMeasurement: "",
+    added: false,
+    warnings: [],
+  };
+}
+
 /** Runs `sign`. */
 export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<SignResult> {
+  if (r.authorPayloadOut !== undefined) return await writeAuthorPayload(r, io);
   checkRequest(r);
   const specs = [
     { option: "-o", given: r.output },
