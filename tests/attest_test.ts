@@ -10,6 +10,9 @@ import { attest, measure } from "../mod.ts";
 import { signIdBlock, toLittleEndian72 } from "../lib/measure/id_block.ts";
 import { parseP384PrivateKeyPem } from "../lib/measure/signing_key.ts";
 import { CPU_SIGNATURES } from "../lib/x86/kvm_vmsa.ts";
+import { kvmHostDigests, searchedCpus } from "../lib/measure/report_match.ts";
+import { openFileAccess } from "../lib/io/file_reader.ts";
+import { readHeaders } from "../lib/igvm/structure.ts";
 
 const DATA = `${ROOT}tests/data/attest/`;
 const ID_KEY = `${DATA}virtee_test_id_key.pem`;
@@ -370,4 +373,25 @@ Deno.test("igvmgen attest --json: exit 0 with a match; the checklist and exit 1 
   const notReport = await runCli(["attest", imageA]);
   assertEquals(notReport.code, 1);
   assert(notReport.stderr.includes("not an SEV-SNP attestation report"), notReport.stderr);
+});
+
+Deno.test("kvmHostDigests(): one pass extended by AP VMSAs equals each KVM loader's full model", async () => {
+  const { dir, imageA } = await prepare();
+  Deno.writeFileSync(`${dir}/k.igvm`, await generateImage(["-target", "qemu-kvm"]));
+  const cpus = searchedCpus([{ name: "x", signature: 0x00a0_0f12 }]);
+  for (const image of [imageA, `${dir}/k.igvm`]) {
+    const file = await openFileAccess(image);
+    const headers = await readHeaders(file);
+    for (const loader of ["qemu-kvm", "openvmm-kvm", "ch-kvm"] as const) {
+      const rows = await kvmHostDigests(loader, file, headers, cpus);
+      assertEquals(rows.length, 64 * cpus.length);
+      for (const [vcpus, cpu] of [[1, "milan"], [2, "genoa"], [7, "x"], [64, "turin"]] as const) {
+        const c = cpus.find((m) => m.name === cpu)!;
+        const want = await digestOf(image, loader, vcpus, c.signature);
+        const got = rows.find((r) => r.vcpus === vcpus && r.cpu === cpu)!.launchDigest;
+        assertEquals(got, want, `${image} ${loader} ${vcpus} ${cpu}`);
+      }
+    }
+    file.close();
+  }
 });
