@@ -218,3 +218,28 @@ Deno.test("virtee/sev's ID_AUTH_INFO: its ID key is our 0x404 encoding and its a
   assert(await verifyAuthorSignature(id, author));
   assert(!await verifyAuthorSignature({ x: id.x, y: author.key.y }, author));
 });
+
+Deno.test("checkChain() on 400 corrupted copies of a real VCEK: never valid, and only one-line refusals", async () => {
+  const vcek = read("virtee_milan_vcek.der");
+  let seed = 7;
+  const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
+  for (let i = 0; i < 400; i++) {
+    const b = vcek.slice();
+    let changed = false;
+    for (let k = 0; k < 1 + rnd(3); k++) {
+      const at = rnd(b.length);
+      const v = rnd(256);
+      changed ||= b[at] !== v;
+      b[at] = v;
+    }
+    const bytes = i % 5 === 0 ? b.subarray(0, rnd(b.length)) : b;
+    if (!changed && bytes.length === b.length) continue;
+    try {
+      const r = await checkChain({ vek: { name: "vcek", bytes }, now: NOW });
+      assert(!r.valid, `corruption ${i} left the chain valid`);
+    } catch (e) {
+      assert(e instanceof Error && !(e instanceof TypeError), String(e));
+      assert(!/undefined|\n/.test((e as Error).message), (e as Error).message);
+    }
+  }
+});

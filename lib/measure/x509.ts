@@ -136,7 +136,7 @@ function timeOf(e: DerElement | undefined, what: string): Date {
   const m = e.tag === DER_UTC_TIME
     ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(text)
     : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(text);
-  if (!m) throw new CertificateError(`${what} "${text}" is not a UTC time`);
+  if (!m) throw new CertificateError(`${what} ${JSON.stringify(text)} is not a UTC time`);
   let year = Number(m[1]);
   if (e.tag === DER_UTC_TIME) year += year < 50 ? 2000 : 1900;
   return new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), +m[4], +m[5], +m[6]));
@@ -162,6 +162,8 @@ function pssParams(params: DerElement | undefined): { hash: string; saltLength: 
       }
     } else if (p.tag === DER_CONTEXT_2) {
       saltLength = smallInteger(inner, "PSS salt length");
+    } else if (p.tag === DER_CONTEXT_3 && smallInteger(inner, "PSS trailer field") !== 1) {
+      hash = "unknown"; // trailerFieldBC (1) is the only one defined
     }
   }
   if (mgfHash !== hash) hash = "unknown";
@@ -202,7 +204,12 @@ export function parseCertificate(der: Uint8Array): Certificate {
   const fields = childrenWithEncodings(tbs);
   let i = fields[0]?.tag === DER_CONTEXT_0 ? 1 : 0;
   expect(fields[i++], DER_INTEGER, "serialNumber");
-  i++; // signature AlgorithmIdentifier (the outer one is the one checked)
+  // RFC 5280 4.1.1.2: the outer signatureAlgorithm, which the signature does not cover, must
+  // be the signed one.
+  const signedAlgorithm = expect(fields[i++], DER_SEQUENCE, "signature");
+  if (!sigAlg || !sameBytes(sigAlg.encoding, signedAlgorithm.encoding)) {
+    throw new CertificateError("signatureAlgorithm differs from the tbsCertificate's signature");
+  }
   const issuer = expect(fields[i++], DER_SEQUENCE, "issuer");
   const [notBefore, notAfter] = children(expect(fields[i++], DER_SEQUENCE, "validity"));
   const subject = expect(fields[i++], DER_SEQUENCE, "subject");
