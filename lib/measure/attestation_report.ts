@@ -71,15 +71,6 @@ export const SIGNING_KEY_NONE = 7;
 /** The report versions whose layout this module knows. */
 export const REPORT_VERSIONS = [2, 3, 4, 5] as const;
 
-/** Guest policy bits (firmware ABI, "Guest Policy Structure"). */
-export const POLICY_BITS = {
-  smt: 16n,
-  reservedOne: 17n,
-  migrateMa: 18n,
-  debug: 19n,
-  singleSocket: 20n,
-} as const;
-
 /** An SEV-SNP processor generation, as AMD's key distribution service names it. */
 export type SevProduct = "Milan" | "Genoa" | "Turin";
 

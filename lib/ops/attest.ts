@@ -8,7 +8,6 @@
 import { InputError, UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
 import { IGVM_VHT_SNP_ID_BLOCK } from "../igvm/defs.ts";
-import type { IgvmFile } from "../igvm/reader.ts";
 import { type Input, inputName, readSmallInput, withInputAccess } from "../io/input_source.ts";
 import {
   type AttestationReport,
@@ -16,7 +15,6 @@ import {
   decodeTcb,
   formatTcb,
   parseAttestationReport,
-  POLICY_BITS,
   productOfCpuid,
   type SevProduct,
   signingKeyName,
@@ -33,6 +31,7 @@ import {
 import { decodeIgvmIdBlock, type IgvmIdBlock, sevKeyDigest } from "../measure/id_block.ts";
 import { filePolicy } from "../measure/id_block_file.ts";
 import { loaderModel } from "../measure/loaders.ts";
+import { POLICY_DEBUG_BIT, POLICY_MIGRATE_MA_BIT, POLICY_SMT_BIT } from "../measure/tei_config.ts";
 import { type CpuModel, findMeasurement, searchedCpus } from "../measure/report_match.ts";
 import { checkFields, naming, soundHeaders } from "./igvm_file.ts";
 
@@ -193,9 +192,9 @@ function reportJson(r: AttestationReport): AttestResult["report"] {
 /** "0x30000 (debug off, no migration agent, SMT allowed, ABI >= 0.0)". */
 function describePolicy(policy: bigint): string {
   const bit = (n: bigint) => (policy >> n) & 1n;
-  return `0x${policy.toString(16)} (debug ${bit(POLICY_BITS.debug) ? "ALLOWED" : "off"}, ${
-    bit(POLICY_BITS.migrateMa) ? "migration agent allowed" : "no migration agent"
-  }, SMT ${bit(POLICY_BITS.smt) ? "allowed" : "not allowed"}, ABI >= ${(policy >> 8n) & 0xffn}.${
+  return `0x${policy.toString(16)} (debug ${bit(POLICY_DEBUG_BIT) ? "ALLOWED" : "off"}, ${
+    bit(POLICY_MIGRATE_MA_BIT) ? "migration agent allowed" : "no migration agent"
+  }, SMT ${bit(POLICY_SMT_BIT) ? "allowed" : "not allowed"}, ABI >= ${(policy >> 8n) & 0xffn}.${
     policy & 0xffn
   })`;
 }
@@ -203,7 +202,6 @@ function describePolicy(policy: bigint): string {
 /** What an image says the report should show. */
 interface ImageFacts {
   name: string;
-  headers: IgvmFile;
   idBlock?: IgvmIdBlock;
   policy?: bigint;
 }
@@ -288,77 +286,41 @@ async function readOption(
   return { name: inputName(input), bytes: await readSmallInput(input, what) };
 }
 
-/** Runs `attest`. */
-export async function attest(request: AttestRequest): Promise<AttestResult> {
-  checkFields("attest", request, FIELDS);
+/** The expected values of a request, checked. */
+interface Expectations {
+  reportData?: string;
+  hostData?: string;
+  minTcb?: (product: SevProduct) => TcbParts;
+  vmpl?: number;
+}
+
+function expectationsOf(request: AttestRequest): Expectations {
   if (request.report === undefined) throw new UsageError("attest: no report given");
   if ((request.ask || request.ark) && !request.vcek) {
     throw new UsageError("attest: --ask and --ark go with --vcek");
   }
-  if (
-    request.vmpl !== undefined &&
-    !(Number.isInteger(request.vmpl) && request.vmpl >= 0 && request.vmpl <= 3)
-  ) {
-    throw new UsageError(`vmpl: expected 0 to 3, got ${request.vmpl}`);
+  const { vmpl } = request;
+  if (vmpl !== undefined && !(Number.isInteger(vmpl) && vmpl >= 0 && vmpl <= 3)) {
+    throw new UsageError(`vmpl: expected 0 to 3, got ${vmpl}`);
   }
-  const reportData = request.reportData === undefined
-    ? undefined
-    : expectedBytes("report-data", request.reportData, 64);
-  const hostData = request.hostData === undefined
-    ? undefined
-    : expectedBytes("host-data", request.hostData, 32);
-  const minTcb = request.minTcb === undefined ? undefined : parseMinTcb(request.minTcb);
-  const reportInput = await readOption(request.report, "attestation report");
-  let report: AttestationReport;
-  try {
-    report = parseAttestationReport(reportInput.bytes);
-  } catch (e) {
-    throw new InputError(`${reportInput.name}: ${(e as Error).message}`, { cause: e });
-  }
-  const checks: Check[] = [];
-  checks.push({
-    name: "report format",
-    ok: report.problems.length === 0,
-    detail: report.problems.length
-      ? report.problems.join("; ")
-      : `version ${report.version}, signed by the ${signingKeyName(report.signingKey)}`,
-  });
-  // The chain and the signature.
-  let chain: ChainResult | undefined;
-  let signatureValid = false;
-  if (request.vcek) {
-    const read = async (input: Input | undefined, what: string) =>
-      input === undefined ? undefined : await readOption(input, what);
-    try {
-      chain = await checkChain({
-        vek: (await read(request.vcek, "VCEK certificate"))!,
-        ask: await read(request.ask, "ASK certificate"),
-        ark: await read(request.ark, "ARK certificate"),
-        now: request.now ?? new Date(),
-      });
-    } catch (e) {
-      if (e instanceof UsageError || e instanceof InputError) throw e;
-      throw new InputError((e as Error).message, { cause: e });
-    }
-    checks.push(...chain.checks);
-    const key = chain.vek?.publicKey;
-    signatureValid = key?.kind === "ec" && key.curve === "P-384" &&
-      await verifyReportSignature(report, key);
-    checks.push({
-      name: "report signature",
-      ok: signatureValid,
-      detail: signatureValid
-        ? `ECDSA P-384 SHA-384 over bytes 0x000-0x29F, with the ${chain.keyKind ?? "VCEK"}`
-        : report.maskChipKey
-        ? "MASK_CHIP_KEY is set: the firmware did not sign this report"
-        : `does not verify with ${
-          inputName(request.vcek)
-        }: the report was changed, or another key signed it`,
-    });
-    if (chain.vek && chain.keyKind) {
-      checks.push(...checkKeyAgainstReport(chain.vek, chain.keyKind, chain.product, report));
-    }
-  } else {
+  return {
+    reportData: request.reportData === undefined
+      ? undefined
+      : expectedBytes("report-data", request.reportData, 64),
+    hostData: request.hostData === undefined
+      ? undefined
+      : expectedBytes("host-data", request.hostData, 32),
+    minTcb: request.minTcb === undefined ? undefined : parseMinTcb(request.minTcb),
+    vmpl,
+  };
+}
+
+/** The chain, the report's signature, and the key against the report. */
+async function signatureChecks(
+  report: AttestationReport,
+  request: AttestRequest,
+): Promise<{ checks: Check[]; chain?: ChainResult; signatureValid: boolean }> {
+  if (!request.vcek) {
     // A version 2 report does not name its generation: Turin's CHIP_ID has 8 bytes.
     const guess = report.cpuid
       ? undefined
@@ -366,18 +328,57 @@ export async function attest(request: AttestRequest): Promise<AttestResult> {
       ? "Turin"
       : "Milan";
     const url = vcekUrl(report, guess);
-    checks.push({
-      name: "report signature",
-      ok: false,
-      detail: `not checked: give --vcek${url ? ` (AMD serves this chip's VCEK at ${url}` : ""}${
-        url && guess === "Milan" ? "; on Genoa, /Genoa/ in place of /Milan/)" : url ? ")" : ""
-      }`,
-    });
+    const where = !url
+      ? ""
+      : ` (AMD serves this chip's VCEK at ${url}${
+        guess === "Milan" ? "; on Genoa, /Genoa/ in place of /Milan/" : ""
+      })`;
+    const detail = `not checked: give --vcek${where}`;
+    return { checks: [{ name: "report signature", ok: false, detail }], signatureValid: false };
   }
-  const chainValid = chain?.valid ?? false;
-  const product = chain?.product ?? (report.cpuid ? productOfCpuid(report.cpuid) : undefined);
-  // Fields checked against the request.
-  const debug = ((report.policy >> POLICY_BITS.debug) & 1n) === 1n;
+  const read = async (input: Input | undefined, what: string) =>
+    input === undefined ? undefined : await readOption(input, what);
+  let chain: ChainResult;
+  try {
+    chain = await checkChain({
+      vek: (await read(request.vcek, "VCEK certificate"))!,
+      ask: await read(request.ask, "ASK certificate"),
+      ark: await read(request.ark, "ARK certificate"),
+      now: request.now ?? new Date(),
+    });
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof InputError) throw e;
+    throw new InputError((e as Error).message, { cause: e });
+  }
+  const checks = [...chain.checks];
+  const key = chain.vek?.publicKey;
+  const signatureValid = key?.kind === "ec" && key.curve === "P-384" &&
+    await verifyReportSignature(report, key);
+  checks.push({
+    name: "report signature",
+    ok: signatureValid,
+    detail: signatureValid
+      ? `ECDSA P-384 SHA-384 over bytes 0x000-0x29F, with the ${chain.keyKind ?? "VCEK"}`
+      : report.maskChipKey
+      ? "MASK_CHIP_KEY is set: the firmware did not sign this report"
+      : `does not verify with ${
+        inputName(request.vcek)
+      }: the report was changed, or another key signed it`,
+  });
+  if (chain.vek && chain.keyKind) {
+    checks.push(...checkKeyAgainstReport(chain.vek, chain.keyKind, chain.product, report));
+  }
+  return { checks, chain, signatureValid };
+}
+
+/** The policy's debug bit, and the values the request expects. */
+function expectationChecks(
+  report: AttestationReport,
+  expected: Expectations,
+  product: SevProduct | undefined,
+): Check[] {
+  const checks: Check[] = [];
+  const debug = ((report.policy >> POLICY_DEBUG_BIT) & 1n) === 1n;
   checks.push({
     name: "POLICY: debugging not allowed",
     ok: !debug,
@@ -385,17 +386,17 @@ export async function attest(request: AttestRequest): Promise<AttestResult> {
       ? `${describePolicy(report.policy)}: the host can read and change the guest's memory`
       : describePolicy(report.policy),
   });
-  if (request.vmpl !== undefined) {
+  if (expected.vmpl !== undefined) {
     checks.push({
-      name: `VMPL = ${request.vmpl}`,
-      ok: report.vmpl === request.vmpl,
+      name: `VMPL = ${expected.vmpl}`,
+      ok: report.vmpl === expected.vmpl,
       detail: `the report was requested at VMPL ${report.vmpl}`,
     });
   }
   for (
     const [name, want, got] of [
-      ["REPORT_DATA", reportData, report.reportData],
-      ["HOST_DATA", hostData, report.hostData],
+      ["REPORT_DATA", expected.reportData, report.reportData],
+      ["HOST_DATA", expected.hostData, report.hostData],
     ] as const
   ) {
     if (want === undefined) continue;
@@ -405,122 +406,163 @@ export async function attest(request: AttestRequest): Promise<AttestResult> {
       detail: want === got ? got : `the report has ${got}, expected ${want}`,
     });
   }
-  if (minTcb) {
-    if (!product) {
-      checks.push({
-        name: "TCB >= minimum",
-        ok: false,
-        detail: "the processor generation is unknown (give --vcek): the TCB cannot be decoded",
-      });
-    } else {
-      const min = minTcb(product);
-      const low: string[] = [];
-      for (
-        const [name, tcb] of [
-          ["REPORTED_TCB", report.reportedTcb],
-          ["CURRENT_TCB", report.currentTcb],
-          ["COMMITTED_TCB", report.committedTcb],
-        ] as const
-      ) {
-        const parts = decodeTcb(tcb, product);
-        const below = (Object.keys(min) as (keyof TcbParts)[]).filter((k) =>
-          (parts[k] ?? 0) < (min[k] ?? 0)
-        );
-        if (below.length) low.push(`${name} ${formatTcb(parts)}`);
-      }
-      checks.push({
-        name: "TCB >= minimum",
-        ok: low.length === 0,
-        detail: low.length
-          ? `below ${formatTcb(min)}: ${low.join("; ")}`
-          : `${formatTcb(decodeTcb(report.reportedTcb, product))} (reported, current, committed)`,
-      });
-    }
+  if (expected.minTcb) checks.push(minTcbCheck(report, expected.minTcb, product));
+  return checks;
+}
+
+/** Every component of the reported, current and committed TCB at least the minimum's. */
+function minTcbCheck(
+  report: AttestationReport,
+  minTcb: (product: SevProduct) => TcbParts,
+  product: SevProduct | undefined,
+): Check {
+  const name = "TCB >= minimum";
+  if (!product) {
+    return {
+      name,
+      ok: false,
+      detail: "the processor generation is unknown (give --vcek): the TCB cannot be decoded",
+    };
   }
-  // The images.
+  const min = minTcb(product);
+  const low: string[] = [];
+  for (
+    const [field, tcb] of [
+      ["REPORTED_TCB", report.reportedTcb],
+      ["CURRENT_TCB", report.currentTcb],
+      ["COMMITTED_TCB", report.committedTcb],
+    ] as const
+  ) {
+    const parts = decodeTcb(tcb, product);
+    const below = (Object.keys(min) as (keyof TcbParts)[]).filter((k) =>
+      (parts[k] ?? 0) < (min[k] ?? 0)
+    );
+    if (below.length) low.push(`${field} ${formatTcb(parts)}`);
+  }
+  return {
+    name,
+    ok: low.length === 0,
+    detail: low.length
+      ? `below ${formatTcb(min)}: ${low.join("; ")}`
+      : `${formatTcb(decodeTcb(report.reportedTcb, product))} (reported, current, committed)`,
+  };
+}
+
+/**
+ * Searches the images for the report's MEASUREMENT; with a match, checks the report's
+ * identity fields against that image, else names the nearest images.
+ */
+async function imageMatchChecks(
+  report: AttestationReport,
+  images: readonly Input[],
+): Promise<{ checks: Check[]; matches: AttestMatch[]; nearest: AttestResult["nearest"] }> {
+  const extra: CpuModel[] = report.cpuid
+    ? [{ name: "the report's CPU", signature: cpuSignatureOf(report.cpuid) }]
+    : [];
+  const cpus = searchedCpus(extra);
   const matches: AttestMatch[] = [];
-  const nearest: AttestResult["nearest"] = [];
-  const images = request.images ?? [];
-  if (images.length) {
-    const extra: CpuModel[] = report.cpuid
-      ? [{ name: "the report's CPU", signature: cpuSignatureOf(report.cpuid) }]
-      : [];
-    const cpus = searchedCpus(extra);
-    const facts: ImageFacts[] = [];
-    for (const image of images) {
-      const name = inputName(image);
-      await withInputAccess(image, "IGVM file", async (file) => {
-        const headers = await soundHeaders(file).catch(naming(name));
-        const d = headers.directives.find((x) => x.type === IGVM_VHT_SNP_ID_BLOCK);
-        const fact = {
-          name,
-          headers,
-          idBlock: d ? decodeIgvmIdBlock(d.body) : undefined,
-          policy: filePolicy(headers),
-        };
-        facts.push(fact);
-        const found = await findMeasurement(file, headers, report.measurement, cpus);
-        for (const m of found.matches) {
-          matches.push({
-            image: name,
-            loader: m.loader,
-            vcpus: m.vcpus ?? null,
-            cpu: m.cpu?.name ?? null,
-            cpuSignature: m.cpu ? `0x${m.cpu.signature.toString(16).padStart(8, "0")}` : null,
-          });
-        }
+  const facts: ImageFacts[] = [];
+  for (const image of images) {
+    const name = inputName(image);
+    await withInputAccess(image, "IGVM file", async (file) => {
+      const headers = await soundHeaders(file).catch(naming(name));
+      const d = headers.directives.find((x) => x.type === IGVM_VHT_SNP_ID_BLOCK);
+      facts.push({
+        name,
+        idBlock: d ? decodeIgvmIdBlock(d.body) : undefined,
+        policy: filePolicy(headers),
       });
-    }
-    const match = matches[0];
-    if (match) {
-      const host = match.vcpus === null
-        ? ""
-        : `, ${match.vcpus} vCPU${match.vcpus === 1 ? "" : "s"}${
-          match.cpu ? `, ${match.cpu} (${match.cpuSignature})` : ""
-        }`;
-      checks.push({
-        name: "MEASUREMENT",
-        ok: true,
-        detail: `${match.image} under ${match.loader}${host}${
-          matches.length > 1
-            ? ` (and ${matches.length - 1} more configuration${matches.length > 2 ? "s" : ""})`
-            : ""
-        }`,
-      });
-      checks.push(...imageChecks(facts.find((f) => f.name === match.image)!, match.loader, report));
-    } else {
-      for (const f of facts) nearest.push({ image: f.name, shares: sharedFields(f, report) });
-      nearest.sort((a, b) => b.shares.length - a.shares.length);
-      const best = nearest.filter((n) =>
-        n.shares.length > 0 && n.shares.length === nearest[0].shares.length
-      );
-      checks.push({
-        name: "MEASUREMENT",
-        ok: false,
-        detail: `${report.measurement.slice(0, 16)}... matches none of the ${images.length} image${
-          images.length > 1 ? "s" : ""
-        } under any loader, 1-64 vCPUs and the CPU models ${cpus.map((c) => c.name).join(", ")}${
-          best.length
-            ? `; nearest: ${best.map((n) => `${n.image} (same ${n.shares.join(", ")})`).join("; ")}`
-            : ""
-        }; \`igvmgen measure --log\` and \`igvmgen diff\` show where an image differs`,
-      });
-    }
+      const found = await findMeasurement(file, headers, report.measurement, cpus);
+      for (const m of found.matches) {
+        matches.push({
+          image: name,
+          loader: m.loader,
+          vcpus: m.vcpus ?? null,
+          cpu: m.cpu?.name ?? null,
+          cpuSignature: m.cpu ? `0x${m.cpu.signature.toString(16).padStart(8, "0")}` : null,
+        });
+      }
+    });
   }
+  const match = matches[0];
+  if (match) {
+    const host = match.vcpus === null
+      ? ""
+      : `, ${match.vcpus} vCPU${match.vcpus === 1 ? "" : "s"}${
+        match.cpu ? `, ${match.cpu} (${match.cpuSignature})` : ""
+      }`;
+    const more = matches.length - 1;
+    const detail = `${match.image} under ${match.loader}${host}${
+      more ? ` (and ${more} more configuration${more > 1 ? "s" : ""})` : ""
+    }`;
+    const image = facts.find((f) => f.name === match.image)!;
+    return {
+      checks: [
+        { name: "MEASUREMENT", ok: true, detail },
+        ...imageChecks(image, match.loader, report),
+      ],
+      matches,
+      nearest: [],
+    };
+  }
+  const nearest = facts.map((f) => ({ image: f.name, shares: sharedFields(f, report) }));
+  nearest.sort((a, b) => b.shares.length - a.shares.length);
+  const best = nearest.filter((n) =>
+    n.shares.length > 0 && n.shares.length === nearest[0].shares.length
+  );
+  const detail = `${report.measurement.slice(0, 16)}... matches none of the ${images.length} image${
+    images.length > 1 ? "s" : ""
+  } under any loader, 1-64 vCPUs and the CPU models ${cpus.map((c) => c.name).join(", ")}${
+    best.length
+      ? `; nearest: ${best.map((n) => `${n.image} (same ${n.shares.join(", ")})`).join("; ")}`
+      : ""
+  }; \`igvmgen measure --log\` and \`igvmgen diff\` show where an image differs`;
+  return { checks: [{ name: "MEASUREMENT", ok: false, detail }], matches, nearest };
+}
+
+/** Runs `attest`. */
+export async function attest(request: AttestRequest): Promise<AttestResult> {
+  checkFields("attest", request, FIELDS);
+  const expected = expectationsOf(request);
+  const input = await readOption(request.report, "attestation report");
+  let report: AttestationReport;
+  try {
+    report = parseAttestationReport(input.bytes);
+  } catch (e) {
+    throw new InputError(`${input.name}: ${(e as Error).message}`, { cause: e });
+  }
+  const checks: Check[] = [{
+    name: "report format",
+    ok: report.problems.length === 0,
+    detail: report.problems.length
+      ? report.problems.join("; ")
+      : `version ${report.version}, signed by the ${signingKeyName(report.signingKey)}`,
+  }];
+  const signed = await signatureChecks(report, request);
+  checks.push(...signed.checks);
+  const product = signed.chain?.product ??
+    (report.cpuid ? productOfCpuid(report.cpuid) : undefined);
+  checks.push(...expectationChecks(report, expected, product));
+  const images = request.images ?? [];
+  const found = images.length
+    ? await imageMatchChecks(report, images)
+    : { checks: [], matches: [], nearest: [] };
+  checks.push(...found.checks);
   const problems = checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+  const chainValid = signed.chain?.valid ?? false;
   return {
     schema: "igvmgen-attest/1",
     report: reportJson(report),
-    signatureValid,
+    signatureValid: signed.signatureValid,
     chainValid,
-    match: matches[0] ?? null,
-    matches,
-    nearest,
+    match: found.matches[0] ?? null,
+    matches: found.matches,
+    nearest: found.nearest,
     checks,
     problems,
     notes: [REVOCATION_NOTE],
-    ok: signatureValid && chainValid && problems.length === 0 &&
-      (images.length === 0 || matches.length > 0),
+    ok: signed.signatureValid && chainValid && problems.length === 0 &&
+      (images.length === 0 || found.matches.length > 0),
   };
 }
 
