@@ -8,6 +8,7 @@ import { ROOT } from "./helpers.ts";
 import {
   ATTESTATION_REPORT,
   cpuSignatureOf,
+  ECDSA_P384_SHA384_SIGNATURE,
   decodeTcb,
   parseAttestationReport,
   productOfCpuid,
@@ -35,6 +36,8 @@ Deno.test("ATTESTATION_REPORT is 0x4a0 bytes with the signature at 0x2a0", () =>
   assertEquals(ATTESTATION_REPORT.off.Signature, 0x2a0);
   assertEquals(ATTESTATION_REPORT.off.ChipId, 0x1a0);
   assertEquals(ATTESTATION_REPORT.off.LaunchMitVector, 0x1f8);
+  assertEquals(ECDSA_P384_SHA384_SIGNATURE.size, 0x200);
+  assertEquals(ECDSA_P384_SHA384_SIGNATURE.off.S, 0x48);
 });
 
 Deno.test("parseAttestationReport() reads virtee/sev's real Milan report from hex text", () => {
