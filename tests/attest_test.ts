@@ -395,3 +395,28 @@ Deno.test("kvmHostDigests(): one pass extended by AP VMSAs equals each KVM loade
     file.close();
   }
 });
+
+Deno.test("igvmgen attest on real AMD-signed reports: virtee's passes (exit 0); go-sev-guest's allows debugging (exit 1, that reason only)", async () => {
+  const ok = await runCli([
+    "attest",
+    `${DATA}virtee_milan_report.hex`,
+    "--vcek",
+    `${DATA}virtee_milan_vcek.der`,
+  ]);
+  assertEquals(ok.code, 0, ok.stdout + ok.stderr);
+  assert(ok.stdout.includes("✔ ARK ARK-Milan (AMD's Milan root, built in)"), ok.stdout);
+  assert(ok.stdout.includes("✔ VCEK TCB = REPORTED_TCB: bl=3 tee=0 snp=8 ucode=115"), ok.stdout);
+  assert(ok.stdout.endsWith("attest: OK\n"), ok.stdout);
+  const debug = await runCli([
+    "attest",
+    `${DATA}gosevguest_milan_report.bin`,
+    "--vcek",
+    `${DATA}gosevguest_milan_vcek.der`,
+    "--json",
+  ]);
+  assertEquals(debug.code, 1);
+  const json = JSON.parse(debug.stdout);
+  assertEquals([json.signatureValid, json.chainValid, json.ok], [true, true, false]);
+  assertEquals(json.problems.length, 1);
+  assert(json.problems[0].startsWith("POLICY: debugging not allowed: 0xb0000 (debug ALLOWED"));
+});
