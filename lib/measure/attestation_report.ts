@@ -130,14 +130,14 @@ const NOT_A_REPORT = `not an SEV-SNP attestation report: expected the raw ${REPO
 
 /**
  * The report's 1184 bytes from what a user hands over: the raw bytes, or hex text (any case,
- * whitespace ignored). Anything else is refused with one line.
+ * whitespace and a leading 0x ignored). Anything else is refused with one line.
  */
 export function reportBytesOf(input: Uint8Array): Uint8Array {
   if (input.length === REPORT_SIZE) return input;
   if (input.length > 4 * REPORT_SIZE) {
     throw new InputError(`${NOT_A_REPORT}; got ${input.length} bytes`);
   }
-  const text = new TextDecoder("latin1").decode(input).replace(/\s+/g, "");
+  const text = new TextDecoder("latin1").decode(input).replace(/\s+/g, "").replace(/^0x/i, "");
   if (!/^[0-9a-fA-F]*$/.test(text)) {
     throw new InputError(`${NOT_A_REPORT}; got ${input.length} bytes that are not hex text`);
   }
