@@ -8,8 +8,8 @@ import { ROOT } from "./helpers.ts";
 import {
   ATTESTATION_REPORT,
   cpuSignatureOf,
-  ECDSA_P384_SHA384_SIGNATURE,
   decodeTcb,
+  ECDSA_P384_SHA384_SIGNATURE,
   parseAttestationReport,
   productOfCpuid,
   verifyReportSignature,
