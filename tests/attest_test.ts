@@ -4,9 +4,16 @@
  * with that VCEK, one per host configuration, each of which must be traced to the right image,
  * loader, vCPU count and CPU model. Then every kind of bad report is refused with its reason.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { generateImage, ROOT, runCli, tempDir } from "./helpers.ts";
-import { attest, measure } from "../mod.ts";
+import { attest, InputError, measure } from "../mod.ts";
+import { bytesAccess } from "./kvm_helpers.ts";
+import { headerSectionChecksum } from "../lib/igvm/reader.ts";
+import {
+  IGVM_FIXED_HEADER,
+  IGVM_VHS_SUPPORTED_PLATFORM,
+  IGVM_VHT_SUPPORTED_PLATFORM,
+} from "../lib/igvm/defs.ts";
 import { signIdBlock, toLittleEndian72 } from "../lib/measure/id_block.ts";
 import { parseP384PrivateKeyPem } from "../lib/measure/signing_key.ts";
 import { CPU_SIGNATURES } from "../lib/x86/kvm_vmsa.ts";
@@ -419,4 +426,25 @@ Deno.test("igvmgen attest on real AMD-signed reports: virtee's passes (exit 0); 
   assertEquals([json.signatureValid, json.chainValid, json.ok], [true, true, false]);
   assertEquals(json.problems.length, 1);
   assert(json.problems[0].startsWith("POLICY: debugging not allowed: 0xb0000 (debug ALLOWED"));
+});
+
+Deno.test("attest refuses an image that is not for SEV-SNP, naming it", async () => {
+  const { dir, imageA } = await prepare();
+  const bytes = Deno.readFileSync(imageA);
+  const headers = await readHeaders(bytesAccess(bytes));
+  const p = headers.directives.find((d) => d.type === IGVM_VHT_SUPPORTED_PLATFORM)!;
+  bytes[p.offset + 8 + IGVM_VHS_SUPPORTED_PLATFORM.off.PlatformType] = 1; // VBS
+  const end = headers.fixed.VariableHeaderOffset + headers.fixed.VariableHeaderSize;
+  new DataView(bytes.buffer).setUint32(
+    IGVM_FIXED_HEADER.off.Checksum,
+    headerSectionChecksum(bytes, end),
+    true,
+  );
+  Deno.writeFileSync(`${dir}/vbs.igvm`, bytes);
+  const report = `${DATA}virtee_milan_report.hex`;
+  await assertRejects(
+    () => attest({ report, images: [`${dir}/vbs.igvm`] }),
+    InputError,
+    `${dir}/vbs.igvm: not a SEV-SNP IGVM file`,
+  );
 });

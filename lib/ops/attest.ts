@@ -8,6 +8,7 @@
 import { InputError, UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
 import { IGVM_VHT_SNP_ID_BLOCK } from "../igvm/defs.ts";
+import { snpCompatibilityMask } from "../igvm/directives.ts";
 import { type Input, inputName, readSmallInput, withInputAccess } from "../io/input_source.ts";
 import {
   type AttestationReport,
@@ -30,7 +31,7 @@ import {
 } from "../measure/amd_certs.ts";
 import { decodeIgvmIdBlock, type IgvmIdBlock, sevKeyDigest } from "../measure/id_block.ts";
 import { filePolicy } from "../measure/id_block_file.ts";
-import { loaderModel } from "../measure/loaders.ts";
+import { loaderModel, LOADERS } from "../measure/loaders.ts";
 import { POLICY_DEBUG_BIT, POLICY_MIGRATE_MA_BIT, POLICY_SMT_BIT } from "../measure/tei_config.ts";
 import { type CpuModel, findMeasurement, searchedCpus } from "../measure/report_match.ts";
 import { checkFields, naming, soundHeaders } from "./igvm_file.ts";
@@ -462,10 +463,14 @@ async function imageMatchChecks(
   const cpus = searchedCpus(extra);
   const matches: AttestMatch[] = [];
   const facts: ImageFacts[] = [];
+  const unloadable: string[] = [];
   for (const image of images) {
     const name = inputName(image);
     await withInputAccess(image, "IGVM file", async (file) => {
-      const headers = await soundHeaders(file).catch(naming(name));
+      const headers = await soundHeaders(file).then((h) => {
+        snpCompatibilityMask(h); // refuses a file without an SEV-SNP platform
+        return h;
+      }).catch(naming(name));
       const d = headers.directives.find((x) => x.type === IGVM_VHT_SNP_ID_BLOCK);
       facts.push({
         name,
@@ -473,6 +478,9 @@ async function imageMatchChecks(
         policy: filePolicy(headers),
       });
       const found = await findMeasurement(file, headers, report.measurement, cpus);
+      if (found.matches.length === 0 && found.refusals.length === LOADERS.length) {
+        unloadable.push(`no loader takes ${name} (${found.refusals[0].reason})`);
+      }
       for (const m of found.matches) {
         matches.push({
           image: name,
@@ -516,6 +524,8 @@ async function imageMatchChecks(
     best.length
       ? `; nearest: ${best.map((n) => `${n.image} (same ${n.shares.join(", ")})`).join("; ")}`
       : ""
+  }${
+    unloadable.map((u) => `; ${u}`).join("")
   }; \`igvmgen measure --log\` and \`igvmgen diff\` show where an image differs`;
   return { checks: [{ name: "MEASUREMENT", ok: false, detail }], matches, nearest };
 }
