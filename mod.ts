@@ -1,6 +1,7 @@
 /**
  * igvmgen as a library: build IGVM images for AMD SEV-SNP guests, and measure, verify,
- * inspect, dump, diff and sign any IGVM file. The `igvmgen` command is a thin layer over these
+ * inspect, dump, diff and sign any IGVM file, and check a guest's attestation report against
+ * its images. The `igvmgen` command is a thin layer over these
  * functions, so a request here gives the same bytes as the same options on the command line.
  *
  * Requests are plain objects with camelCase fields; every generation option of the original
@@ -78,6 +79,7 @@ import { signIgvm, type SignRequest, type SignResult } from "./lib/ops/sign.ts";
 import { verifyIgvmFile } from "./lib/ops/verify.ts";
 import type { InspectReport } from "./lib/ops/inspect.ts";
 import type { VerifyReport } from "./lib/ops/verify.ts";
+import type { AttestRequest, AttestResult } from "./lib/ops/attest.ts";
 
 export type { GenerateResult } from "./lib/ops/generate.ts";
 export type {
@@ -99,6 +101,7 @@ export type {
   MeasureResult,
 } from "./lib/ops/measure.ts";
 export type { SignRequest, SignResult } from "./lib/ops/sign.ts";
+export type { AttestMatch, AttestRequest, AttestResult, Check } from "./lib/ops/attest.ts";
 export { LOADER_NAMES } from "./lib/ops/igvm_file.ts";
 export type { HostConfig } from "./lib/measure/launch_update.ts";
 export { CPU_SIGNATURES } from "./lib/x86/kvm_vmsa.ts";
@@ -284,4 +287,30 @@ export function inspect(request: InspectRequest): Promise<InspectReport> {
  */
 export function dump(request: IgvmFileRequest): Promise<string> {
   return dumpIgvmFileText(request);
+}
+
+/**
+ * Checks an SEV-SNP attestation report (versions 2, 3 and 5; raw or hex) and traces it back
+ * to its image: the report's ECDSA P-384 signature with the VCEK or VLEK, the chain up to AMD's
+ * root (Milan, Genoa and Turin built in), the key's TCB and chip ID against the report, which
+ * image, loader, vCPU count and CPU model reproduce its MEASUREMENT, and the report's policy,
+ * key digests, family and image IDs and guest SVN against that image. Revocation lists are not
+ * checked. Failed checks are listed in the result, not thrown.
+ *
+ * @example Check a report against an image
+ * ```ts ignore
+ * import { attest } from "@igvmgen/igvmgen";
+ *
+ * const result = await attest({ report: "report.bin", vcek: "vcek.pem", images: ["guest.igvm"] });
+ * if (!result.ok) console.error(result.problems.join("\n"));
+ * ```
+ *
+ * @param request The report, the certificates, the images, and the expected values.
+ * @returns `ok`, `signatureValid`, `chainValid`, the `match`, every check and the problems.
+ * @throws {UsageError} A bad request (a malformed expected value or minimum TCB).
+ * @throws {InputError} The report or a certificate or image cannot be read or parsed.
+ */
+export async function attest(request: AttestRequest): Promise<AttestResult> {
+  const { attest } = await import("./lib/ops/attest.ts");
+  return await attest(request);
 }

@@ -1,5 +1,6 @@
 /**
- * The subcommands on existing IGVM files: `inspect`, `verify`, `measure`, `sign`, `diff`; and
+ * The subcommands on existing IGVM files: `inspect`, `verify`, `measure`, `sign`, `diff`,
+ * `attest` (an attestation report against images; its code loads only when it runs); and
  * `completions`, the shell completion script.
  */
 import { UsageError } from "../errors.ts";
@@ -21,7 +22,15 @@ export type CommandStreams = Pick<
   "stdout" | "stdoutIdentity" | "stdoutIsTerminal"
 >;
 
-export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff", "completions"] as const;
+export const SUBCOMMANDS = [
+  "inspect",
+  "verify",
+  "measure",
+  "sign",
+  "diff",
+  "attest",
+  "completions",
+] as const;
 export type Subcommand = typeof SUBCOMMANDS[number];
 
 /** `igvmgen inspect --help`. */
@@ -48,7 +57,7 @@ none, 1 otherwise.
             turin, or a CPUID(1).EAX signature such as 0x00a00f11)`;
 
 /** Each subcommand's `--help` text. */
-const HELP: Record<Subcommand, () => string> = {
+const HELP: Record<Exclude<Subcommand, "attest">, () => string> = {
   inspect: () => INSPECT_HELP,
   verify: () => VERIFY_HELP,
   measure: measureHelp,
@@ -95,6 +104,10 @@ export async function runSubcommand(
   print: (line: string) => void,
   streams: CommandStreams = { stdout: Deno.stdout.writable },
 ) {
+  if (command === "attest") {
+    const { runAttestCommand } = await import("./attest_command.ts");
+    return await runAttestCommand(args, print);
+  }
   if (args.includes("--help") || args.includes("-h")) {
     print(HELP[command]());
     return 0;

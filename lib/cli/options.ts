@@ -176,6 +176,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "P-384 private key for the ID block (SEC1 or PKCS#8 PEM); a fresh key when omitted",
   },
   {
+    name: "author_key",
+    kind: "path",
+    metavar: "PEM",
+    help:
+      "P-384 private key of the ID block's author: it signs the ID key, and the ID block carries it (AuthorKeyEnabled)",
+  },
+  {
     name: "sign_deterministic",
     original: ["-sign_deterministic"],
     kind: "bool",
@@ -306,6 +313,7 @@ export interface Options {
   cpu?: string;
   shared_payload?: string;
   sign_key?: string;
+  author_key?: string;
   sign_deterministic: boolean;
   config_file?: string;
   measurement_file?: string;
@@ -532,6 +540,7 @@ export const USAGE =
        igvmgen inspect|verify|measure FILE.igvm   (see igvmgen verify --help)
        igvmgen sign IN.igvm -o OUT.igvm -sign_key KEY.pem   (see igvmgen sign --help)
        igvmgen diff A.igvm B.igvm   (see igvmgen diff --help)
+       igvmgen attest REPORT --vcek VCEK.pem --image FILE.igvm   (see igvmgen attest --help)
        igvmgen completions bash|zsh
        cat bzImage | igvmgen - -o OUT.igvm [options]`;
 

@@ -47,6 +47,7 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
     cpu: o.cpu,
     sharedPayload: o.shared_payload,
     signKey: o.sign_key,
+    authorKey: o.author_key,
     signDeterministic: o.sign_deterministic,
     teiConfig: o.config_file,
     measurementFile: o.measurement_file,

@@ -45,6 +45,15 @@ Offline signing (the ID key stays in an HSM or a cloud KMS):
                            and the options (default: recomputed from the file and options)
 Before writing, the signature must verify over the payload with a P-384 key, the payload's
 digest must be this file's, and its fields must match the options.
+Author key (SEV-SNP lets an author key certify the ID key, so ID keys can rotate):
+  -author_key PEM          P-384 private key of the author: it signs the ID public key, and
+                           the ID block (and --id-blocks-out's ID_AUTH_INFO) carries the
+                           author key and that signature
+  --author-signature SIG   offline: the author's ECDSA P-384 SHA-384 signature (DER or raw
+                           r||s) over the ID key's 0x404-byte SEV ECDSA public key structure
+  --author-public-key KEY  the author public key (PEM or DER public key, or a certificate)
+  --author-payload-out FILE  with -sign_key or --id-public-key: write the ID key's 0x404-byte
+                           structure for the author to sign, nothing else
 One ID block per host (--matrix, for qemu-kvm unless --loader says otherwise):
   --vcpus LIST, --cpu LIST every combination of the two comma lists
   --id-blocks-out FILE     JSON, schema igvmgen-id-blocks/1: per combination vcpus, cpu,
@@ -81,6 +90,10 @@ export async function runSignCommand(
     { name: "cpu", kind: "value" },
     { name: "matrix", kind: "flag" },
     { name: "id_blocks_out", kind: "value" },
+    { name: "author_key", kind: "value" },
+    { name: "author_signature", kind: "value" },
+    { name: "author_public_key", kind: "value" },
+    { name: "author_payload_out", kind: "value" },
     { name: "force", kind: "flag" },
   ]);
   streams = { ...streams, force: values.has("force") };
@@ -115,7 +128,17 @@ export async function runSignCommand(
     idSignature: str("id_signature"),
     idPublicKey: str("id_public_key"),
     payload: str("payload"),
+    authorKey: str("author_key"),
+    authorSignature: str("author_signature"),
+    authorPublicKey: str("author_public_key"),
+    authorPayloadOut: str("author_payload_out"),
   }, streams);
+  if (result.authorPayloadOut) {
+    notice(
+      `igvmgen: wrote the ID key for the author to sign, ${result.authorPayloadOut} (1028 bytes)`,
+    );
+    return 0;
+  }
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (result.payloadOut) {
@@ -161,6 +184,9 @@ async function runSignMatrix(
     payloadOutPattern: str("payload_out"),
     idSignaturePattern: str("id_signature"),
     idPublicKey: str("id_public_key"),
+    authorKey: str("author_key"),
+    authorSignature: str("author_signature"),
+    authorPublicKey: str("author_public_key"),
   }, streams);
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   for (const line of result.written) notice(`igvmgen: wrote ${line}`);

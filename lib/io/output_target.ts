@@ -101,6 +101,7 @@ const FIELD_NAMES: Record<string, string> = {
   "-rdinit": "initrd",
   "-shared_payload": "sharedPayload",
   "-sign_key": "signKey",
+  "-author_key": "authorKey",
   "-config_file": "teiConfig",
   "-acpi_dir": "acpi",
   "-symbol_elf": "symbolElf",
@@ -108,6 +109,8 @@ const FIELD_NAMES: Record<string, string> = {
   "--id-signature": "idSignature",
   "--id-public-key": "idPublicKey",
   "--payload": "payload",
+  "--author-signature": "authorSignature",
+  "--author-public-key": "authorPublicKey",
 };
 
 /** How one output is written. */

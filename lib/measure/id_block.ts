@@ -12,6 +12,56 @@ import {
 } from "../igvm/defs.ts";
 import type { IdBlockConfig } from "./tei_config.ts";
 import { P384_N, type P384Key } from "./signing_key.ts";
+import { sha384 } from "./snp_digest.ts";
+
+/** A P-384 point, big-endian 48-byte coordinates. */
+export interface P384Point {
+  x: Uint8Array;
+  y: Uint8Array;
+}
+
+/** An author key's signature (r, s big-endian) over the ID public key, and the author key. */
+export interface AuthorSignature {
+  signature: { r: Uint8Array; s: Uint8Array };
+  key: P384Point;
+}
+
+/** Offsets inside the firmware ABI's ECDSA public key structure (0x404 bytes). */
+const SEV_ECDSA_PUBLIC_KEY = { Curve: 0x00, Qx: 0x04, Qy: 0x4c, SIZE: 0x404 } as const;
+
+/**
+ * The firmware ABI's 0x404-byte ECDSA public key structure of a P-384 key (curve 2, Qx, Qy
+ * little-endian in 72 bytes each, the rest zero): what an author key signs (the ID key), and
+ * what a report's ID_KEY_DIGEST and AUTHOR_KEY_DIGEST are the SHA-384 of.
+ */
+export function encodeSevEcdsaPublicKey(key: P384Point): Uint8Array {
+  const out = new Uint8Array(SEV_ECDSA_PUBLIC_KEY.SIZE);
+  viewOf(out).setUint32(SEV_ECDSA_PUBLIC_KEY.Curve, SNP_ECDSA_CURVE_P384, true);
+  out.set(toLittleEndian72(key.x), SEV_ECDSA_PUBLIC_KEY.Qx);
+  out.set(toLittleEndian72(key.y), SEV_ECDSA_PUBLIC_KEY.Qy);
+  return out;
+}
+
+/** SHA-384 of the key's ABI structure: the ID_KEY_DIGEST or AUTHOR_KEY_DIGEST a report shows. */
+export function sevKeyDigest(key: P384Point): Uint8Array {
+  return sha384(encodeSevEcdsaPublicKey(key));
+}
+
+/** The author key's signature over the ID public key (SNP_LAUNCH_FINISH's ID_KEY_SIG). */
+export async function signIdKey(
+  idKey: P384Point,
+  authorKey: P384Key,
+  deterministic: boolean,
+): Promise<AuthorSignature> {
+  const signature = await signIdBlock(encodeSevEcdsaPublicKey(idKey), authorKey, deterministic);
+  return { signature, key: { x: authorKey.x, y: authorKey.y } };
+}
+
+/** Checks an author signature over the ID public key. */
+export function verifyAuthorSignature(idKey: P384Point, author: AuthorSignature): Promise<boolean> {
+  const { r, s } = author.signature;
+  return verifyIdBlock(encodeSevEcdsaPublicKey(idKey), r, s, author.key.x, author.key.y);
+}
 
 /** The 96-byte ID block: launch digest, family id, image id, version, guest SVN, policy. */
 export function encodeSnpIdBlock(launchDigest: Uint8Array, config: IdBlockConfig): Uint8Array {
@@ -133,19 +183,27 @@ export function fromLittleEndian72(le: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Encodes the IGVM_VHS_SNP_ID_BLOCK body (0x2b8 bytes) for a signed block. */
+/**
+ * Encodes the IGVM_VHS_SNP_ID_BLOCK body (0x2b8 bytes) for a signed block; with `authorKey`,
+ * the author key signs the ID key and the block carries both (AuthorKeyEnabled).
+ */
 export async function encodeIgvmIdBlock(
   launchDigest: Uint8Array,
   config: IdBlockConfig,
   key: P384Key,
   deterministic: boolean,
+  authorKey?: P384Key,
 ): Promise<Uint8Array> {
   const block = encodeSnpIdBlock(launchDigest, config);
   const { r, s } = await signIdBlock(block, key, deterministic);
-  return assembleIgvmIdBlock(block, r, s, key.x, key.y);
+  const author = authorKey ? await signIdKey(key, authorKey, deterministic) : undefined;
+  return assembleIgvmIdBlock(block, r, s, key.x, key.y, 1, author);
 }
 
-/** The IGVM_VHS_SNP_ID_BLOCK body for a signed 96-byte ID block (r, s, x, y big-endian). */
+/**
+ * The IGVM_VHS_SNP_ID_BLOCK body for a signed 96-byte ID block (r, s, x, y big-endian) and,
+ * when given, the author key's signature over the ID key.
+ */
 export function assembleIgvmIdBlock(
   block: Uint8Array,
   r: Uint8Array,
@@ -153,6 +211,7 @@ export function assembleIgvmIdBlock(
   x: Uint8Array,
   y: Uint8Array,
   compatibilityMask = 1,
+  author?: AuthorSignature,
 ): Uint8Array {
   const out = new Uint8Array(IGVM_VHS_SNP_ID_BLOCK.size);
   const view = viewOf(out);
@@ -160,11 +219,74 @@ export function assembleIgvmIdBlock(
   view.setUint32(o.CompatibilityMask, compatibilityMask, true);
   out.set(block.subarray(0, 88), o.Ld); // Ld, FamilyId, ImageId, Version, GuestSvn
   view.setUint32(o.IdKeyAlgorithm, SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384, true);
-  out.set(toLittleEndian72(r), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
-  out.set(toLittleEndian72(s), o.IdKeySignature + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
-  const pk = IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off;
-  view.setUint32(o.IdPublicKey + pk.Curve, SNP_ECDSA_CURVE_P384, true);
-  out.set(toLittleEndian72(x), o.IdPublicKey + pk.Qx);
-  out.set(toLittleEndian72(y), o.IdPublicKey + pk.Qy);
+  setSignature(out, o.IdKeySignature, { r, s });
+  setPublicKey(out, o.IdPublicKey, { x, y });
+  if (author) {
+    view.setUint8(o.AuthorKeyEnabled, 1);
+    view.setUint32(o.AuthorKeyAlgorithm, SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384, true);
+    setSignature(out, o.AuthorKeySignature, author.signature);
+    setPublicKey(out, o.AuthorPublicKey, author.key);
+  }
   return out;
+}
+
+function setSignature(out: Uint8Array, at: number, sig: { r: Uint8Array; s: Uint8Array }) {
+  out.set(toLittleEndian72(sig.r), at + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
+  out.set(toLittleEndian72(sig.s), at + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
+}
+
+function setPublicKey(out: Uint8Array, at: number, key: P384Point) {
+  const pk = IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off;
+  viewOf(out).setUint32(at + pk.Curve, SNP_ECDSA_CURVE_P384, true);
+  out.set(toLittleEndian72(key.x), at + pk.Qx);
+  out.set(toLittleEndian72(key.y), at + pk.Qy);
+}
+
+/** The fields of an IGVM_VHS_SNP_ID_BLOCK body; keys and signatures big-endian. */
+export interface IgvmIdBlock {
+  ld: Uint8Array;
+  familyId: Uint8Array;
+  imageId: Uint8Array;
+  version: number;
+  guestSvn: number;
+  idKeyAlgorithm: number;
+  idKeyCurve: number;
+  signature: { r: Uint8Array; s: Uint8Array };
+  idKey: P384Point;
+  /** The author fields, when AuthorKeyEnabled is set. */
+  author?: AuthorSignature & { algorithm: number; curve: number };
+  /** AuthorKeyEnabled's raw value (0 or 1 in a valid block). */
+  authorKeyEnabled: number;
+}
+
+/** Decodes an IGVM_VHS_SNP_ID_BLOCK body (0x2b8 bytes). */
+export function decodeIgvmIdBlock(body: Uint8Array): IgvmIdBlock {
+  const v = viewOf(body);
+  const o = IGVM_VHS_SNP_ID_BLOCK.off;
+  const sig = IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off;
+  const pk = IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off;
+  const big = (at: number) => fromLittleEndian72(body.subarray(at, at + 72));
+  const signatureAt = (at: number) => ({ r: big(at + sig.R), s: big(at + sig.S) });
+  const keyAt = (at: number) => ({ x: big(at + pk.Qx), y: big(at + pk.Qy) });
+  const authorKeyEnabled = v.getUint8(o.AuthorKeyEnabled);
+  return {
+    ld: body.slice(o.Ld, o.Ld + 48),
+    familyId: body.slice(o.FamilyId, o.FamilyId + 16),
+    imageId: body.slice(o.ImageId, o.ImageId + 16),
+    version: v.getUint32(o.Version, true),
+    guestSvn: v.getUint32(o.GuestSvn, true),
+    idKeyAlgorithm: v.getUint32(o.IdKeyAlgorithm, true),
+    idKeyCurve: v.getUint32(o.IdPublicKey + pk.Curve, true),
+    signature: signatureAt(o.IdKeySignature),
+    idKey: keyAt(o.IdPublicKey),
+    authorKeyEnabled,
+    author: authorKeyEnabled
+      ? {
+        algorithm: v.getUint32(o.AuthorKeyAlgorithm, true),
+        curve: v.getUint32(o.AuthorPublicKey + pk.Curve, true),
+        signature: signatureAt(o.AuthorKeySignature),
+        key: keyAt(o.AuthorPublicKey),
+      }
+      : undefined,
+  };
 }

@@ -20,9 +20,9 @@ export class ConfigError extends Error {
 
 // SNP guest policy (SEV-SNP firmware ABI, table 9).
 export const POLICY_RESERVED_ONE = 0x20000n; // bit 17, must be one
-const POLICY_DEBUG_BIT = 19n;
+export const POLICY_DEBUG_BIT = 19n;
 export const POLICY_MIGRATE_MA_BIT = 18n;
-const POLICY_SMT_BIT = 16n;
+export const POLICY_SMT_BIT = 16n;
 const POLICY_ABI_MAJOR_SHIFT = 8n;
 /** 0x3001f: reserved-one, SMT allowed, ABI 0.31. */
 export const DEFAULT_SNP_POLICY = POLICY_RESERVED_ONE | (1n << POLICY_SMT_BIT) | 0x1fn;

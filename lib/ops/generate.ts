@@ -121,6 +121,17 @@ async function loadKey(req: ResolvedRequest): Promise<{ key: P384Key; generated:
   return { key, generated: false };
 }
 
+/** The author key of `-author_key`, if given. */
+async function loadAuthorKey(req: ResolvedRequest): Promise<P384Key | undefined> {
+  if (!req.authorKey) return undefined;
+  const pem = await readSmallInput(req.authorKey, "author key");
+  return await wrapInput(
+    "author key",
+    inputName(req.authorKey),
+    () => parseP384PrivateKeyPem(new TextDecoder().decode(pem)),
+  );
+}
+
 async function loadConfig(req: ResolvedRequest): Promise<IdBlockConfig> {
   if (!req.teiConfig) return defaultIdBlockConfig();
   const text = await readSmallInput(req.teiConfig, "config file");
@@ -378,6 +389,7 @@ function namedInputs(req: ResolvedRequest) {
     { option: "-rdinit", path: path(req.initrd) },
     { option: "-shared_payload", path: path(req.sharedPayload) },
     { option: "-sign_key", path: path(req.signKey) },
+    { option: "-author_key", path: path(req.authorKey) },
     { option: "-config_file", path: path(req.teiConfig) },
     { option: "-acpi_dir", path: req.acpi },
     { option: "-symbol_elf", path: path(req.symbolElf) },
@@ -421,6 +433,7 @@ export async function generateIgvm(
     const config = await loadConfig(req);
     if (kvm) checkKvmPolicy(kvm, config.policy);
     const { key, generated } = await loadKey(req);
+    const authorKey = await loadAuthorKey(req);
     let stdinSpool: string | undefined;
     const runIo: RunIo = { ...io, onStdinSpool: (path) => stdinSpool = path };
     const image = req.kernelFormat === "elf"
@@ -439,7 +452,7 @@ export async function generateIgvm(
       // A fresh key signs once: WebCrypto's RFC 6979 nonce is then as unpredictable as the
       // key itself, so random nonces (and the library drawing them) are not needed.
       const sign = (digest: Uint8Array) =>
-        encodeIgvmIdBlock(digest, config, key, req.signDeterministic || generated);
+        encodeIgvmIdBlock(digest, config, key, req.signDeterministic || generated, authorKey);
       const written = await writeIgvm(image, out, sign, config.policy, io.progress?.(image));
       const targetDigest = kvm
         ? await retargetWrittenImage(out, kvm, written.launchDigest, sign)

@@ -82,6 +82,11 @@ export interface GenerateRequest {
   sharedPayload?: Input;
   /** `-sign_key`: the P-384 private key (PEM) for the ID block; a fresh key when absent. */
   signKey?: Input;
+  /**
+   * `-author_key`: the P-384 private key (PEM) of the ID block's author, which signs the ID
+   * key; the ID block then carries the author key and that signature (AuthorKeyEnabled).
+   */
+  authorKey?: Input;
   /** `-sign_deterministic`: RFC 6979 nonces, for reproducible output. Default false. */
   signDeterministic?: boolean;
   /** `-config_file`: the TEI config (JSON) with the ID block's ids, version, SVN and policy. */
@@ -122,6 +127,7 @@ export interface ResolvedRequest {
   loader: string;
   sharedPayload?: Input;
   signKey?: Input;
+  authorKey?: Input;
   signDeterministic: boolean;
   teiConfig?: Input;
   measurementFile?: string;
@@ -179,6 +185,7 @@ const REQUEST_FIELDS: ReadonlySet<string> = new Set(Object.keys(
     strict: true,
     sharedPayload: true,
     signKey: true,
+    authorKey: true,
     signDeterministic: true,
     teiConfig: true,
     measurementFile: true,
@@ -246,6 +253,7 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
       "initrd",
       "sharedPayload",
       "signKey",
+      "authorKey",
       "teiConfig",
       "symbolElf",
       "vmpl2Kernel",

@@ -81,6 +81,14 @@ export interface InspectReport {
     publicKeyX: string;
     publicKeyY: string;
     signatureValid: boolean;
+    /** The ID_KEY_DIGEST a report of a guest launched with this block shows, lowercase hex. */
+    idKeyDigest: string;
+    /** The AUTHOR_KEY_DIGEST such a report shows (zeros without an author key). */
+    authorKeyDigest: string;
+    /** Whether the block carries an author key. */
+    authorKeyEnabled: boolean;
+    /** With an author key: whether its signature over the ID key verifies. */
+    authorSignatureValid?: boolean;
   };
   /** The SNP launch digest recomputed from the directives. */
   launchDigest: string;
@@ -215,6 +223,12 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
       publicKeyX: id.publicKeyX,
       publicKeyY: id.publicKeyY,
       signatureValid: id.signatureValid,
+      idKeyDigest: id.idKeyDigest,
+      authorKeyDigest: id.authorKeyDigest,
+      authorKeyEnabled: id.authorKeyEnabled,
+      ...(id.authorSignatureValid === undefined
+        ? {}
+        : { authorSignatureValid: id.authorSignatureValid }),
     },
     launchDigest: verify.launchDigest,
   };
@@ -274,6 +288,12 @@ export function formatInspect(r: InspectReport): string {
       `  public key x ${b.publicKeyX}`,
       `             y ${b.publicKeyY}`,
       `  signature ${b.signatureValid ? "valid" : "INVALID"}`,
+      `  ID key digest     ${b.idKeyDigest}`,
+      `  author key digest ${b.authorKeyDigest}${
+        b.authorKeyEnabled
+          ? ` (author signature ${b.authorSignatureValid ? "valid" : "INVALID"})`
+          : " (no author key)"
+      }`,
     );
   }
   return lines.join("\n");

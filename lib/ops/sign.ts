@@ -52,6 +52,17 @@ export interface SignRequest {
   idPublicKey?: Input;
   /** The payload that was signed, checked against the file's digest and the options. */
   payload?: Input;
+  /** The author's P-384 private key (PEM): it signs the ID key; the ID block carries both. */
+  authorKey?: Input;
+  /** Offline: the author's signature over the ID key's 0x404-byte ABI structure ... */
+  authorSignature?: Input;
+  /** ... made with this author public key (PEM/DER public key or X.509 certificate). */
+  authorPublicKey?: Input;
+  /**
+   * Write the ID key's 0x404-byte ABI structure (what an offline author signs) to this path,
+   * and nothing else; the ID key is `signKey`'s or `idPublicKey`.
+   */
+  authorPayloadOut?: string;
 }
 
 /** What `sign` did. */
@@ -87,6 +98,10 @@ const SIGN_FIELDS = {
   idSignature: true,
   idPublicKey: true,
   payload: true,
+  authorKey: true,
+  authorSignature: true,
+  authorPublicKey: true,
+  authorPayloadOut: true,
 } satisfies Record<keyof SignRequest, true>;
 
 /** Runs `sign` for the library; see {@link SignRequest} for its three ways. */
@@ -116,6 +131,9 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
     idSignature: { input: request.idSignature, what: "signature", small: true },
     idPublicKey: { input: request.idPublicKey, what: "public key", small: true },
     payload: { input: request.payload, what: "payload", small: true },
+    authorKey: { input: request.authorKey, what: "author key", small: true },
+    authorSignature: { input: request.authorSignature, what: "signature", small: true },
+    authorPublicKey: { input: request.authorPublicKey, what: "public key", small: true },
   }, async (paths) => {
     const result = await signIgvmFile({
       input: paths.file!,
@@ -131,6 +149,10 @@ export async function signIgvm(request: SignRequest): Promise<SignResult> {
       idSignature: paths.idSignature,
       idPublicKey: paths.idPublicKey,
       payload: paths.payload,
+      authorKey: paths.authorKey,
+      authorSignature: paths.authorSignature,
+      authorPublicKey: paths.authorPublicKey,
+      authorPayloadOut: request.authorPayloadOut,
     }, { stdout: stream, stdoutName: "the output stream", fieldNames: true });
     return {
       launchMeasurement: result.launchMeasurement,

@@ -26,7 +26,16 @@ import {
   type StandardStreams,
   writeSmallOutput,
 } from "../io/output_target.ts";
-import { assembleIgvmIdBlock, signIdBlock, verifyIdBlock } from "../measure/id_block.ts";
+import {
+  assembleIgvmIdBlock,
+  type AuthorSignature,
+  encodeSevEcdsaPublicKey,
+  type P384Point,
+  signIdBlock,
+  signIdKey,
+  verifyAuthorSignature,
+  verifyIdBlock,
+} from "../measure/id_block.ts";
 import { type P384Key, parseP384PrivateKeyPem } from "../measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "../measure/tei_config.ts";
 import { loaderDigest, policyWarning } from "../measure/loaders.ts";
@@ -63,12 +72,24 @@ export interface SignRequest {
   idPublicKey?: string;
   /** ... over this payload (else the payload recomputed from the file and the options). */
   payload?: string;
+  /** The author's P-384 private key: it signs the ID key; the ID block carries both. */
+  authorKey?: string;
+  /**
+   * Write the ID public key's 0x404-byte ABI structure, what an offline author signer signs,
+   * and nothing else. The ID key comes from `signKey` or `idPublicKey`.
+   */
+  authorPayloadOut?: string;
+  /** Offline: the author's signature over the ID key (DER or raw r||s) ... */
+  authorSignature?: string;
+  /** ... made with this author public key (PEM/DER public key or X.509 certificate). */
+  authorPublicKey?: string;
 }
 
 /** What `sign` did. */
 export interface SignResult {
   output?: string;
   payloadOut?: string;
+  authorPayloadOut?: string;
   launchMeasurement: string;
   /** True when the file had no ID block and one was added. */
   added: boolean;
@@ -86,7 +107,7 @@ export type SignIo =
 
 /** The inputs of a sign run with their options, for the outputs' identity check. */
 export function signInputs(
-  r: Pick<SignRequest, "input" | "signKey" | "configFile" | "idPublicKey">,
+  r: Pick<SignRequest, "input" | "signKey" | "configFile" | "idPublicKey"> & AuthorOptions,
   more: readonly NamedInput[] = [],
 ): NamedInput[] {
   return [
@@ -94,6 +115,9 @@ export function signInputs(
     { option: "-sign_key", path: r.signKey },
     { option: "-config_file", path: r.configFile },
     { option: "--id-public-key", path: r.idPublicKey },
+    { option: "-author_key", path: r.authorKey },
+    { option: "--author-signature", path: r.authorSignature },
+    { option: "--author-public-key", path: r.authorPublicKey },
     ...more,
   ];
 }
@@ -113,12 +137,63 @@ export async function loadConfig(path: string | undefined, policy: bigint | unde
   }
 }
 
+/** The author options of `sign` and `sign --matrix`. */
+export interface AuthorOptions {
+  authorKey?: string;
+  authorSignature?: string;
+  authorPublicKey?: string;
+}
+
+/** Refuses author options that do not go together. */
+export function checkAuthorOptions(r: AuthorOptions): void {
+  if (r.authorKey && (r.authorSignature || r.authorPublicKey)) {
+    throw new UsageError("sign: -author_key does not go with --author-signature");
+  }
+  if ((r.authorSignature === undefined) !== (r.authorPublicKey === undefined)) {
+    throw new UsageError("sign: --author-signature and --author-public-key go together");
+  }
+}
+
+/**
+ * The author's signature over the ID key `idKey`: made with `-author_key`, or the offline
+ * `--author-signature` after checking it verifies with `--author-public-key`. Undefined
+ * without author options.
+ */
+export async function authorSignatureFor(
+  r: AuthorOptions & { signDeterministic: boolean },
+  idKey: P384Point,
+): Promise<AuthorSignature | undefined> {
+  if (r.authorKey) {
+    return signIdKey(idKey, await loadSigningKey(r.authorKey, "author key"), r.signDeterministic);
+  }
+  if (r.authorSignature === undefined) return undefined;
+  const sig = parseSignatureOption(
+    r.authorSignature,
+    await readInputFile(r.authorSignature, "signature"),
+    "--author-signature",
+  );
+  const key = parsePublicKeyOption(
+    r.authorPublicKey!,
+    await readInputFile(r.authorPublicKey!, "public key"),
+    "--author-public-key",
+  );
+  const author = { signature: { r: sig.r, s: sig.s }, key: { x: key.x, y: key.y } };
+  if (!await verifyAuthorSignature(idKey, author)) {
+    throw new InputError(
+      `--author-signature ${r.authorSignature}: does not verify over the ID public key (its 0x404-byte SEV ECDSA public key structure) with ${r.authorPublicKey}`,
+    );
+  }
+  return author;
+}
+
 function checkRequest(r: SignRequest): void {
   const offline = r.idSignature !== undefined || r.idPublicKey !== undefined;
+  checkAuthorOptions(r);
+  const author = r.authorKey ?? r.authorSignature;
   if (r.payloadOut !== undefined) {
-    if (r.output || r.signKey || offline || r.payload || r.measurementFile) {
+    if (r.output || r.signKey || offline || r.payload || r.measurementFile || author) {
       throw new UsageError(
-        "sign: --payload-out writes only the payload; it takes no -o, -sign_key, --id-signature, --payload or -measurement_file",
+        "sign: --payload-out writes only the payload; it takes no -o, -sign_key, --id-signature, --payload, -measurement_file or author options",
       );
     }
     return;
@@ -139,8 +214,40 @@ function checkRequest(r: SignRequest): void {
   }
 }
 
+/**
+ * `--author-payload-out`: writes the ID key's 0x404-byte SEV ECDSA public key structure, what
+ * the author key signs. The IGVM file is not read.
+ */
+async function writeAuthorPayload(r: SignRequest, io: SignIo): Promise<SignResult> {
+  const others = [r.output, r.payloadOut, r.idSignature, r.payload, r.measurementFile];
+  if (others.some((x) => x !== undefined) || r.authorKey || r.authorSignature) {
+    throw new UsageError(
+      "sign: --author-payload-out writes only the ID key for the author to sign; it takes -sign_key or --id-public-key and nothing else",
+    );
+  }
+  if ((r.signKey === undefined) === (r.idPublicKey === undefined)) {
+    throw new UsageError(
+      "sign: --author-payload-out needs the ID key: -sign_key or --id-public-key",
+    );
+  }
+  const [target] = await planOutputTargets({
+    outputs: [{ option: "--author-payload-out", given: r.authorPayloadOut! }],
+    inputs: signInputs(r),
+    ...io,
+  });
+  const idKey = r.signKey ? await loadSigningKey(r.signKey) : await loadPublicKey(r.idPublicKey!);
+  await writeSmallOutput(target, encodeSevEcdsaPublicKey(idKey), io.stdout);
+  return {
+    authorPayloadOut: r.authorPayloadOut,
+    launchMeasurement: "",
+    added: false,
+    warnings: [],
+  };
+}
+
 /** Runs `sign`. */
 export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<SignResult> {
+  if (r.authorPayloadOut !== undefined) return await writeAuthorPayload(r, io);
   checkRequest(r);
   const specs = [
     { option: "-o", given: r.output },
@@ -188,11 +295,12 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     }
     const mask = snpCompatibilityMask(headers);
     let body: Uint8Array;
+    const author = await authorSignatureFor(r, offline ? offline.key : key!);
     if (offline) {
-      body = await offlineIdBlock(r, offline, digest, expected, mask);
+      body = await offlineIdBlock(r, offline, digest, expected, mask, author);
     } else {
       const sig = await signIdBlock(expected, key!, r.signDeterministic);
-      body = assembleIgvmIdBlock(expected, sig.r, sig.s, key!.x, key!.y, mask);
+      body = assembleIgvmIdBlock(expected, sig.r, sig.s, key!.x, key!.y, mask, author);
     }
     const plan = { image: target("-o")!, measurement: target("-measurement_file") };
     const out = await openImageOutput(plan.image);
@@ -211,12 +319,12 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
   }
 }
 
-export async function loadSigningKey(path: string): Promise<P384Key> {
-  const pem = new TextDecoder().decode(await readInputFile(path, "signing key"));
+export async function loadSigningKey(path: string, what = "signing key"): Promise<P384Key> {
+  const pem = new TextDecoder().decode(await readInputFile(path, what));
   try {
     return await parseP384PrivateKeyPem(pem);
   } catch (e) {
-    throw new InputError(`signing key ${path}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`${what} ${path}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -228,20 +336,28 @@ interface OfflineInputs {
 }
 
 /** Parses the bytes of `--id-public-key`; a refusal names the option and the path. */
-function parsePublicKeyOption(path: string, bytes: Uint8Array): P384PublicKey {
+function parsePublicKeyOption(
+  path: string,
+  bytes: Uint8Array,
+  option = "--id-public-key",
+): P384PublicKey {
   try {
     return parseP384PublicKey(bytes);
   } catch (e) {
-    throw new InputError(`--id-public-key ${path}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`${option} ${path}: ${(e as Error).message}`, { cause: e });
   }
 }
 
 /** Parses the bytes of `--id-signature`; a refusal names the option and the path. */
-function parseSignatureOption(path: string, bytes: Uint8Array): EcdsaSignature {
+function parseSignatureOption(
+  path: string,
+  bytes: Uint8Array,
+  option = "--id-signature",
+): EcdsaSignature {
   try {
     return parseEcdsaSignature(bytes);
   } catch (e) {
-    throw new InputError(`--id-signature ${path}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`${option} ${path}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -281,6 +397,7 @@ async function offlineIdBlock(
   digest: Uint8Array,
   expected: Uint8Array,
   mask: number,
+  author: AuthorSignature | undefined,
 ): Promise<Uint8Array> {
   const payload = given ?? expected;
   if (given) {
@@ -309,7 +426,7 @@ async function offlineIdBlock(
       }`,
     );
   }
-  return assembleIgvmIdBlock(payload, sig.r, sig.s, key.x, key.y, mask);
+  return assembleIgvmIdBlock(payload, sig.r, sig.s, key.x, key.y, mask, author);
 }
 
 /** The loader and, for a KVM loader, its host: "loader qemu-kvm with 2 vCPUs, genoa". */

@@ -32,6 +32,9 @@ import { encodeIdAuthInfo, toBase64 } from "../measure/id_auth.ts";
 import { snpCompatibilityMask } from "../igvm/directives.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import {
+  type AuthorOptions,
+  authorSignatureFor,
+  checkAuthorOptions,
   loadConfig,
   loadPublicKey,
   loadSignature,
@@ -43,7 +46,7 @@ import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "../measu
 import { withSignalsHeld } from "../io/signals.ts";
 
 /** What `sign --matrix` is asked to do. */
-export interface SignMatrixRequest {
+export interface SignMatrixRequest extends AuthorOptions {
   input: string;
   /** A host-dependent loader: qemu-kvm, ch-kvm or openvmm-kvm. */
   loader: string;
@@ -103,8 +106,11 @@ function checkPattern(option: string, pattern: string, rows: readonly MatrixDige
 
 function checkMatrixRequest(r: SignMatrixRequest): void {
   const offline = r.idSignaturePattern !== undefined || r.idPublicKey !== undefined;
+  checkAuthorOptions(r);
   if (r.payloadOutPattern !== undefined) {
-    if (r.signKey || offline || r.idBlocksOut || r.outputPattern) {
+    if (
+      r.signKey || offline || r.idBlocksOut || r.outputPattern || r.authorKey || r.authorSignature
+    ) {
       throw new UsageError(
         "sign --matrix: --payload-out writes only the payloads; it takes no -o, -sign_key, --id-signature or --id-blocks-out",
       );
@@ -196,6 +202,9 @@ export async function signMatrix(
       return image;
     };
     const entries: IdBlockEntry[] = [];
+    // The author signs the ID key, the same for every combination.
+    const idKey = key ?? publicKey;
+    const author = idKey ? await authorSignatureFor(r, idKey) : undefined;
     for (const row of rows) {
       const digest = Uint8Array.from(row.launchDigest.match(/../g)!, (b) => parseInt(b, 16));
       const payload = idBlockPayload(digest, config);
@@ -229,12 +238,12 @@ export async function signMatrix(
         signature: row.signature,
         launchDigest: row.launchDigest,
         idBlock: toBase64(payload),
-        idAuth: toBase64(encodeIdAuthInfo(sig.r, sig.s, point.x, point.y)),
+        idAuth: toBase64(encodeIdAuthInfo(sig.r, sig.s, point.x, point.y, author)),
       });
       if (r.outputPattern) {
         const path = expandPattern(r.outputPattern, row.vcpus, row.cpu);
         const out = await stage(path);
-        const body = assembleIgvmIdBlock(payload, sig.r, sig.s, point.x, point.y, mask);
+        const body = assembleIgvmIdBlock(payload, sig.r, sig.s, point.x, point.y, mask, author);
         await rewriteWithIdBlock(file, headers, body, config.policy, out);
         written.push(`${path}: signed for ${r.loader} with ${what} (${row.launchDigest})`);
       }
@@ -245,6 +254,8 @@ export async function signMatrix(
         file: r.input,
         loader: r.loader,
         policy: `0x${config.policy.toString(16)}`,
+        // QEMU takes an ID_AUTH_INFO with author fields with author-key-enabled=on.
+        ...(author ? { authorKeyEnabled: true } : {}),
         idBlocks: entries,
       };
       await stage(r.idBlocksOut, new TextEncoder().encode(JSON.stringify(doc, null, 2) + "\n"));

@@ -20,7 +20,13 @@ import {
 import type { Directive, IgvmFile } from "../igvm/reader.ts";
 import { guestReaderOf, readHeaders, structuralProblems } from "../igvm/structure.ts";
 import type { ProblemList } from "../igvm/problem_list.ts";
-import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
+import {
+  decodeIgvmIdBlock,
+  fromLittleEndian72,
+  sevKeyDigest,
+  verifyAuthorSignature,
+  verifyIdBlock,
+} from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
 import { loaderSignedFor } from "../measure/loaders.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
@@ -51,6 +57,17 @@ export interface IdBlockInfo {
   publicKeyY: string;
   /** Whether the signature verifies with the block's public key. */
   signatureValid: boolean;
+  /**
+   * SHA-384 of the ID public key in the firmware ABI's 0x404-byte layout: the ID_KEY_DIGEST
+   * an attestation report of a guest launched with this block shows (lowercase hex).
+   */
+  idKeyDigest: string;
+  /** The same for the author key: the report's AUTHOR_KEY_DIGEST (zeros without one). */
+  authorKeyDigest: string;
+  /** Whether the block carries an author key (AuthorKeyEnabled). */
+  authorKeyEnabled: boolean;
+  /** With an author key: whether its signature over the ID public key verifies. */
+  authorSignatureValid?: boolean;
 }
 
 /** Everything `verify` found. */
@@ -111,6 +128,26 @@ async function checkIdBlock(
   }
   const valid = policy !== undefined && await verifyIdBlock(block, r, s, x, y);
   if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
+  const decoded = decodeIgvmIdBlock(b);
+  const author = decoded.author;
+  let authorSignatureValid: boolean | undefined;
+  if (decoded.authorKeyEnabled > 1) {
+    problems.push(`ID block: AuthorKeyEnabled is ${decoded.authorKeyEnabled}, expected 0 or 1`);
+  }
+  if (author) {
+    if (author.algorithm !== SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384) {
+      problems.push(
+        `ID block: author key algorithm ${author.algorithm}, expected 1 (ECDSA P-384 SHA-384)`,
+      );
+    }
+    if (author.curve !== SNP_ECDSA_CURVE_P384) {
+      problems.push(`ID block: author key curve ${author.curve}, expected 2 (P-384)`);
+    }
+    authorSignatureValid = await verifyAuthorSignature(decoded.idKey, author);
+    if (!authorSignatureValid) {
+      problems.push("ID block: the author key's signature over the ID key does not verify");
+    }
+  }
   return {
     ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
     familyId: toHex(b.subarray(o.FamilyId, o.FamilyId + 16)),
@@ -122,6 +159,10 @@ async function checkIdBlock(
     publicKeyX: toHex(x),
     publicKeyY: toHex(y),
     signatureValid: valid,
+    idKeyDigest: toHex(sevKeyDigest(decoded.idKey)),
+    authorKeyDigest: author ? toHex(sevKeyDigest(author.key)) : "0".repeat(96),
+    authorKeyEnabled: author !== undefined,
+    ...(authorSignatureValid === undefined ? {} : { authorSignatureValid }),
   };
 }
 
