@@ -1,13 +1,14 @@
 /**
  * Launch updates planned by a loader model before their pages are hashed, and the one
  * hashing stage every model uses: batches of 256 pages, the batch's file data read in one
- * span when it lies close together, SHA-384 in parallel by WebCrypto, yielded in order.
+ * span when it lies close together, SHA-384 on the WebAssembly engine, yielded in order.
  */
 import { PAGE_SIZE } from "../bytes/le.ts";
 import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { LaunchUpdate } from "./launch_update.ts";
-import { sha384, SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { sha384 } from "../hash/wasm_sha384.ts";
+import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 
 /** A launch update before its contents are hashed. */
 export interface PlannedUpdate {
@@ -90,7 +91,7 @@ export async function* hashPlanned(
           );
         }
       }
-      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
+      return sha384(page);
     }));
     const out = batch.map((u, i) => ({
       pageType: u.pageType,

@@ -4,7 +4,7 @@
  * final file offset. The headers go in last, at the start of the file.
  */
 import { crc32 } from "../bytes/crc32.ts";
-import { isAllZero, PAGE_SIZE } from "../bytes/le.ts";
+import { PAGE_SIZE } from "../bytes/le.ts";
 import { emittedRuns, type Range } from "../layout/guest_allocator.ts";
 import type { ByteReader, ByteSink, StreamRegion } from "../io/byte_stream.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
@@ -16,7 +16,6 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
 } from "../igvm/defs.ts";
 import {
-  loadWasmRecordHasher,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
   SNP_PAGE_TYPE_SECRETS,
@@ -26,7 +25,7 @@ import {
 } from "../measure/snp_digest.ts";
 import { PageHashPool } from "../hash/hash_pool.ts";
 import { ZERO_PAGE_DIGEST } from "../measure/planned_updates.ts";
-import { createWasmSha384 } from "../hash/wasm_sha384.ts";
+import { PageHasher } from "../hash/wasm_sha384.ts";
 
 /** The result of writing an image. */
 export interface WrittenImage {
@@ -129,15 +128,16 @@ class RegionPager {
 
   /**
    * Reads up to `maxPages` pages from `gpa` in one read, when they all come from one region
-   * and none is generated. Returns how many pages it filled; 0 means the pages at `gpa` need
-   * `fill()` (a hole, a generated page, or no region there).
+   * and none is generated. Returns how many pages it filled, at once when the reader reads
+   * synchronously, else by a promise; 0 means the pages at `gpa` need `fill()` (a hole, a
+   * generated page, or no region there).
    */
-  async fillPages(
+  fillPages(
     gpa: number,
     dst: Uint8Array,
     maxPages: number,
     isGenerated: (gpa: number) => boolean,
-  ): Promise<number> {
+  ): number | Promise<number> {
     const r = this.#advanceTo(gpa);
     if (!r || gpa < r.gpa || (!this.#reader && gpa !== r.gpa)) return 0;
     const end = r.gpa + r.length;
@@ -146,15 +146,21 @@ class RegionPager {
       pages < maxPages && gpa + pages * PAGE_SIZE < end && !isGenerated(gpa + pages * PAGE_SIZE)
     ) pages++;
     if (pages === 0) return 0;
-    this.#reader ??= await r.open();
     const length = Math.min(pages * PAGE_SIZE, end - gpa);
     dst.fill(0, length, pages * PAGE_SIZE);
     const target = dst.subarray(0, length);
-    const got = this.#reader.readSync
-      ? this.#reader.readSync(target)
-      : await this.#reader.read(target);
-    if (got !== length) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
-    return pages;
+    const check = (got: number) => {
+      if (got !== length) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
+      return pages;
+    };
+    if (!this.#reader) {
+      return r.open().then((reader) => {
+        this.#reader = reader;
+        return reader.readSync ? check(reader.readSync(target)) : reader.read(target).then(check);
+      });
+    }
+    const reader = this.#reader;
+    return reader.readSync ? check(reader.readSync(target)) : reader.read(target).then(check);
   }
 
   #read(r: StreamRegion, page: Uint8Array, n: number): boolean | Promise<boolean> {
@@ -207,112 +213,68 @@ interface BatchHasher {
   readonly batchPages: number;
   /** Batches hashing at once, beyond the one being filled. */
   readonly depth: number;
-  /** Sets `zero` and `digests` of the batch. */
-  hash(b: Batch): Promise<void>;
+  /**
+   * Sets `zero` and `digests` of the batch: at once (returns undefined) or by the returned
+   * promise.
+   */
+  hash(b: Batch): Promise<void> | undefined;
   close(): void;
 }
 
-/**
- * Hashing on this thread's WebCrypto, 128 pages (512 KiB) at a time: no start-up cost, for
- * small images. Larger batches keep more promises alive and grow V8's young generation.
- */
-function mainThreadHasher(): BatchHasher {
-  const batchPages = 128;
+/** Hashing on this thread, synchronously, with the WebAssembly SHA-384 (PageHasher). */
+function threadHasher(batchPages: number): BatchHasher {
+  const hasher = new PageHasher();
   return {
     batchPages,
-    depth: 1,
-    async hash(b) {
-      const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
-      for (let i = 0; i < b.filled; i++) {
-        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-        b.zero[i] = isAllZero(page) ? 1 : 0;
-        if (b.measured[i] && !b.zero[i]) pending[i] = crypto.subtle.digest("SHA-384", page);
-      }
-      const digests = await Promise.all(pending);
-      for (let i = 0; i < b.filled; i++) {
-        const d = digests[i];
-        if (d) b.digests.set(new Uint8Array(d), i * 48);
-      }
-    },
-    close() {},
-  };
-}
-
-/**
- * Hashing on this thread with hash-wasm's WebAssembly SHA-384, synchronously: faster than
- * WebCrypto's per-page calls once the module is loaded (it is, for the page-info chain, when
- * workers are used).
- */
-async function wasmHasher(batchPages: number): Promise<BatchHasher> {
-  const h = await createWasmSha384();
-  return {
-    batchPages,
-    depth: 1,
+    depth: 0,
     hash(b) {
-      for (let i = 0; i < b.filled; i++) {
-        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-        b.zero[i] = isAllZero(page) ? 1 : 0;
-        if (b.measured[i] && !b.zero[i]) {
-          h.init();
-          h.update(page);
-          b.digests.set(h.digest("binary"), i * 48);
-        }
-      }
-      return Promise.resolve();
+      hasher.hashPages(b.bytes, b.filled, b.measured, b.zero, b.digests);
+      return undefined;
     },
     close() {},
   };
 }
 
 /**
- * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each batch's
- * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
- * so a worker never waits for the next one. Until the workers have started, batches are
- * hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
+ * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each
+ * batch's buffer goes to a worker and comes back by transfer. Two batches per worker are in
+ * flight, so a worker never waits for the next one. Until the workers have started, batches
+ * are hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
  */
-async function workerHasher(onlyWorkers: boolean): Promise<BatchHasher> {
+function workerHasher(onlyWorkers: boolean): BatchHasher {
   const pool = new PageHashPool();
-  let meanwhile: BatchHasher;
-  try {
-    meanwhile = await wasmHasher(512);
-  } catch (e) {
-    pool.close();
-    throw e;
-  }
+  const meanwhile = threadHasher(512);
   let started = onlyWorkers;
   pool.ready.then(() => started = true, () => {});
   return {
     batchPages: 512,
     depth: 2 * pool.size,
-    async hash(b) {
-      if (!started) return await meanwhile.hash(b);
-      const reply = await pool.hash(b.bytes.buffer, b.filled, b.measured);
-      b.bytes = new Uint8Array(reply.buffer);
-      b.zero = reply.zero;
-      b.digests = reply.digests;
+    hash(b) {
+      if (!started) return meanwhile.hash(b);
+      return pool.hash(b.bytes.buffer, b.filled, b.measured).then((reply) => {
+        b.bytes = new Uint8Array(reply.buffer);
+        b.zero = reply.zero;
+        b.digests = reply.digests;
+      });
     },
     close: () => pool.close(),
   };
 }
 
 /**
- * Where page contents are hashed by default, by the size of the streamed input: WebCrypto on
- * this thread below 16 MiB (nothing to load), hash-wasm on this thread below 48 MiB (its
- * ~10 ms load pays off, workers' start-up of 40+ ms does not), Workers from 48 MiB.
- * Measured on 2 cores: a 32 MiB ELF page table and 64 and 128 MiB initrds.
+ * From this many streamed bytes, page contents are hashed in Workers by default (below it,
+ * on this thread). Measured on 2 cores: see scripts/bench.ts.
  */
-const WASM_MIN_BYTES = 16 << 20;
 const WORKER_MIN_BYTES = 48 << 20;
 
 /** Where page contents are hashed. */
-export type HashingMode = "auto" | "webcrypto" | "wasm" | "workers";
+export type HashingMode = "auto" | "thread" | "workers";
 
 /** Options of `writeIgvm`. */
 export interface WriteOptions {
   /**
-   * `webcrypto`: this thread's WebCrypto; `wasm`: hash-wasm on this thread; `workers`: only
-   * in Workers; `auto` (default): by the streamed input's size (see WORKER_MIN_BYTES), with
-   * workers helped by this thread while they start.
+   * `thread`: on this thread; `workers`: only in Workers; `auto` (default): by the streamed
+   * input's size (see WORKER_MIN_BYTES), with workers helped by this thread while they start.
    */
   hashing?: HashingMode;
 }
@@ -361,17 +323,8 @@ export async function writeIgvm(
   headers.snpPolicy(policy);
   const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
   let mode = options.hashing ?? "auto";
-  if (mode === "auto") {
-    mode = streamedBytes >= WORKER_MIN_BYTES
-      ? "workers"
-      : streamedBytes >= WASM_MIN_BYTES
-      ? "wasm"
-      : "webcrypto";
-  }
-  // With hash-wasm loaded, the page-info chain uses it too (see loadWasmRecordHasher).
-  const digest = new SnpLaunchDigest(
-    mode === "webcrypto" ? undefined : await loadWasmRecordHasher(),
-  );
+  if (mode === "auto") mode = streamedBytes >= WORKER_MIN_BYTES ? "workers" : "thread";
+  const digest = new SnpLaunchDigest();
   const data = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
   let dataPages = 0;
@@ -434,23 +387,21 @@ export async function writeIgvm(
   };
 
   const hasher = mode === "workers"
-    ? await workerHasher(options.hashing === "workers")
-    : mode === "wasm"
-    ? await wasmHasher(512)
-    : mainThreadHasher();
+    ? workerHasher(options.hashing === "workers")
+    : threadHasher(512);
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
-  const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
+  const inFlight: { batch: Batch; hashed: Promise<void> | undefined }[] = [];
   const spare: Batch[] = [];
   let current = newBatch(hasher.batchPages);
   const emitOldest = async () => {
     const { batch, hashed } = inFlight.shift()!;
-    await hashed;
+    if (hashed) await hashed;
     await emit(batch);
     spare.push(batch);
   };
   const submit = async () => {
     const hashed = hasher.hash(current);
-    hashed.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
+    hashed?.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
     inFlight.push({ batch: current, hashed });
     current = spare.pop() ?? newBatch(hasher.batchPages);
     while (inFlight.length > hasher.depth) await emitOldest();
@@ -472,7 +423,8 @@ export async function writeIgvm(
         const at = b.filled * PAGE_SIZE;
         const room = Math.min(hasher.batchPages - b.filled, (run.end - gpa) / PAGE_SIZE);
         // Streamed pages are read in one go; the others page by page.
-        let pages = await pager.fillPages(gpa, b.bytes.subarray(at), room, isGenerated);
+        const filled = pager.fillPages(gpa, b.bytes.subarray(at), room, isGenerated);
+        let pages = typeof filled === "number" ? filled : await filled;
         if (pages === 0) {
           pages = 1;
           const page = b.bytes.subarray(at, at + PAGE_SIZE);
