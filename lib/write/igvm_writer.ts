@@ -38,54 +38,42 @@ export interface WrittenImage {
 /** Signs the ID block for the final digest: returns the IGVM_VHS_SNP_ID_BLOCK body. */
 export type IdBlockSigner = (launchDigest: Uint8Array) => Promise<Uint8Array>;
 
-const FLUSH_BYTES = 4 << 20;
-
 /**
- * Writes data pages sequentially from a start offset, in large batches, double-buffered: one
- * buffer is written while the other fills, so writing overlaps hashing.
+ * Writes the data section sequentially from a start offset, a batch's data pages per write,
+ * straight from the batch's buffer: nothing is copied. Writes reach the sink one at a time, in
+ * order (a sink may seek, then write). The caller keeps a buffer unchanged until its write
+ * has settled.
  */
 class DataWriter {
-  #bufs = [new Uint8Array(FLUSH_BYTES), new Uint8Array(FLUSH_BYTES)];
-  #current = 0;
-  #fill = 0;
   #offset: number;
-  #inFlight: Promise<void> | undefined;
+  /** The last write queued; it never rejects (a failure is kept in `#failure`). */
+  #last: Promise<void> = Promise.resolve();
+  #failure: { error: unknown } | undefined;
   constructor(private readonly sink: ByteSink, start: number) {
     this.#offset = start;
   }
-  /** Appends a page; returns a promise only when it had to wait for a write. */
-  push(page: Uint8Array): Promise<void> | undefined {
-    this.#bufs[this.#current].set(page, this.#fill);
-    this.#fill += page.length;
-    return this.#fill === FLUSH_BYTES ? this.#start() : undefined;
-  }
   /**
-   * Starts writing the current buffer; waits for the previous write first, so a failed
-   * write is reported by the next push or by `flush()`.
+   * Queues a write of `bytes` at the next offset; the promise settles when it is done. After
+   * a failed write, later ones fail with the same error. `flush()` reports a failure too.
    */
-  async #start(): Promise<void> {
-    const previous = this.#inFlight;
-    if (previous) await previous;
-    const bytes = this.#bufs[this.#current].subarray(0, this.#fill);
-    const write = this.sink.writeAt(this.#offset, bytes);
-    // Awaited by the next #start, flush() or settle(); until then a rejection is held, not
-    // reported as unhandled.
-    write.catch(() => {});
-    this.#inFlight = write;
-    this.#offset += this.#fill;
-    this.#current ^= 1;
-    this.#fill = 0;
+  write(bytes: Uint8Array): Promise<void> {
+    const offset = this.#offset;
+    this.#offset += bytes.length;
+    const write = this.#last.then(() => {
+      if (this.#failure) throw this.#failure.error;
+      return this.sink.writeAt(offset, bytes);
+    });
+    this.#last = write.catch((error) => void (this.#failure ??= { error }));
+    return write;
   }
-  /** Writes what is buffered and waits for every write. */
+  /** Waits for every write; rejects with the first failure, if a write failed. */
   async flush(): Promise<void> {
-    if (this.#fill > 0) await this.#start();
-    if (this.#inFlight) await this.#inFlight;
-    this.#inFlight = undefined;
+    await this.#last;
+    if (this.#failure) throw this.#failure.error;
   }
-  /** After a failure elsewhere: waits for the write in flight, ignoring its outcome. */
+  /** After a failure elsewhere: waits for the writes queued, ignoring their outcome. */
   async settle(): Promise<void> {
-    await this.#inFlight?.catch(() => {});
-    this.#inFlight = undefined;
+    await this.#last;
   }
 }
 
@@ -193,6 +181,8 @@ interface Batch {
   /** SHA-384 of each measured non-zero page, 48 bytes per page. */
   digests: Uint8Array;
   filled: number;
+  /** The write of the batch's data pages, while `bytes` must stay as it is. */
+  writing?: Promise<void>;
 }
 
 function newBatch(pages: number): Batch {
@@ -279,6 +269,9 @@ export interface WriteOptions {
   hashing?: HashingMode;
 }
 
+/** Batches beyond those hashing whose data may still be in writing. */
+const SPARE_BATCHES = 2;
+
 /** How a page is emitted. */
 const enum PageKind {
   Normal,
@@ -325,7 +318,7 @@ export async function writeIgvm(
   let mode = options.hashing ?? "auto";
   if (mode === "auto") mode = streamedBytes >= WORKER_MIN_BYTES ? "workers" : "thread";
   const digest = new SnpLaunchDigest();
-  const data = new DataWriter(sink, headerSize);
+  const writer = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
   let dataPages = 0;
   let pagesDone = 0;
@@ -339,19 +332,26 @@ export async function writeIgvm(
     return inRanges(gpa, image.guestInvalid) ? PageKind.GuestInvalid : PageKind.Normal;
   };
 
-  /** Emits a hashed batch in order: headers, the page-info chain, data. */
-  const emit = async (b: Batch) => {
+  /**
+   * Emits a hashed batch in order: headers and the page-info chain, page by page; then its
+   * data pages, moved together at the start of its buffer, in one write.
+   */
+  const emit = (b: Batch) => {
+    const bytes = b.bytes;
+    let data = 0; // data pages of this batch so far
+    const keep = (i: number) => {
+      if (i !== data) bytes.copyWithin(data * PAGE_SIZE, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+      data++;
+    };
     for (let i = 0; i < b.filled; i++) {
       const gpa = b.gpas[i];
-      const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
       const contents = b.measured[i] && !b.zero[i]
         ? b.digests.subarray(i * 48, (i + 1) * 48)
         : ZERO_PAGE_DIGEST;
-      let wait: Promise<void> | undefined;
       switch (b.kinds[i]) {
         case PageKind.Vmsa:
           headers.vpContext(gpa, nextDataOffset());
-          wait = data.push(page);
+          keep(i);
           digest.extend(gpa, SNP_PAGE_TYPE_VMSA, undefined, contents);
           break;
         case PageKind.Parameter:
@@ -360,7 +360,7 @@ export async function writeIgvm(
           break;
         case PageKind.Cpuid:
           headers.pageData(gpa, nextDataOffset(), 0, IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA);
-          wait = data.push(page);
+          keep(i);
           digest.extend(gpa, SNP_PAGE_TYPE_CPUID);
           break;
         case PageKind.Secrets:
@@ -375,12 +375,12 @@ export async function writeIgvm(
             invalid ? IGVM_VHF_PAGE_DATA_GUEST_INVALID : 0,
             IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
           );
-          if (!b.zero[i]) wait = data.push(page);
+          if (!b.zero[i]) keep(i);
           if (!invalid) digest.extend(gpa, SNP_PAGE_TYPE_NORMAL, undefined, contents);
         }
       }
-      if (wait) await wait;
     }
+    if (data > 0) b.writing = writer.write(bytes.subarray(0, data * PAGE_SIZE));
     pagesDone += b.filled;
     onProgress?.(pagesDone, pageCount);
     b.filled = 0;
@@ -390,21 +390,34 @@ export async function writeIgvm(
     ? workerHasher(options.hashing === "workers")
     : threadHasher(512);
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
+  // An emitted batch is reused once its data is written; until then, up to
+  // `depth + SPARE_BATCHES` batches exist, so that writing overlaps reading and hashing.
   const inFlight: { batch: Batch; hashed: Promise<void> | undefined }[] = [];
   const spare: Batch[] = [];
+  let batches = 1;
   let current = newBatch(hasher.batchPages);
   const emitOldest = async () => {
     const { batch, hashed } = inFlight.shift()!;
     if (hashed) await hashed;
-    await emit(batch);
+    emit(batch);
     spare.push(batch);
+  };
+  const nextBatch = async (): Promise<Batch> => {
+    if (spare.length === 0 || (spare[0].writing && batches < hasher.depth + SPARE_BATCHES)) {
+      batches++;
+      return newBatch(hasher.batchPages);
+    }
+    const b = spare.shift()!;
+    if (b.writing) await b.writing;
+    b.writing = undefined;
+    return b;
   };
   const submit = async () => {
     const hashed = hasher.hash(current);
     hashed?.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
     inFlight.push({ batch: current, hashed });
-    current = spare.pop() ?? newBatch(hasher.batchPages);
     while (inFlight.length > hasher.depth) await emitOldest();
+    current = await nextBatch();
   };
   if (kvmOrder) {
     headers.parameterPage(image.paramPage);
@@ -456,14 +469,14 @@ export async function writeIgvm(
       const vmsa = image.memory.page(image.vmsaPage);
       if (!vmsa) throw new Error("the image has no VMSA page");
       headers.vpContext(image.vmsaPage, nextDataOffset());
-      await data.push(vmsa);
+      await writer.write(vmsa);
       digest.extend(image.vmsaPage, SNP_PAGE_TYPE_VMSA, vmsa);
       onProgress?.(++pagesDone, pageCount);
     }
-    await data.flush();
+    await writer.flush();
   } catch (e) {
     // No write may still be running when the caller removes the file.
-    await data.settle();
+    await writer.settle();
     throw e;
   } finally {
     hasher.close();
