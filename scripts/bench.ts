@@ -30,19 +30,27 @@ const GNU_TIME = (() => {
 
 interface Sample {
   seconds: number;
+  /** User plus system CPU seconds (GNU time), all threads. */
+  cpu?: number;
   peakMb?: number;
 }
 
 /** Runs a command once: wall time and, with GNU time, peak RSS. */
 async function timeOnce(cmd: string[]): Promise<Sample> {
-  const [program, args] = GNU_TIME ? [GNU_TIME, ["-f", "%M", ...cmd]] : [cmd[0], cmd.slice(1)];
+  const [program, args] = GNU_TIME
+    ? [GNU_TIME, ["-f", "%M %U %S", ...cmd]]
+    : [cmd[0], cmd.slice(1)];
   const start = performance.now();
   const out = await new Deno.Command(program, { args, stdout: "null", stderr: "piped" }).output();
   const seconds = (performance.now() - start) / 1000;
   const err = new TextDecoder().decode(out.stderr).trim();
   if (!out.success) throw new Error(`${cmd.join(" ")} failed: ${err}`);
-  const kb = GNU_TIME ? Number(err.split("\n").pop()) : NaN;
-  return { seconds, peakMb: Number.isFinite(kb) ? kb / 1024 : undefined };
+  const [kb, user, system] = GNU_TIME ? err.split("\n").pop()!.split(" ").map(Number) : [NaN];
+  return {
+    seconds,
+    cpu: Number.isFinite(user + system) ? user + system : undefined,
+    peakMb: Number.isFinite(kb) ? kb / 1024 : undefined,
+  };
 }
 
 function median(xs: number[]): number {
@@ -89,6 +97,8 @@ interface Result {
   oursRange: [number, number];
   reference?: number;
   baseline?: number;
+  /** Median CPU seconds of igvmgen, the baseline and the reference (with GNU time). */
+  cpu?: { ours: number; baseline?: number; reference?: number };
   peakMb?: number;
 }
 
@@ -105,19 +115,41 @@ async function runRow(row: Row): Promise<Result> {
   const bases: number[] = [];
   const refs: number[] = [];
   const peaks: number[] = [];
+  const cpus: { ours: number[]; baseline: number[]; reference: number[] } = {
+    ours: [],
+    baseline: [],
+    reference: [],
+  };
   for (let i = 0; i < rounds; i++) {
     const s = await timeOnce(row.ours);
     ours.push(s.seconds);
+    if (s.cpu !== undefined) cpus.ours.push(s.cpu);
     if (s.peakMb !== undefined) peaks.push(s.peakMb);
-    if (row.baseline) bases.push((await timeOnce(row.baseline)).seconds);
-    if (row.reference) refs.push((await timeOnce(row.reference)).seconds);
+    if (row.baseline) {
+      const b = await timeOnce(row.baseline);
+      bases.push(b.seconds);
+      if (b.cpu !== undefined) cpus.baseline.push(b.cpu);
+    }
+    if (row.reference) {
+      const r = await timeOnce(row.reference);
+      refs.push(r.seconds);
+      if (r.cpu !== undefined) cpus.reference.push(r.cpu);
+    }
   }
+  const medianOf = (xs: number[]) => xs.length ? median(xs) : undefined;
   return {
     row,
     ours: median(ours),
     oursRange: [Math.min(...ours), Math.max(...ours)],
     reference: row.reference ? median(refs) : undefined,
     baseline: row.baseline ? median(bases) : undefined,
+    cpu: cpus.ours.length
+      ? {
+        ours: median(cpus.ours),
+        baseline: medianOf(cpus.baseline),
+        reference: medianOf(cpus.reference),
+      }
+      : undefined,
     peakMb: peaks.length ? Math.max(...peaks) : undefined,
   };
 }
@@ -240,6 +272,8 @@ try {
     "ratio",
     "goal",
     "met",
+    "cpu s: ours/one-line/ref",
+    "cpu ratio",
   ]];
   for (const row of rows) {
     const r = await runRow(row);
@@ -263,11 +297,23 @@ try {
         ? `<= ${row.goal}x`
         : `<= ${row.goal} s`,
       met ? "yes" : "no",
+      r.cpu
+        ? [r.cpu.ours, r.cpu.baseline, r.cpu.reference]
+          .map((x) => x === undefined ? "-" : x.toFixed(2)).join("/")
+        : "-",
+      r.cpu?.reference
+        ? `${((r.cpu.ours - (r.cpu.baseline ?? 0)) / r.cpu.reference).toFixed(2)}x`
+        : "-",
     ]);
   }
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   for (const r of table) console.log(r.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd());
-  if (!GNU_TIME) console.log("(no /usr/bin/time: no peak memory figures)");
+  console.log(
+    "\nRatios are of medians of wall time, which is what the goals are about, on an idle machine." +
+      "\nCPU seconds (user + system, every thread) are GNU time's, at 10 ms granularity: on a" +
+      "\nshared machine, compare the cpu ratio too.",
+  );
+  if (!GNU_TIME) console.log("(no /usr/bin/time: no peak memory or CPU figures)");
 } finally {
   await Deno.remove(dir, { recursive: true });
 }

@@ -110,6 +110,28 @@ Deno.test("PageHasher.hashPages() flags zero pages and hashes measured ones as W
   }
 });
 
+Deno.test("PageHasher.hashPages() hashes pages in its hosted buffer where they are", async () => {
+  const count = 300;
+  const hasher = new PageHasher(count);
+  assertEquals(hasher.hosted.length, count * PAGE);
+  const bytes = pseudoRandomBytes(count * PAGE, 9);
+  bytes.fill(0, 10 * PAGE, 12 * PAGE);
+  hasher.hosted.set(bytes);
+  const zero = new Uint8Array(count);
+  const digests = new Uint8Array(count * 48);
+  // Fewer pages than the buffer holds, an odd number: the last page is hashed alone.
+  hasher.hashPages(hasher.hosted, count - 1, new Uint8Array(count).fill(1), zero, digests);
+  assertEquals(toHex(hasher.hosted), toHex(bytes), "the pages are left as they were");
+  for (let i = 0; i < count - 1; i++) {
+    const page = bytes.subarray(i * PAGE, (i + 1) * PAGE);
+    assertEquals(zero[i], i === 10 || i === 11 ? 1 : 0, `zero flag of page ${i}`);
+    if (!zero[i]) {
+      assertEquals(toHex(digests.subarray(i * 48, (i + 1) * 48)), await webCrypto(page), `${i}`);
+    }
+  }
+  assertEquals(toHex(digests.subarray((count - 1) * 48)), "00".repeat(48), "page 299 not asked");
+});
+
 Deno.test("Sha384RecordChain.step() replaces the record's first 48 bytes with its SHA-384", async () => {
   const chain = new Sha384RecordChain();
   const record = pseudoRandomBytes(112, 5);

@@ -110,22 +110,33 @@ const PAGE_BATCH = 256;
 
 /**
  * Hashes 4 KiB pages in batches: for each page, whether it is all zero and, for the measured
- * non-zero ones, its SHA-384. One call into WebAssembly per 256 pages.
+ * non-zero ones, its SHA-384. Pages are copied into WebAssembly memory, 256 per call, unless
+ * they are in the hasher's own `hosted` buffer, which is hashed where it is.
  */
 export class PageHasher {
+  /**
+   * A buffer of `hostPages` pages in the hasher's memory (empty without): pages put there
+   * are hashed without a copy. It stays valid as long as the hasher.
+   */
+  readonly hosted: Uint8Array<ArrayBuffer>;
   readonly #wasm: Sha384Exports;
   readonly #mem: Uint8Array;
+  readonly #capacity: number;
   readonly #pages: number;
   readonly #flags: number;
   readonly #digests: number;
 
-  constructor() {
-    const { wasm, heap, mem } = instantiate(PAGE_BATCH * (PAGE + 1 + SHA384_BYTES));
+  /** `hostPages`: the size of `hosted`, in pages. */
+  constructor(hostPages = 0) {
+    const capacity = Math.max(hostPages, PAGE_BATCH);
+    const { wasm, heap, mem } = instantiate(capacity * (PAGE + 1 + SHA384_BYTES));
     this.#wasm = wasm;
     this.#mem = mem;
+    this.#capacity = capacity;
     this.#pages = heap;
-    this.#flags = heap + PAGE_BATCH * PAGE;
-    this.#digests = this.#flags + PAGE_BATCH;
+    this.#flags = heap + capacity * PAGE;
+    this.#digests = this.#flags + capacity;
+    this.hosted = new Uint8Array(mem.buffer, heap, hostPages * PAGE) as Uint8Array<ArrayBuffer>;
   }
 
   /**
@@ -142,11 +153,13 @@ export class PageHasher {
   ): void {
     if (bytes.length < count * PAGE) throw new RangeError("hashPages: fewer bytes than pages");
     const mem = this.#mem;
-    for (let first = 0; first < count; first += PAGE_BATCH) {
-      const n = Math.min(PAGE_BATCH, count - first);
-      mem.set(bytes.subarray(first * PAGE, (first + n) * PAGE), this.#pages);
+    const inPlace = bytes.buffer === mem.buffer && bytes.byteOffset === this.#pages;
+    const step = inPlace ? this.#capacity : PAGE_BATCH;
+    for (let first = 0; first < count; first += step) {
+      const n = Math.min(step, count - first);
+      if (!inPlace) mem.set(bytes.subarray(first * PAGE, (first + n) * PAGE), this.#pages);
       for (let i = 0; i < n; i++) mem[this.#flags + i] = measured[first + i] ? 1 : 0;
-      this.#wasm.pages(this.#pages, n, this.#flags, this.#digests);
+      this.#wasm.pages(this.#pages + (inPlace ? first * PAGE : 0), n, this.#flags, this.#digests);
       for (let i = 0; i < n; i++) {
         const flags = mem[this.#flags + i];
         zero[first + i] = flags >> 1;

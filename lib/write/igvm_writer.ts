@@ -183,11 +183,15 @@ interface Batch {
   filled: number;
   /** The write of the batch's data pages, while `bytes` must stay as it is. */
   writing?: Promise<void>;
+  /** The hasher whose memory holds `bytes`, if one does. */
+  hasher?: PageHasher;
 }
 
-function newBatch(pages: number): Batch {
+/** A batch of `pages` pages; in `hasher`'s memory when given (hashed there without a copy). */
+function newBatch(pages: number, hasher?: PageHasher): Batch {
   return {
-    bytes: new Uint8Array(pages * PAGE_SIZE),
+    hasher,
+    bytes: hasher ? hasher.hosted : new Uint8Array(pages * PAGE_SIZE),
     gpas: new Float64Array(pages),
     kinds: new Uint8Array(pages),
     measured: new Uint8Array(pages),
@@ -203,6 +207,8 @@ interface BatchHasher {
   readonly batchPages: number;
   /** Batches hashing at once, beyond the one being filled. */
   readonly depth: number;
+  /** A new batch, laid out for this hasher. */
+  newBatch(): Batch;
   /**
    * Sets `zero` and `digests` of the batch: at once (returns undefined) or by the returned
    * promise.
@@ -211,13 +217,19 @@ interface BatchHasher {
   close(): void;
 }
 
-/** Hashing on this thread, synchronously, with the WebAssembly SHA-384 (PageHasher). */
+/**
+ * Hashing on this thread, synchronously, with the WebAssembly SHA-384 (PageHasher). Its
+ * batches live in WebAssembly memory, each in its own hasher's: pages are read there, hashed
+ * and written from there, never copied.
+ */
 function threadHasher(batchPages: number): BatchHasher {
-  const hasher = new PageHasher();
+  let shared: PageHasher | undefined; // for batches in plain memory (workers' batches)
   return {
     batchPages,
     depth: 0,
+    newBatch: () => newBatch(batchPages, new PageHasher(batchPages)),
     hash(b) {
+      const hasher = b.hasher ?? (shared ??= new PageHasher());
       hasher.hashPages(b.bytes, b.filled, b.measured, b.zero, b.digests);
       return undefined;
     },
@@ -239,6 +251,8 @@ function workerHasher(onlyWorkers: boolean): BatchHasher {
   return {
     batchPages: 512,
     depth: 2 * pool.size,
+    // Workers take a batch's buffer by transfer: a plain ArrayBuffer.
+    newBatch: () => newBatch(512),
     hash(b) {
       if (!started) return meanwhile.hash(b);
       return pool.hash(b.bytes.buffer, b.filled, b.measured).then((reply) => {
@@ -395,7 +409,7 @@ export async function writeIgvm(
   const inFlight: { batch: Batch; hashed: Promise<void> | undefined }[] = [];
   const spare: Batch[] = [];
   let batches = 1;
-  let current = newBatch(hasher.batchPages);
+  let current = hasher.newBatch();
   const emitOldest = async () => {
     const { batch, hashed } = inFlight.shift()!;
     if (hashed) await hashed;
@@ -405,7 +419,7 @@ export async function writeIgvm(
   const nextBatch = async (): Promise<Batch> => {
     if (spare.length === 0 || (spare[0].writing && batches < hasher.depth + SPARE_BATCHES)) {
       batches++;
-      return newBatch(hasher.batchPages);
+      return hasher.newBatch();
     }
     const b = spare.shift()!;
     if (b.writing) await b.writing;
