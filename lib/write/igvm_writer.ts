@@ -267,7 +267,10 @@ function workerHasher(onlyWorkers: boolean): BatchHasher {
 
 /**
  * From this many streamed bytes, page contents are hashed in Workers by default (below it,
- * on this thread). Measured on 2 cores: see scripts/bench.ts.
+ * on this thread). Starting a Worker blocks this thread for 10-60 ms and each batch is copied
+ * once more in the worker, so Workers pay off only for large inputs on free cores: on a
+ * 2-core machine under heavy load, a 256 MiB initrd took less CPU and less time on this
+ * thread alone.
  */
 const WORKER_MIN_BYTES = 48 << 20;
 
