@@ -5,7 +5,8 @@
  * original's layout.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { sha384, SnpLaunchDigest } from "../lib/measure/snp_digest.ts";
+import { sha384 } from "../lib/hash/wasm_sha384.ts";
+import { SnpLaunchDigest } from "../lib/measure/snp_digest.ts";
 import { toHex } from "../lib/bytes/le.ts";
 import {
   CPU_SIGNATURES,

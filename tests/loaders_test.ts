@@ -7,7 +7,8 @@ import { assert, assertEquals } from "./assert.ts";
 import { FIXTURES, generateImage, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { crc32 } from "node:zlib";
-import { sha384, SnpLaunchDigest } from "../lib/measure/snp_digest.ts";
+import { sha384 } from "../lib/hash/wasm_sha384.ts";
+import { SnpLaunchDigest } from "../lib/measure/snp_digest.ts";
 import { toHex } from "../lib/bytes/le.ts";
 
 interface GoldenCase {

@@ -1,9 +1,9 @@
 import { crc32 } from "../lib/bytes/crc32.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { toHex } from "../lib/bytes/le.ts";
+import { sha384 } from "../lib/hash/wasm_sha384.ts";
 import {
   encodePageInfo,
-  sha384,
   SNP_PAGE_INFO,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,

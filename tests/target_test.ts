@@ -11,7 +11,8 @@ import { computeLaunchDigest, verifyIgvm } from "../lib/ops/verify.ts";
 import { checkLaunch } from "../lib/measure/launch_checks.ts";
 import { chKvmUpdates, qemuKvmUpdates } from "../lib/measure/kvm_loaders.ts";
 import { launchDigestOf } from "../lib/measure/launch_update.ts";
-import { encodePageInfo, sha384 } from "../lib/measure/snp_digest.ts";
+import { sha384 } from "../lib/hash/wasm_sha384.ts";
+import { encodePageInfo } from "../lib/measure/snp_digest.ts";
 import { toHex } from "../lib/bytes/le.ts";
 
 const fromHex = (h: string) => Uint8Array.from(h.match(/../g)!, (b) => parseInt(b, 16));

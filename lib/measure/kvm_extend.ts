@@ -36,7 +36,8 @@ import type { FileAccess } from "../io/file_reader.ts";
 import { KVM_VMSA_GPA, kvmBspVmsa, kvmSevFeatures, resetVmsa } from "../x86/kvm_vmsa.ts";
 import { snpCompatibilityMask } from "../igvm/directives.ts";
 import type { HostConfig } from "./launch_update.ts";
-import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { sha384 } from "../hash/wasm_sha384.ts";
+import { encodePageInfo, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 
 const SAME_TYPE = new Set([
   IGVM_VHS_PAGE_DATA_TYPE_NORMAL,

@@ -1,13 +1,15 @@
 /**
  * Launch updates planned by a loader model before their pages are hashed, and the one
  * hashing stage every model uses: batches of 256 pages, the batch's file data read in one
- * span when it lies close together, SHA-384 in parallel by WebCrypto, yielded in order.
+ * span when it lies close together, SHA-384 on the WebAssembly engine (pages in pairs, one
+ * call per batch), yielded in order.
  */
 import { PAGE_SIZE } from "../bytes/le.ts";
 import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { LaunchUpdate } from "./launch_update.ts";
-import { sha384, SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { PageHasher, sha384 } from "../hash/wasm_sha384.ts";
+import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 
 /** A launch update before its contents are hashed. */
 export interface PlannedUpdate {
@@ -32,6 +34,7 @@ const SPAN_BYTES = 4 * BATCH * PAGE_SIZE;
 const YIELD_EVERY_MS = 50;
 
 const NOTHING = new Uint8Array(0);
+const ALL_MEASURED = new Uint8Array(BATCH).fill(1);
 
 /**
  * Resolves after a turn of the event loop, not as a microtask: an asynchronous operation
@@ -59,6 +62,10 @@ export async function* hashPlanned(
   refuse: (message: string) => Error = (message) => new InputError(message),
 ): AsyncGenerator<LaunchUpdate> {
   let batch: PlannedUpdate[] = [];
+  const hasher = new PageHasher();
+  const pages = new Uint8Array(BATCH * PAGE_SIZE);
+  const zero = new Uint8Array(BATCH);
+  const digests = new Uint8Array(BATCH * 48);
   const spanBuffer = new Uint8Array(Math.min(SPAN_BYTES, Math.max(file.size, PAGE_SIZE)));
   const flush = async (): Promise<LaunchUpdate[]> => {
     const fromFile = batch.filter((u) =>
@@ -73,25 +80,35 @@ export async function* hashPlanned(
     const span = fromFile.length > 1 && hi - lo <= spanBuffer.length
       ? await file.readAt(lo, hi - lo, spanBuffer)
       : undefined;
-    const contents = await Promise.all(batch.map(async (u) => {
-      if (!isContentMeasured(u)) return ZERO_CONTENTS;
+    // The pages to hash are gathered into one buffer and hashed in one call; `slot[i]` is
+    // update i's page in it, or -1 when its contents need no hashing.
+    const slot = new Int32Array(batch.length).fill(-1);
+    let count = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const u = batch[i];
+      if (!isContentMeasured(u) || (!u.page && u.dataOffset === undefined)) continue;
       let page = u.page;
       if (!page) {
-        if (u.dataOffset === undefined) return ZERO_PAGE_DIGEST;
-        const at = u.dataOffset - lo;
+        const offset = u.dataOffset!;
+        const at = offset - lo;
         page = span && at + PAGE_SIZE <= span.length
           ? span.subarray(at, at + PAGE_SIZE)
-          : await file.readAt(u.dataOffset, PAGE_SIZE);
+          : await file.readAt(offset, PAGE_SIZE);
         if (page.length !== PAGE_SIZE) {
           throw refuse(
-            `page 0x${u.gpa.toString(16)}: file data at 0x${
-              u.dataOffset.toString(16)
-            } runs past the end`,
+            `page 0x${u.gpa.toString(16)}: file data at 0x${offset.toString(16)} runs past the end`,
           );
         }
       }
-      return new Uint8Array(await crypto.subtle.digest("SHA-384", page as Uint8Array<ArrayBuffer>));
-    }));
+      pages.set(page, count * PAGE_SIZE);
+      slot[i] = count++;
+    }
+    hasher.hashPages(pages, count, ALL_MEASURED, zero, digests);
+    const contents = batch.map((u, i) => {
+      const k = slot[i];
+      if (k >= 0) return zero[k] ? ZERO_PAGE_DIGEST : digests.slice(k * 48, (k + 1) * 48);
+      return isContentMeasured(u) ? ZERO_PAGE_DIGEST : ZERO_CONTENTS;
+    });
     const out = batch.map((u, i) => ({
       pageType: u.pageType,
       gpa: u.gpa,

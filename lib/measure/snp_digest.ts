@@ -2,9 +2,9 @@
  * The SEV-SNP launch digest (SNP firmware ABI, 8.17.2 "PAGE_INFO"): each measured page
  * extends the digest with SHA-384 of a 0x70-byte PAGE_INFO record.
  */
-import { sha384 as sha384Js } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { defineLayout } from "../bytes/layout.ts";
 import { viewOf } from "../bytes/le.ts";
+import { sha384, Sha384RecordChain } from "../hash/wasm_sha384.ts";
 
 /** PAGE_INFO, 0x70 bytes. */
 export const SNP_PAGE_INFO = defineLayout("SNP_PAGE_INFO", 0x70, [
@@ -24,11 +24,6 @@ export const SNP_PAGE_TYPE_UNMEASURED = 4;
 export const SNP_PAGE_TYPE_SECRETS = 5;
 export const SNP_PAGE_TYPE_CPUID = 6;
 
-/** SHA-384 of `bytes` (synchronous, in JavaScript: for single pages and records). */
-export function sha384(bytes: Uint8Array): Uint8Array {
-  return sha384Js(bytes);
-}
-
 /** Encodes a PAGE_INFO record. */
 export function encodePageInfo(
   current: Uint8Array,
@@ -46,38 +41,15 @@ export function encodePageInfo(
   return info;
 }
 
-/** SHA-384 of a 112-byte PAGE_INFO record into `out` (48 bytes). */
-export type RecordHasher = (record: Uint8Array, out: Uint8Array) => void;
-
-/**
- * A record hasher on hash-wasm's WebAssembly SHA-384, about 2.5 times as fast as the
- * JavaScript one; it costs ~20 ms to load, so it pays off from about 20,000 pages.
- */
-export async function loadWasmRecordHasher(): Promise<RecordHasher> {
-  const { createWasmSha384 } = await import("../hash/wasm_sha384.ts");
-  const h = await createWasmSha384();
-  return (record, out) => {
-    h.init();
-    h.update(record);
-    out.set(h.digest("binary"));
-  };
-}
-
-/** The running launch digest. */
+/** The running launch digest, on the WebAssembly SHA-384 (no allocation per page). */
 export class SnpLaunchDigest {
-  /** The PAGE_INFO record being built; its first 48 bytes hold the current digest. */
-  readonly #info = new Uint8Array(SNP_PAGE_INFO.size);
-  readonly #view = new DataView(this.#info.buffer);
-  /** A fresh SHA-384 state, cloned into `#hasher` for each record: no allocation per page. */
-  readonly #fresh = sha384Js.create();
-  #hasher = sha384Js.create();
-  readonly #out = new Uint8Array(48);
-  readonly #hashRecord: RecordHasher | undefined;
+  /** The PAGE_INFO record being built, in the hasher's memory; it starts with the digest. */
+  readonly #chain = new Sha384RecordChain();
+  readonly #info = this.#chain.record;
+  readonly #view = viewOf(this.#info);
 
-  /** `hashRecord` replaces the JavaScript SHA-384 of the records (same result). */
-  constructor(hashRecord?: RecordHasher) {
+  constructor() {
     this.#view.setUint16(SNP_PAGE_INFO.off.Length, SNP_PAGE_INFO.size, true);
-    this.#hashRecord = hashRecord;
   }
 
   /** The digest so far (48 bytes). */
@@ -102,13 +74,6 @@ export class SnpLaunchDigest {
     this.#view.setUint8(SNP_PAGE_INFO.off.PageType, pageType);
     this.#view.setUint32(SNP_PAGE_INFO.off.Gpa, gpa % 0x1_0000_0000, true);
     this.#view.setUint32(SNP_PAGE_INFO.off.Gpa + 4, Math.floor(gpa / 0x1_0000_0000), true);
-    if (this.#hashRecord) this.#hashRecord(info, this.#out);
-    else {
-      // The 112-byte records are hashed in JS with a reused state, which allocates nothing.
-      this.#hasher = this.#fresh._cloneInto(this.#hasher);
-      this.#hasher.update(info);
-      this.#hasher.digestInto(this.#out);
-    }
-    info.set(this.#out, SNP_PAGE_INFO.off.DigestCurrent);
+    this.#chain.step();
   }
 }

@@ -4,7 +4,7 @@
  * final file offset. The headers go in last, at the start of the file.
  */
 import { crc32 } from "../bytes/crc32.ts";
-import { isAllZero, PAGE_SIZE } from "../bytes/le.ts";
+import { PAGE_SIZE } from "../bytes/le.ts";
 import { emittedRuns, type Range } from "../layout/guest_allocator.ts";
 import type { ByteReader, ByteSink, StreamRegion } from "../io/byte_stream.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
@@ -16,7 +16,6 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
 } from "../igvm/defs.ts";
 import {
-  loadWasmRecordHasher,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
   SNP_PAGE_TYPE_SECRETS,
@@ -26,7 +25,7 @@ import {
 } from "../measure/snp_digest.ts";
 import { PageHashPool } from "../hash/hash_pool.ts";
 import { ZERO_PAGE_DIGEST } from "../measure/planned_updates.ts";
-import { createWasmSha384 } from "../hash/wasm_sha384.ts";
+import { PageHasher } from "../hash/wasm_sha384.ts";
 
 /** The result of writing an image. */
 export interface WrittenImage {
@@ -39,54 +38,42 @@ export interface WrittenImage {
 /** Signs the ID block for the final digest: returns the IGVM_VHS_SNP_ID_BLOCK body. */
 export type IdBlockSigner = (launchDigest: Uint8Array) => Promise<Uint8Array>;
 
-const FLUSH_BYTES = 4 << 20;
-
 /**
- * Writes data pages sequentially from a start offset, in large batches, double-buffered: one
- * buffer is written while the other fills, so writing overlaps hashing.
+ * Writes the data section sequentially from a start offset, a batch's data pages per write,
+ * straight from the batch's buffer: nothing is copied. Writes reach the sink one at a time, in
+ * order (a sink may seek, then write). The caller keeps a buffer unchanged until its write
+ * has settled.
  */
 class DataWriter {
-  #bufs = [new Uint8Array(FLUSH_BYTES), new Uint8Array(FLUSH_BYTES)];
-  #current = 0;
-  #fill = 0;
   #offset: number;
-  #inFlight: Promise<void> | undefined;
+  /** The last write queued; it never rejects (a failure is kept in `#failure`). */
+  #last: Promise<void> = Promise.resolve();
+  #failure: { error: unknown } | undefined;
   constructor(private readonly sink: ByteSink, start: number) {
     this.#offset = start;
   }
-  /** Appends a page; returns a promise only when it had to wait for a write. */
-  push(page: Uint8Array): Promise<void> | undefined {
-    this.#bufs[this.#current].set(page, this.#fill);
-    this.#fill += page.length;
-    return this.#fill === FLUSH_BYTES ? this.#start() : undefined;
-  }
   /**
-   * Starts writing the current buffer; waits for the previous write first, so a failed
-   * write is reported by the next push or by `flush()`.
+   * Queues a write of `bytes` at the next offset; the promise settles when it is done. After
+   * a failed write, later ones fail with the same error. `flush()` reports a failure too.
    */
-  async #start(): Promise<void> {
-    const previous = this.#inFlight;
-    if (previous) await previous;
-    const bytes = this.#bufs[this.#current].subarray(0, this.#fill);
-    const write = this.sink.writeAt(this.#offset, bytes);
-    // Awaited by the next #start, flush() or settle(); until then a rejection is held, not
-    // reported as unhandled.
-    write.catch(() => {});
-    this.#inFlight = write;
-    this.#offset += this.#fill;
-    this.#current ^= 1;
-    this.#fill = 0;
+  write(bytes: Uint8Array): Promise<void> {
+    const offset = this.#offset;
+    this.#offset += bytes.length;
+    const write = this.#last.then(() => {
+      if (this.#failure) throw this.#failure.error;
+      return this.sink.writeAt(offset, bytes);
+    });
+    this.#last = write.catch((error) => void (this.#failure ??= { error }));
+    return write;
   }
-  /** Writes what is buffered and waits for every write. */
+  /** Waits for every write; rejects with the first failure, if a write failed. */
   async flush(): Promise<void> {
-    if (this.#fill > 0) await this.#start();
-    if (this.#inFlight) await this.#inFlight;
-    this.#inFlight = undefined;
+    await this.#last;
+    if (this.#failure) throw this.#failure.error;
   }
-  /** After a failure elsewhere: waits for the write in flight, ignoring its outcome. */
+  /** After a failure elsewhere: waits for the writes queued, ignoring their outcome. */
   async settle(): Promise<void> {
-    await this.#inFlight?.catch(() => {});
-    this.#inFlight = undefined;
+    await this.#last;
   }
 }
 
@@ -129,15 +116,16 @@ class RegionPager {
 
   /**
    * Reads up to `maxPages` pages from `gpa` in one read, when they all come from one region
-   * and none is generated. Returns how many pages it filled; 0 means the pages at `gpa` need
-   * `fill()` (a hole, a generated page, or no region there).
+   * and none is generated. Returns how many pages it filled, at once when the reader reads
+   * synchronously, else by a promise; 0 means the pages at `gpa` need `fill()` (a hole, a
+   * generated page, or no region there).
    */
-  async fillPages(
+  fillPages(
     gpa: number,
     dst: Uint8Array,
     maxPages: number,
     isGenerated: (gpa: number) => boolean,
-  ): Promise<number> {
+  ): number | Promise<number> {
     const r = this.#advanceTo(gpa);
     if (!r || gpa < r.gpa || (!this.#reader && gpa !== r.gpa)) return 0;
     const end = r.gpa + r.length;
@@ -146,15 +134,21 @@ class RegionPager {
       pages < maxPages && gpa + pages * PAGE_SIZE < end && !isGenerated(gpa + pages * PAGE_SIZE)
     ) pages++;
     if (pages === 0) return 0;
-    this.#reader ??= await r.open();
     const length = Math.min(pages * PAGE_SIZE, end - gpa);
     dst.fill(0, length, pages * PAGE_SIZE);
     const target = dst.subarray(0, length);
-    const got = this.#reader.readSync
-      ? this.#reader.readSync(target)
-      : await this.#reader.read(target);
-    if (got !== length) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
-    return pages;
+    const check = (got: number) => {
+      if (got !== length) throw new Error(`${r.name} ended early: expected ${r.length} bytes`);
+      return pages;
+    };
+    if (!this.#reader) {
+      return r.open().then((reader) => {
+        this.#reader = reader;
+        return reader.readSync ? check(reader.readSync(target)) : reader.read(target).then(check);
+      });
+    }
+    const reader = this.#reader;
+    return reader.readSync ? check(reader.readSync(target)) : reader.read(target).then(check);
   }
 
   #read(r: StreamRegion, page: Uint8Array, n: number): boolean | Promise<boolean> {
@@ -187,11 +181,17 @@ interface Batch {
   /** SHA-384 of each measured non-zero page, 48 bytes per page. */
   digests: Uint8Array;
   filled: number;
+  /** The write of the batch's data pages, while `bytes` must stay as it is. */
+  writing?: Promise<void>;
+  /** The hasher whose memory holds `bytes`, if one does. */
+  hasher?: PageHasher;
 }
 
-function newBatch(pages: number): Batch {
+/** A batch of `pages` pages; in `hasher`'s memory when given (hashed there without a copy). */
+function newBatch(pages: number, hasher?: PageHasher): Batch {
   return {
-    bytes: new Uint8Array(pages * PAGE_SIZE),
+    hasher,
+    bytes: hasher ? hasher.hosted : new Uint8Array(pages * PAGE_SIZE),
     gpas: new Float64Array(pages),
     kinds: new Uint8Array(pages),
     measured: new Uint8Array(pages),
@@ -207,115 +207,87 @@ interface BatchHasher {
   readonly batchPages: number;
   /** Batches hashing at once, beyond the one being filled. */
   readonly depth: number;
-  /** Sets `zero` and `digests` of the batch. */
-  hash(b: Batch): Promise<void>;
+  /** A new batch, laid out for this hasher. */
+  newBatch(): Batch;
+  /**
+   * Sets `zero` and `digests` of the batch: at once (returns undefined) or by the returned
+   * promise.
+   */
+  hash(b: Batch): Promise<void> | undefined;
   close(): void;
 }
 
 /**
- * Hashing on this thread's WebCrypto, 128 pages (512 KiB) at a time: no start-up cost, for
- * small images. Larger batches keep more promises alive and grow V8's young generation.
+ * Hashing on this thread, synchronously, with the WebAssembly SHA-384 (PageHasher). Its
+ * batches live in WebAssembly memory, each in its own hasher's: pages are read there, hashed
+ * and written from there, never copied.
  */
-function mainThreadHasher(): BatchHasher {
-  const batchPages = 128;
+function threadHasher(batchPages: number): BatchHasher {
+  let shared: PageHasher | undefined; // for batches in plain memory (workers' batches)
   return {
     batchPages,
-    depth: 1,
-    async hash(b) {
-      const pending: (Promise<ArrayBuffer> | undefined)[] = new Array(b.filled);
-      for (let i = 0; i < b.filled; i++) {
-        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-        b.zero[i] = isAllZero(page) ? 1 : 0;
-        if (b.measured[i] && !b.zero[i]) pending[i] = crypto.subtle.digest("SHA-384", page);
-      }
-      const digests = await Promise.all(pending);
-      for (let i = 0; i < b.filled; i++) {
-        const d = digests[i];
-        if (d) b.digests.set(new Uint8Array(d), i * 48);
-      }
-    },
-    close() {},
-  };
-}
-
-/**
- * Hashing on this thread with hash-wasm's WebAssembly SHA-384, synchronously: faster than
- * WebCrypto's per-page calls once the module is loaded (it is, for the page-info chain, when
- * workers are used).
- */
-async function wasmHasher(batchPages: number): Promise<BatchHasher> {
-  const h = await createWasmSha384();
-  return {
-    batchPages,
-    depth: 1,
+    depth: 0,
+    newBatch: () => newBatch(batchPages, new PageHasher(batchPages)),
     hash(b) {
-      for (let i = 0; i < b.filled; i++) {
-        const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-        b.zero[i] = isAllZero(page) ? 1 : 0;
-        if (b.measured[i] && !b.zero[i]) {
-          h.init();
-          h.update(page);
-          b.digests.set(h.digest("binary"), i * 48);
-        }
-      }
-      return Promise.resolve();
+      const hasher = b.hasher ?? (shared ??= new PageHasher());
+      hasher.hashPages(b.bytes, b.filled, b.measured, b.zero, b.digests);
+      return undefined;
     },
     close() {},
   };
 }
 
 /**
- * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each batch's
- * buffer goes to a worker and comes back by transfer. Two batches per worker are in flight,
- * so a worker never waits for the next one. Until the workers have started, batches are
- * hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
+ * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each
+ * batch's buffer goes to a worker and comes back by transfer. Two batches per worker are in
+ * flight, so a worker never waits for the next one. Until the workers have started, batches
+ * are hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
  */
-async function workerHasher(onlyWorkers: boolean): Promise<BatchHasher> {
+function workerHasher(onlyWorkers: boolean): BatchHasher {
   const pool = new PageHashPool();
-  let meanwhile: BatchHasher;
-  try {
-    meanwhile = await wasmHasher(512);
-  } catch (e) {
-    pool.close();
-    throw e;
-  }
+  const meanwhile = threadHasher(512);
   let started = onlyWorkers;
   pool.ready.then(() => started = true, () => {});
   return {
     batchPages: 512,
     depth: 2 * pool.size,
-    async hash(b) {
-      if (!started) return await meanwhile.hash(b);
-      const reply = await pool.hash(b.bytes.buffer, b.filled, b.measured);
-      b.bytes = new Uint8Array(reply.buffer);
-      b.zero = reply.zero;
-      b.digests = reply.digests;
+    // Workers take a batch's buffer by transfer: a plain ArrayBuffer.
+    newBatch: () => newBatch(512),
+    hash(b) {
+      if (!started) return meanwhile.hash(b);
+      return pool.hash(b.bytes.buffer, b.filled, b.measured).then((reply) => {
+        b.bytes = new Uint8Array(reply.buffer);
+        b.zero = reply.zero;
+        b.digests = reply.digests;
+      });
     },
     close: () => pool.close(),
   };
 }
 
 /**
- * Where page contents are hashed by default, by the size of the streamed input: WebCrypto on
- * this thread below 16 MiB (nothing to load), hash-wasm on this thread below 48 MiB (its
- * ~10 ms load pays off, workers' start-up of 40+ ms does not), Workers from 48 MiB.
- * Measured on 2 cores: a 32 MiB ELF page table and 64 and 128 MiB initrds.
+ * From this many streamed bytes, page contents are hashed in Workers by default (below it,
+ * on this thread). Starting a Worker blocks this thread for 10-60 ms and each batch is copied
+ * once more in the worker, so Workers pay off only for large inputs on free cores: on a
+ * 2-core machine under heavy load, a 256 MiB initrd took less CPU and less time on this
+ * thread alone.
  */
-const WASM_MIN_BYTES = 16 << 20;
 const WORKER_MIN_BYTES = 48 << 20;
 
 /** Where page contents are hashed. */
-export type HashingMode = "auto" | "webcrypto" | "wasm" | "workers";
+export type HashingMode = "auto" | "thread" | "workers";
 
 /** Options of `writeIgvm`. */
 export interface WriteOptions {
   /**
-   * `webcrypto`: this thread's WebCrypto; `wasm`: hash-wasm on this thread; `workers`: only
-   * in Workers; `auto` (default): by the streamed input's size (see WORKER_MIN_BYTES), with
-   * workers helped by this thread while they start.
+   * `thread`: on this thread; `workers`: only in Workers; `auto` (default): by the streamed
+   * input's size (see WORKER_MIN_BYTES), with workers helped by this thread while they start.
    */
   hashing?: HashingMode;
 }
+
+/** Batches beyond those hashing whose data may still be in writing. */
+const SPARE_BATCHES = 2;
 
 /** How a page is emitted. */
 const enum PageKind {
@@ -361,18 +333,9 @@ export async function writeIgvm(
   headers.snpPolicy(policy);
   const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
   let mode = options.hashing ?? "auto";
-  if (mode === "auto") {
-    mode = streamedBytes >= WORKER_MIN_BYTES
-      ? "workers"
-      : streamedBytes >= WASM_MIN_BYTES
-      ? "wasm"
-      : "webcrypto";
-  }
-  // With hash-wasm loaded, the page-info chain uses it too (see loadWasmRecordHasher).
-  const digest = new SnpLaunchDigest(
-    mode === "webcrypto" ? undefined : await loadWasmRecordHasher(),
-  );
-  const data = new DataWriter(sink, headerSize);
+  if (mode === "auto") mode = streamedBytes >= WORKER_MIN_BYTES ? "workers" : "thread";
+  const digest = new SnpLaunchDigest();
+  const writer = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
   let dataPages = 0;
   let pagesDone = 0;
@@ -386,19 +349,26 @@ export async function writeIgvm(
     return inRanges(gpa, image.guestInvalid) ? PageKind.GuestInvalid : PageKind.Normal;
   };
 
-  /** Emits a hashed batch in order: headers, the page-info chain, data. */
-  const emit = async (b: Batch) => {
+  /**
+   * Emits a hashed batch in order: headers and the page-info chain, page by page; then its
+   * data pages, moved together at the start of its buffer, in one write.
+   */
+  const emit = (b: Batch) => {
+    const bytes = b.bytes;
+    let data = 0; // data pages of this batch so far
+    const keep = (i: number) => {
+      if (i !== data) bytes.copyWithin(data * PAGE_SIZE, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+      data++;
+    };
     for (let i = 0; i < b.filled; i++) {
       const gpa = b.gpas[i];
-      const page = b.bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
       const contents = b.measured[i] && !b.zero[i]
         ? b.digests.subarray(i * 48, (i + 1) * 48)
         : ZERO_PAGE_DIGEST;
-      let wait: Promise<void> | undefined;
       switch (b.kinds[i]) {
         case PageKind.Vmsa:
           headers.vpContext(gpa, nextDataOffset());
-          wait = data.push(page);
+          keep(i);
           digest.extend(gpa, SNP_PAGE_TYPE_VMSA, undefined, contents);
           break;
         case PageKind.Parameter:
@@ -407,7 +377,7 @@ export async function writeIgvm(
           break;
         case PageKind.Cpuid:
           headers.pageData(gpa, nextDataOffset(), 0, IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA);
-          wait = data.push(page);
+          keep(i);
           digest.extend(gpa, SNP_PAGE_TYPE_CPUID);
           break;
         case PageKind.Secrets:
@@ -422,38 +392,49 @@ export async function writeIgvm(
             invalid ? IGVM_VHF_PAGE_DATA_GUEST_INVALID : 0,
             IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
           );
-          if (!b.zero[i]) wait = data.push(page);
+          if (!b.zero[i]) keep(i);
           if (!invalid) digest.extend(gpa, SNP_PAGE_TYPE_NORMAL, undefined, contents);
         }
       }
-      if (wait) await wait;
     }
+    if (data > 0) b.writing = writer.write(bytes.subarray(0, data * PAGE_SIZE));
     pagesDone += b.filled;
     onProgress?.(pagesDone, pageCount);
     b.filled = 0;
   };
 
   const hasher = mode === "workers"
-    ? await workerHasher(options.hashing === "workers")
-    : mode === "wasm"
-    ? await wasmHasher(512)
-    : mainThreadHasher();
+    ? workerHasher(options.hashing === "workers")
+    : threadHasher(512);
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
-  const inFlight: { batch: Batch; hashed: Promise<void> }[] = [];
+  // An emitted batch is reused once its data is written; until then, up to
+  // `depth + SPARE_BATCHES` batches exist, so that writing overlaps reading and hashing.
+  const inFlight: { batch: Batch; hashed: Promise<void> | undefined }[] = [];
   const spare: Batch[] = [];
-  let current = newBatch(hasher.batchPages);
+  let batches = 1;
+  let current = hasher.newBatch();
   const emitOldest = async () => {
     const { batch, hashed } = inFlight.shift()!;
-    await hashed;
-    await emit(batch);
+    if (hashed) await hashed;
+    emit(batch);
     spare.push(batch);
+  };
+  const nextBatch = async (): Promise<Batch> => {
+    if (spare.length === 0 || (spare[0].writing && batches < hasher.depth + SPARE_BATCHES)) {
+      batches++;
+      return hasher.newBatch();
+    }
+    const b = spare.shift()!;
+    if (b.writing) await b.writing;
+    b.writing = undefined;
+    return b;
   };
   const submit = async () => {
     const hashed = hasher.hash(current);
-    hashed.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
+    hashed?.catch(() => {}); // awaited in order by emitOldest; a failure surfaces there
     inFlight.push({ batch: current, hashed });
-    current = spare.pop() ?? newBatch(hasher.batchPages);
     while (inFlight.length > hasher.depth) await emitOldest();
+    current = await nextBatch();
   };
   if (kvmOrder) {
     headers.parameterPage(image.paramPage);
@@ -472,7 +453,8 @@ export async function writeIgvm(
         const at = b.filled * PAGE_SIZE;
         const room = Math.min(hasher.batchPages - b.filled, (run.end - gpa) / PAGE_SIZE);
         // Streamed pages are read in one go; the others page by page.
-        let pages = await pager.fillPages(gpa, b.bytes.subarray(at), room, isGenerated);
+        const filled = pager.fillPages(gpa, b.bytes.subarray(at), room, isGenerated);
+        let pages = typeof filled === "number" ? filled : await filled;
         if (pages === 0) {
           pages = 1;
           const page = b.bytes.subarray(at, at + PAGE_SIZE);
@@ -504,14 +486,14 @@ export async function writeIgvm(
       const vmsa = image.memory.page(image.vmsaPage);
       if (!vmsa) throw new Error("the image has no VMSA page");
       headers.vpContext(image.vmsaPage, nextDataOffset());
-      await data.push(vmsa);
+      await writer.write(vmsa);
       digest.extend(image.vmsaPage, SNP_PAGE_TYPE_VMSA, vmsa);
       onProgress?.(++pagesDone, pageCount);
     }
-    await data.flush();
+    await writer.flush();
   } catch (e) {
     // No write may still be running when the caller removes the file.
-    await data.settle();
+    await writer.settle();
     throw e;
   } finally {
     hasher.close();
