@@ -62,6 +62,22 @@ export function directiveGpaPageOffset(d: Directive): number {
   return Number((d.fields.GPA ?? 0n) & 0xfffn);
 }
 
+/**
+ * The GPA of a directive that places a page, as a number: exact, as every 4 KiB-aligned GPA
+ * is. An unaligned GPA fails with `refuse(message)`: no loader places such a page (the igvm
+ * crate refuses the file), and above 2^53 its number would be another, aligned GPA.
+ */
+export function pageGpa(d: Directive, refuse: (message: string) => Error): number {
+  if (directiveGpaPageOffset(d) !== 0) {
+    throw refuse(
+      `header at 0x${d.offset.toString(16)}: GPA 0x${
+        directiveGpaExact(d).toString(16)
+      } is not page aligned`,
+    );
+  }
+  return directiveGpa(d);
+}
+
 /** The compatibility mask of a directive (0 when it has none, or for no directive). */
 export function directiveMask(d: Directive | undefined): number {
   if (d instanceof PageDataDirective) return d.table.mask(d.row);

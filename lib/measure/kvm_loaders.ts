@@ -23,9 +23,11 @@ import {
 } from "./snp_digest.ts";
 import type { HostConfig, LaunchUpdate, LaunchUpdateSource } from "./launch_update.ts";
 import {
-  directiveGpa as gpaOf,
+  directiveDataType,
+  directiveFlags,
   directiveMask,
   findSnpCompatibilityMask,
+  pageGpa,
   parameterAreaSizes,
 } from "../igvm/directives.ts";
 import { pageDataSnpType } from "./page_type.ts";
@@ -56,8 +58,11 @@ function snpMaskOrZero(headers: IgvmFile): number {
 
 /** Parameter area sizes by index; a size no guest can have is a refusal. */
 function parameterAreas(headers: IgvmFile): Map<number, number> {
-  return parameterAreaSizes(headers, (message) => new LoaderRefusal(message));
+  return parameterAreaSizes(headers, refuse);
 }
+
+/** A refusal for a directive this loader cannot place. */
+const refuse = (message: string) => new LoaderRefusal(message);
 
 /** UNMEASURED updates for every page of the inserted parameter area. */
 function* parameterPages(
@@ -72,7 +77,7 @@ function* parameterPages(
     );
   }
   for (let at = 0; at < Math.max(size, 1); at += PAGE_SIZE) {
-    yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: gpaOf(d) + at, directive: index };
+    yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: pageGpa(d, refuse) + at, directive: index };
   }
 }
 
@@ -123,16 +128,16 @@ function vmsaUpdates(
 
 /** Hashes the planned updates' pages in batches; file data past the end is a refusal. */
 function hashPlanned(file: FileAccess, plan: Iterable<Planned>): AsyncIterable<LaunchUpdate> {
-  return hashPlannedUpdates(file, plan, (message) => new LoaderRefusal(message));
+  return hashPlannedUpdates(file, plan, refuse);
 }
 
 /** The SNP page type of a PAGE_DATA directive under KVM, or a refusal. */
 function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
-  const flags = Number(d.fields.Flags ?? 0n);
+  const flags = directiveFlags(d);
   if (flags & IGVM_VHF_PAGE_DATA_2MB) {
     throw new LoaderRefusal(`2 MiB pages are not modelled (header at 0x${d.offset.toString(16)})`);
   }
-  const dataType = Number(d.fields.DataType ?? 0n);
+  const dataType = directiveDataType(d);
   if (dataType === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF && loader !== "qemu-kvm") {
     throw new LoaderRefusal(
       `${loader} cannot load CPUID_XF pages (header at 0x${d.offset.toString(16)})`,
@@ -150,7 +155,7 @@ function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
 function planned(d: Directive, index: number, pageType: number): Planned {
   return {
     pageType,
-    gpa: gpaOf(d),
+    gpa: pageGpa(d, refuse),
     directive: index,
     dataOffset: pageType === SNP_PAGE_TYPE_NORMAL ? directiveFileOffset(d) : undefined,
   };
@@ -206,19 +211,20 @@ function* qemuPlan(
       if (!matches(d)) continue;
       kvmPageType(d, "qemu-kvm", false); // a refusal comes at the page that causes it
       const key = [
-        Number(d.fields.Flags ?? 0n),
-        Number(d.fields.DataType ?? 0n),
-        Number(d.fields.CompatibilityMask ?? 0n),
+        directiveFlags(d),
+        directiveDataType(d),
+        directiveMask(d),
         directiveFileOffset(d) === undefined,
       ].join();
       const running = runEnd > runStart;
-      if (running && (key !== runKey || gpaOf(d) !== nextGpa || runEnd !== index)) {
+      const gpa = pageGpa(d, refuse);
+      if (running && (key !== runKey || gpa !== nextGpa || runEnd !== index)) {
         yield* flush();
       }
       if (runEnd === runStart) runStart = index;
       runEnd = index + 1;
       runKey = key;
-      nextGpa = gpaOf(d) + PAGE_SIZE;
+      nextGpa = gpa + PAGE_SIZE;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
       yield* parameterPages(d, index, areas); // before the pending run
     }
@@ -278,7 +284,7 @@ export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, head
       if (!matches(d)) continue;
       if (d.type === IGVM_VHT_PAGE_DATA) {
         const type = kvmPageType(d, "openvmm-kvm", false);
-        if (Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
+        if (directiveFlags(d) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
         yield planned(d, index, type);
       } else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
     }
