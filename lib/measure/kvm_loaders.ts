@@ -90,6 +90,7 @@ async function vpContexts(
   const out = new Map<number, Uint8Array>();
   for (const d of headers.directives) {
     if (d.type !== IGVM_VHT_VP_CONTEXT || !matches(d)) continue;
+    pageGpa(d, refuse); // KVM places the VMSA elsewhere, but no loader takes an unaligned GPA
     const offset = directiveFileOffset(d);
     const page = new Uint8Array(PAGE_SIZE);
     if (offset !== undefined) page.set(await file.readAt(offset, PAGE_SIZE));
