@@ -31,7 +31,12 @@ export function headerSectionChecksum(head: Uint8Array, end: number): number {
   return crc32(section);
 }
 
-export { type Directive, PageDataDirective } from "./directive_list.ts";
+export {
+  type Directive,
+  type DirectiveAccess,
+  directiveAccess,
+  PageDataDirective,
+} from "./directive_list.ts";
 /** A parsed file. */
 export interface IgvmFile {
   fixed: Record<string, number>;

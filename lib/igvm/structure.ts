@@ -14,6 +14,7 @@ import {
 } from "./defs.ts";
 import {
   type Directive,
+  directiveAccess,
   directiveFileOffset,
   type IgvmFile,
   IgvmFormatError,
@@ -95,8 +96,9 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
   const dataStart = new Float64Array(ds.length);
   const dataDirective = new Uint32Array(ds.length);
   let withData = 0;
-  for (let i = 0; i < ds.length; i++) {
-    const d = ds[i];
+  const access = directiveAccess(ds);
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
     const type = d.type;
     if (hasNonZeroReserved(d)) problems.push(`${headerAt(d)}: reserved field is not zero`);
     if (type === IGVM_VHT_PARAMETER_AREA) {
@@ -137,7 +139,7 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
     problems.push("no PAGE_DATA or VP_CONTEXT header: the file loads nothing");
   }
   const order = stableOrder(dataStart, withData);
-  const gpaOf = (k: number) => directiveGpaExact(ds[dataDirective[k]]).toString(16);
+  const gpaOf = (k: number) => directiveGpaExact(access.at(dataDirective[k])).toString(16);
   for (let i = 1; i < withData; i++) {
     if (dataStart[order[i]] < dataStart[order[i - 1]] + PAGE_SIZE) {
       problems.push(

@@ -14,7 +14,7 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import { directiveAccess, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import { InputError } from "../errors.ts";
 import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
 import {
@@ -56,9 +56,9 @@ function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<Pla
   const snpMask = snpCompatibilityMask(headers);
   parameterAreaSizes(headers); // refuses, up front, an area size no guest can have
   const areaBytes = new Map<number, number>();
-  const ds = headers.directives;
+  const ds = directiveAccess(headers.directives);
   for (let i = 0; i < ds.length; i++) {
-    const d = ds[i];
+    const d = ds.at(i);
     const mask = directiveMask(d);
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
       areaBytes.set(Number(d.fields.ParameterAreaIndex), Number(d.fields.NumberOfBytes));

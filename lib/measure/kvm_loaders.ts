@@ -14,7 +14,12 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import {
+  type Directive,
+  directiveAccess,
+  directiveFileOffset,
+  type IgvmFile,
+} from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import {
   SNP_PAGE_TYPE_NORMAL,
@@ -195,19 +200,20 @@ function* qemuPlan(
   areas: Map<number, number>,
   vmsas: Planned[],
 ): Generator<Planned> {
-  const ds = headers.directives;
+  const ds = directiveAccess(headers.directives);
   let runStart = 0; // the pending run is ds[runStart, runEnd)
   let runEnd = 0;
   let runKey = "";
   let nextGpa = -1;
   function* flush(): Generator<Planned> {
     for (let i = runStart; i < runEnd; i++) {
-      yield planned(ds[i], i, kvmPageType(ds[i], "qemu-kvm", false));
+      const d = ds.at(i);
+      yield planned(d, i, kvmPageType(d, "qemu-kvm", false));
     }
     runStart = runEnd = 0;
   }
   for (let index = 0; index < ds.length; index++) {
-    const d = ds[index];
+    const d = ds.at(index);
     if (d.type === IGVM_VHT_PAGE_DATA) {
       if (!matches(d)) continue;
       kvmPageType(d, "qemu-kvm", false); // a refusal comes at the page that causes it
@@ -251,9 +257,9 @@ export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, 
     KVM_RESET_RDX,
   );
   function* plan(): Generator<Planned> {
-    const ds = headers.directives;
+    const ds = directiveAccess(headers.directives);
     for (let index = 0; index < ds.length; index++) {
-      const d = ds[index];
+      const d = ds.at(index);
       if (d.type === IGVM_VHT_PAGE_DATA) yield planned(d, index, kvmPageType(d, "ch-kvm", true));
       else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
     }
@@ -279,9 +285,9 @@ export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, head
     host.cpuSignature,
   );
   function* plan(): Generator<Planned> {
-    const ds = headers.directives;
+    const ds = directiveAccess(headers.directives);
     for (let index = 0; index < ds.length; index++) {
-      const d = ds[index];
+      const d = ds.at(index);
       if (!matches(d)) continue;
       if (d.type === IGVM_VHT_PAGE_DATA) {
         const type = kvmPageType(d, "openvmm-kvm", false);

@@ -17,7 +17,12 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import {
+  type Directive,
+  directiveAccess,
+  directiveFileOffset,
+  type IgvmFile,
+} from "../igvm/reader.ts";
 import { guestReaderOf } from "../igvm/structure.ts";
 import { directiveDataType, directiveFlags } from "../igvm/directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -93,8 +98,9 @@ async function pageTablePages(
 /** Builds the part map of a file. */
 export async function mapParts(file: FileAccess, h: IgvmFile): Promise<PartMap> {
   const ds = h.directives;
+  const access = directiveAccess(ds);
   const generic = (gpa: number, directive: number): string | undefined => {
-    const d = ds[directive];
+    const d = directive >= 0 && directive < access.length ? access.at(directive) : undefined;
     const named = directivePart(d);
     if (named) return named;
     if (d?.type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) {
