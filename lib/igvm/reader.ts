@@ -37,9 +37,14 @@ export {
   directiveAccess,
   PageDataDirective,
 } from "./directive_list.ts";
+
 /** A parsed file. */
 export interface IgvmFile {
   fixed: Record<string, number>;
+  /**
+   * The variable headers in file order. From the reader, a read-only view over a compact
+   * list (directive_list.ts): loops over every page read it with {@link directiveAccess}.
+   */
   directives: Directive[];
   /** Problems found while parsing that do not stop it (checksum, padding...). */
   problems: string[];
