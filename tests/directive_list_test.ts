@@ -55,6 +55,7 @@ Deno.test("h.directives behaves as a read-only array: indexing, iteration, sprea
   assert(Array.isArray(ds));
   assertEquals(copy.length, ds.length);
   assertEquals(copy.map(key), ds.map(key));
+  assertEquals(ds.slice(2, 5).map(key), copy.slice(2, 5).map(key));
   assertEquals([...ds.entries()].length, ds.length);
   assertEquals(Object.keys(ds).length, ds.length);
   assertEquals([ds[-1], ds[ds.length], ds.at(ds.length)], [undefined, undefined, undefined]);
