@@ -32,11 +32,12 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     if (args[0] !== undefined && !args[0].startsWith("-")) {
       const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
+      const { printLine } = await import("./lib/cli/line_output.ts");
       if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
         return await runSubcommand(
           args[0] as Subcommand,
           args.slice(1),
-          (line) => console.log(line),
+          printLine,
           {
             stdout: Deno.stdout.writable,
             stdoutIdentity: streamIdentity("/dev/stdout"),

@@ -4,6 +4,7 @@
  * tests and the demo; run as a script to write them to files:
  *   deno run --allow-write scripts/fixtures.ts OUT_DIR
  */
+import { crc32 } from "../lib/bytes/crc32.ts";
 
 /** Options of a synthetic bzImage. */
 export interface BzImageSpec {
@@ -193,4 +194,48 @@ if (import.meta.main) {
   Deno.writeFileSync(`${dir}/synthetic-bzImage`, makeBzImage());
   Deno.writeFileSync(`${dir}/synthetic.elf`, makeElf());
   console.log(`wrote ${dir}/synthetic-bzImage and ${dir}/synthetic.elf`);
+}
+
+/**
+ * An IGVM file with `pages` zero pages (PAGE_DATA headers with no file data, from GPA
+ * 0x100000 up) for SEV-SNP (mask 1), its platform and policy headers, and a VP context with
+ * a page of data: a reader's load without hashing, as in a file with a large initrd (1 GiB
+ * is 263k page headers). No ID block. Laid out with DataView, not with lib/igvm.
+ */
+export function makePageHeavyIgvm(pages: number): Uint8Array {
+  const sectionSize = 24 + 24 + pages * 32 + 32;
+  const dataAt = 24 + sectionSize;
+  const bytes = new Uint8Array(dataAt + 4096);
+  const v = new DataView(bytes.buffer);
+  v.setUint32(0, 0x4d564749, true); // "IGVM"
+  v.setUint32(4, 1, true); // FormatVersion
+  v.setUint32(8, 24, true); // VariableHeaderOffset
+  v.setUint32(12, sectionSize, true);
+  v.setUint32(16, bytes.length, true); // TotalFileSize
+  let at = 24;
+  const header = (type: number, length: number) => {
+    v.setUint32(at, type, true);
+    v.setUint32(at + 4, length, true);
+    const body = at + 8;
+    at += Math.ceil((8 + length) / 8) * 8;
+    return body;
+  };
+  let b = header(0x001, 16); // SUPPORTED_PLATFORM: mask 1, SEV-SNP, version 1
+  v.setUint32(b, 1, true);
+  v.setUint8(b + 5, 2);
+  v.setUint16(b + 6, 1, true);
+  b = header(0x101, 16); // SNP_POLICY 0x30000, mask 1
+  v.setBigUint64(b, 0x30000n, true);
+  v.setUint32(b + 8, 1, true);
+  for (let i = 0; i < pages; i++) {
+    b = header(0x302, 24); // PAGE_DATA: GPA, mask 1, no file data, NORMAL
+    v.setBigUint64(b, BigInt(0x100000 + i * 4096), true);
+    v.setUint32(b + 8, 1, true);
+  }
+  b = header(0x304, 20); // VP_CONTEXT at GPA 0x80000, mask 1, its page after the headers
+  v.setBigUint64(b, 0x80000n, true);
+  v.setUint32(b + 8, 1, true);
+  v.setUint32(b + 12, dataAt, true);
+  v.setUint32(20, crc32(bytes.subarray(0, dataAt)) >>> 0, true);
+  return bytes;
 }

@@ -142,16 +142,25 @@ export async function runMeasureCommand(
       } else print(LOG_HEADER);
       let last: Uint8Array = new Uint8Array(48);
       let pending: string | undefined; // the previous JSON entry, printed with its comma
+      // Lines are printed 256 at a time: a print per line of a 1M-page log costs memory.
+      const lines: string[] = [];
+      const flush = () => {
+        if (lines.length) print(lines.join("\n"));
+        lines.length = 0;
+      };
       try {
         for await (const e of launchLog(file, headers, loader, host)) {
           if (json) {
-            if (pending !== undefined) print(pending + ",");
+            if (pending !== undefined) lines.push(pending + ",");
             pending = `    ${JSON.stringify(logEntryJson(e))}`;
-          } else print(formatLogEntry(e));
+          } else lines.push(formatLogEntry(e));
+          if (lines.length === 256) flush();
           last = e.digest;
         }
       } catch (e) {
         throw named(e);
+      } finally {
+        flush();
       }
       if (pending !== undefined) print(pending);
       digest = toHex(last);

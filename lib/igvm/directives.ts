@@ -9,7 +9,7 @@ import {
   IGVM_VHT_SUPPORTED_PLATFORM,
 } from "./defs.ts";
 import { PAGE_SIZE } from "../bytes/le.ts";
-import type { Directive, IgvmFile } from "./reader.ts";
+import { type Directive, type IgvmFile, PageDataDirective } from "./reader.ts";
 import { InputError } from "../errors.ts";
 
 /** The file's SEV-SNP SUPPORTED_PLATFORM header, if it has one. */
@@ -35,14 +35,71 @@ export function snpCompatibilityMask(headers: IgvmFile): number {
   return mask;
 }
 
-/** The GPA of a directive (0 when it has none). */
+/*
+ * Field readers that go over every page: a PAGE_DATA directive is read from its table row,
+ * with no fields object built (a file with a 1 GiB initrd has 263k of them).
+ */
+
+/**
+ * The GPA of a directive as a number (0 when it has none). Exact below 2^53 and for every
+ * page-aligned GPA; an unaligned GPA above 2^53 is rounded, so alignment is checked with
+ * {@link directiveGpaPageOffset} and GPAs are told apart with {@link directiveGpaExact}.
+ */
 export function directiveGpa(d: Directive): number {
+  if (d instanceof PageDataDirective) return d.table.gpa(d.row);
   return Number(d.fields.GPA ?? 0n);
+}
+
+/** The GPA of a directive, exact (0 when it has none). */
+export function directiveGpaExact(d: Directive): bigint {
+  if (d instanceof PageDataDirective) return d.table.gpaExact(d.row);
+  return d.fields.GPA ?? 0n;
+}
+
+/** The offset of a directive's GPA within its 4 KiB page, exact: 0 for an aligned GPA. */
+export function directiveGpaPageOffset(d: Directive): number {
+  if (d instanceof PageDataDirective) return d.table.gpaPageOffset(d.row);
+  return Number((d.fields.GPA ?? 0n) & 0xfffn);
+}
+
+/**
+ * The GPA of a directive that places a page, as a number: exact, as every 4 KiB-aligned GPA
+ * is. An unaligned GPA fails with `refuse(message)`: no loader places such a page (the igvm
+ * crate refuses the file), and above 2^53 its number would be another, aligned GPA.
+ */
+export function pageGpa(d: Directive, refuse: (message: string) => Error): number {
+  if (directiveGpaPageOffset(d) !== 0) {
+    throw refuse(
+      `header at 0x${d.offset.toString(16)}: GPA 0x${
+        directiveGpaExact(d).toString(16)
+      } is not page aligned`,
+    );
+  }
+  return directiveGpa(d);
 }
 
 /** The compatibility mask of a directive (0 when it has none, or for no directive). */
 export function directiveMask(d: Directive | undefined): number {
+  if (d instanceof PageDataDirective) return d.table.mask(d.row);
   return Number(d?.fields.CompatibilityMask ?? 0n);
+}
+
+/** The Flags of a directive (0 when it has none). */
+export function directiveFlags(d: Directive): number {
+  if (d instanceof PageDataDirective) return d.table.flags(d.row);
+  return Number(d.fields.Flags ?? 0n);
+}
+
+/** The DataType of a directive (0 when it has none). */
+export function directiveDataType(d: Directive): number {
+  if (d instanceof PageDataDirective) return d.table.dataType(d.row);
+  return Number(d.fields.DataType ?? 0n);
+}
+
+/** True when a directive has a Reserved field that is not zero. */
+export function hasNonZeroReserved(d: Directive): boolean {
+  if (d instanceof PageDataDirective) return d.table.reserved(d.row) !== 0;
+  return d.fields.Reserved !== undefined && d.fields.Reserved !== 0n;
 }
 
 /**

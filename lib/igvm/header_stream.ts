@@ -7,6 +7,7 @@ import { crc32 } from "../bytes/crc32.ts";
 import { IGVM_FIXED_HEADER } from "./defs.ts";
 import {
   DirectiveCollector,
+  type HeaderVisitor,
   type IgvmFile,
   IgvmFormatError,
   MAX_HEADER_LENGTH,
@@ -25,20 +26,24 @@ async function readFixedHeader(file: FileAccess): Promise<Record<string, number>
 }
 
 /**
- * Yields the variable headers of `file`, a chunk's worth at a time (the bodies are views into
- * the chunk, valid until the next step). Throws IgvmFormatError at the first header that
- * cannot be valid. When the walk is done, `checksum()` gives the CRC-32 of the header
- * section with the checksum field zero, and `end()` the offset after the last header.
+ * Walks the variable headers of `file` a chunk at a time. `visit(v)` hands every header to
+ * `v` (bodies are views into the chunk, valid during the call); `walk()` yields each chunk's
+ * headers as RawHeaders (valid until the next step). Both throw IgvmFormatError at the first
+ * header that cannot be valid. When the walk is done, `checksum()` gives the CRC-32 of the
+ * header section with the checksum field zero, and `end()` the offset after the last header.
  */
 export function headerChunks(file: FileAccess, fixed: Record<string, number>) {
   const start = fixed.VariableHeaderOffset;
   const end = start + fixed.VariableHeaderSize;
   let crc = 0;
   let after = start;
-  async function* walk(): AsyncGenerator<RawHeader[]> {
+  /** Reads the section chunk by chunk, handing each header to `visit`; yields per chunk. */
+  async function* chunks(visit: HeaderVisitor): AsyncGenerator<void> {
     let crcDone = 0; // bytes [0, crcDone) are in `crc`
+    let buffer: Uint8Array | undefined; // one chunk's bytes, reused for the next chunk
     const read = async (offset: number, length: number) => {
-      const bytes = await file.readAt(offset, length);
+      buffer ??= new Uint8Array(Math.min(SECTION_CHUNK, end));
+      const bytes = await file.readAt(offset, length, buffer);
       if (bytes.length !== length) {
         throw new IgvmFormatError(`truncated: the header section ends past the end of the file`);
       }
@@ -58,8 +63,7 @@ export function headerChunks(file: FileAccess, fixed: Record<string, number>) {
     let at = start;
     while (at < end) {
       const chunk = await read(at, Math.min(SECTION_CHUNK, end - at));
-      const headers: RawHeader[] = [];
-      const next = walkHeaders(chunk, at, at, end, headers);
+      const next = walkHeaders(chunk, at, at, end, visit);
       if (next === at) {
         // Cannot happen with MAX_HEADER_LENGTH far below the chunk size.
         throw new IgvmFormatError(
@@ -67,11 +71,28 @@ export function headerChunks(file: FileAccess, fixed: Record<string, number>) {
         );
       }
       at = next;
-      yield headers;
+      yield;
     }
     after = at;
   }
-  return { walk, checksum: () => crc, end: () => after };
+  async function* walk(): AsyncGenerator<RawHeader[]> {
+    let headers: RawHeader[] = [];
+    const collect: HeaderVisitor = (type, offset, length, chunk, bodyAt) =>
+      headers.push({
+        type,
+        offset,
+        length,
+        body: new Uint8Array(chunk.buffer, chunk.byteOffset + bodyAt, length),
+      });
+    for await (const _ of chunks(collect)) {
+      yield headers;
+      headers = [];
+    }
+  }
+  async function visit(v: HeaderVisitor): Promise<void> {
+    for await (const _ of chunks(v));
+  }
+  return { walk, visit, checksum: () => crc, end: () => after };
 }
 
 /**
@@ -82,6 +103,6 @@ export async function readIgvmHeaders(file: FileAccess): Promise<IgvmFile> {
   const fixed = await readFixedHeader(file);
   const section = headerChunks(file, fixed);
   const collector = new DirectiveCollector();
-  for await (const headers of section.walk()) collector.add(headers);
+  await section.visit(collector.visit);
   return collector.finish(fixed, file.size, section.checksum(), section.end());
 }

@@ -16,6 +16,8 @@ import {
   IGVM_VHT_VP_CONTEXT,
   VARIABLE_HEADER_BODIES,
 } from "./defs.ts";
+import { sharedBigint } from "./page_table.ts";
+import { type Directive, DirectiveList, PageDataDirective } from "./directive_list.ts";
 /** A file that is not a readable IGVM file. */
 export class IgvmFormatError extends Error {
   /** The class name, for messages and logs. */
@@ -29,54 +31,23 @@ export function headerSectionChecksum(head: Uint8Array, end: number): number {
   return crc32(section);
 }
 
-/** One variable header: its type, offset, and its body's fields by name. */
-export interface Directive {
-  type: number;
-  name: string;
-  offset: number;
-  length: number;
-  fields: Record<string, bigint>;
-  /** The raw body; empty for PAGE_DATA, whose fields say everything (saves memory). */
-  body: Uint8Array;
-}
-
-const NO_BODY = new Uint8Array(0);
+export {
+  type Directive,
+  type DirectiveAccess,
+  directiveAccess,
+  PageDataDirective,
+} from "./directive_list.ts";
 
 /** A parsed file. */
 export interface IgvmFile {
   fixed: Record<string, number>;
+  /**
+   * The variable headers in file order. From the reader, a read-only view over a compact
+   * list (directive_list.ts): loops over every page read it with {@link directiveAccess}.
+   */
   directives: Directive[];
   /** Problems found while parsing that do not stop it (checksum, padding...). */
   problems: string[];
-}
-
-/**
- * The bigints 0 to 255, shared: most fields of a page header (flags, data type, mask,
- * reserved, a zero page's file offset) are small, and a shared value costs no allocation.
- * Over a million headers this saves about a quarter of the memory they take.
- */
-const SMALL_BIGINTS: readonly bigint[] = Array.from({ length: 256 }, (_, i) => BigInt(i));
-
-/** A small value as a shared bigint (see {@link SMALL_BIGINTS}). */
-function bigintOf(value: number): bigint {
-  return value < 256 ? SMALL_BIGINTS[value] : BigInt(value);
-}
-
-/**
- * The fields of a PAGE_DATA body (IGVM_VHS_PAGE_DATA), built as one object literal: a fixed
- * shape holds its six fields in the object itself, where fields added one by one spill into
- * a second store. One header per guest page, so this is most of a big file's headers.
- */
-function pageDataFields(v: DataView, at: number): Record<string, bigint> {
-  const o = IGVM_VHS_PAGE_DATA.off;
-  return {
-    GPA: v.getBigUint64(at + o.GPA, true),
-    CompatibilityMask: bigintOf(v.getUint32(at + o.CompatibilityMask, true)),
-    FileOffset: bigintOf(v.getUint32(at + o.FileOffset, true)),
-    Flags: bigintOf(v.getUint32(at + o.Flags, true)),
-    DataType: bigintOf(v.getUint16(at + o.DataType, true)),
-    Reserved: bigintOf(v.getUint16(at + o.Reserved, true)),
-  };
 }
 
 /** Reads one scalar field of a body by name. */
@@ -89,7 +60,7 @@ function scalarFields(
   for (const [name, offset, type] of layoutFields) {
     if (typeof type !== "string") continue;
     const value = readScalar(view, offset, type as "u8");
-    out[name] = value < 256n ? SMALL_BIGINTS[Number(value)] : value;
+    out[name] = sharedBigint(value);
   }
   return out;
 }
@@ -133,9 +104,21 @@ function headerInvalidity(type: number, length: number): string | undefined {
 }
 
 /**
+ * Receives one variable header: its type, the file offset of its type field, its body's
+ * length, and the chunk read (a view, valid during the call only) with the body at `bodyAt`.
+ */
+export type HeaderVisitor = (
+  type: number,
+  offset: number,
+  length: number,
+  chunk: DataView,
+  bodyAt: number,
+) => void;
+
+/**
  * Walks the variable headers that lie wholly inside `chunk` (the file's bytes from `base`),
  * starting with the header at file offset `at`, in a header section that ends at `end`.
- * Appends each to `out` and returns the offset after the last one (with its padding). Throws
+ * Hands each to `visit` and returns the offset after the last one (with its padding). Throws
  * at the first header that cannot be valid, or that runs past the section; when the chunk
  * stops before the section does, a header cut by the chunk's end is left for the next chunk.
  */
@@ -144,14 +127,15 @@ export function walkHeaders(
   base: number,
   at: number,
   end: number,
-  out: RawHeader[],
+  visit: HeaderVisitor,
 ): number {
   const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   const chunkEnd = base + chunk.length;
   while (at < end) {
-    const where = `header at 0x${at.toString(16)}`;
     if (at + IGVM_VHS_VARIABLE_HEADER.size > end) {
-      throw new IgvmFormatError(`variable ${where} runs past the header section`);
+      throw new IgvmFormatError(
+        `variable header at 0x${at.toString(16)} runs past the header section`,
+      );
     }
     if (at + IGVM_VHS_VARIABLE_HEADER.size > chunkEnd) break;
     const type = v.getUint32(at - base, true);
@@ -159,7 +143,7 @@ export function walkHeaders(
     const invalid = headerInvalidity(type, length);
     if (invalid) {
       throw new IgvmFormatError(
-        `${where}: ${invalid}; the header section cannot be read past it`,
+        `header at 0x${at.toString(16)}: ${invalid}; the header section cannot be read past it`,
       );
     }
     const bodyAt = at + IGVM_VHS_VARIABLE_HEADER.size;
@@ -169,20 +153,20 @@ export function walkHeaders(
       );
     }
     if (bodyAt + length > chunkEnd) break;
-    out.push({
-      type,
-      offset: at,
-      length,
-      body: chunk.subarray(bodyAt - base, bodyAt - base + length),
-    });
+    visit(type, at, length, v, bodyAt - base);
     at = Math.ceil((bodyAt + length) / 8) * 8;
   }
   return at;
 }
 
-/** Collects what the reader finds in a header section, chunk by chunk. */
+/**
+ * Collects what the reader finds in a header section, chunk by chunk. PAGE_DATA headers go
+ * straight from the chunk into a {@link PageDataTable}; the others become directive objects.
+ */
 export class DirectiveCollector {
-  readonly directives: Directive[] = [];
+  readonly #list = new DirectiveList();
+  private unknown = 0;
+  private firstUnknown = "";
 
   /**
    * The parsed file: the directives, with the fixed header's problems, the collector's, and
@@ -198,38 +182,32 @@ export class DirectiveCollector {
     if (after !== fixed.VariableHeaderOffset + fixed.VariableHeaderSize) {
       problems.push(`the last header's padding runs past the section end`);
     }
-    return { fixed, directives: this.directives, problems };
+    return { fixed, directives: this.#list.asArray(), problems };
   }
-  private unknown = 0;
-  private firstUnknown = "";
 
-  /** Adds the headers of one chunk; bodies are copied (the chunk's buffer is not kept). */
-  add(headers: readonly RawHeader[]): void {
-    let view: DataView | undefined; // one view of the chunk for all its page headers
-    for (const h of headers) {
-      const known = VARIABLE_HEADER_BODIES.get(h.type);
-      if (!known && this.unknown++ === 0) {
-        this.firstUnknown = `unknown header type 0x${h.type.toString(16)} at 0x${
-          h.offset.toString(16)
-        }`;
-      }
-      this.directives.push({
-        type: h.type,
-        name: known?.name ?? `0x${h.type.toString(16)}`,
-        offset: h.offset,
-        length: h.length,
-        fields: h.type === IGVM_VHT_PAGE_DATA && h.length === IGVM_VHS_PAGE_DATA.size
-          ? pageDataFields(
-            view?.buffer === h.body.buffer ? view : (view = new DataView(h.body.buffer)),
-            h.body.byteOffset,
-          )
-          : known
-          ? scalarFields(h.body, known.body.fields)
-          : {},
-        body: h.type === IGVM_VHT_PAGE_DATA ? NO_BODY : h.body.slice(),
-      });
+  /** Adds one header (a {@link HeaderVisitor}); bodies are copied, the chunk is not kept. */
+  readonly visit: HeaderVisitor = (type, offset, length, chunk, bodyAt) => {
+    if (type === IGVM_VHT_PAGE_DATA && length === IGVM_VHS_PAGE_DATA.size) {
+      this.#list.addPage(chunk, bodyAt, offset);
+      return;
     }
-  }
+    const known = VARIABLE_HEADER_BODIES.get(type);
+    if (!known && this.unknown++ === 0) {
+      this.firstUnknown = `unknown header type 0x${type.toString(16)} at 0x${offset.toString(16)}`;
+    }
+    const body = new Uint8Array(chunk.buffer.slice(
+      chunk.byteOffset + bodyAt,
+      chunk.byteOffset + bodyAt + length,
+    ));
+    this.#list.addOther({
+      type,
+      name: known?.name ?? `0x${type.toString(16)}`,
+      offset,
+      length,
+      fields: known ? scalarFields(body, known.body.fields) : {},
+      body,
+    });
+  };
 
   /** The problems found: one line for all unknown header types. */
   problems(): string[] {
@@ -299,15 +277,14 @@ export function parseIgvmHeaders(head: Uint8Array, fileSize: number): IgvmFile {
       `truncated: the header section ends at 0x${end.toString(16)}, past the end of the file`,
     );
   }
-  const raw: RawHeader[] = [];
-  const after = walkHeaders(head.subarray(0, end), 0, start, end, raw);
   const collector = new DirectiveCollector();
-  collector.add(raw);
+  const after = walkHeaders(head.subarray(0, end), 0, start, end, collector.visit);
   return collector.finish(fixed, fileSize, headerSectionChecksum(head, end), after);
 }
 
 /** The file data of a PAGE_DATA or VP_CONTEXT directive, or undefined for a zero page. */
 export function directiveFileOffset(d: Directive): number | undefined {
+  if (d instanceof PageDataDirective) return d.table.fileOffset(d.row) || undefined;
   if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) return undefined;
   const offset = Number(d.fields.FileOffset ?? 0n);
   return offset === 0 ? undefined : offset;

@@ -12,10 +12,24 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "./defs.ts";
-import { directiveFileOffset, type IgvmFile, IgvmFormatError, readGuest } from "./reader.ts";
+import {
+  type Directive,
+  directiveAccess,
+  directiveFileOffset,
+  type IgvmFile,
+  IgvmFormatError,
+  readGuest,
+} from "./reader.ts";
 import { readIgvmHeaders } from "./header_stream.ts";
 import { ProblemList } from "./problem_list.ts";
-import { directiveGpa, parameterAreaSizeProblem } from "./directives.ts";
+import {
+  directiveFlags,
+  directiveGpa,
+  directiveGpaExact,
+  directiveGpaPageOffset,
+  hasNonZeroReserved,
+  parameterAreaSizeProblem,
+} from "./directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 
 /** Reads and parses the header section of a file (in bounded chunks). */
@@ -23,61 +37,113 @@ export const readHeaders: (file: FileAccess) => Promise<IgvmFile> = readIgvmHead
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 
+/** Where a problem is: "header at 0x...". */
+function headerAt(d: Directive): string {
+  return `header at 0x${d.offset.toString(16)}`;
+}
+
+/** True for the directives that place a page at their GPA (or, an insert, an area). */
+function placesPages(type: number): boolean {
+  return type === IGVM_VHT_PAGE_DATA || type === IGVM_VHT_VP_CONTEXT ||
+    type === IGVM_VHT_PARAMETER_INSERT;
+}
+
+/**
+ * The GPAs (as numbers) that more than one PAGE_DATA or PARAMETER_INSERT loads, found by
+ * sorting them in a typed array. Two unaligned GPAs above 2^53 may round to one number: the
+ * caller tells them apart exactly.
+ */
+function gpasLoadedTwice(ds: readonly Directive[]): Set<number> {
+  const gpas = new Float64Array(ds.length);
+  let n = 0;
+  for (const d of ds) {
+    if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT) {
+      gpas[n++] = directiveGpa(d);
+    }
+  }
+  const sorted = gpas.subarray(0, n).sort();
+  const twice = new Set<number>();
+  for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) twice.add(sorted[i]);
+  return twice;
+}
+
+/**
+ * Positions 0..n-1 ordered by `key`, ties in position order (a stable sort), in a typed
+ * array; keys already in order (the usual case) cost one pass.
+ */
+function stableOrder(key: Float64Array, n: number): Uint32Array {
+  const order = new Uint32Array(n);
+  let sorted = true;
+  for (let i = 0; i < n; i++) {
+    order[i] = i;
+    if (i > 0 && key[i] < key[i - 1]) sorted = false;
+  }
+  return sorted ? order : order.sort((a, b) => key[a] - key[b] || a - b);
+}
+
 /**
  * Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges, and
  * parameter area sizes (whole pages, at least one, at most 4 GiB: every loader measures an
- * area page by page, so a hostile u64 size would have every command loop for hours).
+ * area page by page, so a hostile u64 size would have every command loop for hours). GPAs
+ * are checked exactly (they are u64). Memory: typed arrays, about 20 bytes a directive.
  */
 function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): void {
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
-  const ranges: { start: number; gpa: number }[] = [];
-  const seen = new Set<number>();
-  for (const d of h.directives) {
-    const at = `header at 0x${d.offset.toString(16)}`;
-    if (d.fields.Reserved !== undefined && d.fields.Reserved !== 0n) {
-      problems.push(`${at}: reserved field is not zero`);
-    }
-    if (d.type === IGVM_VHT_PARAMETER_AREA) {
+  const ds = h.directives;
+  const twice = gpasLoadedTwice(ds);
+  const seenTwice = new Set<bigint>();
+  // Pages with file data: the data's offset and the directive's position.
+  const dataStart = new Float64Array(ds.length);
+  const dataDirective = new Uint32Array(ds.length);
+  let withData = 0;
+  const access = directiveAccess(ds);
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    const type = d.type;
+    if (hasNonZeroReserved(d)) problems.push(`${headerAt(d)}: reserved field is not zero`);
+    if (type === IGVM_VHT_PARAMETER_AREA) {
       const problem = parameterAreaSizeProblem(d.fields.NumberOfBytes ?? 0n);
-      if (problem) problems.push(`${at}: PARAMETER_AREA ${problem}`);
+      if (problem) problems.push(`${headerAt(d)}: PARAMETER_AREA ${problem}`);
     }
-    if (
-      d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT ||
-      d.type === IGVM_VHT_PARAMETER_INSERT
-    ) {
-      const gpa = directiveGpa(d);
-      if (gpa % PAGE_SIZE !== 0) {
-        problems.push(`${at}: GPA 0x${gpa.toString(16)} is not page aligned`);
+    if (!placesPages(type)) continue;
+    if (directiveGpaPageOffset(d) !== 0) {
+      problems.push(
+        `${headerAt(d)}: GPA 0x${directiveGpaExact(d).toString(16)} is not page aligned`,
+      );
+    }
+    if (type !== IGVM_VHT_VP_CONTEXT && twice.has(directiveGpa(d))) {
+      const gpa = directiveGpaExact(d);
+      if (seenTwice.has(gpa)) {
+        problems.push(`${headerAt(d)}: GPA 0x${gpa.toString(16)} is loaded twice`);
       }
-      if (d.type !== IGVM_VHT_VP_CONTEXT) {
-        if (seen.has(gpa)) problems.push(`${at}: GPA 0x${gpa.toString(16)} is loaded twice`);
-        seen.add(gpa);
+      seenTwice.add(gpa);
+    }
+    if (type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_2MB) {
+      problems.push(`${headerAt(d)}: 2 MiB pages are not supported by this verifier`);
+    }
+    const offset = directiveFileOffset(d);
+    if (offset !== undefined) {
+      if (offset < sectionEnd) {
+        problems.push(
+          `${headerAt(d)}: file data at 0x${offset.toString(16)} is inside the headers`,
+        );
       }
-      if (d.type === IGVM_VHT_PAGE_DATA && Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_2MB) {
-        problems.push(`${at}: 2 MiB pages are not supported by this verifier`);
+      if (offset + PAGE_SIZE > file.size) {
+        problems.push(`${headerAt(d)}: file data at 0x${offset.toString(16)} runs past the end`);
       }
-      const offset = directiveFileOffset(d);
-      if (offset !== undefined) {
-        if (offset < sectionEnd) {
-          problems.push(`${at}: file data at 0x${offset.toString(16)} is inside the headers`);
-        }
-        if (offset + PAGE_SIZE > file.size) {
-          problems.push(`${at}: file data at 0x${offset.toString(16)} runs past the end`);
-        }
-        ranges.push({ start: offset, gpa });
-      }
+      dataStart[withData] = offset;
+      dataDirective[withData++] = i;
     }
   }
-  if (!h.directives.some((d) => d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT)) {
+  if (!ds.some((d) => d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT)) {
     problems.push("no PAGE_DATA or VP_CONTEXT header: the file loads nothing");
   }
-  ranges.sort((a, b) => a.start - b.start);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i].start < ranges[i - 1].start + PAGE_SIZE) {
+  const order = stableOrder(dataStart, withData);
+  const gpaOf = (k: number) => directiveGpaExact(access.at(dataDirective[k])).toString(16);
+  for (let i = 1; i < withData; i++) {
+    if (dataStart[order[i]] < dataStart[order[i - 1]] + PAGE_SIZE) {
       problems.push(
-        `file data of GPA 0x${ranges[i].gpa.toString(16)} overlaps that of 0x${
-          ranges[i - 1].gpa.toString(16)
-        }`,
+        `file data of GPA 0x${gpaOf(order[i])} overlaps that of 0x${gpaOf(order[i - 1])}`,
       );
     }
   }
@@ -105,24 +171,73 @@ export function assertStructurallySound(file: FileAccess, h: IgvmFile): ProblemL
   );
 }
 
-/** Reads guest memory from the file's directives, page by page on demand. */
-export function guestReaderOf(file: FileAccess, h: IgvmFile) {
-  const byGpa = new Map<number, number | undefined>();
-  for (const d of h.directives) {
-    if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT) {
-      byGpa.set(directiveGpa(d), directiveFileOffset(d));
+/**
+ * The pages a file places in guest memory (PAGE_DATA and VP_CONTEXT at an aligned GPA), as
+ * sorted typed arrays: 12 bytes a page. Where two place the same GPA, the later one counts.
+ */
+class GuestPageIndex {
+  readonly #gpas: Float64Array;
+  /** File offsets of the pages' data; 0 for a page with none. */
+  readonly #offsets: Uint32Array;
+
+  constructor(ds: readonly Directive[]) {
+    const gpas = new Float64Array(ds.length);
+    const offsets = new Uint32Array(ds.length);
+    let n = 0;
+    for (const d of ds) {
+      if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
+      if (directiveGpaPageOffset(d) !== 0) continue; // never a page's address
+      gpas[n] = directiveGpa(d);
+      offsets[n++] = directiveFileOffset(d) ?? 0;
+    }
+    const order = stableOrder(gpas, n);
+    this.#gpas = new Float64Array(n);
+    this.#offsets = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      this.#gpas[i] = gpas[order[i]];
+      this.#offsets[i] = offsets[order[i]];
     }
   }
+
+  /** The position of the last page at `gpa`, or -1. */
+  #find(gpa: number): number {
+    let lo = 0;
+    let hi = this.#gpas.length; // the answer is below hi: the first GPA above `gpa`
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#gpas[mid] <= gpa) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && this.#gpas[lo - 1] === gpa ? lo - 1 : -1;
+  }
+
+  /** True when the file places a page at `gpa`. */
+  has(gpa: number): boolean {
+    return this.#find(gpa) >= 0;
+  }
+
+  /** The file offset of the data of the page at `gpa`; undefined for a page with none. */
+  fileOffset(gpa: number): number | undefined {
+    const i = this.#find(gpa);
+    return i < 0 || this.#offsets[i] === 0 ? undefined : this.#offsets[i];
+  }
+}
+
+/** Reads guest memory from the file's directives, page by page on demand. */
+export function guestReaderOf(file: FileAccess, h: IgvmFile) {
+  const pages = new GuestPageIndex(h.directives);
   const cache = new Map<number, Uint8Array>();
   return {
     /** Loads the pages of [gpa, gpa + length) into the cache. */
     async load(gpa: number, length: number) {
       for (let p = gpa - (gpa % PAGE_SIZE); p < gpa + length; p += PAGE_SIZE) {
-        if (cache.has(p) || !byGpa.has(p)) continue;
-        const off = byGpa.get(p);
+        if (cache.has(p) || !pages.has(p)) continue;
+        const off = pages.fileOffset(p);
         cache.set(p, off === undefined ? ZERO_PAGE : await file.readAt(off, PAGE_SIZE));
       }
     },
     read: (gpa: number, length: number): Uint8Array => readGuest(cache, gpa, length),
+    /** True when the file places a page at `gpa` (page aligned). */
+    has: (gpa: number): boolean => pages.has(gpa),
   };
 }

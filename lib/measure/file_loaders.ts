@@ -14,7 +14,7 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import { directiveAccess, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import { InputError } from "../errors.ts";
 import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
 import {
@@ -23,8 +23,11 @@ import {
   SNP_PAGE_TYPE_VMSA,
 } from "./snp_digest.ts";
 import {
+  directiveDataType,
+  directiveFlags,
   directiveGpa as gpaOf,
   directiveMask,
+  pageGpa,
   parameterAreaSizes,
   snpCompatibilityMask,
 } from "../igvm/directives.ts";
@@ -45,21 +48,24 @@ interface FileOrderRules {
   name: string;
 }
 
+/** A refusal of a file the models cannot measure. */
+const refuse = (message: string) => new InputError(message);
+
 /** The updates of the directives in file order under `rules`. */
 function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<PlannedUpdate> {
   const snpMask = snpCompatibilityMask(headers);
   parameterAreaSizes(headers); // refuses, up front, an area size no guest can have
   const areaBytes = new Map<number, number>();
-  const ds = headers.directives;
+  const ds = directiveAccess(headers.directives);
   for (let i = 0; i < ds.length; i++) {
-    const d = ds[i];
+    const d = ds.at(i);
     const mask = directiveMask(d);
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
       areaBytes.set(Number(d.fields.ParameterAreaIndex), Number(d.fields.NumberOfBytes));
     } else if (d.type === IGVM_VHT_PAGE_DATA) {
       if (!rules.selects(mask, snpMask)) continue;
-      const flags = Number(d.fields.Flags ?? 0n);
-      const gpa = gpaOf(d);
+      const flags = directiveFlags(d);
+      const gpa = pageGpa(d, refuse);
       if (flags & IGVM_VHF_PAGE_DATA_2MB) {
         throw new InputError(
           `page 0x${gpa.toString(16)} is a 2 MiB page: not supported by the ${rules.name} model`,
@@ -69,7 +75,7 @@ function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<Pla
       const pageType = pageDataSnpType(d, rules.nativeZero);
       if (pageType === undefined) {
         throw new InputError(
-          `page 0x${gpa.toString(16)}: unknown page data type ${Number(d.fields.DataType ?? 0n)}`,
+          `page 0x${gpa.toString(16)}: unknown page data type ${directiveDataType(d)}`,
         );
       }
       yield {
@@ -87,13 +93,14 @@ function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<Pla
       }
       const pages = rules.insertFirstPageOnly ? 1 : Math.ceil(bytes / PAGE_SIZE);
       for (let p = 0; p < pages; p++) {
-        yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: gpaOf(d) + p * PAGE_SIZE, directive: i };
+        const gpa = pageGpa(d, refuse) + p * PAGE_SIZE;
+        yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa, directive: i };
       }
     } else if (d.type === IGVM_VHT_VP_CONTEXT) {
       if (!rules.selects(mask, snpMask)) continue;
       yield {
         pageType: SNP_PAGE_TYPE_VMSA,
-        gpa: gpaOf(d),
+        gpa: pageGpa(d, refuse),
         directive: i,
         dataOffset: directiveFileOffset(d),
       };
@@ -181,8 +188,7 @@ export const chMshvUpdates: LaunchUpdateSource = (file, headers) => {
   const plan = () => planFileOrder(headers, FILE_ORDER_RULES["ch-mshv"]);
   for (const d of headers.directives) {
     if (
-      d.type === IGVM_VHT_PAGE_DATA &&
-      Number(d.fields.DataType ?? 0n) === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF
+      d.type === IGVM_VHT_PAGE_DATA && directiveDataType(d) === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF
     ) {
       throw new InputError(
         `page 0x${

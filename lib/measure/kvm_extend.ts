@@ -34,7 +34,12 @@ import {
 import { directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { KVM_VMSA_GPA, kvmBspVmsa, kvmSevFeatures, resetVmsa } from "../x86/kvm_vmsa.ts";
-import { snpCompatibilityMask } from "../igvm/directives.ts";
+import {
+  directiveDataType,
+  directiveFlags,
+  directiveMask,
+  snpCompatibilityMask,
+} from "../igvm/directives.ts";
 import type { HostConfig } from "./launch_update.ts";
 import { sha384 } from "../hash/wasm_sha384.ts";
 import { encodePageInfo, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
@@ -66,15 +71,15 @@ export async function fileOrderIsQemuOrder(
       d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_PARAMETER_INSERT &&
       d.type !== IGVM_VHT_VP_CONTEXT
     ) continue;
-    const mask = Number(d.fields.CompatibilityMask ?? 0n);
+    const mask = directiveMask(d);
     const fileOrder = (mask & snp) === snp;
     if (fileOrder !== ((mask & snp) !== 0)) return undefined;
     if (!fileOrder) continue;
     if (context) return undefined; // a page or insert after the VP context
     if (d.type === IGVM_VHT_PAGE_DATA) {
-      const flags = Number(d.fields.Flags ?? 0n);
+      const flags = directiveFlags(d);
       if (flags & (IGVM_VHF_PAGE_DATA_GUEST_INVALID | IGVM_VHF_PAGE_DATA_2MB)) return undefined;
-      if (!SAME_TYPE.has(Number(d.fields.DataType ?? 0n))) return undefined;
+      if (!SAME_TYPE.has(directiveDataType(d))) return undefined;
       pageSeen = true;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT) {
       const bytes = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n));

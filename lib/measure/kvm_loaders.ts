@@ -14,7 +14,12 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import {
+  type Directive,
+  directiveAccess,
+  directiveFileOffset,
+  type IgvmFile,
+} from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import {
   SNP_PAGE_TYPE_NORMAL,
@@ -23,9 +28,11 @@ import {
 } from "./snp_digest.ts";
 import type { HostConfig, LaunchUpdate, LaunchUpdateSource } from "./launch_update.ts";
 import {
-  directiveGpa as gpaOf,
+  directiveDataType,
+  directiveFlags,
   directiveMask,
   findSnpCompatibilityMask,
+  pageGpa,
   parameterAreaSizes,
 } from "../igvm/directives.ts";
 import { pageDataSnpType } from "./page_type.ts";
@@ -56,8 +63,11 @@ function snpMaskOrZero(headers: IgvmFile): number {
 
 /** Parameter area sizes by index; a size no guest can have is a refusal. */
 function parameterAreas(headers: IgvmFile): Map<number, number> {
-  return parameterAreaSizes(headers, (message) => new LoaderRefusal(message));
+  return parameterAreaSizes(headers, refuse);
 }
+
+/** A refusal for a directive this loader cannot place. */
+const refuse = (message: string) => new LoaderRefusal(message);
 
 /** UNMEASURED updates for every page of the inserted parameter area. */
 function* parameterPages(
@@ -72,7 +82,7 @@ function* parameterPages(
     );
   }
   for (let at = 0; at < Math.max(size, 1); at += PAGE_SIZE) {
-    yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: gpaOf(d) + at, directive: index };
+    yield { pageType: SNP_PAGE_TYPE_UNMEASURED, gpa: pageGpa(d, refuse) + at, directive: index };
   }
 }
 
@@ -85,6 +95,7 @@ async function vpContexts(
   const out = new Map<number, Uint8Array>();
   for (const d of headers.directives) {
     if (d.type !== IGVM_VHT_VP_CONTEXT || !matches(d)) continue;
+    pageGpa(d, refuse); // KVM places the VMSA elsewhere, but no loader takes an unaligned GPA
     const offset = directiveFileOffset(d);
     const page = new Uint8Array(PAGE_SIZE);
     if (offset !== undefined) page.set(await file.readAt(offset, PAGE_SIZE));
@@ -123,16 +134,16 @@ function vmsaUpdates(
 
 /** Hashes the planned updates' pages in batches; file data past the end is a refusal. */
 function hashPlanned(file: FileAccess, plan: Iterable<Planned>): AsyncIterable<LaunchUpdate> {
-  return hashPlannedUpdates(file, plan, (message) => new LoaderRefusal(message));
+  return hashPlannedUpdates(file, plan, refuse);
 }
 
 /** The SNP page type of a PAGE_DATA directive under KVM, or a refusal. */
 function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
-  const flags = Number(d.fields.Flags ?? 0n);
+  const flags = directiveFlags(d);
   if (flags & IGVM_VHF_PAGE_DATA_2MB) {
     throw new LoaderRefusal(`2 MiB pages are not modelled (header at 0x${d.offset.toString(16)})`);
   }
-  const dataType = Number(d.fields.DataType ?? 0n);
+  const dataType = directiveDataType(d);
   if (dataType === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF && loader !== "qemu-kvm") {
     throw new LoaderRefusal(
       `${loader} cannot load CPUID_XF pages (header at 0x${d.offset.toString(16)})`,
@@ -150,7 +161,7 @@ function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
 function planned(d: Directive, index: number, pageType: number): Planned {
   return {
     pageType,
-    gpa: gpaOf(d),
+    gpa: pageGpa(d, refuse),
     directive: index,
     dataOffset: pageType === SNP_PAGE_TYPE_NORMAL ? directiveFileOffset(d) : undefined,
   };
@@ -189,36 +200,38 @@ function* qemuPlan(
   areas: Map<number, number>,
   vmsas: Planned[],
 ): Generator<Planned> {
-  const ds = headers.directives;
+  const ds = directiveAccess(headers.directives);
   let runStart = 0; // the pending run is ds[runStart, runEnd)
   let runEnd = 0;
   let runKey = "";
   let nextGpa = -1;
   function* flush(): Generator<Planned> {
     for (let i = runStart; i < runEnd; i++) {
-      yield planned(ds[i], i, kvmPageType(ds[i], "qemu-kvm", false));
+      const d = ds.at(i);
+      yield planned(d, i, kvmPageType(d, "qemu-kvm", false));
     }
     runStart = runEnd = 0;
   }
   for (let index = 0; index < ds.length; index++) {
-    const d = ds[index];
+    const d = ds.at(index);
     if (d.type === IGVM_VHT_PAGE_DATA) {
       if (!matches(d)) continue;
       kvmPageType(d, "qemu-kvm", false); // a refusal comes at the page that causes it
       const key = [
-        Number(d.fields.Flags ?? 0n),
-        Number(d.fields.DataType ?? 0n),
-        Number(d.fields.CompatibilityMask ?? 0n),
+        directiveFlags(d),
+        directiveDataType(d),
+        directiveMask(d),
         directiveFileOffset(d) === undefined,
       ].join();
       const running = runEnd > runStart;
-      if (running && (key !== runKey || gpaOf(d) !== nextGpa || runEnd !== index)) {
+      const gpa = pageGpa(d, refuse);
+      if (running && (key !== runKey || gpa !== nextGpa || runEnd !== index)) {
         yield* flush();
       }
       if (runEnd === runStart) runStart = index;
       runEnd = index + 1;
       runKey = key;
-      nextGpa = gpaOf(d) + PAGE_SIZE;
+      nextGpa = gpa + PAGE_SIZE;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
       yield* parameterPages(d, index, areas); // before the pending run
     }
@@ -244,9 +257,9 @@ export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, 
     KVM_RESET_RDX,
   );
   function* plan(): Generator<Planned> {
-    const ds = headers.directives;
+    const ds = directiveAccess(headers.directives);
     for (let index = 0; index < ds.length; index++) {
-      const d = ds[index];
+      const d = ds.at(index);
       if (d.type === IGVM_VHT_PAGE_DATA) yield planned(d, index, kvmPageType(d, "ch-kvm", true));
       else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
     }
@@ -272,13 +285,13 @@ export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, head
     host.cpuSignature,
   );
   function* plan(): Generator<Planned> {
-    const ds = headers.directives;
+    const ds = directiveAccess(headers.directives);
     for (let index = 0; index < ds.length; index++) {
-      const d = ds[index];
+      const d = ds.at(index);
       if (!matches(d)) continue;
       if (d.type === IGVM_VHT_PAGE_DATA) {
         const type = kvmPageType(d, "openvmm-kvm", false);
-        if (Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
+        if (directiveFlags(d) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
         yield planned(d, index, type);
       } else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
     }

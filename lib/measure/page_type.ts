@@ -10,6 +10,7 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_SECRETS,
 } from "../igvm/defs.ts";
 import { type Directive, directiveFileOffset } from "../igvm/reader.ts";
+import { directiveDataType, directiveFlags } from "../igvm/directives.ts";
 import {
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
@@ -26,9 +27,9 @@ import {
  * and loaders that refuse CPUID_XF, are the caller's to handle.
  */
 export function pageDataSnpType(d: Directive, zeroPages: boolean): number | undefined {
-  switch (Number(d.fields.DataType ?? 0n)) {
+  switch (directiveDataType(d)) {
     case IGVM_VHS_PAGE_DATA_TYPE_NORMAL:
-      if (Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_UNMEASURED) {
+      if (directiveFlags(d) & IGVM_VHF_PAGE_DATA_UNMEASURED) {
         return SNP_PAGE_TYPE_UNMEASURED;
       }
       return zeroPages && directiveFileOffset(d) === undefined

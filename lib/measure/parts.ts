@@ -17,8 +17,14 @@ import {
   IGVM_VHT_PARAMETER_INSERT,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import {
+  type Directive,
+  directiveAccess,
+  directiveFileOffset,
+  type IgvmFile,
+} from "../igvm/reader.ts";
 import { guestReaderOf } from "../igvm/structure.ts";
+import { directiveDataType, directiveFlags } from "../igvm/directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
 import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";
@@ -47,7 +53,7 @@ function directivePart(d: Directive | undefined): string | undefined {
   if (d.type === IGVM_VHT_VP_CONTEXT) return "VMSA";
   if (d.type === IGVM_VHT_PARAMETER_INSERT) return "parameter area";
   if (d.type !== IGVM_VHT_PAGE_DATA) return undefined;
-  const dataType = Number(d.fields.DataType ?? 0n);
+  const dataType = directiveDataType(d);
   if (dataType === IGVM_VHS_PAGE_DATA_TYPE_SECRETS) return "secrets";
   if (
     dataType === IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA || dataType === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF
@@ -92,14 +98,12 @@ async function pageTablePages(
 /** Builds the part map of a file. */
 export async function mapParts(file: FileAccess, h: IgvmFile): Promise<PartMap> {
   const ds = h.directives;
+  const access = directiveAccess(ds);
   const generic = (gpa: number, directive: number): string | undefined => {
-    const d = ds[directive];
+    const d = directive >= 0 && directive < access.length ? access.at(directive) : undefined;
     const named = directivePart(d);
     if (named) return named;
-    if (
-      d?.type === IGVM_VHT_PAGE_DATA &&
-      Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_GUEST_INVALID
-    ) {
+    if (d?.type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) {
       return "shared payload";
     }
     return gpa === 0xFFFF_FFFF_F000 && directive < 0 ? "VMSA" : undefined;
@@ -108,12 +112,6 @@ export async function mapParts(file: FileAccess, h: IgvmFile): Promise<PartMap> 
     return { partOf: (gpa, i) => generic(gpa, i) ?? "page data" };
   }
   const guest = guestReaderOf(file, h);
-  const present = new Set<number>();
-  for (const d of ds) {
-    if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT) {
-      present.add(Number(d.fields.GPA ?? 0n));
-    }
-  }
   const read = async (gpa: number, length: number) => {
     await guest.load(gpa, length);
     return guest.read(gpa, length);
@@ -174,7 +172,7 @@ export async function mapParts(file: FileAccess, h: IgvmFile): Promise<PartMap> 
   const cr0 = reg("cr0");
   const efer = reg("efer");
   const tables = (cr0 & 0x8000_0000n) && (efer & 0x400n)
-    ? await pageTablePages(reg("cr3"), (g) => present.has(g), (g) => read(g, PAGE_SIZE))
+    ? await pageTablePages(reg("cr3"), guest.has, (g) => read(g, PAGE_SIZE))
     : new Set<number>();
   // ACPI tables from the RSDP at 0xE0000.
   await guest.load(0xe0000, SNP_PAGES.cpuid - 0xe0000);

@@ -19,6 +19,7 @@ import {
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
 import { type Directive, directiveFileOffset } from "../igvm/reader.ts";
+import { directiveDataType, directiveFlags, directiveGpa } from "../igvm/directives.ts";
 import { assertStructurallySound, readHeaders } from "../igvm/structure.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { verifyIgvm } from "./verify.ts";
@@ -97,8 +98,8 @@ export interface InspectReport {
 function kindOf(d: Directive, hasData: boolean): PageKind {
   if (d.type === IGVM_VHT_VP_CONTEXT) return "vmsa";
   if (d.type === IGVM_VHT_PARAMETER_INSERT) return "parameter";
-  const flags = Number(d.fields.Flags ?? 0n);
-  const type = Number(d.fields.DataType ?? 0n);
+  const flags = directiveFlags(d);
+  const type = directiveDataType(d);
   if (type === IGVM_VHS_PAGE_DATA_TYPE_SECRETS) return "secrets";
   if (type === IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA || type === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF) {
     return "cpuid";
@@ -169,7 +170,7 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
       d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT &&
       d.type !== IGVM_VHT_PARAMETER_INSERT
     ) continue;
-    const gpa = Number(d.fields.GPA ?? 0n);
+    const gpa = directiveGpa(d);
     const offset = directiveFileOffset(d);
     if (offset !== undefined) withData++;
     const kind = kindOf(d, offset !== undefined);
