@@ -12,7 +12,7 @@ import {
 } from "../igvm/defs.ts";
 import type { IdBlockConfig } from "./tei_config.ts";
 import { P384_N, type P384Key } from "./signing_key.ts";
-import { sha384 } from "./snp_digest.ts";
+import { sha384 } from "../hash/wasm_sha384.ts";
 
 /** A P-384 point, big-endian 48-byte coordinates. */
 export interface P384Point {

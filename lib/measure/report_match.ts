@@ -23,7 +23,8 @@ import { KVM_LOADERS, type KvmLoaderName } from "./kvm_loaders.ts";
 import { kvmMatrixDigests } from "./kvm_hosts.ts";
 import { launchDigestOf } from "./launch_update.ts";
 import { loaderDigest, LOADERS } from "./loaders.ts";
-import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { encodePageInfo, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { sha384 } from "../hash/wasm_sha384.ts";
 
 /** The vCPU counts searched for the KVM loaders. */
 export const MAX_SEARCHED_VCPUS = 64;
