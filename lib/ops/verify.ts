@@ -4,7 +4,7 @@
  * the ID block's signature, and walks the ACPI tables found in the image.
  */
 import { PAGE_SIZE, toHex, viewOf } from "../bytes/le.ts";
-import { KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
+import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 import { BOOT_PARAMS } from "../bzimage/boot_params.ts";
 import {
@@ -13,16 +13,19 @@ import {
   IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
+  IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
-  SNP_ECDSA_CURVE_P384,
-  SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
 } from "../igvm/defs.ts";
 import type { Directive, IgvmFile } from "../igvm/reader.ts";
 import { guestReaderOf, readHeaders, structuralProblems } from "../igvm/structure.ts";
 import type { ProblemList } from "../igvm/problem_list.ts";
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
-import { loaderSignedFor } from "../measure/loaders.ts";
+import { DEFAULT_LOADER, LOADERS, loaderSignedFor } from "../measure/loaders.ts";
+import { findKvmHost, HOST_SEARCH_LOADERS, HOST_SEARCH_MAX_VCPUS } from "../measure/host_search.ts";
+import { checkLaunch } from "../measure/launch_checks.ts";
+import { idBlockProblems, type PlatformMasks } from "../measure/id_block_checks.ts";
+import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
 import { launchDigestOf } from "../measure/launch_update.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -53,6 +56,18 @@ export interface IdBlockInfo {
   signatureValid: boolean;
 }
 
+/** A loader, and for a KVM loader the host configuration, whose digest an ID block carries. */
+export interface IdBlockLoader {
+  /** The loader model (see `LOADER_NAMES`). */
+  loader: string;
+  /** KVM loaders: the vCPU count. */
+  vcpus?: number;
+  /** KVM loaders whose digest depends on the CPU model: its name (`--cpu`). */
+  cpu?: string;
+  /** ... and its CPUID(1).EAX, `0x` and 8 hex digits. */
+  cpuSignature?: string;
+}
+
 /** Everything `verify` found. */
 export interface VerifyReport {
   /** True when there is no problem (warnings allowed). */
@@ -61,8 +76,20 @@ export interface VerifyReport {
   problems: string[];
   /** Departures from specifications that loaders accept (e.g. the original's unaligned FACS). */
   warnings: string[];
-  /** The SNP launch digest recomputed from the directives, 96 hex digits ("" if impossible). */
+  /**
+   * The SNP launch digest recomputed from the directives, 96 hex digits ("" if impossible):
+   * that of the loader and host the ID block is for (`signedFor`), else the file-order
+   * (hyperv) digest.
+   */
   launchDigest: string;
+  /**
+   * The layout of the file: `kvm` when its VP context is at 0xFFFFFFFFF000 (`-target
+   * qemu-kvm|ch-kvm`), whose ID block is checked against the KVM loaders' digests; else
+   * `hyperv`.
+   */
+  layout: "hyperv" | "kvm";
+  /** Whose launch digest the ID block carries, when one of the loaders' is. */
+  signedFor?: IdBlockLoader;
   /** The SNP policy, as hex (`0x...`). */
   policy?: string;
   /** The ID block, decoded. */
@@ -80,10 +107,11 @@ export function computeLaunchDigest(file: FileAccess, headers: IgvmFile): Promis
   return launchDigestOf(hypervUpdates(file, headers, DEFAULT_HOST));
 }
 
-/** Decodes and checks the ID block against the digest and the policy. */
+/** Decodes and checks the ID block: everything the PSP reads, and the signature. */
 async function checkIdBlock(
   d: Directive,
   policy: bigint | undefined,
+  platforms: PlatformMasks,
   problems: ProblemList,
 ): Promise<IdBlockInfo> {
   const b = d.body;
@@ -91,7 +119,8 @@ async function checkIdBlock(
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const sig = o.IdKeySignature;
   const key = o.IdPublicKey;
-  // Big numbers are 72-byte little-endian fields; the curve uses the first 48 bytes.
+  // Big numbers are 72-byte little-endian fields; the curve uses the first 48 bytes (the
+  // others must be zero: idBlockProblems).
   const big = (at: number) => fromLittleEndian72(b.subarray(at, at + 72));
   const r = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
   const s = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
@@ -102,13 +131,7 @@ async function checkIdBlock(
   new DataView(block.buffer).setBigUint64(88, policy ?? 0n, true);
   const algorithm = v.getUint32(o.IdKeyAlgorithm, true);
   const curve = v.getUint32(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Curve, true);
-  if (algorithm !== SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384) {
-    problems.push(`ID block: key algorithm ${algorithm}, expected 1 (ECDSA P-384 SHA-384)`);
-  }
-  if (curve !== SNP_ECDSA_CURVE_P384) problems.push(`ID block: curve ${curve}, expected 2 (P-384)`);
-  if (b.subarray(o.Reserved, o.Reserved + 3).some((x) => x !== 0)) {
-    problems.push("ID block: reserved bytes are not zero");
-  }
+  for (const p of idBlockProblems(b, platforms)) problems.push(`ID block: ${p}`);
   const valid = policy !== undefined && await verifyIdBlock(block, r, s, x, y);
   if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
   return {
@@ -123,6 +146,13 @@ async function checkIdBlock(
     publicKeyY: toHex(y),
     signatureValid: valid,
   };
+}
+
+/** The compatibility masks of the file's platform headers. */
+function platformMasks(h: IgvmFile): PlatformMasks {
+  let all = 0;
+  for (const d of h.directives) if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) all |= directiveMask(d);
+  return { snp: findSnpCompatibilityMask(h), all };
 }
 
 /**
@@ -148,6 +178,87 @@ function laidOutForKvm(h: IgvmFile): boolean {
   );
 }
 
+/** The ID block's loader, found: its name, host and the problems of launching with it. */
+interface FoundLoader {
+  signedFor: IdBlockLoader;
+  /** Reasons that loader would not start the file (KVM loaders' launch checks). */
+  refusals: string[];
+  /** A note for the user (e.g. "carries the ch-mshv digest, not hyperv's"). */
+  warning?: string;
+}
+
+/**
+ * Whose launch digest `ld` is, among the loaders of the file's layout: for a file laid out
+ * for KVM, the KVM loaders with 1 to 64 vCPUs of every known CPU model (lib/measure/
+ * host_search.ts), then the file-based loaders; else hyperv (the file-order digest), then
+ * the other file-based loaders. A loader that refuses the file is a line of `notes`.
+ */
+async function findIdBlockLoader(
+  file: FileAccess,
+  h: IgvmFile,
+  ld: string,
+  fileOrder: Uint8Array,
+  forKvm: boolean,
+  notes: string[],
+): Promise<FoundLoader | undefined> {
+  if (forKvm) {
+    const search = await findKvmHost(file, h, ld, { fileOrderDigest: fileOrder });
+    const match = search.match;
+    if (match) {
+      const host = { vcpus: match.vcpus, cpuSignature: match.cpu?.signature ?? 0 };
+      const check = await checkLaunch(match.loader, file, h, host, { compareIdBlock: false });
+      const signedFor: IdBlockLoader = { loader: match.loader, vcpus: match.vcpus };
+      if (match.cpu) {
+        signedFor.cpu = match.cpu.name;
+        signedFor.cpuSignature = `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
+      }
+      return {
+        signedFor,
+        refusals: check.refusals.map((r) =>
+          `${match.loader}, whose launch digest the ID block carries, would not start this file: ${r}`
+        ),
+      };
+    }
+    for (const r of search.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
+  }
+  if (ld === toHex(fileOrder)) {
+    return {
+      signedFor: { loader: DEFAULT_LOADER },
+      refusals: [],
+      warning: forKvm
+        ? "the file is laid out for KVM, but the ID block carries the file-order (hyperv) digest"
+        : undefined,
+    };
+  }
+  const other = await loaderSignedFor(file, h, ld);
+  if (other.loader) {
+    return {
+      signedFor: { loader: other.loader },
+      refusals: [],
+      warning:
+        `the ID block carries the ${other.loader} loader's launch digest, not hyperv's (see measure --all-loaders)`,
+    };
+  }
+  for (const r of other.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
+  return undefined;
+}
+
+/** Why no loader's digest is the ID block's, for the problem line. */
+function mismatchProblem(ld: string, fileOrder: string, forKvm: boolean): string {
+  const loaders = LOADERS.filter((l) => !l.hostDependent).map((l) => l.name);
+  if (!forKvm) {
+    return `the ID block's launch digest ${ld.slice(0, 16)}... is not the file's ${
+      fileOrder.slice(0, 16)
+    }... (nor that of ${loaders.slice(1).join(", ")})`;
+  }
+  return `the ID block's launch digest ${ld.slice(0, 16)}... is not this file's under ${
+    HOST_SEARCH_LOADERS.join(", ")
+  } with 1 to ${HOST_SEARCH_MAX_VCPUS} vCPUs of ${
+    KNOWN_CPU_MODELS.map((c) => c.name).join(", ")
+  }, nor under ${loaders.join(", ")}: the launch would fail (verify --loader L --vcpus N ` +
+    `--cpu C checks one host)`;
+}
+
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
 export async function verifyIgvm(
   file: FileAccess,
@@ -161,52 +272,45 @@ export async function verifyIgvm(
   const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
   const policy = policyHeader?.fields.Policy;
   if (!policyHeader) problems.push("no SNP_POLICY header");
-  let launchDigest = "";
+  const forKvm = laidOutForKvm(h);
+  let fileOrder: Uint8Array | undefined;
   // A structurally broken file has no launch digest worth giving (and recomputing one from
   // millions of hostile headers would only cost time).
   if (sound) {
     try {
-      launchDigest = toHex(await computeLaunchDigest(file, h));
+      fileOrder = await computeLaunchDigest(file, h);
     } catch (e) {
       problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
     }
   }
+  let launchDigest = fileOrder ? toHex(fileOrder) : "";
   const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
-  let signedFor: string | undefined; // another loader whose digest the ID block carries
+  let signedFor: IdBlockLoader | undefined;
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
-    idBlock = await checkIdBlock(idHeaders[0], policy, problems);
-    // A file laid out for KVM (VMSA at 0xFFFFFFFFF000) carries the digest of one host
-    // configuration (vCPUs, CPU model), which only `verify --loader` can check.
-    const forKvm = laidOutForKvm(h);
-    const mismatch = launchDigest !== "" && idBlock.ld !== launchDigest;
-    signedFor = mismatch && !forKvm ? await loaderSignedFor(file, h, idBlock.ld) : undefined;
-    if (mismatch && forKvm) {
-      warnings.push(
-        "the ID block's launch digest is not the file-order digest: the file is laid out for " +
-          "KVM, whose digest depends on the vCPU count and model (check it with verify --loader)",
-      );
-    } else if (mismatch && !signedFor) {
-      problems.push(
-        `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
-          launchDigest.slice(0, 16)
-        }...`,
-      );
+    idBlock = await checkIdBlock(idHeaders[0], policy, platformMasks(h), problems);
+    if (fileOrder) {
+      const notes: string[] = [];
+      const found = await findIdBlockLoader(file, h, idBlock.ld, fileOrder, forKvm, notes);
+      if (found) {
+        signedFor = found.signedFor;
+        launchDigest = idBlock.ld;
+        problems.push(...found.refusals);
+        if (found.warning) warnings.push(found.warning);
+      } else {
+        problems.push(mismatchProblem(idBlock.ld, launchDigest, forKvm));
+        warnings.push(...notes);
+      }
     }
   }
   // ACPI: walk the tables from the RSDP, reading only the pages the walk needs.
   const guest = guestReaderOf(file, h);
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
-  const rsdpAddr = (laidOutForKvm(h) ? await kvmLayoutRsdp(guest) : undefined) ?? 0xe0000;
+  const rsdpAddr = (forKvm ? await kvmLayoutRsdp(guest) : undefined) ?? 0xe0000;
   const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n), rsdpAddr);
-  if (signedFor) {
-    warnings.push(
-      `the ID block carries the ${signedFor} loader's launch digest, not hyperv's (see measure --all-loaders)`,
-    );
-  }
   const where = `0x${rsdpAddr.toString(16)}`;
   const hasRsdp = acpi.problems[0] !== `no RSDP signature at ${where}`;
   if (!hasRsdp) warnings.push(`no ACPI RSDP at ${where}: ACPI tables not checked`);
@@ -218,6 +322,8 @@ export async function verifyIgvm(
     problems: problems.toArray(),
     warnings,
     launchDigest,
+    layout: forKvm ? "kvm" : "hyperv",
+    signedFor,
     policy: policy !== undefined ? "0x" + policy.toString(16) : undefined,
     idBlock,
     acpiTables: acpi.tables.map((t) => `${t.signature}@0x${t.gpa.toString(16)}`),

@@ -1,0 +1,143 @@
+/**
+ * Which host configuration does an ID block's launch digest belong to? Under KVM the digest
+ * of a file depends on the loader, the vCPU count and (for QEMU and OpenVMM) the CPU model:
+ * KVM measures one VMSA per vCPU after every page, each AP's holding the CPU signature
+ * (../shared/LOADERS.md §4.4, §9). This module measures the file once per loader and then
+ * extends that digest by one AP VMSA at a time, so trying 64 vCPU counts of every known CPU
+ * model costs one pass over the file per loader plus a few hundred SHA-384s.
+ */
+import { toHex } from "../bytes/le.ts";
+import type { FileAccess } from "../io/file_reader.ts";
+import type { IgvmFile } from "../igvm/reader.ts";
+import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
+import {
+  KVM_LOADERS,
+  kvmDigestDependsOnCpu,
+  type KvmLoaderName,
+  kvmVmsaPages,
+  LoaderRefusal,
+} from "./kvm_loaders.ts";
+import { launchDigestOf } from "./launch_update.ts";
+import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { extendWithApVmsas, fileOrderIsQemuOrder } from "./kvm_extend.ts";
+
+/** The vCPU counts a search tries by default: 1 to 64. */
+export const HOST_SEARCH_MAX_VCPUS = 64;
+
+/** The KVM loaders a search tries by default, the most common first. */
+export const HOST_SEARCH_LOADERS: readonly KvmLoaderName[] = ["qemu-kvm", "ch-kvm", "openvmm-kvm"];
+
+/** A CPU model: a name for messages and `--cpu`, and its CPUID(1).EAX. */
+export interface CpuModel {
+  name: string;
+  signature: number;
+}
+
+/** The host configuration whose digest was found. */
+export interface HostMatch {
+  loader: KvmLoaderName;
+  vcpus: number;
+  /**
+   * The CPU model, when the digest depends on it (more than one vCPU under qemu-kvm or
+   * openvmm-kvm); undefined when any model gives this digest.
+   */
+  cpu?: CpuModel;
+}
+
+/** What a search found: the match, if any, and the loaders that could not measure the file. */
+export interface HostSearchResult {
+  match?: HostMatch;
+  /** Loaders whose model refuses the file (a page type it cannot load, ...), with the reason. */
+  refusals: { loader: KvmLoaderName; reason: string }[];
+}
+
+/** What to search; every field has a default. */
+export interface HostSearchOptions {
+  /** The loaders, in the order tried. Default {@link HOST_SEARCH_LOADERS}. */
+  loaders?: readonly KvmLoaderName[];
+  /** The largest vCPU count tried (from 1). Default {@link HOST_SEARCH_MAX_VCPUS}. */
+  maxVcpus?: number;
+  /** The CPU models tried. Default: igvmgen's known EPYC models. */
+  cpus?: readonly CpuModel[];
+  /**
+   * The file-order (hyperv) digest when the caller has it: for a file QEMU loads in file
+   * order (lib/measure/kvm_extend.ts) the qemu-kvm search then reads no page again.
+   */
+  fileOrderDigest?: Uint8Array;
+}
+
+/** Extends a launch digest by one VMSA page at 0xFFFFFFFFF000. */
+function extendByVmsa(digest: Uint8Array, vmsa: Uint8Array): Uint8Array {
+  return sha384(encodePageInfo(digest, sha384(vmsa), SNP_PAGE_TYPE_VMSA, KVM_VMSA_GPA));
+}
+
+/** The one-vCPU digest of `loader` (the CPU model does not matter with one vCPU). */
+async function oneVcpuDigest(
+  loader: KvmLoaderName,
+  file: FileAccess,
+  headers: IgvmFile,
+  fileOrderDigest: Uint8Array | undefined,
+): Promise<Uint8Array> {
+  if (loader === "qemu-kvm" && fileOrderDigest) {
+    const boot = await fileOrderIsQemuOrder(file, headers);
+    if (boot) return extendWithApVmsas(fileOrderDigest, boot, { vcpus: 1, cpuSignature: 0 });
+  }
+  return await launchDigestOf(KVM_LOADERS[loader](file, headers, { vcpus: 1, cpuSignature: 0 }));
+}
+
+/**
+ * Finds the KVM host configuration (loader, vCPU count, CPU model) whose launch digest is
+ * `digest` (48 bytes or 96 hex digits): tries each loader, each CPU model, 1 to `maxVcpus`
+ * vCPUs. A loader whose model refuses the file is listed in `refusals`, never thrown.
+ */
+export async function findKvmHost(
+  file: FileAccess,
+  headers: IgvmFile,
+  digest: Uint8Array | string,
+  options: HostSearchOptions = {},
+): Promise<HostSearchResult> {
+  const wanted = typeof digest === "string" ? digest.toLowerCase() : toHex(digest);
+  const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
+  const cpus = options.cpus ?? KNOWN_CPU_MODELS;
+  const refusals: HostSearchResult["refusals"] = [];
+  for (const loader of options.loaders ?? HOST_SEARCH_LOADERS) {
+    let one: Uint8Array;
+    try {
+      one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest);
+    } catch (e) {
+      if (!(e instanceof LoaderRefusal)) throw e;
+      refusals.push({ loader, reason: e.message });
+      continue;
+    }
+    if (toHex(one) === wanted) return { match: { loader, vcpus: 1 }, refusals };
+    const vmsaFor = await kvmVmsaPages(loader, file, headers);
+    const models = kvmDigestDependsOnCpu(loader) ? cpus : cpus.slice(0, 1);
+    for (const cpu of models) {
+      let current = one;
+      for (let vcpus = 2; vcpus <= maxVcpus; vcpus++) {
+        current = extendByVmsa(current, vmsaFor(vcpus - 1, cpu.signature));
+        if (toHex(current) !== wanted) continue;
+        const match: HostMatch = { loader, vcpus };
+        if (kvmDigestDependsOnCpu(loader)) match.cpu = cpu;
+        return { match, refusals };
+      }
+    }
+  }
+  return { refusals };
+}
+
+/** The options that reproduce a match: `--loader qemu-kvm --vcpus 4 --cpu genoa`. */
+export function hostOptions(match: HostMatch): string {
+  const vcpus = match.vcpus > 1 ? ` --vcpus ${match.vcpus}` : "";
+  const cpu = match.cpu ? ` --cpu ${match.cpu.name}` : "";
+  return `--loader ${match.loader}${vcpus}${cpu}`;
+}
+
+/** A match in words: "qemu-kvm with 4 vCPUs of genoa (0x00a10f10)". */
+export function describeHostMatch(match: HostMatch): string {
+  const vcpus = `${match.vcpus} vCPU${match.vcpus === 1 ? "" : "s"}`;
+  const cpu = match.cpu
+    ? ` of ${match.cpu.name} (0x${match.cpu.signature.toString(16).padStart(8, "0")})`
+    : "";
+  return `${match.loader} with ${vcpus}${cpu}`;
+}
