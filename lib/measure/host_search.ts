@@ -9,6 +9,7 @@
 import { toHex } from "../bytes/le.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
+import { IGVM_VHT_VP_CONTEXT } from "../igvm/defs.ts";
 import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import {
   KVM_LOADERS,
@@ -20,6 +21,7 @@ import {
 import { launchDigestOf } from "./launch_update.ts";
 import { encodePageInfo, sha384, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 import { extendWithApVmsas, fileOrderIsQemuOrder } from "./kvm_extend.ts";
+import { DEFAULT_LOADER, loaderDigest, loaderSignedFor } from "./loaders.ts";
 
 /** The vCPU counts a search tries by default: 1 to 64. */
 export const HOST_SEARCH_MAX_VCPUS = 64;
@@ -64,6 +66,22 @@ export interface HostSearchOptions {
    * order (lib/measure/kvm_extend.ts) the qemu-kvm search then reads no page again.
    */
   fileOrderDigest?: Uint8Array;
+}
+
+/**
+ * The loaders a file is laid out for: `kvm` when a VP context is at 0xFFFFFFFFF000, where
+ * KVM measures every VMSA (`-target qemu-kvm|ch-kvm`), else `hyperv` (the original's layout).
+ */
+export function fileLayout(headers: IgvmFile): "kvm" | "hyperv" {
+  const kvm = headers.directives.some((d) =>
+    d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === BigInt(KVM_VMSA_GPA)
+  );
+  return kvm ? "kvm" : "hyperv";
+}
+
+/** The loader `measure` takes for a file when none is given: its layout's first. */
+export function layoutLoader(headers: IgvmFile): "qemu-kvm" | "hyperv" {
+  return fileLayout(headers) === "kvm" ? "qemu-kvm" : "hyperv";
 }
 
 /** Extends a launch digest by one VMSA page at 0xFFFFFFFFF000. */
@@ -126,15 +144,51 @@ export async function findKvmHost(
   return { refusals };
 }
 
+/** A loader, and for a KVM loader the host, whose digest is the one searched for. */
+export interface LoaderMatch {
+  loader: string;
+  /** KVM loaders: the vCPU count. */
+  vcpus?: number;
+  /** KVM loaders whose digest depends on it (more than one vCPU): the CPU model. */
+  cpu?: CpuModel;
+}
+
+/**
+ * Whose launch digest `digest` (96 hex digits) is, among the loaders of the file's layout
+ * first: for a file laid out for KVM ({@link fileLayout}), the KVM loaders' hosts
+ * ({@link findKvmHost}); then, for any file, hyperv (the file-order digest, computed unless
+ * `options.fileOrderDigest` gives it) and the other file-based loaders. Loaders that refuse
+ * the file are listed, never thrown.
+ */
+export async function findDigestLoader(
+  file: FileAccess,
+  headers: IgvmFile,
+  digest: string,
+  options: HostSearchOptions = {},
+): Promise<{ match?: LoaderMatch; refusals: { loader: string; reason: string }[] }> {
+  const refusals: { loader: string; reason: string }[] = [];
+  if (fileLayout(headers) === "kvm") {
+    const kvm = await findKvmHost(file, headers, digest, options);
+    refusals.push(...kvm.refusals);
+    if (kvm.match) return { match: kvm.match, refusals };
+  }
+  const fileOrder = options.fileOrderDigest ?? await loaderDigest(DEFAULT_LOADER, file, headers);
+  if (toHex(fileOrder) === digest) return { match: { loader: DEFAULT_LOADER }, refusals };
+  const other = await loaderSignedFor(file, headers, digest);
+  refusals.push(...other.refusals);
+  return { match: other.loader ? { loader: other.loader } : undefined, refusals };
+}
+
 /** The options that reproduce a match: `--loader qemu-kvm --vcpus 4 --cpu genoa`. */
-export function hostOptions(match: HostMatch): string {
-  const vcpus = match.vcpus > 1 ? ` --vcpus ${match.vcpus}` : "";
+export function hostOptions(match: LoaderMatch): string {
+  const vcpus = (match.vcpus ?? 1) > 1 ? ` --vcpus ${match.vcpus}` : "";
   const cpu = match.cpu ? ` --cpu ${match.cpu.name}` : "";
   return `--loader ${match.loader}${vcpus}${cpu}`;
 }
 
-/** A match in words: "qemu-kvm with 4 vCPUs of genoa (0x00a10f10)". */
-export function describeHostMatch(match: HostMatch): string {
+/** A match in words: "qemu-kvm with 4 vCPUs of genoa (0x00a10f10)", "ch-mshv". */
+export function describeHostMatch(match: LoaderMatch): string {
+  if (match.vcpus === undefined) return match.loader;
   const vcpus = `${match.vcpus} vCPU${match.vcpus === 1 ? "" : "s"}`;
   const cpu = match.cpu
     ? ` of ${match.cpu.name} (0x${match.cpu.signature.toString(16).padStart(8, "0")})`

@@ -49,9 +49,13 @@ export class LoaderRefusal extends Error {
 /** A planned update: its page's file data is read and hashed later, in batches. */
 type Planned = PlannedUpdate;
 
-/** The compatibility mask of the file's SEV-SNP platform (0 when it has none). */
-function snpMaskOrZero(headers: IgvmFile): number {
-  return findSnpCompatibilityMask(headers) ?? 0;
+/** The compatibility mask of the file's SEV-SNP platform; a file without one is refused. */
+function snpMask(headers: IgvmFile): number {
+  const mask = findSnpCompatibilityMask(headers);
+  if (mask === undefined) {
+    throw new LoaderRefusal("not a SEV-SNP IGVM file: no SEV-SNP platform header");
+  }
+  return mask;
 }
 
 /** Parameter area sizes by index; a size no guest can have is a refusal. */
@@ -161,7 +165,7 @@ export async function kvmVmsaPages(
   headers: IgvmFile,
 ): Promise<(vp: number, cpuSignature: number) => Uint8Array> {
   const rules = KVM_VMSA_RULES[loader];
-  const mask = snpMaskOrZero(headers);
+  const mask = snpMask(headers);
   const matches = (d: Directive) => rules.allContexts || (directiveMask(d) & mask) !== 0;
   const contexts = await vpContexts(file, headers, matches);
   return (vp, cpuSignature) =>
@@ -214,7 +218,7 @@ function planned(d: Directive, index: number, pageType: number): Planned {
  * KVM's FPU defaults), the others in QEMU's reset state with RDX = the CPU signature.
  */
 export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpMaskOrZero(headers);
+  const mask = snpMask(headers);
   const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
   const vmsas = vmsaUpdates(
@@ -283,6 +287,7 @@ function* qemuPlan(
  * when no CPUID was set at reset; UNCONFIRMED, LOADERS.md §12.4), whatever the CPU model.
  */
 export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
+  snpMask(headers); // no SEV-SNP platform, no SNP launch
   const areas = parameterAreas(headers);
   const vmsas = vmsaUpdates(
     "ch",
@@ -309,7 +314,7 @@ export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, 
  * the others in the reset state with RDX = the CPU signature (UNCONFIRMED, §12.4).
  */
 export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpMaskOrZero(headers);
+  const mask = snpMask(headers);
   const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
   const vmsas = vmsaUpdates(

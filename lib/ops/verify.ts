@@ -14,16 +14,20 @@ import {
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_SUPPORTED_PLATFORM,
-  IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
 import type { Directive, IgvmFile } from "../igvm/reader.ts";
 import { guestReaderOf, readHeaders, structuralProblems } from "../igvm/structure.ts";
 import type { ProblemList } from "../igvm/problem_list.ts";
 import { fromLittleEndian72, verifyIdBlock } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
-import { DEFAULT_LOADER, LOADERS, loaderSignedFor } from "../measure/loaders.ts";
-import { findKvmHost, HOST_SEARCH_LOADERS, HOST_SEARCH_MAX_VCPUS } from "../measure/host_search.ts";
-import { checkLaunch } from "../measure/launch_checks.ts";
+import { DEFAULT_LOADER, LOADERS } from "../measure/loaders.ts";
+import {
+  fileLayout,
+  findDigestLoader,
+  HOST_SEARCH_LOADERS,
+  HOST_SEARCH_MAX_VCPUS,
+} from "../measure/host_search.ts";
+import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../measure/launch_checks.ts";
 import { idBlockProblems, type PlatformMasks } from "../measure/id_block_checks.ts";
 import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
@@ -171,13 +175,6 @@ async function kvmLayoutRsdp(guest: ReturnType<typeof guestReaderOf>): Promise<n
   return rsdp >= 0x100000 && rsdp + 36 <= 0x800000 ? rsdp : undefined;
 }
 
-/** True for a file laid out for KVM: its VP context is at 0xFFFFFFFFF000. */
-function laidOutForKvm(h: IgvmFile): boolean {
-  return h.directives.some((d) =>
-    d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === BigInt(KVM_VMSA_GPA)
-  );
-}
-
 /** The ID block's loader, found: its name, host and the problems of launching with it. */
 interface FoundLoader {
   signedFor: IdBlockLoader;
@@ -188,10 +185,9 @@ interface FoundLoader {
 }
 
 /**
- * Whose launch digest `ld` is, among the loaders of the file's layout: for a file laid out
- * for KVM, the KVM loaders with 1 to 64 vCPUs of every known CPU model (lib/measure/
- * host_search.ts), then the file-based loaders; else hyperv (the file-order digest), then
- * the other file-based loaders. A loader that refuses the file is a line of `notes`.
+ * Whose launch digest `ld` is (lib/measure/host_search.ts: the KVM loaders' hosts first for a
+ * file laid out for KVM, then the file-based loaders), with the reasons a KVM loader found
+ * would not start the file. A loader that refuses the file is a line of `notes`.
  */
 async function findIdBlockLoader(
   file: FileAccess,
@@ -201,46 +197,38 @@ async function findIdBlockLoader(
   forKvm: boolean,
   notes: string[],
 ): Promise<FoundLoader | undefined> {
-  if (forKvm) {
-    const search = await findKvmHost(file, h, ld, { fileOrderDigest: fileOrder });
-    const match = search.match;
-    if (match) {
-      const host = { vcpus: match.vcpus, cpuSignature: match.cpu?.signature ?? 0 };
-      const check = await checkLaunch(match.loader, file, h, host, { compareIdBlock: false });
-      const signedFor: IdBlockLoader = { loader: match.loader, vcpus: match.vcpus };
-      if (match.cpu) {
-        signedFor.cpu = match.cpu.name;
-        signedFor.cpuSignature = `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
-      }
-      return {
-        signedFor,
-        refusals: check.refusals.map((r) =>
-          `${match.loader}, whose launch digest the ID block carries, would not start this file: ${r}`
-        ),
-      };
-    }
+  const search = await findDigestLoader(file, h, ld, { fileOrderDigest: fileOrder });
+  const match = search.match;
+  if (!match) {
     for (const r of search.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
+    return undefined;
   }
-  if (ld === toHex(fileOrder)) {
+  const signedFor: IdBlockLoader = { loader: match.loader };
+  if (match.vcpus !== undefined) signedFor.vcpus = match.vcpus;
+  if (match.cpu) {
+    signedFor.cpu = match.cpu.name;
+    signedFor.cpuSignature = `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
+  }
+  const kvm = LAUNCH_CHECK_LOADERS.find((l) => l === match.loader);
+  if (kvm) {
+    const host = { vcpus: match.vcpus ?? 1, cpuSignature: match.cpu?.signature ?? 0 };
+    const check = await checkLaunch(kvm, file, h, host, { compareIdBlock: false });
     return {
-      signedFor: { loader: DEFAULT_LOADER },
-      refusals: [],
-      warning: forKvm
-        ? "the file is laid out for KVM, but the ID block carries the file-order (hyperv) digest"
-        : undefined,
+      signedFor,
+      refusals: check.refusals.map((r) =>
+        `${kvm}, whose launch digest the ID block carries, would not start this file: ${r}`
+      ),
     };
   }
-  const other = await loaderSignedFor(file, h, ld);
-  if (other.loader) {
-    return {
-      signedFor: { loader: other.loader },
-      refusals: [],
-      warning:
-        `the ID block carries the ${other.loader} loader's launch digest, not hyperv's (see measure --all-loaders)`,
-    };
+  let warning: string | undefined;
+  if (forKvm) {
+    warning = `the file is laid out for KVM, but the ID block carries the ${match.loader} ` +
+      `loader's digest (see measure --all-loaders)`;
+  } else if (match.loader !== DEFAULT_LOADER) {
+    warning = `the ID block carries the ${match.loader} loader's launch digest, not hyperv's ` +
+      `(see measure --all-loaders)`;
   }
-  for (const r of other.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
-  return undefined;
+  return { signedFor, refusals: [], warning };
 }
 
 /** Why no loader's digest is the ID block's, for the problem line. */
@@ -272,7 +260,7 @@ export async function verifyIgvm(
   const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
   const policy = policyHeader?.fields.Policy;
   if (!policyHeader) problems.push("no SNP_POLICY header");
-  const forKvm = laidOutForKvm(h);
+  const forKvm = fileLayout(h) === "kvm";
   let fileOrder: Uint8Array | undefined;
   // A structurally broken file has no launch digest worth giving (and recomputing one from
   // millions of hostile headers would only cost time).
