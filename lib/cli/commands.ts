@@ -4,7 +4,7 @@ import { formatInspect } from "../ops/inspect.ts";
 import { inspectIgvmFile } from "../ops/inspect.ts";
 import { type IdBlockLoader, verifyIgvmFile } from "../ops/verify.ts";
 import { DEFAULT_LOADER } from "../measure/loaders.ts";
-import { readHeaders } from "../igvm/structure.ts";
+import { readHeaders, structuralProblems } from "../igvm/structure.ts";
 import { openInput } from "../io/input_source.ts";
 import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
 import { runSignCommand, signHelp } from "./sign_command.ts";
@@ -156,6 +156,18 @@ async function runVerifyKvm(
     const headers = await readHeaders(file).catch((e) => {
       throw new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
     });
+    // A structurally broken file is refused before any loader model measures it.
+    const problems = structuralProblems(file, headers).toArray();
+    if (problems.length) {
+      if (o.json) {
+        print(JSON.stringify(
+          { file: o.file, accepted: false, loader: kvm.loader, refusals: problems, notes: [] },
+          null,
+          2,
+        ));
+      } else for (const p of problems) print(`${o.file}: ${p}`);
+      return 1;
+    }
     return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
   } finally {
     await release();

@@ -15,6 +15,7 @@ import {
 import { directiveFileOffset, type IgvmFile, IgvmFormatError, readGuest } from "./reader.ts";
 import { readIgvmHeaders } from "./header_stream.ts";
 import { ProblemList } from "./problem_list.ts";
+import { checkDirectiveRules } from "./directive_rules.ts";
 import { directiveGpa, parameterAreaSizeProblem } from "./directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 
@@ -85,13 +86,15 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
 
 /**
  * The structural problems of a parsed file: those of its header section (version, size,
- * checksum, unknown types) and of its directives (reserved fields, GPAs, file-data ranges).
+ * checksum, unknown types), of its directives (reserved fields, GPAs, file-data ranges) and
+ * between directives (lib/igvm/directive_rules.ts: platforms, policies, parameter areas).
  * A file with any of them has no trustworthy launch digest.
  */
 export function structuralProblems(file: FileAccess, h: IgvmFile): ProblemList {
   const problems = new ProblemList();
   problems.push(...h.problems);
   checkDirectives(file, h, problems);
+  checkDirectiveRules(h, problems);
   return problems;
 }
 
