@@ -146,7 +146,7 @@ for (const target of ["qemu-kvm", "ch-kvm"] as const) {
         ? { loader: target, vcpus: 3, cpu: "genoa", cpuSignature: "0x00a10f10" }
         : { loader: target, vcpus: 3 },
     );
-    assertEquals(report.launchDigest, idBlockLd(file));
+    assertEquals(report.idBlock!.ld, idBlockLd(file));
   });
 }
 

@@ -123,9 +123,9 @@ export async function runSubcommand(
     for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
     if (report.ok && !o.quiet) {
       print(
-        `${o.file}: OK (launch digest ${report.launchDigest}${
-          signedForText(report.signedFor)
-        }, signature valid, ACPI ${
+        `${o.file}: OK (launch digest ${
+          report.signedFor && report.idBlock ? report.idBlock.ld : report.launchDigest
+        }${signedForText(report.signedFor)}, signature valid, ACPI ${
           report.acpiTables.length
             ? report.acpiTables.map((t) => t.split("@")[0]).join(" ")
             : "none"

@@ -81,9 +81,8 @@ export interface VerifyReport {
   /** Departures from specifications that loaders accept (e.g. the original's unaligned FACS). */
   warnings: string[];
   /**
-   * The SNP launch digest recomputed from the directives, 96 hex digits ("" if impossible):
-   * that of the loader and host the ID block is for (`signedFor`), else the file-order
-   * (hyperv) digest.
+   * The SNP launch digest recomputed from the directives in file order (the hyperv loader),
+   * 96 hex digits ("" if impossible). The ID block's digest is that of `signedFor`.
    */
   launchDigest: string;
   /**
@@ -271,7 +270,7 @@ export async function verifyIgvm(
       problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
     }
   }
-  let launchDigest = fileOrder ? toHex(fileOrder) : "";
+  const launchDigest = fileOrder ? toHex(fileOrder) : "";
   const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
@@ -285,7 +284,6 @@ export async function verifyIgvm(
       const found = await findIdBlockLoader(file, h, idBlock.ld, fileOrder, forKvm, notes);
       if (found) {
         signedFor = found.signedFor;
-        launchDigest = idBlock.ld;
         problems.push(...found.refusals);
         if (found.warning) warnings.push(found.warning);
       } else {
