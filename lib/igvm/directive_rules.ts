@@ -79,7 +79,7 @@ function checkPlatformHeaders(h: IgvmFile, problems: ProblemList): void {
  */
 function checkParameterAreas(h: IgvmFile, problems: ProblemList): void {
   const areas = new Map<number, { bytes: bigint; inserted: boolean }>();
-  const inserts: { start: number; end: number; d: Directive }[] = [];
+  const inserts: Insert[] = [];
   let insertedBytes = 0;
   for (const d of h.directives) {
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
@@ -113,7 +113,7 @@ function checkParameterAreas(h: IgvmFile, problems: ProblemList): void {
       const bytes = Number(area.bytes);
       insertedBytes += bytes;
       const start = directiveGpa(d);
-      inserts.push({ start, end: start + Math.max(bytes, PAGE_SIZE), d });
+      inserts.push({ start, end: start + Math.max(bytes, PAGE_SIZE), mask: directiveMask(d), d });
     }
   }
   if (insertedBytes > MAX_INSERTED_BYTES) {
@@ -124,47 +124,85 @@ function checkParameterAreas(h: IgvmFile, problems: ProblemList): void {
   checkInsertOverlaps(h, inserts, problems);
 }
 
-/** An insert's GPA range may not overlap another insert's or any page of the file. */
-function checkInsertOverlaps(
-  h: IgvmFile,
-  inserts: { start: number; end: number; d: Directive }[],
-  problems: ProblemList,
-): void {
+/** A parameter area's insert: the GPA range it places, for which platforms. */
+interface Insert {
+  start: number;
+  end: number;
+  mask: number;
+  d: Directive;
+}
+
+/**
+ * The inserts that load into the guest of each platform bit, by GPA: a mask of 0 loads into
+ * every guest. The key -1 holds them all when no insert names a bit.
+ */
+function insertsByBit(inserts: Insert[]): Map<number, Insert[]> {
+  let bits = 0;
+  for (const r of inserts) bits |= r.mask;
+  const out = new Map<number, Insert[]>();
+  if (bits === 0) out.set(-1, [...inserts].sort((a, b) => a.start - b.start));
+  for (let bit = 0; bit < 32; bit++) {
+    const m = (1 << bit) >>> 0;
+    if (!(bits & m)) continue;
+    const list = inserts.filter((r) => r.mask === 0 || (r.mask & m) !== 0);
+    out.set(bit, list.sort((a, b) => a.start - b.start));
+  }
+  return out;
+}
+
+/**
+ * An insert's GPA range may not overlap another insert's or any page of the file loaded for
+ * the same platform (in a multi-platform file each platform has its own guest memory). One
+ * sweep per platform bit, and a binary search per page.
+ */
+function checkInsertOverlaps(h: IgvmFile, inserts: Insert[], problems: ProblemList): void {
   if (inserts.length === 0) return;
-  const sorted = [...inserts].sort((a, b) => a.start - b.start);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].start < sorted[i - 1].end) {
-      problems.push(
-        `${at(sorted[i].d)}: PARAMETER_INSERT at ${hex(sorted[i].start)} overlaps the one at ${
-          hex(sorted[i - 1].start)
-        } (${at(sorted[i - 1].d)})`,
-      );
+  const byBit = insertsByBit(inserts);
+  const reported = new Set<Insert>();
+  for (const list of byBit.values()) {
+    let open: Insert | undefined; // the range reaching furthest so far
+    for (const r of list) {
+      if (open && r.start < open.end && !reported.has(r)) {
+        reported.add(r);
+        problems.push(
+          `${at(r.d)}: PARAMETER_INSERT at ${hex(r.start)} overlaps the one at ${
+            hex(open.start)
+          } (${at(open.d)})`,
+        );
+      }
+      if (!open || r.end > open.end) open = r;
     }
   }
-  // Each page against the sorted ranges: a binary search for the last range starting at or
-  // below it.
   for (const d of h.directives) {
     if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
     const gpa = directiveGpa(d);
-    let lo = 0;
-    let hi = sorted.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (sorted[mid].start <= gpa) {
-        found = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    // An insert at the page's own GPA is reported as "loaded twice" by the GPA check.
-    if (found >= 0 && gpa < sorted[found].end && gpa !== sorted[found].start) {
+    const mask = directiveMask(d);
+    for (const [bit, list] of byBit) {
+      if (bit >= 0 && mask !== 0 && !(mask & ((1 << bit) >>> 0))) continue;
+      const r = lastStartingAtOrBelow(list, gpa);
+      // An insert at the page's own GPA is reported as "loaded twice" by the GPA check.
+      if (!r || gpa >= r.end || gpa === r.start) continue;
       problems.push(
-        `${at(d)}: page ${hex(gpa)} is inside the parameter area inserted at ${
-          hex(sorted[found].start)
-        }`,
+        `${at(d)}: page ${hex(gpa)} is inside the parameter area inserted at ${hex(r.start)}`,
       );
+      break;
     }
   }
+}
+
+/** The last range of `sorted` (by start) that starts at or below `gpa`. */
+function lastStartingAtOrBelow(sorted: Insert[], gpa: number): Insert | undefined {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  let found: Insert | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid].start <= gpa) {
+      found = sorted[mid];
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found;
 }
 
 /** PAGE_DATA flags: only 2 MiB, unmeasured and guest-invalid are defined. */

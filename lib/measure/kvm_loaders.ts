@@ -134,15 +134,12 @@ function vmsaUpdates(
   return out;
 }
 
-/** How each KVM loader hands VMSAs to KVM, and which VP contexts of the file it takes. */
+/** How each KVM loader hands VMSAs to KVM, and whose signature the APs' RDX holds. */
 const KVM_VMSA_RULES = {
-  "qemu-kvm": { kind: "qemu", allContexts: false, apRdxIsCpu: true },
-  "ch-kvm": { kind: "ch", allContexts: true, apRdxIsCpu: false },
-  "openvmm-kvm": { kind: "openvmm", allContexts: false, apRdxIsCpu: true },
-} as const satisfies Record<
-  string,
-  { kind: KvmLoaderKind; allContexts: boolean; apRdxIsCpu: boolean }
->;
+  "qemu-kvm": { kind: "qemu", apRdxIsCpu: true },
+  "ch-kvm": { kind: "ch", apRdxIsCpu: false },
+  "openvmm-kvm": { kind: "openvmm", apRdxIsCpu: true },
+} as const satisfies Record<string, { kind: KvmLoaderKind; apRdxIsCpu: boolean }>;
 
 /**
  * True when `loader`'s digest depends on the CPU model with more than one vCPU: its APs
@@ -166,7 +163,8 @@ export async function kvmVmsaPages(
 ): Promise<(vp: number, cpuSignature: number) => Uint8Array> {
   const rules = KVM_VMSA_RULES[loader];
   const mask = snpMask(headers);
-  const matches = (d: Directive) => rules.allContexts || (directiveMask(d) & mask) !== 0;
+  // The VP contexts of the SEV-SNP platform (a file's other platforms have their own).
+  const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const contexts = await vpContexts(file, headers, matches);
   return (vp, cpuSignature) =>
     vmsaPage(rules.kind, contexts, vp, rules.apRdxIsCpu ? cpuSignature : KVM_RESET_RDX);
