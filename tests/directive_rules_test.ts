@@ -162,3 +162,21 @@ Deno.test("every reader refuses 20 inserts of 4 GiB areas within seconds", async
     }
   }
 });
+
+Deno.test("diff() and measure() (the library) refuse 20 inserts of one 4 GiB area at once", async () => {
+  const { diff, measure } = await import("../mod.ts");
+  const dir = tempDir();
+  const bytes = (await hostileFiles())["one area"];
+  Deno.writeFileSync(`${dir}/h.igvm`, bytes);
+  for (
+    const run of [
+      () => diff({ a: `${dir}/h.igvm`, b: `${dir}/h.igvm` }),
+      () => measure({ file: `${dir}/h.igvm` }),
+    ]
+  ) {
+    const started = performance.now();
+    const error = await run().then(() => undefined, (e: Error) => e);
+    assert(error?.message.includes("parameter area 0 is inserted twice"), String(error));
+    assert(performance.now() - started < 5000);
+  }
+});

@@ -176,3 +176,17 @@ Deno.test("igvmgen measure FILE: a KVM image is measured as qemu-kvm, and the ID
   assertEquals(again.stdout.trim(), idBlockLd(bytes));
   assertEquals(again.stderr, "");
 });
+
+Deno.test("measure() without a loader: a KVM image is measured as qemu-kvm, a hyperv one as hyperv", async () => {
+  const { measure } = await import("../mod.ts");
+  const dir = tempDir();
+  const kvm = await image("-target", "qemu-kvm", "-vcpus", "4", "-cpu", "genoa");
+  Deno.writeFileSync(`${dir}/k.igvm`, kvm);
+  const r = await measure({ file: `${dir}/k.igvm` });
+  assertEquals(r.loader, "qemu-kvm");
+  const host = { vcpus: 4, cpuSignature: CPU_SIGNATURES.genoa };
+  const four = await measure({ file: `${dir}/k.igvm`, host });
+  assertEquals([four.loader, four.launchDigest], ["qemu-kvm", idBlockLd(kvm)]);
+  Deno.writeFileSync(`${dir}/h.igvm`, await generateImage([]));
+  assertEquals((await measure({ file: `${dir}/h.igvm` })).loader, "hyperv");
+});
