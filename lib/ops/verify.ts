@@ -196,38 +196,51 @@ async function findIdBlockLoader(
   forKvm: boolean,
   notes: string[],
 ): Promise<FoundLoader | undefined> {
-  const search = await findDigestLoader(file, h, ld, { fileOrderDigest: fileOrder });
-  const match = search.match;
-  if (!match) {
-    for (const r of search.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
-    return undefined;
-  }
-  const signedFor: IdBlockLoader = { loader: match.loader };
-  if (match.vcpus !== undefined) signedFor.vcpus = match.vcpus;
-  if (match.cpu) {
-    signedFor.cpu = match.cpu.name;
-    signedFor.cpuSignature = `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
-  }
-  const kvm = LAUNCH_CHECK_LOADERS.find((l) => l === match.loader);
-  if (kvm) {
+  // KVM loaders can give one file the same digest (QEMU and OpenVMM often do): a loader
+  // that would not start the file gives way to the next one whose digest matches too.
+  let loaders = HOST_SEARCH_LOADERS;
+  let refused: FoundLoader | undefined;
+  while (true) {
+    const search = await findDigestLoader(file, h, ld, { fileOrderDigest: fileOrder, loaders });
+    const match = search.match;
+    if (!match) {
+      if (refused) return refused;
+      for (const r of search.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
+      return undefined;
+    }
+    const signedFor: IdBlockLoader = { loader: match.loader };
+    if (match.vcpus !== undefined) signedFor.vcpus = match.vcpus;
+    if (match.cpu) {
+      signedFor.cpu = match.cpu.name;
+      signedFor.cpuSignature = `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
+    }
+    const kvm = LAUNCH_CHECK_LOADERS.find((l) => l === match.loader);
+    if (!kvm) {
+      // A file-based loader's digest (after no KVM host's): a warning when unexpected.
+      if (refused) return refused;
+      let warning: string | undefined;
+      if (forKvm) {
+        warning = `the file is laid out for KVM, but the ID block carries the ${match.loader} ` +
+          `loader's digest (see measure --all-loaders)`;
+      } else if (match.loader !== DEFAULT_LOADER) {
+        warning = `the ID block carries the ${match.loader} loader's launch digest, not ` +
+          `hyperv's (see measure --all-loaders)`;
+      }
+      return { signedFor, refusals: [], warning };
+    }
     const host = { vcpus: match.vcpus ?? 1, cpuSignature: match.cpu?.signature ?? 0 };
     const check = await checkLaunch(kvm, file, h, host, { compareIdBlock: false });
-    return {
+    const found = {
       signedFor,
       refusals: check.refusals.map((r) =>
         `${kvm}, whose launch digest the ID block carries, would not start this file: ${r}`
       ),
     };
+    if (found.refusals.length === 0) return found;
+    refused ??= found;
+    loaders = loaders.slice(loaders.indexOf(kvm) + 1);
+    if (loaders.length === 0) return refused;
   }
-  let warning: string | undefined;
-  if (forKvm) {
-    warning = `the file is laid out for KVM, but the ID block carries the ${match.loader} ` +
-      `loader's digest (see measure --all-loaders)`;
-  } else if (match.loader !== DEFAULT_LOADER) {
-    warning = `the ID block carries the ${match.loader} loader's launch digest, not hyperv's ` +
-      `(see measure --all-loaders)`;
-  }
-  return { signedFor, refusals: [], warning };
 }
 
 /** Why no loader's digest is the ID block's, for the problem line. */
