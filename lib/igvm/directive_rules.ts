@@ -43,11 +43,11 @@ const hex = (n: number) => `0x${n.toString(16)}`;
  * Platform and policy headers: one SUPPORTED_PLATFORM per platform type and mask bit, one
  * SNP_POLICY per mask bit (two would leave the loader to pick one).
  */
-function checkPlatformHeaders(h: IgvmFile, problems: ProblemList): void {
+function platformRules(problems: ProblemList): (d: Directive) => void {
   const platformTypes = new Map<bigint, Directive>();
   let platformBits = 0;
   let policyBits = 0;
-  for (const d of h.directives) {
+  return (d) => {
     const mask = directiveMask(d);
     if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) {
       const type = d.fields.PlatformType ?? 0n;
@@ -69,19 +69,19 @@ function checkPlatformHeaders(h: IgvmFile, problems: ProblemList): void {
       }
       policyBits |= mask;
     }
-  }
+  };
 }
 
 /**
  * Parameter areas and their uses: an index is declared once, used (VP_COUNT, MEMORY_MAP,
- * ... at a ByteOffset inside it) while declared, inserted once; the GPA range an insert
- * places overlaps no page and no other insert; all inserts place at most 4 GiB.
+ * ... at a ByteOffset inside it) while declared, inserted once; all inserts place at most
+ * 4 GiB. `visit` takes each directive; `finish` returns the inserts, for the overlap check.
  */
-function checkParameterAreas(h: IgvmFile, problems: ProblemList): void {
+function parameterAreaRules(problems: ProblemList) {
   const areas = new Map<number, { bytes: bigint; inserted: boolean }>();
   const inserts: Insert[] = [];
   let insertedBytes = 0;
-  for (const d of h.directives) {
+  const visit = (d: Directive): void => {
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
       const index = Number(d.fields.ParameterAreaIndex ?? 0n);
       if (areas.has(index)) problems.push(`${at(d)}: parameter area ${index} is declared twice`);
@@ -103,25 +103,27 @@ function checkParameterAreas(h: IgvmFile, problems: ProblemList): void {
       const area = areas.get(index);
       if (!area) {
         problems.push(`${at(d)}: PARAMETER_INSERT of parameter area ${index}, not declared`);
-        continue;
-      }
-      if (area.inserted) {
+      } else if (area.inserted) {
         problems.push(`${at(d)}: parameter area ${index} is inserted twice`);
-        continue;
+      } else {
+        area.inserted = true;
+        const bytes = Number(area.bytes);
+        insertedBytes += bytes;
+        const start = directiveGpa(d);
+        const end = start + Math.max(bytes, PAGE_SIZE);
+        inserts.push({ start, end, mask: directiveMask(d), d });
       }
-      area.inserted = true;
-      const bytes = Number(area.bytes);
-      insertedBytes += bytes;
-      const start = directiveGpa(d);
-      inserts.push({ start, end: start + Math.max(bytes, PAGE_SIZE), mask: directiveMask(d), d });
     }
-  }
-  if (insertedBytes > MAX_INSERTED_BYTES) {
-    problems.push(
-      `the parameter inserts place ${hex(insertedBytes)} bytes, more than 4 GiB together`,
-    );
-  }
-  checkInsertOverlaps(h, inserts, problems);
+  };
+  const finish = (): Insert[] => {
+    if (insertedBytes > MAX_INSERTED_BYTES) {
+      problems.push(
+        `the parameter inserts place ${hex(insertedBytes)} bytes, more than 4 GiB together`,
+      );
+    }
+    return inserts;
+  };
+  return { visit, finish };
 }
 
 /** A parameter area's insert: the GPA range it places, for which platforms. */
@@ -206,24 +208,29 @@ function lastStartingAtOrBelow(sorted: Insert[], gpa: number): Insert | undefine
 }
 
 /** PAGE_DATA flags: only 2 MiB, unmeasured and guest-invalid are defined. */
-function checkPageDataFlags(h: IgvmFile, problems: ProblemList): void {
-  for (const d of h.directives) {
-    if (d.type !== IGVM_VHT_PAGE_DATA) continue;
-    const flags = Number(d.fields.Flags ?? 0n);
-    const reserved = (flags & ~PAGE_DATA_FLAGS) >>> 0;
-    if (reserved) {
-      problems.push(`${at(d)}: PAGE_DATA flags ${hex(flags)} set reserved bits ${hex(reserved)}`);
-    }
+function checkPageDataFlags(d: Directive, problems: ProblemList): void {
+  const flags = Number(d.fields.Flags ?? 0n);
+  const reserved = (flags & ~PAGE_DATA_FLAGS) >>> 0;
+  if (reserved) {
+    problems.push(`${at(d)}: PAGE_DATA flags ${hex(flags)} set reserved bits ${hex(reserved)}`);
   }
 }
 
 /**
  * Pushes every problem of the rules between directives: platform and policy headers,
- * parameter areas and inserts, PAGE_DATA flags. Runs in time linear in the headers (plus a
- * sort), whatever sizes the headers claim.
+ * parameter areas and inserts, PAGE_DATA flags. One pass over the headers (a second over the
+ * pages when the file inserts parameter areas) plus a sort, whatever sizes they claim.
  */
 export function checkDirectiveRules(h: IgvmFile, problems: ProblemList): void {
-  checkPlatformHeaders(h, problems);
-  checkParameterAreas(h, problems);
-  checkPageDataFlags(h, problems);
+  const platforms = platformRules(problems);
+  const areas = parameterAreaRules(problems);
+  for (const d of h.directives) {
+    if (d.type === IGVM_VHT_PAGE_DATA) {
+      checkPageDataFlags(d, problems);
+      continue;
+    }
+    platforms(d);
+    areas.visit(d);
+  }
+  checkInsertOverlaps(h, areas.finish(), problems);
 }
