@@ -190,3 +190,14 @@ Deno.test("measure() without a loader: a KVM image is measured as qemu-kvm, a hy
   Deno.writeFileSync(`${dir}/h.igvm`, await generateImage([]));
   assertEquals((await measure({ file: `${dir}/h.igvm` })).loader, "hyperv");
 });
+
+Deno.test("igvmgen verify FILE: a host CPU passed through (-cpu 0x00a10f11, Genoa B1) is found and named by its signature", async () => {
+  const dir = tempDir();
+  const bytes = await image("-target", "qemu-kvm", "-vcpus", "3", "-cpu", "0x00a10f11");
+  Deno.writeFileSync(`${dir}/h.igvm`, bytes);
+  const r = await runCli(["verify", `${dir}/h.igvm`]);
+  assertEquals(r.code, 0, r.stdout);
+  assert(r.stdout.includes("of qemu-kvm with 3 vCPUs of CPU 0x00a10f11,"), r.stdout);
+  const m = await runCli(["measure", `${dir}/h.igvm`]);
+  assert(m.stderr.includes("--loader qemu-kvm --vcpus 3 --cpu 0x00a10f11 reproduces it"), m.stderr);
+});

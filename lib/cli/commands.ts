@@ -141,7 +141,11 @@ function signedForText(signedFor: IdBlockLoader | undefined): string {
   if (!signedFor || signedFor.loader === DEFAULT_LOADER) return "";
   if (signedFor.vcpus === undefined) return ` of ${signedFor.loader}`;
   const vcpus = `${signedFor.vcpus} vCPU${signedFor.vcpus === 1 ? "" : "s"}`;
-  const cpu = signedFor.cpu ? ` of ${signedFor.cpu} (${signedFor.cpuSignature})` : "";
+  const cpu = !signedFor.cpu
+    ? ""
+    : signedFor.cpu === signedFor.cpuSignature
+    ? ` of CPU ${signedFor.cpu}`
+    : ` of ${signedFor.cpu} (${signedFor.cpuSignature})`;
   return ` of ${signedFor.loader} with ${vcpus}${cpu}`;
 }
 

@@ -35,6 +35,39 @@ export interface CpuModel {
   signature: number;
 }
 
+/** CPUID(1).EAX of an x86 family, model and stepping (extended fields from family 0Fh). */
+function cpuSignature(family: number, model: number, stepping: number): number {
+  const base = Math.min(family, 0xf);
+  return ((family - base) << 20) | ((model >> 4) << 16) | (base << 8) | ((model & 0xf) << 4) |
+    stepping;
+}
+
+/**
+ * The CPU models a search tries by default: igvmgen's named EPYC models (QEMU's), then the
+ * signatures of EPYC silicon a host passes through with `-cpu host`: steppings 0 to 2 of the
+ * server models of families 17h (01h Naples, 31h Rome), 19h (01h Milan, 11h Genoa, A0h
+ * Bergamo) and 1Ah (00h, 02h, 10h, 11h Turin), each named by its signature as `--cpu` takes
+ * it. A wrong guess costs only time: a match is the ID block's digest itself.
+ */
+export const HOST_SEARCH_CPUS: readonly CpuModel[] = (() => {
+  const out = [...KNOWN_CPU_MODELS];
+  const silicon: [number, number[]][] = [
+    [0x17, [0x01, 0x31]],
+    [0x19, [0x01, 0x11, 0xa0]],
+    [0x1a, [0x00, 0x02, 0x10, 0x11]],
+  ];
+  for (const [family, models] of silicon) {
+    for (const model of models) {
+      for (let stepping = 0; stepping <= 2; stepping++) {
+        const signature = cpuSignature(family, model, stepping);
+        if (out.some((c) => c.signature === signature)) continue;
+        out.push({ name: `0x${signature.toString(16).padStart(8, "0")}`, signature });
+      }
+    }
+  }
+  return out;
+})();
+
 /** The host configuration whose digest was found. */
 export interface HostMatch {
   loader: KvmLoaderName;
@@ -59,7 +92,7 @@ export interface HostSearchOptions {
   loaders?: readonly KvmLoaderName[];
   /** The largest vCPU count tried (from 1). Default {@link HOST_SEARCH_MAX_VCPUS}. */
   maxVcpus?: number;
-  /** The CPU models tried. Default: igvmgen's known EPYC models. */
+  /** The CPU models tried. Default {@link HOST_SEARCH_CPUS}. */
   cpus?: readonly CpuModel[];
   /**
    * The file-order (hyperv) digest when the caller has it: for a file QEMU loads in file
@@ -116,7 +149,7 @@ export async function findKvmHost(
 ): Promise<HostSearchResult> {
   const wanted = typeof digest === "string" ? digest.toLowerCase() : toHex(digest);
   const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
-  const cpus = options.cpus ?? KNOWN_CPU_MODELS;
+  const cpus = options.cpus ?? HOST_SEARCH_CPUS;
   const refusals: HostSearchResult["refusals"] = [];
   for (const loader of options.loaders ?? HOST_SEARCH_LOADERS) {
     let one: Uint8Array;
@@ -190,8 +223,11 @@ export function hostOptions(match: LoaderMatch): string {
 export function describeHostMatch(match: LoaderMatch): string {
   if (match.vcpus === undefined) return match.loader;
   const vcpus = `${match.vcpus} vCPU${match.vcpus === 1 ? "" : "s"}`;
-  const cpu = match.cpu
-    ? ` of ${match.cpu.name} (0x${match.cpu.signature.toString(16).padStart(8, "0")})`
-    : "";
+  const signature = match.cpu && `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
+  const cpu = !match.cpu
+    ? ""
+    : match.cpu.name === signature
+    ? ` of CPU ${signature}`
+    : ` of ${match.cpu.name} (${signature})`;
   return `${match.loader} with ${vcpus}${cpu}`;
 }

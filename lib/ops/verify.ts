@@ -24,6 +24,7 @@ import { DEFAULT_LOADER, LOADERS } from "../measure/loaders.ts";
 import {
   fileLayout,
   findDigestLoader,
+  HOST_SEARCH_CPUS,
   HOST_SEARCH_LOADERS,
   HOST_SEARCH_MAX_VCPUS,
 } from "../measure/host_search.ts";
@@ -255,7 +256,9 @@ function mismatchProblem(ld: string, fileOrder: string, forKvm: boolean): string
     HOST_SEARCH_LOADERS.join(", ")
   } with 1 to ${HOST_SEARCH_MAX_VCPUS} vCPUs of ${
     KNOWN_CPU_MODELS.map((c) => c.name).join(", ")
-  }, nor under ${loaders.join(", ")}: the launch would fail (verify --loader L --vcpus N ` +
+  } and ${HOST_SEARCH_CPUS.length - KNOWN_CPU_MODELS.length} other EPYC signatures, nor under ${
+    loaders.join(", ")
+  }: the launch would fail (verify --loader L --vcpus N ` +
     `--cpu C checks one host)`;
 }
 
