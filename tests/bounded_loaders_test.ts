@@ -61,8 +61,12 @@ async function run(args: string[], limit = 30): Promise<Run> {
   };
 }
 
-/** Sets NumberOfBytes of every PARAMETER_AREA header to `bytes` and fixes the CRC-32. */
-function withAreaSize(image: Uint8Array, bytes: bigint): Uint8Array {
+/**
+ * Sets NumberOfBytes of every PARAMETER_AREA header to `bytes`, and the GPA of every
+ * PARAMETER_INSERT to `insertGpa` (a bigger area at the old place would cover the pages after
+ * it, which verify refuses), and fixes the CRC-32.
+ */
+function withAreaSize(image: Uint8Array, bytes: bigint, insertGpa?: bigint): Uint8Array {
   const b = image.slice();
   const v = new DataView(b.buffer);
   const start = v.getUint32(8, true);
@@ -72,6 +76,9 @@ function withAreaSize(image: Uint8Array, bytes: bigint): Uint8Array {
     if (v.getUint32(at, true) === 0x301) { // IGVM_VHT_PARAMETER_AREA
       v.setBigUint64(at + 8, bytes, true);
       found++;
+    }
+    if (v.getUint32(at, true) === 0x303 && insertGpa !== undefined) { // PARAMETER_INSERT
+      v.setBigUint64(at + 8, insertGpa, true);
     }
     at = Math.ceil((at + 8 + v.getUint32(at + 4, true)) / 8) * 8;
   }
@@ -220,7 +227,7 @@ function cpuSeconds(pid: number): number | undefined {
 Deno.test("a long measure (4 GiB parameter areas: 1M unmeasured pages per model) still answers SIGTERM at once", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/area4g.igvm`;
-    Deno.writeFileSync(path, withAreaSize(await generateImage([]), 1n << 32n));
+    Deno.writeFileSync(path, withAreaSize(await generateImage([]), 1n << 32n, 1n << 32n));
     // Every model folds the area page by page: about 4M launch updates in all.
     const child = spawnIgvmgen(["measure", path, "--all-loaders"]);
     const output = child.output();
@@ -297,28 +304,34 @@ Deno.test("verify's launch digest is measure's for a 2-page parameter area: UNME
     assertEquals(fold(updates), doc.launchDigest, "the independent fold matches igvmgen's");
     const at = (doc.updates as { part: string }[]).findIndex((u) => u.part === "parameter area");
     assert(at >= 0 && updates[at].type === TYPES.UNMEASURED, "one unmeasured parameter page");
-    // The recipe for a 2-page area: the insert measures both pages UNMEASURED, in order.
+    // The recipe for a 2-page area, inserted at 4 GiB (at the old place its second page would
+    // be the page after it, which verify refuses): both pages UNMEASURED, in order.
+    const gpa = 0x1_0000_0000;
+    const unmeasured = { type: TYPES.UNMEASURED, contents: new Uint8Array(48) };
     const two = [
-      ...updates.slice(0, at + 1),
-      { gpa: updates[at].gpa + 4096, type: TYPES.UNMEASURED, contents: new Uint8Array(48) },
+      ...updates.slice(0, at),
+      { gpa, ...unmeasured },
+      { gpa: gpa + 4096, ...unmeasured },
       ...updates.slice(at + 1),
     ];
     const expected = fold(two);
     assert(expected !== doc.launchDigest);
 
     const path = `${dir}/two.igvm`;
-    Deno.writeFileSync(path, withAreaSize(good, 0x2000n));
+    Deno.writeFileSync(path, withAreaSize(good, 0x2000n, BigInt(gpa)));
     const m = await run(["measure", path]);
     assertEquals([m.code, m.stdout], [0, `${expected}\n`], m.stderr);
     const v = await run(["verify", path, "--json"]);
     const report = JSON.parse(v.stdout);
     assertEquals(report.launchDigest, expected);
-    // The ID block still carries the 1-page digest, which is ch-mshv's (first page only).
-    assertEquals([v.code, report.ok, report.problems], [0, true, []], v.stdout);
-    assertEquals(report.warnings, [
-      "the ID block carries the ch-mshv loader's launch digest, not hyperv's (see measure --all-loaders)",
-    ]);
+    // The ID block still carries the 1-page digest at the old place: no loader's.
+    assertEquals([v.code, report.ok], [1, false], v.stdout);
     assertEquals(report.idBlock.ld, doc.launchDigest);
+    // At the old place, the second page would cover the page after the area: refused.
+    Deno.writeFileSync(path, withAreaSize(good, 0x2000n));
+    const overlap = await run(["verify", path]);
+    assertEquals(overlap.code, 1);
+    assert(overlap.stdout.includes("is inside the parameter area inserted at 0x"), overlap.stdout);
   });
 });
 

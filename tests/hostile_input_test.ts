@@ -129,7 +129,8 @@ Deno.test("igvmgen verify caps its problem list: 100 problems, then how many mor
     Deno.writeFileSync(path, pageHeaders(4096, () => 0)); // every page at GPA 0
     const r = await runUserCli(["verify", path]);
     assertEquals(r.code, 1, r.stderr);
-    const lines = r.stdout.trimEnd().split("\n");
+    // Warnings follow the problems (no RSDP to walk): not counted here.
+    const lines = r.stdout.trimEnd().split("\n").filter((l) => !l.includes(": warning: "));
     assertEquals(lines.length, 101);
     assertEquals(lines[0], `${path}: header at 0x38: GPA 0x0 is loaded twice`);
     assertEquals(lines[99], `${path}: header at 0xc98: GPA 0x0 is loaded twice`);

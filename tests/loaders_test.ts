@@ -443,6 +443,8 @@ Deno.test({
       const end = v.getUint32(8, true) + v.getUint32(12, true);
       for (let at = v.getUint32(8, true); at < end;) {
         if (v.getUint32(at, true) === 0x301) v.setUint32(at + 8, 0x2000, true); // NumberOfBytes
+        // Inserted at 4 GiB: at 0x802000 its second page would cover the page after it.
+        if (v.getUint32(at, true) === 0x303) v.setBigUint64(at + 8, 0x1_0000_0000n, true);
         at += Math.ceil((8 + v.getUint32(at + 4, true)) / 8) * 8;
       }
       v.setUint32(20, 0, true);
@@ -454,9 +456,12 @@ Deno.test({
         return (JSON.parse(r.stdout).updates as { part: string; pageType: string; gpa: string }[])
           .filter((u) => u.part === "parameter area").map((u) => `${u.pageType}@${u.gpa}`);
       };
-      assertEquals(await inserts("hyperv"), ["UNMEASURED@0x802000", "UNMEASURED@0x803000"]);
-      assertEquals(await inserts("ch-mshv"), ["UNMEASURED@0x802000"]);
-      assertEquals(await inserts("igvmmeasure"), ["UNMEASURED@0x802000"]);
+      assertEquals(await inserts("hyperv"), [
+        "UNMEASURED@0x100000000",
+        "UNMEASURED@0x100001000",
+      ]);
+      assertEquals(await inserts("ch-mshv"), ["UNMEASURED@0x100000000"]);
+      assertEquals(await inserts("igvmmeasure"), ["UNMEASURED@0x100000000"]);
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

@@ -121,7 +121,8 @@ Deno.test({
         Deno.writeFileSync(`${dir}/bare.igvm`, bare);
         // The stripped file is sound on its own (checksum, sizes), but has no ID block.
         const v = await runCli(["verify", `${dir}/bare.igvm`]);
-        assertEquals(v.stdout.trim(), `${dir}/bare.igvm: no SNP_ID_BLOCK header`);
+        const problems = v.stdout.trim().split("\n").filter((l) => !l.includes(": warning: "));
+        assertEquals(problems, [`${dir}/bare.igvm: no SNP_ID_BLOCK header`]);
         const r = await runCli([
           "sign",
           `${dir}/bare.igvm`,

@@ -134,12 +134,20 @@ for (const target of ["qemu-kvm", "ch-kvm"] as const) {
       toHex(await launchDigestOf(model(bytesAccess(bytes), file, host))),
     );
     assertEquals((await checkLaunch("openvmm-kvm", bytesAccess(bytes), file)).refusals, []);
-    // verify walks the ACPI tables from boot_params' RSDP; the ID block is only a warning.
+    // verify walks the ACPI tables from boot_params' RSDP and names the host the ID block is
+    // for (Cloud Hypervisor's APs do not depend on the CPU model).
     const report = await verifyIgvm(bytesAccess(bytes));
     assertEquals(report.problems, []);
     assert(report.acpiTables.some((t) => t.startsWith(`RSDP@0x${rsdp.toString(16)}`)));
     assert(report.acpiTables.some((t) => t.startsWith("XSDT@")));
-    assert(report.warnings.some((w) => w.includes("laid out for KVM")));
+    assertEquals(report.layout, "kvm");
+    assertEquals(
+      report.signedFor,
+      target === "qemu-kvm"
+        ? { loader: target, vcpus: 3, cpu: "genoa", cpuSignature: "0x00a10f10" }
+        : { loader: target, vcpus: 3 },
+    );
+    assertEquals(report.idBlock!.ld, idBlockLd(file));
   });
 }
 

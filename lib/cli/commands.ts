@@ -6,8 +6,9 @@
 import { UsageError } from "../errors.ts";
 import { formatInspect } from "../ops/inspect.ts";
 import { inspectIgvmFile } from "../ops/inspect.ts";
-import { verifyIgvmFile } from "../ops/verify.ts";
-import { readHeaders } from "../igvm/structure.ts";
+import { type IdBlockLoader, verifyIgvmFile } from "../ops/verify.ts";
+import { DEFAULT_LOADER } from "../measure/loaders.ts";
+import { readHeaders, structuralProblems } from "../igvm/structure.ts";
 import { openInput } from "../io/input_source.ts";
 import { runVerifyLoader, takeKvmOptions } from "./kvm_commands.ts";
 import { runSignCommand, signHelp } from "./sign_command.ts";
@@ -41,20 +42,24 @@ registers and the ID block. A structurally broken file is refused (exit 1) with 
 problem. --json prints a stable document (schema igvmgen-inspect/1, see docs/generating.md).`;
 
 /** `igvmgen verify --help`. */
-const VERIFY_HELP = `usage: igvmgen verify FILE [--json]
+const VERIFY_HELP = `usage: igvmgen verify FILE [--json] [--quiet]
        igvmgen verify --loader qemu-kvm|ch-kvm|openvmm-kvm FILE [--vcpus N] [--cpu C] [--json]
 
 Checks the file against the IGVM format with igvmgen's own reader (magic, sizes, CRC-32,
-header types and lengths, alignment, data placement), recomputes the SNP launch digest,
-compares it with the ID block's, verifies the ID block's ECDSA P-384 signature, and walks
-the ACPI tables in the image. Prints each problem on its own line; exit 0 when there is
-none, 1 otherwise.
+header types and lengths, alignment, data placement, parameter areas), checks every field
+of the ID block the PSP reads and its ECDSA P-384 signature, recomputes the SNP launch
+digest and compares it with the ID block's, and walks the ACPI tables in the image. The
+digest is that of the loaders the file is laid out for: a file laid out for KVM (-target
+qemu-kvm|ch-kvm) is checked against qemu-kvm, ch-kvm and openvmm-kvm with 1 to 64 vCPUs of
+every known CPU model, and the host found is named. Prints each problem and warning on its
+own line; exit 0 when there is no problem, 1 otherwise. --quiet leaves out the OK line.
 
 --loader L  would that loader on Linux KVM start the file? Prints every reason it would
             refuse it (exit 1) or that it would start it (exit 0), then notes; the ID block
             is compared with the digest L makes KVM compute for --vcpus N (default 1) and,
             for qemu-kvm with more than one vCPU, the CPU model --cpu (milan, genoa, rome,
-            turin, or a CPUID(1).EAX signature such as 0x00a00f11)`;
+            turin, QEMU's names such as EPYC-Milan, or a CPUID(1).EAX signature such as
+            0x00a00f11)`;
 
 /** Each subcommand's `--help` text. */
 const HELP: Record<Exclude<Subcommand, "attest">, () => string> = {
@@ -69,6 +74,8 @@ const HELP: Record<Exclude<Subcommand, "attest">, () => string> = {
 interface SubOptions {
   file: string;
   json: boolean;
+  /** `verify --quiet`: no OK line; problems and warnings are still printed. */
+  quiet: boolean;
 }
 
 /**
@@ -76,7 +83,8 @@ interface SubOptions {
  * one or two dashes, each option at most once, no value for a flag.
  */
 function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptions {
-  const o: SubOptions = { file: "", json: false };
+  const o: SubOptions = { file: "", json: false, quiet: false };
+  const flags = command === "verify" ? ["json", "quiet"] : ["json"];
   const given = new Set<string>();
   for (const arg of args) {
     if (!arg.startsWith("-")) {
@@ -85,13 +93,14 @@ function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptio
       continue;
     }
     const [name, inline] = arg.replace(/^--?/, "").split(/=(.*)/s, 2);
-    if (name !== "json") {
+    if (!flags.includes(name)) {
       throw new UsageError(`${command}: unknown option ${arg} (see igvmgen ${command} --help)`);
     }
     if (given.has(name)) throw new UsageError(`-${name} is given twice`);
     given.add(name);
-    if (inline !== undefined) throw new UsageError(`--json takes no value`);
-    o.json = true;
+    if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
+    if (name === "json") o.json = true;
+    else o.quiet = true;
   }
   if (!o.file) throw new UsageError(`${command}: no IGVM file given`);
   return o;
@@ -131,15 +140,35 @@ export async function runSubcommand(
   }
   const report = await verifyIgvmFile({ file: o.file });
   if (o.json) print(JSON.stringify({ file: o.file, ...report }, null, 2));
-  else if (report.ok) {
+  else {
+    for (const p of report.problems) print(`${o.file}: ${p}`);
     for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
-    print(
-      `${o.file}: OK (launch digest ${report.launchDigest}, signature valid, ACPI ${
-        report.acpiTables.length ? report.acpiTables.map((t) => t.split("@")[0]).join(" ") : "none"
-      })`,
-    );
-  } else for (const p of report.problems) print(`${o.file}: ${p}`);
+    if (report.ok && !o.quiet) {
+      print(
+        `${o.file}: OK (launch digest ${
+          report.signedFor && report.idBlock ? report.idBlock.ld : report.launchDigest
+        }${signedForText(report.signedFor)}, signature valid, ACPI ${
+          report.acpiTables.length
+            ? report.acpiTables.map((t) => t.split("@")[0]).join(" ")
+            : "none"
+        })`,
+      );
+    }
+  }
   return report.ok ? 0 : 1;
+}
+
+/** " of qemu-kvm with 4 vCPUs of genoa": whose digest the ID block carries; "" for hyperv. */
+function signedForText(signedFor: IdBlockLoader | undefined): string {
+  if (!signedFor || signedFor.loader === DEFAULT_LOADER) return "";
+  if (signedFor.vcpus === undefined) return ` of ${signedFor.loader}`;
+  const vcpus = `${signedFor.vcpus} vCPU${signedFor.vcpus === 1 ? "" : "s"}`;
+  const cpu = !signedFor.cpu
+    ? ""
+    : signedFor.cpu === signedFor.cpuSignature
+    ? ` of CPU ${signedFor.cpu}`
+    : ` of ${signedFor.cpu} (${signedFor.cpuSignature})`;
+  return ` of ${signedFor.loader} with ${vcpus}${cpu}`;
 }
 
 /** `verify --loader qemu-kvm|ch-kvm|openvmm-kvm`: would that loader start the file? */
@@ -153,6 +182,18 @@ async function runVerifyKvm(
     const headers = await readHeaders(file).catch((e) => {
       throw new Error(`${o.file}: ${(e as Error).message}`, { cause: e });
     });
+    // A structurally broken file is refused before any loader model measures it.
+    const problems = structuralProblems(file, headers).toArray();
+    if (problems.length) {
+      if (o.json) {
+        print(JSON.stringify(
+          { file: o.file, accepted: false, loader: kvm.loader, refusals: problems, notes: [] },
+          null,
+          2,
+        ));
+      } else for (const p of problems) print(`${o.file}: ${p}`);
+      return 1;
+    }
     return await runVerifyLoader(o.file, file, headers, kvm, o.json, print);
   } finally {
     await release();

@@ -19,17 +19,20 @@ export interface KvmOptions {
   cpuSignature: number;
 }
 
-/** `--vcpus`: one count, or a comma list for `--matrix`. */
+/** `--vcpus`: one count, or a comma list for `--matrix` (each count once). */
 export function parseVcpus(text: string, list: boolean): number[] {
   const parts = text.split(",");
   if (!list && parts.length > 1) throw new UsageError(`--vcpus: one count, got "${text}"`);
-  return parts.map((p) => {
+  const counts = parts.map((p) => {
     const n = /^[0-9]+$/.test(p) ? Number(p) : NaN;
     if (!Number.isSafeInteger(n) || n < 1 || n > 512) {
       throw new UsageError(`--vcpus: expected counts from 1 to 512, got "${p}"`);
     }
     return n;
   });
+  const twice = counts.find((n, i) => counts.indexOf(n) !== i);
+  if (twice !== undefined) throw new UsageError(`--vcpus: "${twice}" is listed twice`);
+  return counts;
 }
 
 /**
@@ -55,17 +58,29 @@ export function parseHost(
 export function parseCpus(text: string, list: boolean): { name: string; signature: number }[] {
   const parts = text.split(",");
   if (!list && parts.length > 1) throw new UsageError(`--cpu: one model, got "${text}"`);
-  return parts.map((name) => {
+  const cpus = parts.map((name) => {
     const signature = parseCpuSignature(name);
     if (signature === undefined) {
       throw new UsageError(
         `--cpu: expected ${
           Object.keys(CPU_SIGNATURES).join(", ")
-        } or a hex signature, got "${name}"`,
+        }, a QEMU model name (EPYC-Milan...) or a hex signature, got "${name}"`,
       );
     }
     return { name, signature };
   });
+  // One row per CPU: two names of one model (milan, EPYC-Milan) are the same CPU.
+  for (let i = 1; i < cpus.length; i++) {
+    const first = cpus.findIndex((c) => c.signature === cpus[i].signature);
+    if (first < i) {
+      throw new UsageError(
+        `--cpu: "${cpus[i].name}" is listed twice${
+          cpus[first].name === cpus[i].name ? "" : ` (as "${cpus[first].name}": the same signature)`
+        }`,
+      );
+    }
+  }
+  return cpus;
 }
 
 /**

@@ -159,7 +159,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "string",
     metavar: "MODEL",
     help:
-      "-target qemu-kvm with -vcpus > 1: the vCPU model, milan, genoa, rome, turin or a CPUID(1).EAX signature (0x00a00f11)",
+      "-target qemu-kvm with -vcpus > 1: the vCPU model, milan, genoa, rome, turin, QEMU's name (EPYC-Milan, EPYC-Genoa-v2...) or a CPUID(1).EAX signature (0x00a00f11)",
   },
   {
     name: "shared_payload",

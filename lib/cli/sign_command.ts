@@ -22,7 +22,10 @@ config, the signature, the public key, the payload) is refused; outputs appear o
 done. - or /dev/stdout is standard output; a FIFO or a device is written directly.
 
   -o FILE                  the signed file (- for standard output; on a terminal only
-                           with --force)
+                           with --force). A file without an SNP_POLICY header gets one with
+                           the ID block's policy. The signed file must pass igvmgen verify
+                           (else nothing is written and the reason is given)
+  --quiet                  no success line (warnings and notes are still printed)
   -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
   -sign_deterministic BOOL RFC 6979 nonces (reproducible output; default false)
   -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
@@ -33,7 +36,7 @@ done. - or /dev/stdout is standard output; a FIFO or a device is written directl
                            (default ${DEFAULT_LOADER})
   --vcpus N, --cpu C       the host of a KVM loader (qemu-kvm, ch-kvm, openvmm-kvm): KVM
                            measures one VMSA per vCPU, each AP's with the CPU signature
-                           (milan, genoa, rome, turin or 0xSIGNATURE). Default 1 vCPU;
+                           (milan, genoa, rome, turin, EPYC-Milan... or 0xSIGNATURE). Default 1 vCPU;
                            qemu-kvm and openvmm-kvm need --cpu with more than one
 Offline signing (the ID key stays in an HSM or a cloud KMS):
   --payload-out FILE       write the 96-byte SNP ID_BLOCK the ID key signs, nothing else
@@ -95,7 +98,9 @@ export async function runSignCommand(
     { name: "author_public_key", kind: "value" },
     { name: "author_payload_out", kind: "value" },
     { name: "force", kind: "flag" },
+    { name: "quiet", kind: "flag" },
   ]);
+  const quiet = values.has("quiet");
   streams = { ...streams, force: values.has("force") };
   if (positional.length !== 1) {
     throw new UsageError(
@@ -106,7 +111,7 @@ export async function runSignCommand(
   }
   const str = (n: string) => values.get(n) as string | undefined;
   if (values.has("matrix")) {
-    return await runSignMatrix(positional[0], values, notice, streams);
+    return await runSignMatrix(positional[0], values, notice, streams, quiet);
   }
   if (str("id_blocks_out") !== undefined) {
     throw new UsageError("sign: --id-blocks-out goes with --matrix");
@@ -141,6 +146,7 @@ export async function runSignCommand(
   }
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
   const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
+  if (quiet) return 0;
   if (result.payloadOut) {
     notice(
       `igvmgen: wrote the ID block payload ${result.payloadOut} (96 bytes); launch measurement ${result.launchMeasurement} (${of})`,
@@ -161,6 +167,7 @@ async function runSignMatrix(
   values: Map<string, string | boolean>,
   notice: (line: string) => void,
   streams: SignIo,
+  quiet: boolean,
 ): Promise<number> {
   const str = (n: string) => values.get(n) as string | undefined;
   const loader = str("loader") ?? "qemu-kvm";
@@ -189,6 +196,6 @@ async function runSignMatrix(
     authorPublicKey: str("author_public_key"),
   }, streams);
   for (const w of result.warnings) notice(`igvmgen: ${w}`);
-  for (const line of result.written) notice(`igvmgen: wrote ${line}`);
+  if (!quiet) { for (const line of result.written) notice(`igvmgen: wrote ${line}`); }
   return 0;
 }

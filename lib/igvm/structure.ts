@@ -22,6 +22,7 @@ import {
 } from "./reader.ts";
 import { readIgvmHeaders } from "./header_stream.ts";
 import { ProblemList } from "./problem_list.ts";
+import { checkDirectiveRules } from "./directive_rules.ts";
 import {
   directiveFlags,
   directiveGpa,
@@ -151,13 +152,15 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
 
 /**
  * The structural problems of a parsed file: those of its header section (version, size,
- * checksum, unknown types) and of its directives (reserved fields, GPAs, file-data ranges).
+ * checksum, unknown types), of its directives (reserved fields, GPAs, file-data ranges) and
+ * between directives (lib/igvm/directive_rules.ts: platforms, policies, parameter areas).
  * A file with any of them has no trustworthy launch digest.
  */
 export function structuralProblems(file: FileAccess, h: IgvmFile): ProblemList {
   const problems = new ProblemList();
   problems.push(...h.problems);
   checkDirectives(file, h, problems);
+  checkDirectiveRules(h, problems);
   return problems;
 }
 

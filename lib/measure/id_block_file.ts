@@ -9,6 +9,7 @@ import { viewOf } from "../bytes/le.ts";
 import {
   IGVM_FIXED_HEADER,
   IGVM_VHS_SNP_ID_BLOCK,
+  IGVM_VHS_SNP_POLICY,
   IGVM_VHS_VARIABLE_HEADER,
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
@@ -94,7 +95,10 @@ const COPY_CHUNK = 4 << 20;
 
 /**
  * Writes `file` into `out` with `idBlockBody` as its ID block and `policy` in its
- * SNP_POLICY header. Returns the new file's size.
+ * SNP_POLICY header. A file without an SNP_POLICY header gets one (for its SEV-SNP platform,
+ * before the first directive), so that the policy the ID block is signed over is the file's;
+ * a file without an ID block gets one after its last header. Added headers move the data
+ * section and every file offset into it. Returns the new file's size.
  */
 export async function rewriteWithIdBlock(
   file: FileAccess,
@@ -107,31 +111,59 @@ export async function rewriteWithIdBlock(
   const sectionEnd = headers.fixed.VariableHeaderOffset + headers.fixed.VariableHeaderSize;
   const old = await file.readAt(0, sectionEnd);
   const existing = headers.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
-  const span = IGVM_VHS_VARIABLE_HEADER.size + IGVM_VHS_SNP_ID_BLOCK.size; // 704, 8-aligned
-  const delta = existing ? 0 : span;
+  const policyHeader = headers.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
+  // Where a new policy header goes (before the first directive), and the bytes each adds.
+  const policyAt = policyHeader
+    ? sectionEnd
+    : (headers.directives.find((d) => d.type >= IGVM_VHT_PARAMETER_AREA)?.offset ?? sectionEnd);
+  const policySpan = policyHeader ? 0 : IGVM_VHS_VARIABLE_HEADER.size + IGVM_VHS_SNP_POLICY.size;
+  const idSpan = existing ? 0 : IGVM_VHS_VARIABLE_HEADER.size + IGVM_VHS_SNP_ID_BLOCK.size; // 8-aligned
+  const delta = policySpan + idSpan;
+  /** Where a header of the input is in the new header section. */
+  const moved = (offset: number) => offset >= policyAt ? offset + policySpan : offset;
   const head = new Uint8Array(sectionEnd + delta);
-  head.set(old);
+  head.set(old.subarray(0, policyAt));
+  head.set(old.subarray(policyAt), policyAt + policySpan);
   const v = viewOf(head);
-  if (existing) {
-    head.set(idBlockBody, existing.offset + IGVM_VHS_VARIABLE_HEADER.size);
+  const body = IGVM_VHS_VARIABLE_HEADER.size;
+  if (policyHeader) {
+    v.setBigUint64(policyHeader.offset + body + IGVM_VHS_SNP_POLICY.off.Policy, policy, true);
   } else {
-    // Appended after the last header: every file offset into the data section moves.
-    v.setUint32(sectionEnd, IGVM_VHT_SNP_ID_BLOCK, true);
-    v.setUint32(sectionEnd + 4, IGVM_VHS_SNP_ID_BLOCK.size, true);
-    head.set(idBlockBody, sectionEnd + IGVM_VHS_VARIABLE_HEADER.size);
+    v.setUint32(policyAt, IGVM_VHT_SNP_POLICY, true);
+    v.setUint32(policyAt + 4, IGVM_VHS_SNP_POLICY.size, true);
+    v.setBigUint64(policyAt + body + IGVM_VHS_SNP_POLICY.off.Policy, policy, true);
+    v.setUint32(
+      policyAt + body + IGVM_VHS_SNP_POLICY.off.CompatibilityMask,
+      snpCompatibilityMask(headers),
+      true,
+    );
+  }
+  if (existing) {
+    head.set(idBlockBody, moved(existing.offset) + body);
+  } else {
+    // Appended after the last header.
+    const at = sectionEnd + policySpan;
+    v.setUint32(at, IGVM_VHT_SNP_ID_BLOCK, true);
+    v.setUint32(at + 4, IGVM_VHS_SNP_ID_BLOCK.size, true);
+    head.set(idBlockBody, at + body);
+  }
+  if (delta) {
+    // Every file offset into the data section moves.
     for (const d of headers.directives) {
       if (!VARIABLE_HEADER_BODIES.has(d.type)) {
         throw new InputError(
           `header type 0x${d.type.toString(16)} at 0x${
             d.offset.toString(16)
-          } is unknown: cannot move the data section to add an ID block`,
+          } is unknown: cannot move the data section to add ${
+            existing ? "an SNP_POLICY header" : "an ID block"
+          }`,
         );
       }
       if (
         d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT &&
         d.type !== IGVM_VHT_PARAMETER_AREA
       ) continue;
-      const at = d.offset + IGVM_VHS_VARIABLE_HEADER.size + 0x0c; // FileOffset in all three
+      const at = moved(d.offset) + body + 0x0c; // FileOffset in all three
       const offset = v.getUint32(at, true);
       if (offset !== 0) v.setUint32(at, offset + delta, true);
     }
@@ -143,10 +175,6 @@ export async function rewriteWithIdBlock(
       true,
     );
     v.setUint32(IGVM_FIXED_HEADER.off.TotalFileSize, total, true);
-  }
-  const policyHeader = headers.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
-  if (policyHeader) {
-    v.setBigUint64(policyHeader.offset + IGVM_VHS_VARIABLE_HEADER.size, policy, true);
   }
   v.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(head, head.length), true);
   await out.writeAt(0, head);

@@ -56,9 +56,13 @@ export class LoaderRefusal extends Error {
 /** A planned update: its page's file data is read and hashed later, in batches. */
 type Planned = PlannedUpdate;
 
-/** The compatibility mask of the file's SEV-SNP platform (0 when it has none). */
-function snpMaskOrZero(headers: IgvmFile): number {
-  return findSnpCompatibilityMask(headers) ?? 0;
+/** The compatibility mask of the file's SEV-SNP platform; a file without one is refused. */
+function snpMask(headers: IgvmFile): number {
+  const mask = findSnpCompatibilityMask(headers);
+  if (mask === undefined) {
+    throw new LoaderRefusal("not a SEV-SNP IGVM file: no SEV-SNP platform header");
+  }
+  return mask;
 }
 
 /** Parameter area sizes by index; a size no guest can have is a refusal. */
@@ -105,10 +109,25 @@ async function vpContexts(
 }
 
 /**
- * The VMSAs KVM measures at LAUNCH_FINISH, one per vCPU: a vCPU with a VP context in the file
+ * The VMSA KVM measures at LAUNCH_FINISH for vCPU `vp`: a vCPU with a VP context in the file
  * is rebuilt from it the way `kind` hands registers to KVM; the others keep their reset state
  * with RDX = `apRdx`. Every VMSA carries vp 0's SEV features (KVM_SEV_INIT2) plus SNP.
  */
+function vmsaPage(
+  kind: KvmLoaderKind,
+  contexts: Map<number, Uint8Array>,
+  vp: number,
+  apRdx: number,
+): Uint8Array {
+  const features = kvmSevFeatures(contexts.get(0));
+  const context = contexts.get(vp);
+  if (!context) return resetVmsa(features, apRdx);
+  const page = kvmBspVmsa(kind, context);
+  new DataView(page.buffer).setBigUint64(VMCB_SAVE_AREA.off._0, features, true);
+  return page;
+}
+
+/** The VMSAs KVM measures at LAUNCH_FINISH, one per vCPU (see {@link vmsaPage}). */
 function vmsaUpdates(
   kind: KvmLoaderKind,
   contexts: Map<number, Uint8Array>,
@@ -118,18 +137,48 @@ function vmsaUpdates(
   if (!Number.isSafeInteger(host.vcpus) || host.vcpus < 1) {
     throw new RangeError(`vCPU count ${host.vcpus}: expected 1 or more`);
   }
-  const vp0 = contexts.get(0);
-  const features = kvmSevFeatures(vp0);
   const out: Planned[] = [];
   for (let vp = 0; vp < host.vcpus; vp++) {
-    const context = contexts.get(vp);
-    const page = context ? kvmBspVmsa(kind, context) : resetVmsa(features, apRdx);
-    if (context) {
-      new DataView(page.buffer).setBigUint64(VMCB_SAVE_AREA.off._0, features, true);
-    }
+    const page = vmsaPage(kind, contexts, vp, apRdx);
     out.push({ pageType: SNP_PAGE_TYPE_VMSA, gpa: KVM_VMSA_GPA, directive: -1, page });
   }
   return out;
+}
+
+/** How each KVM loader hands VMSAs to KVM, and whose signature the APs' RDX holds. */
+const KVM_VMSA_RULES = {
+  "qemu-kvm": { kind: "qemu", apRdxIsCpu: true },
+  "ch-kvm": { kind: "ch", apRdxIsCpu: false },
+  "openvmm-kvm": { kind: "openvmm", apRdxIsCpu: true },
+} as const satisfies Record<string, { kind: KvmLoaderKind; apRdxIsCpu: boolean }>;
+
+/**
+ * True when `loader`'s digest depends on the CPU model with more than one vCPU: its APs
+ * start with RDX = the CPU signature (Cloud Hypervisor's hold KVM's reset value whatever
+ * the model).
+ */
+export function kvmDigestDependsOnCpu(loader: KvmLoaderName): boolean {
+  return KVM_VMSA_RULES[loader].apRdxIsCpu;
+}
+
+/**
+ * The VMSA pages `loader` has KVM measure, after every page of the file: `vmsaFor(vp,
+ * cpuSignature)` is vCPU `vp`'s (vp 0 the boot CPU). A digest for n vCPUs is the one for
+ * n - 1 extended by `vmsaFor(n - 1, ...)`, so a search over vCPU counts extends one VMSA at
+ * a time instead of measuring the file again.
+ */
+export async function kvmVmsaPages(
+  loader: KvmLoaderName,
+  file: FileAccess,
+  headers: IgvmFile,
+): Promise<(vp: number, cpuSignature: number) => Uint8Array> {
+  const rules = KVM_VMSA_RULES[loader];
+  const mask = snpMask(headers);
+  // The VP contexts of the SEV-SNP platform (a file's other platforms have their own).
+  const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
+  const contexts = await vpContexts(file, headers, matches);
+  return (vp, cpuSignature) =>
+    vmsaPage(rules.kind, contexts, vp, rules.apRdxIsCpu ? cpuSignature : KVM_RESET_RDX);
 }
 
 /** Hashes the planned updates' pages in batches; file data past the end is a refusal. */
@@ -178,7 +227,7 @@ function planned(d: Directive, index: number, pageType: number): Planned {
  * KVM's FPU defaults), the others in QEMU's reset state with RDX = the CPU signature.
  */
 export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpMaskOrZero(headers);
+  const mask = snpMask(headers);
   const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
   const vmsas = vmsaUpdates(
@@ -249,6 +298,7 @@ function* qemuPlan(
  * when no CPUID was set at reset; UNCONFIRMED, LOADERS.md §12.4), whatever the CPU model.
  */
 export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
+  snpMask(headers); // no SEV-SNP platform, no SNP launch
   const areas = parameterAreas(headers);
   const vmsas = vmsaUpdates(
     "ch",
@@ -275,7 +325,7 @@ export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, 
  * the others in the reset state with RDX = the CPU signature (UNCONFIRMED, §12.4).
  */
 export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpMaskOrZero(headers);
+  const mask = snpMask(headers);
   const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
   const areas = parameterAreas(headers);
   const vmsas = vmsaUpdates(

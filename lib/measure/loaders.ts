@@ -5,7 +5,7 @@
  */
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
-import { UsageError } from "../errors.ts";
+import { InputError, UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
 import { type HostConfig, launchDigestOf, type LaunchUpdateSource } from "./launch_update.ts";
 import {
@@ -15,7 +15,7 @@ import {
   igvmmeasureNativeZeroUpdates,
   igvmmeasureUpdates,
 } from "./file_loaders.ts";
-import { chKvmUpdates, openvmmKvmUpdates, qemuKvmUpdates } from "./kvm_loaders.ts";
+import { chKvmUpdates, LoaderRefusal, openvmmKvmUpdates, qemuKvmUpdates } from "./kvm_loaders.ts";
 
 /** One loader model. */
 export interface LoaderModel {
@@ -96,14 +96,22 @@ export function loaderModel(name: string): LoaderModel {
   return model;
 }
 
-/** The launch digest `loader` makes the PSP compute for a file. */
-export function loaderDigest(
+/**
+ * The launch digest `loader` makes the PSP compute for a file. Every failure, a loader's
+ * refusal of the file included, is a rejected promise (never a synchronous throw).
+ */
+export async function loaderDigest(
   loader: string,
   file: FileAccess,
   headers: IgvmFile,
   host: HostConfig = DEFAULT_HOST,
 ): Promise<Uint8Array> {
-  return launchDigestOf(loaderModel(loader).updates(file, headers, host));
+  return await launchDigestOf(loaderModel(loader).updates(file, headers, host));
+}
+
+/** True for an error that means the loader cannot take the file (not a failure to read it). */
+export function isLoaderRefusal(e: unknown): e is Error {
+  return e instanceof LoaderRefusal || e instanceof InputError;
 }
 
 /**
@@ -118,20 +126,35 @@ export function policyWarning(loader: string, policy: bigint): string | undefine
   }, but the ID block is signed with policy 0x${policy.toString(16)}: the launch will fail`;
 }
 
+/** What {@link loaderSignedFor} found. */
+export interface SignedForResult {
+  /** The loader whose digest the ID block carries, if any. */
+  loader?: string;
+  /** The loaders that refuse the file (a page type they cannot load...), with the reason. */
+  refusals: { loader: string; reason: string }[];
+}
+
 /**
- * The loader other than the default whose launch digest is `ld` (hex), if any: a file signed
- * with `--loader` carries that loader's digest in its ID block.
+ * The loader among `candidates` (default: the file-based loaders other than the default)
+ * whose launch digest is `ld` (hex): a file signed with `--loader` carries that loader's
+ * digest in its ID block. A loader that refuses the file is listed, never thrown.
  */
 export async function loaderSignedFor(
   file: FileAccess,
   headers: IgvmFile,
   ld: string,
-): Promise<string | undefined> {
-  for (const l of LOADERS) {
-    // Host-dependent digests are checked by `verify --loader` with the host's configuration.
-    if (l.name === DEFAULT_LOADER || l.hostDependent) continue;
-    const digest = await loaderDigest(l.name, file, headers).catch(() => undefined);
-    if (digest && toHex(digest) === ld) return l.name;
+  candidates: readonly string[] = LOADERS.filter((l) =>
+    l.name !== DEFAULT_LOADER && !l.hostDependent
+  ).map((l) => l.name),
+): Promise<SignedForResult> {
+  const refusals: SignedForResult["refusals"] = [];
+  for (const loader of candidates) {
+    try {
+      if (toHex(await loaderDigest(loader, file, headers)) === ld) return { loader, refusals };
+    } catch (e) {
+      if (!isLoaderRefusal(e)) throw e;
+      refusals.push({ loader, reason: e.message });
+    }
   }
-  return undefined;
+  return { refusals };
 }

@@ -19,3 +19,15 @@ export function checkSvn(field: string, svn: string | number, max = 0xffff_ffff)
   }
   return text;
 }
+
+/**
+ * A note when the measurement JSON's guest SVN (`-svn`) is not the ID block's (the TEI
+ * config's `guest_svn`, default 2), else undefined. The original writes `-svn` to the JSON
+ * only and igvmgen keeps its bytes, but the attestation report carries the ID block's.
+ */
+export function svnMismatchNote(svn: string, idBlockGuestSvn: number): string | undefined {
+  if (Number(svn) === idBlockGuestSvn) return undefined;
+  return `note: the measurement JSON's guest SVN is ${svn} (-svn), the ID block's is ` +
+    `${idBlockGuestSvn} (-config_file's guest_svn, default 2), and attestation reports carry ` +
+    `the ID block's: give -svn ${idBlockGuestSvn} to make them agree`;
+}

@@ -1,9 +1,8 @@
 /** `diff`: why the launches of two files differ. */
 import { InputError } from "../errors.ts";
-import { readHeaders } from "../igvm/structure.ts";
 import { type Input, inputName, withInputAccess } from "../io/input_source.ts";
 import { diffLaunches, type LaunchDiff } from "../measure/launch_diff.ts";
-import { checkFields, naming, resolveLoaderChoice } from "./igvm_file.ts";
+import { checkFields, naming, resolveLoaderChoice, soundHeaders } from "./igvm_file.ts";
 
 /** What `diff` is asked: two files, each under a loader. */
 export interface DiffRequest {
@@ -34,9 +33,10 @@ export async function diffIgvmFiles(request: DiffRequest): Promise<DiffResult> {
   const loaderB = resolveLoaderChoice({ loader: request.loaderB ?? loaderA }, "loaderB").loader;
   const [nameA, nameB] = [inputName(request.a), inputName(request.b)];
   return await withInputAccess(request.a, "IGVM file", async (fileA) => {
-    const headersA = await readHeaders(fileA).catch(naming(nameA));
+    // A structurally broken file has no launch to explain (as measure refuses it).
+    const headersA = await soundHeaders(fileA).catch(naming(nameA));
     return await withInputAccess(request.b, "IGVM file", async (fileB) => {
-      const headersB = await readHeaders(fileB).catch(naming(nameB));
+      const headersB = await soundHeaders(fileB).catch(naming(nameB));
       return await diffLaunches(
         { file: fileA, headers: headersA, loader: loaderA, name: nameA },
         { file: fileB, headers: headersB, loader: loaderB, name: nameB },

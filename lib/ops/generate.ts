@@ -47,7 +47,7 @@ import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "../l
 import { checkCommandLineLength } from "../bzimage/cmdline_check.ts";
 import { writeIgvm, type WrittenImage } from "../write/igvm_writer.ts";
 import { checkHeaderSection } from "../igvm/reader.ts";
-import { measurementJson } from "../measure/measurement_json.ts";
+import { measurementJson, svnMismatchNote } from "../measure/measurement_json.ts";
 import { verifyIgvm } from "./verify.ts";
 import {
   checkKvmPolicy,
@@ -476,6 +476,8 @@ export async function generateIgvm(
         req.measurementFile ? json : undefined,
         toStream ? dest : io.stdout,
       );
+      const svnNote = req.measurementFile && svnMismatchNote(req.svn, config.guestSvn);
+      if (svnNote) io.notice?.(svnNote);
       return {
         output: toStream ? undefined : dest,
         launchMeasurement,

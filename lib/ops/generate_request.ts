@@ -355,7 +355,7 @@ export function kvmTargetOf(
       throw new UsageError(
         `-cpu: expected ${
           Object.keys(CPU_SIGNATURES).join(", ")
-        } or a hex signature, got "${o.cpu}"`,
+        }, a QEMU model name (EPYC-Milan...) or a hex signature, got "${o.cpu}"`,
       );
     }
     cpuSignature = sig;

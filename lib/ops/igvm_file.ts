@@ -25,7 +25,9 @@ export const LOADER_NAMES: readonly string[] = loaderNames();
 export interface LoaderChoice {
   /**
    * The loader model whose launch updates the PSP measures: one of {@link LOADER_NAMES}.
-   * Default `"hyperv"` (Hyper-V and the original igvmgen: file order).
+   * Default: the file's layout's, `"hyperv"` (Hyper-V and the original igvmgen: file order)
+   * or, for a file laid out for KVM (VP context at 0xFFFFFFFFF000), `"qemu-kvm"`
+   * (`measure` and `measureLog`; `sign` and `diff` default to `"hyperv"`).
    */
   loader?: string;
   /**

@@ -7,6 +7,7 @@ import { checkSvn, measurementJson } from "../measure/measurement_json.ts";
 import { planOutputTargets, writeSmallOutput } from "../io/output_target.ts";
 import { inputName, openInput, withInputAccess } from "../io/input_source.ts";
 import { loaderDigest } from "../measure/loaders.ts";
+import { layoutLoader } from "../measure/host_search.ts";
 import { launchLog, SNP_PAGE_TYPE_NAMES } from "../measure/launch_log.ts";
 import {
   checkFields,
@@ -29,7 +30,10 @@ export interface MeasureRequest extends IgvmFileRequest, LoaderChoice {
 export interface MeasureResult {
   /** The SNP launch digest recomputed from the file, 96 hex digits. */
   launchDigest: string;
-  /** The loader model it was computed for. */
+  /**
+   * The loader model it was computed for: the request's, else the file's layout's (`hyperv`,
+   * or `qemu-kvm` for a file laid out for KVM).
+   */
   loader: string;
   /** The measurement JSON, as the original igvmgen writes it. */
   measurementJson: string;
@@ -48,17 +52,27 @@ const MEASURE_FIELDS = { ...LOG_FIELDS, svn: true, measurementFile: true } satis
 export async function measureIgvmFile(request: MeasureRequest): Promise<MeasureResult> {
   checkFields("measure", request, MEASURE_FIELDS);
   const svn = checkSvn("svn", request.svn ?? "0");
-  const { loader, host } = resolveLoaderChoice(request);
+  // Without a loader the file's layout chooses it (known once its headers are read).
+  if (request.loader !== undefined) resolveLoaderChoice(request);
   const name = inputName(request.file);
   // The measurement file is checked before any work, as every output is.
   const [target] = request.measurementFile === undefined ? [] : await planOutputTargets({
     outputs: [{ option: "measurementFile", given: request.measurementFile, text: true }],
     inputs: [{ option: "file", path: typeof request.file === "string" ? request.file : undefined }],
   });
-  const launchDigest = await withInputAccess(request.file, "IGVM file", async (file) => {
-    const digest = soundHeaders(file).then((h) => loaderDigest(loader, file, h, host));
-    return toHex(await digest.catch(naming(name)));
-  });
+  const { launchDigest, loader } = await withInputAccess(
+    request.file,
+    "IGVM file",
+    async (file) => {
+      const headers = await soundHeaders(file).catch(naming(name));
+      const { loader, host } = resolveLoaderChoice({
+        loader: request.loader ?? layoutLoader(headers),
+        host: request.host,
+      });
+      const digest = await loaderDigest(loader, file, headers, host).catch(naming(name));
+      return { launchDigest: toHex(digest), loader };
+    },
+  );
   const json = measurementJson(svn, launchDigest);
   if (target) await writeSmallOutput(target, new TextEncoder().encode(json));
   return { launchDigest, loader, measurementJson: json };
@@ -94,12 +108,16 @@ export interface MeasureLogEntry {
  */
 export async function* measureIgvmLog(request: MeasureLogRequest): AsyncGenerator<MeasureLogEntry> {
   checkFields("measureLog", request, LOG_FIELDS);
-  const { loader, host } = resolveLoaderChoice(request);
+  if (request.loader !== undefined) resolveLoaderChoice(request);
   const name = inputName(request.file);
   const opened = await openInput(request.file, "IGVM file");
   try {
     const file = opened.file;
     const headers = await soundHeaders(file).catch(naming(name));
+    const { loader, host } = resolveLoaderChoice({
+      loader: request.loader ?? layoutLoader(headers),
+      host: request.host,
+    });
     const entries = launchLog(file, headers, loader, host)[Symbol.asyncIterator]();
     while (true) {
       const next = await entries.next().catch(naming(name));

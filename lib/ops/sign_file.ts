@@ -19,6 +19,7 @@ import {
 import { readInputFile } from "../io/inputs.ts";
 import {
   commitOutputs,
+  type ImageFile,
   type NamedInput,
   openImageOutput,
   type OutputSpec,
@@ -46,7 +47,11 @@ import {
   parseEcdsaSignature,
   parseP384PublicKey,
 } from "../measure/public_key.ts";
-import { measurementJson } from "../measure/measurement_json.ts";
+import { measurementJson, svnMismatchNote } from "../measure/measurement_json.ts";
+import { verifyIgvm } from "./verify.ts";
+import { LAUNCH_CHECK_LOADERS } from "../measure/launch_checks.ts";
+import { DiscardedImage } from "../io/discarded_image.ts";
+import type { FileAccess } from "../io/file_reader.ts";
 import { describeHost, kvmLaunchWarnings, type NamedHost } from "../measure/kvm_hosts.ts";
 
 /** What `sign` is asked to do. */
@@ -305,7 +310,8 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
     const plan = { image: target("-o")!, measurement: target("-measurement_file") };
     const out = await openImageOutput(plan.image);
     try {
-      await rewriteWithIdBlock(file, headers, body, config.policy, out);
+      const size = await rewriteWithIdBlock(file, headers, body, config.policy, out);
+      await assertVerifies(out, size, r);
       const json = r.measurementFile ? measurementJson(r.svn, launchMeasurement) : undefined;
       await commitOutputs(plan, out, json, io.stdout);
     } catch (e) {
@@ -313,10 +319,44 @@ export async function signIgvmFile(r: SignRequest, io: SignIo = {}): Promise<Sig
       throw e;
     }
     const added = !headers.directives.some((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+    const svnNote = r.measurementFile && svnMismatchNote(r.svn, config.guestSvn);
+    if (svnNote) warnings.push(svnNote);
+    if (filePolicy(headers) === undefined) {
+      warnings.push(
+        `note: ${r.input} had no SNP_POLICY header: added one with the ID block's policy 0x${
+          config.policy.toString(16)
+        }`,
+      );
+    }
     return { output: r.output, launchMeasurement, added, warnings };
   } finally {
     file.close();
   }
+}
+
+/**
+ * Refuses a signed file that `verify` would not accept, with verify's first problem: sign
+ * never writes a file its own verify rejects (a loader or host whose digest verify does not
+ * look for on this layout, ACPI tables that are broken already, ...). A discarded output
+ * (the null device) is not read back.
+ */
+export async function assertVerifies(
+  out: ImageFile,
+  size: number,
+  r: Pick<SignRequest, "input" | "loader">,
+): Promise<void> {
+  if (out instanceof DiscardedImage) return;
+  const written: FileAccess = { size, readAt: (offset, length) => out.readBack(offset, length) };
+  const report = await verifyIgvm(written);
+  if (report.ok) return;
+  const more = report.problems.length > 1 ? ` (and ${report.problems.length - 1} more)` : "";
+  const hint = LAUNCH_CHECK_LOADERS.some((l) => l === r.loader) &&
+      report.layout !== "kvm"
+    ? `: ${r.input} is not laid out for KVM (-target ${r.loader}), so no KVM loader starts it`
+    : "";
+  throw new InputError(
+    `${r.input}: the signed file would not pass verify: ${report.problems[0]}${more}${hint}`,
+  );
 }
 
 export async function loadSigningKey(path: string, what = "signing key"): Promise<P384Key> {

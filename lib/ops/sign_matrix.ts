@@ -32,6 +32,7 @@ import { encodeIdAuthInfo, toBase64 } from "../measure/id_auth.ts";
 import { snpCompatibilityMask } from "../igvm/directives.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import {
+  assertVerifies,
   type AuthorOptions,
   authorSignatureFor,
   checkAuthorOptions,
@@ -244,7 +245,8 @@ export async function signMatrix(
         const path = expandPattern(r.outputPattern, row.vcpus, row.cpu);
         const out = await stage(path);
         const body = assembleIgvmIdBlock(payload, sig.r, sig.s, point.x, point.y, mask, author);
-        await rewriteWithIdBlock(file, headers, body, config.policy, out);
+        const size = await rewriteWithIdBlock(file, headers, body, config.policy, out);
+        await assertVerifies(out, size, r);
         written.push(`${path}: signed for ${r.loader} with ${what} (${row.launchDigest})`);
       }
     }

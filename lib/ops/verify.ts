@@ -4,7 +4,7 @@
  * the ID block's signature, and walks the ACPI tables found in the image.
  */
 import { PAGE_SIZE, toHex, viewOf } from "../bytes/le.ts";
-import { KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
+import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 import { BOOT_PARAMS } from "../bzimage/boot_params.ts";
 import {
@@ -13,9 +13,7 @@ import {
   IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
-  IGVM_VHT_VP_CONTEXT,
-  SNP_ECDSA_CURVE_P384,
-  SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
+  IGVM_VHT_SUPPORTED_PLATFORM,
 } from "../igvm/defs.ts";
 import type { Directive, IgvmFile } from "../igvm/reader.ts";
 import { guestReaderOf, readHeaders, structuralProblems } from "../igvm/structure.ts";
@@ -28,7 +26,17 @@ import {
   verifyIdBlock,
 } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
-import { loaderSignedFor } from "../measure/loaders.ts";
+import { DEFAULT_LOADER, LOADERS } from "../measure/loaders.ts";
+import {
+  fileLayout,
+  findDigestLoader,
+  HOST_SEARCH_CPUS,
+  HOST_SEARCH_LOADERS,
+  HOST_SEARCH_MAX_VCPUS,
+} from "../measure/host_search.ts";
+import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../measure/launch_checks.ts";
+import { idBlockProblems, type PlatformMasks } from "../measure/id_block_checks.ts";
+import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
 import { launchDigestOf } from "../measure/launch_update.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -70,6 +78,18 @@ export interface IdBlockInfo {
   authorSignatureValid?: boolean;
 }
 
+/** A loader, and for a KVM loader the host configuration, whose digest an ID block carries. */
+export interface IdBlockLoader {
+  /** The loader model (see `LOADER_NAMES`). */
+  loader: string;
+  /** KVM loaders: the vCPU count. */
+  vcpus?: number;
+  /** KVM loaders whose digest depends on the CPU model: its name (`--cpu`). */
+  cpu?: string;
+  /** ... and its CPUID(1).EAX, `0x` and 8 hex digits. */
+  cpuSignature?: string;
+}
+
 /** Everything `verify` found. */
 export interface VerifyReport {
   /** True when there is no problem (warnings allowed). */
@@ -78,8 +98,19 @@ export interface VerifyReport {
   problems: string[];
   /** Departures from specifications that loaders accept (e.g. the original's unaligned FACS). */
   warnings: string[];
-  /** The SNP launch digest recomputed from the directives, 96 hex digits ("" if impossible). */
+  /**
+   * The SNP launch digest recomputed from the directives in file order (the hyperv loader),
+   * 96 hex digits ("" if impossible). The ID block's digest is that of `signedFor`.
+   */
   launchDigest: string;
+  /**
+   * The layout of the file: `kvm` when its VP context is at 0xFFFFFFFFF000 (`-target
+   * qemu-kvm|ch-kvm`), whose ID block is checked against the KVM loaders' digests; else
+   * `hyperv`.
+   */
+  layout: "hyperv" | "kvm";
+  /** Whose launch digest the ID block carries, when one of the loaders' is. */
+  signedFor?: IdBlockLoader;
   /** The SNP policy, as hex (`0x...`). */
   policy?: string;
   /** The ID block, decoded. */
@@ -97,10 +128,11 @@ export function computeLaunchDigest(file: FileAccess, headers: IgvmFile): Promis
   return launchDigestOf(hypervUpdates(file, headers, DEFAULT_HOST));
 }
 
-/** Decodes and checks the ID block against the digest and the policy. */
+/** Decodes and checks the ID block: everything the PSP reads, and the signature. */
 async function checkIdBlock(
   d: Directive,
   policy: bigint | undefined,
+  platforms: PlatformMasks,
   problems: ProblemList,
 ): Promise<IdBlockInfo> {
   const b = d.body;
@@ -108,7 +140,8 @@ async function checkIdBlock(
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const sig = o.IdKeySignature;
   const key = o.IdPublicKey;
-  // Big numbers are 72-byte little-endian fields; the curve uses the first 48 bytes.
+  // Big numbers are 72-byte little-endian fields; the curve uses the first 48 bytes (the
+  // others must be zero: idBlockProblems).
   const big = (at: number) => fromLittleEndian72(b.subarray(at, at + 72));
   const r = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
   const s = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
@@ -119,30 +152,14 @@ async function checkIdBlock(
   new DataView(block.buffer).setBigUint64(88, policy ?? 0n, true);
   const algorithm = v.getUint32(o.IdKeyAlgorithm, true);
   const curve = v.getUint32(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Curve, true);
-  if (algorithm !== SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384) {
-    problems.push(`ID block: key algorithm ${algorithm}, expected 1 (ECDSA P-384 SHA-384)`);
-  }
-  if (curve !== SNP_ECDSA_CURVE_P384) problems.push(`ID block: curve ${curve}, expected 2 (P-384)`);
-  if (b.subarray(o.Reserved, o.Reserved + 3).some((x) => x !== 0)) {
-    problems.push("ID block: reserved bytes are not zero");
-  }
+  for (const p of idBlockProblems(b, platforms)) problems.push(`ID block: ${p}`);
   const valid = policy !== undefined && await verifyIdBlock(block, r, s, x, y);
   if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
   const decoded = decodeIgvmIdBlock(b);
   const author = decoded.author;
   let authorSignatureValid: boolean | undefined;
-  if (decoded.authorKeyEnabled > 1) {
-    problems.push(`ID block: AuthorKeyEnabled is ${decoded.authorKeyEnabled}, expected 0 or 1`);
-  }
+  // AuthorKeyEnabled, the author key's algorithm, curve and fields: idBlockProblems.
   if (author) {
-    if (author.algorithm !== SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384) {
-      problems.push(
-        `ID block: author key algorithm ${author.algorithm}, expected 1 (ECDSA P-384 SHA-384)`,
-      );
-    }
-    if (author.curve !== SNP_ECDSA_CURVE_P384) {
-      problems.push(`ID block: author key curve ${author.curve}, expected 2 (P-384)`);
-    }
     authorSignatureValid = await verifyAuthorSignature(decoded.idKey, author);
     if (!authorSignatureValid) {
       problems.push("ID block: the author key's signature over the ID key does not verify");
@@ -166,6 +183,13 @@ async function checkIdBlock(
   };
 }
 
+/** The compatibility masks of the file's platform headers. */
+function platformMasks(h: IgvmFile): PlatformMasks {
+  let all = 0;
+  for (const d of h.directives) if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) all |= directiveMask(d);
+  return { snp: findSnpCompatibilityMask(h), all };
+}
+
 /**
  * For a file laid out for KVM (`-target qemu-kvm|ch-kvm`: VMSA at 0xFFFFFFFFF000, nothing
  * below 1 MiB), the RSDP address from boot_params.acpi_rsdp_addr, which the VMSA's RSI
@@ -182,11 +206,91 @@ async function kvmLayoutRsdp(guest: ReturnType<typeof guestReaderOf>): Promise<n
   return rsdp >= 0x100000 && rsdp + 36 <= 0x800000 ? rsdp : undefined;
 }
 
-/** True for a file laid out for KVM: its VP context is at 0xFFFFFFFFF000. */
-function laidOutForKvm(h: IgvmFile): boolean {
-  return h.directives.some((d) =>
-    d.type === IGVM_VHT_VP_CONTEXT && d.fields.GPA === BigInt(KVM_VMSA_GPA)
-  );
+/** The ID block's loader, found: its name, host and the problems of launching with it. */
+interface FoundLoader {
+  signedFor: IdBlockLoader;
+  /** Reasons that loader would not start the file (KVM loaders' launch checks). */
+  refusals: string[];
+  /** A note for the user (e.g. "carries the ch-mshv digest, not hyperv's"). */
+  warning?: string;
+}
+
+/**
+ * Whose launch digest `ld` is (lib/measure/host_search.ts: the KVM loaders' hosts first for a
+ * file laid out for KVM, then the file-based loaders), with the reasons a KVM loader found
+ * would not start the file. A loader that refuses the file is a line of `notes`.
+ */
+async function findIdBlockLoader(
+  file: FileAccess,
+  h: IgvmFile,
+  ld: string,
+  fileOrder: Uint8Array,
+  forKvm: boolean,
+  notes: string[],
+): Promise<FoundLoader | undefined> {
+  // KVM loaders can give one file the same digest (QEMU and OpenVMM often do): a loader
+  // that would not start the file gives way to the next one whose digest matches too.
+  let loaders = HOST_SEARCH_LOADERS;
+  let refused: FoundLoader | undefined;
+  while (true) {
+    const search = await findDigestLoader(file, h, ld, { fileOrderDigest: fileOrder, loaders });
+    const match = search.match;
+    if (!match) {
+      if (refused) return refused;
+      for (const r of search.refusals) notes.push(`${r.loader} cannot take this file: ${r.reason}`);
+      return undefined;
+    }
+    const signedFor: IdBlockLoader = { loader: match.loader };
+    if (match.vcpus !== undefined) signedFor.vcpus = match.vcpus;
+    if (match.cpu) {
+      signedFor.cpu = match.cpu.name;
+      signedFor.cpuSignature = `0x${match.cpu.signature.toString(16).padStart(8, "0")}`;
+    }
+    const kvm = LAUNCH_CHECK_LOADERS.find((l) => l === match.loader);
+    if (!kvm) {
+      // A file-based loader's digest (after no KVM host's): a warning when unexpected.
+      if (refused) return refused;
+      let warning: string | undefined;
+      if (forKvm) {
+        warning = `the file is laid out for KVM, but the ID block carries the ${match.loader} ` +
+          `loader's digest (see measure --all-loaders)`;
+      } else if (match.loader !== DEFAULT_LOADER) {
+        warning = `the ID block carries the ${match.loader} loader's launch digest, not ` +
+          `hyperv's (see measure --all-loaders)`;
+      }
+      return { signedFor, refusals: [], warning };
+    }
+    const host = { vcpus: match.vcpus ?? 1, cpuSignature: match.cpu?.signature ?? 0 };
+    const check = await checkLaunch(kvm, file, h, host, { compareIdBlock: false });
+    const found = {
+      signedFor,
+      refusals: check.refusals.map((r) =>
+        `${kvm}, whose launch digest the ID block carries, would not start this file: ${r}`
+      ),
+    };
+    if (found.refusals.length === 0) return found;
+    refused ??= found;
+    loaders = loaders.slice(loaders.indexOf(kvm) + 1);
+    if (loaders.length === 0) return refused;
+  }
+}
+
+/** Why no loader's digest is the ID block's, for the problem line. */
+function mismatchProblem(ld: string, fileOrder: string, forKvm: boolean): string {
+  const loaders = LOADERS.filter((l) => !l.hostDependent).map((l) => l.name);
+  if (!forKvm) {
+    return `the ID block's launch digest ${ld.slice(0, 16)}... is not the file's ${
+      fileOrder.slice(0, 16)
+    }... (nor that of ${loaders.slice(1).join(", ")})`;
+  }
+  return `the ID block's launch digest ${ld.slice(0, 16)}... is not this file's under ${
+    HOST_SEARCH_LOADERS.join(", ")
+  } with 1 to ${HOST_SEARCH_MAX_VCPUS} vCPUs of ${
+    KNOWN_CPU_MODELS.map((c) => c.name).join(", ")
+  } and ${HOST_SEARCH_CPUS.length - KNOWN_CPU_MODELS.length} other EPYC signatures, nor under ${
+    loaders.join(", ")
+  }: the launch would fail (verify --loader L --vcpus N ` +
+    `--cpu C checks one host)`;
 }
 
 /** Verifies a file; problems are listed, never thrown (except for unreadable files). */
@@ -202,52 +306,44 @@ export async function verifyIgvm(
   const policyHeader = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY);
   const policy = policyHeader?.fields.Policy;
   if (!policyHeader) problems.push("no SNP_POLICY header");
-  let launchDigest = "";
+  const forKvm = fileLayout(h) === "kvm";
+  let fileOrder: Uint8Array | undefined;
   // A structurally broken file has no launch digest worth giving (and recomputing one from
   // millions of hostile headers would only cost time).
   if (sound) {
     try {
-      launchDigest = toHex(await computeLaunchDigest(file, h));
+      fileOrder = await computeLaunchDigest(file, h);
     } catch (e) {
       problems.push(`cannot recompute the launch digest: ${(e as Error).message}`);
     }
   }
+  const launchDigest = fileOrder ? toHex(fileOrder) : "";
   const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   let idBlock: IdBlockInfo | undefined;
-  let signedFor: string | undefined; // another loader whose digest the ID block carries
+  let signedFor: IdBlockLoader | undefined;
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
-    idBlock = await checkIdBlock(idHeaders[0], policy, problems);
-    // A file laid out for KVM (VMSA at 0xFFFFFFFFF000) carries the digest of one host
-    // configuration (vCPUs, CPU model), which only `verify --loader` can check.
-    const forKvm = laidOutForKvm(h);
-    const mismatch = launchDigest !== "" && idBlock.ld !== launchDigest;
-    signedFor = mismatch && !forKvm ? await loaderSignedFor(file, h, idBlock.ld) : undefined;
-    if (mismatch && forKvm) {
-      warnings.push(
-        "the ID block's launch digest is not the file-order digest: the file is laid out for " +
-          "KVM, whose digest depends on the vCPU count and model (check it with verify --loader)",
-      );
-    } else if (mismatch && !signedFor) {
-      problems.push(
-        `the ID block's launch digest ${idBlock.ld.slice(0, 16)}... is not the file's ${
-          launchDigest.slice(0, 16)
-        }...`,
-      );
+    idBlock = await checkIdBlock(idHeaders[0], policy, platformMasks(h), problems);
+    if (fileOrder) {
+      const notes: string[] = [];
+      const found = await findIdBlockLoader(file, h, idBlock.ld, fileOrder, forKvm, notes);
+      if (found) {
+        signedFor = found.signedFor;
+        problems.push(...found.refusals);
+        if (found.warning) warnings.push(found.warning);
+      } else {
+        problems.push(mismatchProblem(idBlock.ld, launchDigest, forKvm));
+        warnings.push(...notes);
+      }
     }
   }
   // ACPI: walk the tables from the RSDP, reading only the pages the walk needs.
   const guest = guestReaderOf(file, h);
   await guest.load(0xe0000, 0x800000 - 0xe0000); // the ACPI area, below the SNP pages
-  const rsdpAddr = (laidOutForKvm(h) ? await kvmLayoutRsdp(guest) : undefined) ?? 0xe0000;
+  const rsdpAddr = (forKvm ? await kvmLayoutRsdp(guest) : undefined) ?? 0xe0000;
   const acpi = walkAcpiTables((gpa, n) => guest.read(gpa, n), rsdpAddr);
-  if (signedFor) {
-    warnings.push(
-      `the ID block carries the ${signedFor} loader's launch digest, not hyperv's (see measure --all-loaders)`,
-    );
-  }
   const where = `0x${rsdpAddr.toString(16)}`;
   const hasRsdp = acpi.problems[0] !== `no RSDP signature at ${where}`;
   if (!hasRsdp) warnings.push(`no ACPI RSDP at ${where}: ACPI tables not checked`);
@@ -259,6 +355,8 @@ export async function verifyIgvm(
     problems: problems.toArray(),
     warnings,
     launchDigest,
+    layout: forKvm ? "kvm" : "hyperv",
+    signedFor,
     policy: policy !== undefined ? "0x" + policy.toString(16) : undefined,
     idBlock,
     acpiTables: acpi.tables.map((t) => `${t.signature}@0x${t.gpa.toString(16)}`),

@@ -60,9 +60,49 @@ export const CPU_SIGNATURES: Readonly<Record<string, number>> = {
   turin: 0x00b0_0f00, // EPYC-Turin: family 0x1a, model 0x00, stepping 0
 };
 
-/** Parses a CPU name of CPU_SIGNATURES or a hex signature (0x...); undefined when neither. */
+/**
+ * QEMU's EPYC CPU models (`-cpu help` of QEMU 10.2) with their versions, and CPUID(1).EAX of
+ * each (QEMU's query-cpu-model-expansion: a model's versions keep its family, model and
+ * stepping). `EPYC` is the first generation (Naples), which has no short name.
+ */
+const QEMU_EPYC_MODELS: readonly { name: string; versions: number; signature: number }[] = [
+  { name: "EPYC", versions: 5, signature: 0x0080_0f12 }, // family 0x17, model 0x01, stepping 2
+  { name: "EPYC-Rome", versions: 5, signature: CPU_SIGNATURES.rome },
+  { name: "EPYC-Milan", versions: 3, signature: CPU_SIGNATURES.milan },
+  { name: "EPYC-Genoa", versions: 2, signature: CPU_SIGNATURES.genoa },
+  { name: "EPYC-Turin", versions: 1, signature: CPU_SIGNATURES.turin },
+];
+
+/** QEMU's CPU model names (`EPYC-Milan`, `EPYC-Milan-v2`, `EPYC-IBPB`...), lower case. */
+const QEMU_CPU_NAMES: ReadonlyMap<string, number> = new Map([
+  ["epyc-ibpb", 0x0080_0f12], // an alias of EPYC-v2
+  ...QEMU_EPYC_MODELS.flatMap((m) => [
+    [m.name.toLowerCase(), m.signature] as const,
+    ...Array.from(
+      { length: m.versions },
+      (_, i) => [`${m.name.toLowerCase()}-v${i + 1}`, m.signature] as const,
+    ),
+  ]),
+]);
+
+/**
+ * The CPU models a search for a host configuration tries (`verify`, `measure`): the short
+ * names of CPU_SIGNATURES and QEMU's first EPYC, each with its signature.
+ */
+export const KNOWN_CPU_MODELS: readonly { name: string; signature: number }[] = [
+  ...Object.entries(CPU_SIGNATURES).map(([name, signature]) => ({ name, signature })),
+  { name: "EPYC", signature: QEMU_EPYC_MODELS[0].signature },
+];
+
+/**
+ * Parses a CPU name of CPU_SIGNATURES, one of QEMU's EPYC model names (`EPYC-Milan`,
+ * `epyc-genoa-v2`; any case), or a hex signature (0x...); undefined when none.
+ */
 export function parseCpuSignature(text: string): number | undefined {
-  const named = CPU_SIGNATURES[text.toLowerCase()];
+  const lower = text.toLowerCase();
+  const named = Object.hasOwn(CPU_SIGNATURES, lower)
+    ? CPU_SIGNATURES[lower]
+    : QEMU_CPU_NAMES.get(lower);
   if (named !== undefined) return named;
   if (/^0x[0-9a-f]{1,8}$/i.test(text)) return parseInt(text, 16);
   return undefined;
