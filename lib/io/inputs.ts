@@ -103,6 +103,7 @@ function tooLargeError(label: string, size: string, limit: InputLimit): InputErr
  * Copies a stream of unknown length (standard input, a pipe) into a temporary file in the
  * system's temporary folder, in bounded memory, so it can be sized and read like a file.
  * With `limit`, copying stops with an error as soon as the stream passes `limit.maxBytes`.
+ * A stream that delivers no bytes at all is an error.
  */
 export async function spoolToTempFile(
   stream: ReadableStream<Uint8Array>,
@@ -129,6 +130,12 @@ export async function spoolToTempFile(
       } catch (e) {
         throw writeError(`the spool of ${what} ${path}`, e);
       }
+    }
+    if (total === 0) {
+      // A pipe whose writer failed, a stream already read to its end: never "no input".
+      throw new InputError(
+        `${what} delivered no bytes: an empty pipe, standard input or stream is refused (one already read to its end, or whose writer failed?)`,
+      );
     }
   } catch (e) {
     file?.close();
