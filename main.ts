@@ -3,12 +3,13 @@
  * run, report; every error ends as one line on stderr.
  */
 import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
-import { UsageError } from "./lib/errors.ts";
+import { InputError, UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions } from "./lib/cli/options.ts";
 import { checkArgsEncoding } from "./lib/cli/arg_encoding.ts";
 import { onTerminationSignal } from "./lib/io/signals.ts";
 import type { Subcommand } from "./lib/cli/commands.ts";
 import type { StreamIdentity } from "./lib/io/output_target.ts";
+import { probeStandardOutput, standardOutputKnownClosed } from "./lib/io/standard_output.ts";
 
 // Each mode loads its own code on first use, so `-h` and `-d` start without loading the
 // generator (tests/startup_test.ts keeps Node-compatibility modules out of this graph).
@@ -28,6 +29,8 @@ export async function main(args: readonly string[]): Promise<number> {
     if (args[0] !== undefined && !args[0].startsWith("-")) {
       const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
       if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
+        // Every command but sign reports on standard output: a closed one is an error.
+        if (args[0] !== "sign") refuseClosedStdout(`the ${args[0]} report`);
         return await runSubcommand(
           args[0] as Subcommand,
           args.slice(1),
@@ -36,6 +39,7 @@ export async function main(args: readonly string[]): Promise<number> {
             stdout: Deno.stdout.writable,
             stdoutIdentity: streamIdentity("/dev/stdout"),
             stdoutIsTerminal: Deno.stdout.isTerminal(),
+            stdoutProbe: probeStandardOutput,
           },
         );
       }
@@ -44,10 +48,12 @@ export async function main(args: readonly string[]): Promise<number> {
     verbose = o["log-level"] === "DEBUG";
     quiet = o.quiet;
     if (o.help) {
+      refuseClosedStdout("the help");
       console.log(helpText());
       return 0;
     }
     if (o.d) {
+      refuseClosedStdout("the dump");
       const { runDump } = await import("./lib/cli/dump_command.ts");
       return await runDump(o.d, Deno.stdout);
     }
@@ -65,12 +71,10 @@ export async function main(args: readonly string[]): Promise<number> {
       { generateIgvm },
       { progressFor },
       { generateRequestFrom },
-      { standardOutputLooksClosed },
     ] = await Promise.all([
       import("./lib/ops/generate.ts"),
       import("./lib/cli/progress.ts"),
       import("./lib/cli/request.ts"),
-      import("./lib/io/output_target.ts"),
     ]);
     const request = generateRequestFrom(o, {
       stdin: Deno.stdin.readable,
@@ -80,7 +84,7 @@ export async function main(args: readonly string[]): Promise<number> {
       stdin: Deno.stdin.readable,
       stdout: Deno.stdout.writable,
       stdoutIsTerminal: Deno.stdout.isTerminal(),
-      stdoutClosed: standardOutputLooksClosed(),
+      stdoutProbe: probeStandardOutput,
       stdinIdentity: streamIdentity("/dev/stdin"),
       stdoutIdentity: streamIdentity("/dev/stdout"),
       force: o.force,
@@ -106,6 +110,16 @@ export async function main(args: readonly string[]): Promise<number> {
     return e instanceof UsageError ? 2 : 1;
   } finally {
     stopSignals();
+  }
+}
+
+/**
+ * Refuses a run that would print `what` into a standard output known to be closed (the
+ * runtime would let the lines vanish into /dev/null). Where this cannot be told, it runs.
+ */
+function refuseClosedStdout(what: string): void {
+  if (standardOutputKnownClosed()) {
+    throw new InputError(`cannot write ${what}: standard output is closed`);
   }
 }
 

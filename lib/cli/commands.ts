@@ -14,7 +14,7 @@ import type { StandardStreams } from "../io/output_target.ts";
 /** Standard output for the commands that write files, and what it is (from main.ts). */
 export type CommandStreams = Pick<
   StandardStreams,
-  "stdout" | "stdoutIdentity" | "stdoutIsTerminal"
+  "stdout" | "stdoutIdentity" | "stdoutIsTerminal" | "stdoutProbe"
 >;
 
 export const SUBCOMMANDS = ["inspect", "verify", "measure", "sign", "diff"] as const;

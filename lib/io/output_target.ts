@@ -16,6 +16,7 @@ import type { ByteSink } from "./byte_stream.ts";
 import { readFullyAt } from "./file_reader.ts";
 import { withSignalsHeld } from "./signals.ts";
 import { basename, dirname, join } from "./path.ts";
+import type { StdoutState } from "./standard_output.ts";
 
 /** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
 export interface ImageFile extends ByteSink {
@@ -55,6 +56,11 @@ export interface StandardStreams {
   stdoutIsTerminal?: boolean;
   /** Standard output was closed when the process started (where this can be told). */
   stdoutClosed?: boolean;
+  /**
+   * Tells what standard output is, asked only when an output goes there (the CLI passes
+   * `probeStandardOutput`): closed, or the null device, refuses the output.
+   */
+  stdoutProbe?: () => Promise<StdoutState>;
   /** `--force`: write binary output to a terminal. */
   force?: boolean;
   /** What standard input is, when an input is read from it. */
@@ -128,7 +134,21 @@ export interface OutputTarget {
 }
 
 /** Names that mean standard output; Deno opens these only with all access, so they map. */
-const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/proc/thread-self/fd/1"];
+
+/**
+ * A path that names an open descriptor (`/dev/fd/N`, `/proc/self/fd/N`, what a shell's
+ * `>(...)` gives, `/dev/stderr`): the number, or undefined for any other path. Such a path is
+ * written through as it is, never resolved to a link target or replaced by a rename.
+ */
+export function descriptorOfPath(path: string): number | undefined {
+  if (path === "/dev/stdout") return 1;
+  if (path === "/dev/stderr") return 2;
+  const m = /^\/(?:dev\/fd|proc\/(self|thread-self|\d+)\/fd)\/(\d+)$/.exec(path);
+  if (!m) return undefined;
+  if (m[1] !== undefined && /^\d+$/.test(m[1]) && Number(m[1]) !== Deno.pid) return undefined;
+  return Number(m[2]);
+}
 
 const WINDOWS = Deno.build.os === "windows";
 
@@ -170,10 +190,16 @@ async function planTarget(
   given: string,
   request: StandardStreams,
 ): Promise<OutputTarget> {
-  if (STDOUT_PATHS.includes(given)) {
+  if (STDOUT_PATHS.includes(given) || descriptorOfPath(given) === 1) {
     if (!request.stdout) throw new UsageError(`${option} ${given} needs a standard output`);
-    if (request.stdoutClosed) {
+    const state = request.stdoutClosed ? "closed" : await request.stdoutProbe?.() ?? "open";
+    if (state === "closed") {
       throw new InputError(`cannot write ${option} ${given}: standard output is closed`);
+    }
+    if (state === "null-device") {
+      throw new InputError(
+        `cannot write ${option} ${given}: standard output is closed or /dev/null, which igvmgen cannot tell apart without all permissions; to discard the output, give ${option} /dev/null`,
+      );
     }
     if (request.stdoutIsTerminal && !request.force) {
       throw new UsageError(
@@ -182,6 +208,7 @@ async function planTarget(
     }
     return { option, given, kind: "stdout", path: given, label: request.stdoutName };
   }
+  if (descriptorOfPath(given) !== undefined) return await planDescriptorTarget(option, given);
   const path = await resolveOutputPath(given);
   const info = await statOrUndefined(path);
   if (info?.isDirectory) throw new InputError(`cannot write ${option} ${given}: it is a folder`);
@@ -195,6 +222,30 @@ async function planTarget(
     throw new InputError(`cannot write ${option} ${given}: ${dir} is not a folder`);
   }
   return { option, given, kind: "file", path };
+}
+
+/**
+ * An output at a descriptor path other than standard output: written through (opened for
+ * appending, so a log file given as `3>>log` is neither replaced nor overwritten). Deno opens
+ * such paths only with all permissions; with fewer the error says how to do without.
+ */
+async function planDescriptorTarget(option: string, given: string): Promise<OutputTarget> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(given);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      throw new InputError(
+        `cannot write ${option} ${given}: the runtime lets igvmgen open a descriptor path only with all permissions; write ${option} - and redirect standard output instead`,
+      );
+    }
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(`cannot write ${option} ${given}: no such open descriptor`);
+    }
+    throw new InputError(`cannot write ${option} ${given}: ${(e as Error).message}`);
+  }
+  if (info.isDirectory) throw new InputError(`cannot write ${option} ${given}: it is a folder`);
+  return { option, given, kind: "stream", path: given };
 }
 
 /**
@@ -400,8 +451,9 @@ export async function openImageOutput(
 
 /** Opens an existing target that is not a regular file (a FIFO, a device) for writing. */
 async function openTargetFile(target: OutputTarget): Promise<Deno.FsFile> {
+  const append = descriptorOfPath(target.path) !== undefined;
   try {
-    return await Deno.open(target.path, { write: true });
+    return await Deno.open(target.path, { write: true, append });
   } catch (e) {
     throw writeError(target.given, e);
   }
@@ -539,22 +591,4 @@ export async function commitOutputs(
     if (staged) await staged.commit();
     else if (plan.measurement && json) await writeSmallOutput(plan.measurement, json, stdout);
   });
-}
-
-/**
- * True when standard output was closed at start-up. The runtime then reopens descriptor 1
- * on /dev/null read-write before any code runs (a shell's `>/dev/null` opens it write-only).
- * This reads /proc/self/fdinfo/1, which Deno allows only with all permissions; elsewhere
- * (the narrow permissions of `deno task igvmgen`, other systems) it cannot tell and says no.
- */
-export function standardOutputLooksClosed(): boolean {
-  try {
-    const info = Deno.readTextFileSync("/proc/self/fdinfo/1");
-    const flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "", 8);
-    const ino = /^ino:\s*(\d+)/m.exec(info)?.[1];
-    const devNull = Deno.statSync("/dev/null");
-    return (flags & 3) === 2 && ino !== undefined && Number(ino) === devNull.ino;
-  } catch {
-    return false;
-  }
 }

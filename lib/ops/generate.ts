@@ -409,6 +409,7 @@ export async function generateIgvm(
     stdout: toStream ? dest : io.stdout,
     stdoutIsTerminal: io.stdoutIsTerminal,
     stdoutClosed: io.stdoutClosed,
+    stdoutProbe: io.stdoutProbe,
     force: io.force,
     stdinIdentity: io.stdinIdentity,
     stdoutIdentity: !toStream || dest === io.stdout ? io.stdoutIdentity : undefined,
