@@ -64,7 +64,9 @@ export async function main(args: readonly string[]): Promise<number> {
       }
       throw new UsageError("no output: give -o FILE (or -d FILE to dump one)");
     }
-    const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
+    // --quiet silences notes, progress and the success line, never a warning; -l ERROR both.
+    const hideWarnings = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL";
+    const notices = hideWarnings || quiet;
     const stderrBytes = new TextEncoder();
     const showProgress = !quiet && Deno.stderr.isTerminal();
     const [
@@ -91,7 +93,8 @@ export async function main(args: readonly string[]): Promise<number> {
       progress: showProgress
         ? (image) => progressFor(image, (t) => Deno.stderr.writeSync(stderrBytes.encode(t)))
         : undefined,
-      notice: (m) => notices || console.error(`igvmgen: ${m}`),
+      notice: (m) =>
+        (m.startsWith("warning: ") ? hideWarnings : notices) || console.error(`igvmgen: ${m}`),
     });
     if (result.generatedKey && !notices) {
       console.error("igvmgen: no -sign_key: the ID block is signed with a fresh random P-384 key");

@@ -260,7 +260,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "how much to report on stderr; DEBUG also shows error details",
   },
   { name: "verbose", kind: "flag", help: "same as -l DEBUG" },
-  { name: "quiet", kind: "flag", help: "print nothing on success" },
+  {
+    name: "quiet",
+    kind: "flag",
+    help: "print no progress, notes or success line; warnings are still printed",
+  },
   {
     name: "verify",
     kind: "flag",
@@ -274,7 +278,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "strict",
     kind: "flag",
-    help: "make warnings errors (an -append longer than the kernel's cmdline_size)",
+    help:
+      "make warnings errors (an -append longer than the kernel's cmdline_size, a truncated kernel)",
   },
   {
     name: "help",

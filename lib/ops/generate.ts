@@ -386,6 +386,22 @@ function namedInputs(req: ResolvedRequest) {
 }
 
 /**
+ * `strict`: every warning (a notice that starts with "warning: ": a truncated kernel, a cut
+ * command line, a policy or layout the chosen host refuses) fails the run instead; other
+ * notices pass through.
+ */
+function warningsAsErrors(
+  notice: ((message: string) => void) | undefined,
+): (message: string) => void {
+  return (message) => {
+    if (message.startsWith("warning: ")) {
+      throw new InputError(`${message.slice("warning: ".length)} (an error under strict)`);
+    }
+    notice?.(message);
+  };
+}
+
+/**
  * Runs a generation: checks the request, writes `output` (a file, or a stream) and
  * `measurementFile`. Outputs appear only when everything succeeded.
  */
@@ -394,6 +410,7 @@ export async function generateIgvm(
   io: GenerateIo = {},
 ): Promise<GenerateResult> {
   const req = resolveGenerateRequest(request);
+  if (req.strict) io = { ...io, notice: warningsAsErrors(io.notice) };
   const dest = req.output;
   const toStream = typeof dest !== "string";
   const inputs = namedInputs(req);
