@@ -529,11 +529,6 @@ async function stageSmallOutput(target: OutputTarget, bytes: Uint8Array): Promis
   return staged;
 }
 
-/** Flushes an image bound for a regular file to disk, so that its commit is only a rename. */
-export async function flushFileTarget(target: OutputTarget, image: ImageFile): Promise<void> {
-  if (target.kind === "file" && image instanceof AtomicFile) await image.flush();
-}
-
 /**
  * Commits an image built by {@link openImageOutput}: renames a regular file into place, or
  * copies the spool into standard output or a target that is not a regular file.
@@ -552,10 +547,104 @@ export async function commitImage(
   );
 }
 
+/** One finished output of a run: built in `image`, or small `bytes` written whole. */
+export interface FinishedOutput {
+  target: OutputTarget;
+  image?: ImageFile;
+  bytes?: Uint8Array;
+}
+
 /**
- * Commits a run's outputs in order: the measurement JSON is prepared (in a temporary file
- * beside it), the image is committed, and only then is the measurement committed, so a
- * failed image (a full disk, a closed pipe) leaves no measurement behind.
+ * Locks the folders outputs are renamed into (an exclusive lock on each folder, taken in
+ * one order), so that two runs writing the same outputs put theirs in place one after the
+ * other, never interleaved. Returns the release. Where a folder cannot be opened or locked,
+ * it goes unlocked.
+ */
+async function lockFolders(paths: readonly string[]): Promise<() => void> {
+  const held: Deno.FsFile[] = [];
+  if (Deno.build.os !== "windows") {
+    for (const dir of [...new Set(paths.map((p) => dirname(p)))].sort()) {
+      try {
+        const folder = await Deno.open(dir, { read: true });
+        try {
+          await folder.lock(true);
+          held.push(folder);
+        } catch {
+          folder.close();
+        }
+      } catch { /* not openable: unlocked */ }
+    }
+  }
+  return () => {
+    for (const folder of held) {
+      try {
+        folder.close(); // closing drops the lock
+      } catch { /* already closed */ }
+    }
+  };
+}
+
+/**
+ * Puts a run's outputs in place together or not at all. Regular files are renamed into place
+ * under the output folders' locks and with termination signals held, each replaced output
+ * kept until all are in place; standard output and other streams get their bytes after that
+ * (they cannot be taken back), and if one fails the files are put back as they were.
+ * Everything not committed is removed.
+ */
+export async function commitTogether(
+  outputs: readonly FinishedOutput[],
+  stdout?: WritableStream<Uint8Array>,
+): Promise<void> {
+  const files: AtomicFile[] = [];
+  const streams: FinishedOutput[] = [];
+  try {
+    for (const out of outputs) {
+      if (out.image instanceof DiscardedImage) continue;
+      if (out.target.kind !== "file") streams.push(out);
+      else files.push(out.image as AtomicFile ?? await stageSmallOutput(out.target, out.bytes!));
+    }
+    // Flushes can take long: done before the locks and the held signals.
+    for (const file of files) await file.flush();
+  } catch (e) {
+    for (const file of files) await file.abort();
+    throw e;
+  }
+  const release = await lockFolders(files.map((f) => f.path));
+  try {
+    const swapped: Awaited<ReturnType<AtomicFile["swapIn"]>>[] = [];
+    const undo = async () => {
+      while (swapped.length) await swapped.pop()!.undo();
+    };
+    await withSignalsHeld(async () => {
+      try {
+        for (const file of files) swapped.push(await file.swapIn());
+      } catch (e) {
+        await undo();
+        throw e;
+      }
+    });
+    try {
+      for (const out of streams) {
+        if (out.image) await commitImage(out.target, out.image, stdout);
+        else await writeSmallOutput(out.target, out.bytes!, stdout);
+      }
+    } catch (e) {
+      await withSignalsHeld(undo);
+      throw e;
+    }
+    for (const s of swapped) await s.keep();
+  } finally {
+    release();
+    // No-ops for the files renamed into place and the spools already copied out.
+    for (const file of files) await file.abort();
+    for (const out of streams) await out.image?.abort().catch(() => {});
+  }
+}
+
+/**
+ * Commits a generation's or a signing's outputs together (see {@link commitTogether}): the
+ * image and its measurement JSON, so neither appears without the other, and two runs to the
+ * same files never leave one's image beside the other's JSON.
  */
 export async function commitOutputs(
   plan: OutputPlan,
@@ -563,32 +652,9 @@ export async function commitOutputs(
   measurementJson: string | undefined,
   stdout?: WritableStream<Uint8Array>,
 ): Promise<void> {
-  const json = measurementJson === undefined
-    ? undefined
-    : new TextEncoder().encode(measurementJson);
-  const staged = plan.measurement?.kind === "file" && json
-    ? await stageSmallOutput(plan.measurement, json)
-    : undefined;
-  // Renames are quick: a signal waits for them (after the flushes, which can take long). A
-  // copy into a pipe can take long too: it is not held.
-  try {
-    await flushFileTarget(plan.image, image);
-    await staged?.flush();
-  } catch (e) {
-    await staged?.abort();
-    throw e;
+  const outputs: FinishedOutput[] = [{ target: plan.image, image }];
+  if (plan.measurement && measurementJson !== undefined) {
+    outputs.push({ target: plan.measurement, bytes: new TextEncoder().encode(measurementJson) });
   }
-  const held = plan.image.kind === "file"
-    ? withSignalsHeld
-    : <T>(f: () => Promise<T>): Promise<T> => f();
-  await held(async () => {
-    try {
-      await commitImage(plan.image, image, stdout);
-    } catch (e) {
-      await staged?.abort();
-      throw e;
-    }
-    if (staged) await staged.commit();
-    else if (plan.measurement && json) await writeSmallOutput(plan.measurement, json, stdout);
-  });
+  await commitTogether(outputs, stdout);
 }
