@@ -28,6 +28,7 @@ export async function main(args: readonly string[]): Promise<number> {
     checkArgsEncoding(args);
     if (args[0] !== undefined && !args[0].startsWith("-")) {
       const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
+      await refuseUnknownCommand(args, SUBCOMMANDS);
       if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
         // Every command but sign reports on standard output: a closed one is an error.
         if (args[0] !== "sign") refuseClosedStdout(`the ${args[0]} report`);
@@ -114,6 +115,52 @@ export async function main(args: readonly string[]): Promise<number> {
   } finally {
     stopSignals();
   }
+}
+
+/**
+ * A first word that is neither a subcommand nor an existing file, and reads like a mistyped
+ * command (`verfy`: a plain word close to a command's name, or followed by another word the
+ * kernel could not be), is an unknown command, not a kernel path. A kernel file with any
+ * name still works: an existing file is always the kernel.
+ */
+async function refuseUnknownCommand(
+  args: readonly string[],
+  commands: readonly string[],
+): Promise<void> {
+  const word = args[0];
+  if (commands.includes(word) || !/^[A-Za-z][A-Za-z0-9_-]*$/.test(word)) return;
+  try {
+    await Deno.lstat(word);
+    return; // a file (or a link) of that name: the kernel
+  } catch { /* no such file */ }
+  const close = commands.filter((c) => editDistance(word.toLowerCase(), c) <= 2);
+  let anotherWord = false; // a second positional word: the options would refuse it anyway
+  try {
+    parseOptions(args);
+  } catch (e) {
+    anotherWord = e instanceof UsageError && e.message.startsWith("unexpected argument");
+  }
+  if (close.length === 0 && !anotherWord) return;
+  throw new UsageError(
+    `unknown command ${word}${
+      close.length ? ` (did you mean ${close.join(" or ")}?)` : ""
+    }; commands: ${commands.join(", ")} (see --help)`,
+  );
+}
+
+/** The Levenshtein distance of two short words. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row.push(
+        Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)),
+      );
+    }
+    prev = row;
+  }
+  return prev[b.length];
 }
 
 /**

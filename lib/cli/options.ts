@@ -12,7 +12,7 @@
 import { UsageError } from "../errors.ts";
 import { checkSvn } from "../measure/measurement_json.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
-import { FALSE_WORDS, TRUE_WORDS } from "./sub_args.ts";
+import { FALSE_WORDS, parseWholeNumber, TRUE_WORDS } from "./sub_args.ts";
 import { FILE_LOADER_NAMES } from "../measure/loader_names.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
@@ -356,11 +356,7 @@ function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
       if (FALSE_WORDS.includes(raw)) return false;
       throw new UsageError(`${flag}: expected true/false/1/0, got "${raw}"`);
     case "int": {
-      const n = /^0x[0-9a-f]+$/i.test(raw)
-        ? parseInt(raw, 16)
-        : /^[0-9]+$/.test(raw)
-        ? parseInt(raw, 10)
-        : NaN;
+      const n = parseWholeNumber(raw);
       if (!Number.isSafeInteger(n)) {
         throw new UsageError(`${flag}: expected a whole number, got "${raw}"`);
       }

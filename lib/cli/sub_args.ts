@@ -21,6 +21,19 @@ export const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
 /** The words a boolean option reads as false. */
 export const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
 
+/**
+ * A whole number as every command takes one: decimal digits, or hex digits after `0x`
+ * (`-vcpus 0x10` and `--vcpus 0x10` alike); NaN for anything else.
+ */
+export function parseWholeNumber(text: string): number {
+  const n = /^0x[0-9a-f]+$/i.test(text)
+    ? parseInt(text, 16)
+    : /^[0-9]+$/.test(text)
+    ? parseInt(text, 10)
+    : NaN;
+  return Number.isSafeInteger(n) ? n : NaN;
+}
+
 /** Parses `args` for `command` against `specs`. */
 export function parseSubArgs(
   command: string,

@@ -131,14 +131,39 @@ export async function removeTemp(path: string): Promise<void> {
  * window in which a file could stay behind.
  */
 export async function makeRegisteredTempFile(prefix: string): Promise<string> {
-  const path = await Deno.makeTempFile({ prefix });
+  const path = await Deno.makeTempFile({ prefix }).catch((e) => {
+    throw tempFolderError("file", e);
+  });
   registerTemp(path);
   return path;
 }
 
 /** The same for a temporary folder. */
 export async function makeRegisteredTempDir(prefix: string): Promise<string> {
-  const path = await Deno.makeTempDir({ prefix });
+  const path = await Deno.makeTempDir({ prefix }).catch((e) => {
+    throw tempFolderError("folder", e);
+  });
   registerTemp(path);
   return path;
+}
+
+/**
+ * The error for a temporary file or folder that cannot be made: the system's temporary
+ * folder comes from TMPDIR (else /tmp), so the message names TMPDIR, with its value when the
+ * environment may be read (the CLI's permissions do not allow it; no prompt is shown).
+ */
+function tempFolderError(what: "file" | "folder", e: unknown): Error {
+  let where = "TMPDIR (or /tmp when TMPDIR is not set)";
+  try {
+    const query = Deno.permissions.querySync({ name: "env", variable: "TMPDIR" });
+    if (query.state === "granted") {
+      const tmpdir = Deno.env.get("TMPDIR");
+      where = tmpdir ? `TMPDIR=${tmpdir}` : "/tmp (TMPDIR is not set)";
+    }
+  } catch { /* no permissions API: keep the general words */ }
+  const reason = ((e as Error).message ?? String(e)).replace(/\s*\(os error \d+\).*$/, "");
+  // No cause: the runtime's message ("...: tmpfile") would add only a misleading name.
+  return new Error(
+    `cannot make a temporary ${what} in ${where}: ${reason}; set TMPDIR to a writable folder`,
+  );
 }

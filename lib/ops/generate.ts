@@ -146,10 +146,20 @@ async function openKernel(req: ResolvedRequest, io: RunIo): Promise<InputSource>
   });
 }
 
-/** Parses the setup header of a bzImage source, naming it in errors. */
-async function readSetupHeader(source: InputSource) {
+/** The first bytes of an ELF file. */
+const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
+
+/**
+ * Parses the setup header of a bzImage source, naming it in errors. `elfHint`: what to say
+ * when the source is an ELF file instead (the kernel: how to load a monitor ELF).
+ */
+async function readSetupHeader(source: InputSource, elfHint?: string) {
+  const head = await source.head(SETUP_HEADER_END);
+  if (elfHint && ELF_MAGIC.every((b, i) => head[i] === b)) {
+    throw new InputError(`cannot use ${source.name}: it is an ELF file, not a bzImage; ${elfHint}`);
+  }
   try {
-    return parseSetupHeader(await source.head(SETUP_HEADER_END), source.size);
+    return parseSetupHeader(head, source.size);
   } catch (e) {
     throw new InputError(`cannot use ${source.name}: ${(e as Error).message}`, { cause: e });
   }
@@ -265,7 +275,12 @@ async function planBzImage(
 ): Promise<GuestImage> {
   if (req.vmpl2Kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
   const kernel = await openKernel(req, io);
-  const header = await readSetupHeader(kernel);
+  const header = await readSetupHeader(
+    kernel,
+    `give ${
+      io.fieldNames ? 'kernelFormat: "elf"' : "-inform elf"
+    } if it is a monitor ELF (a Linux kernel is given as its bzImage, arch/x86/boot/bzImage)`,
+  );
   const initrd = req.initrd
     ? await inputSource(req.initrd, "initrd", {
       ...stdinOf(io),
