@@ -114,3 +114,32 @@ Deno.test("igvmgen with TMPDIR that is not a folder names TMPDIR", async () => {
   }
   assertEquals(listDir(dir), ["k", "not-a-folder"]);
 });
+
+Deno.test("subcommand errors name an option as it was typed, never a mixed spelling", async () => {
+  const dir = tempDir();
+  Deno.writeFileSync(`${dir}/x.igvm`, await generateImage([]));
+  for (
+    const [args, line] of [
+      [
+        ["measure", `${dir}/x.igvm`, "--measurement-file"],
+        "measure: --measurement-file needs a value",
+      ],
+      [
+        ["measure", `${dir}/x.igvm`, "-measurement_file"],
+        "measure: -measurement_file needs a value",
+      ],
+      [
+        ["measure", `${dir}/x.igvm`, "--measurement-file="],
+        "measure: --measurement-file: expected a value",
+      ],
+      [
+        ["sign", `${dir}/x.igvm`, "--sign-deterministic=maybe"],
+        "sign: --sign-deterministic: expected true",
+      ],
+      [["inspect", `${dir}/x.igvm`, "--json", "--json"], "--json is given twice"],
+    ] as const
+  ) {
+    const r = await runCli([...args]);
+    assertOneLine(r, 2, new RegExp(`^error: ${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+  }
+});

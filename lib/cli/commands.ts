@@ -74,7 +74,7 @@ function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptio
     if (name !== "json") {
       throw new UsageError(`${command}: unknown option ${arg} (see igvmgen ${command} --help)`);
     }
-    if (given.has(name)) throw new UsageError(`-${name} is given twice`);
+    if (given.has(name)) throw new UsageError(`${arg.split("=")[0]} is given twice`);
     given.add(name);
     if (inline !== undefined) throw new UsageError(`--json takes no value`);
     o.json = true;
