@@ -111,6 +111,8 @@ export async function spoolToTempFile(
   limit?: InputLimit,
   /** The caller removes the spool itself (with `removeTemp`), not `removeSpools()`. */
   owned = false,
+  /** No bytes at all is fine (a device such as /dev/null, named on purpose). */
+  allowEmpty = false,
 ): Promise<string> {
   const path = await makeRegisteredTempFile("igvmgen-spool-");
   let file: Deno.FsFile | undefined;
@@ -131,7 +133,7 @@ export async function spoolToTempFile(
         throw writeError(`the spool of ${what} ${path}`, e);
       }
     }
-    if (total === 0) {
+    if (total === 0 && !allowEmpty) {
       // A pipe whose writer failed, a stream already read to its end: never "no input".
       throw new InputError(
         `${what} delivered no bytes: an empty pipe, standard input or stream is refused (one already read to its end, or whose writer failed?)`,
@@ -222,7 +224,8 @@ export async function fileSource(
       const file = await Deno.open(path, { read: true }).catch((e) => {
         throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`);
       });
-      path = await spoolToTempFile(file.readable, named, limit);
+      // A pipe or FIFO must deliver something; a device (/dev/null) is named on purpose.
+      path = await spoolToTempFile(file.readable, named, limit, false, info.isCharDevice === true);
       info = await Deno.stat(path);
     } else if (limit && info.size > limit.maxBytes) {
       throw tooLargeError(named, String(info.size), limit);

@@ -3,9 +3,9 @@
  * resolved (through symlinks), their folders must exist, and neither may be one of the
  * inputs (compared by device and inode, not by spelling). A regular file is written to a
  * temporary file beside it and renamed into place; standard output and other targets that
- * are not regular files (/dev/null, a FIFO) get the finished bytes copied into them, with no
- * temporary file beside them and no rename. The measurement file is committed only after
- * the image.
+ * are not regular files (/dev/null, a FIFO, a descriptor path such as `/dev/fd/3`) get the
+ * finished bytes copied into them, with no temporary file beside them and no rename. A run's
+ * outputs are committed together or not at all (see `commitTogether`).
  */
 import { InputError, UsageError } from "../errors.ts";
 import { AtomicFile } from "./atomic_file.ts";
