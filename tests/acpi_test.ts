@@ -1,7 +1,13 @@
 import { deflateSync } from "node:zlib";
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { decodeLegacySnapshot, parsePagePickle, SnapshotError } from "../acpi/legacy_snapshot.ts";
-import { AcpiError, type AcpiImage, layoutAcpiTables, loadAcpi } from "../acpi/acpi_image.ts";
+import {
+  AcpiError,
+  acpiFromLegacySnapshot,
+  type AcpiImage,
+  layoutAcpiTables,
+  loadAcpi,
+} from "../acpi/acpi_image.ts";
 import { acpiChecksum, tableSignature } from "../acpi/tables.ts";
 import { walkAcpiTables } from "../acpi/walk.ts";
 import { HAVE_IASL, HAVE_SHARED, listDir, REFERENCE, tempDir } from "./helpers.ts";
@@ -85,6 +91,24 @@ Deno.test({
     assertEquals(acpiChecksum(rsdp, 0, 20), 0);
     assertEquals(acpiChecksum(rsdp, 0, 36), 0);
     assert(pages.has(0x1ff000));
+  },
+});
+
+Deno.test({
+  name: "acpiFromLegacySnapshot() refuses a snapshot whose tables a guest could not follow",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const pages = await decodeLegacySnapshot(Deno.readFileSync(`${REFERENCE}acpi/acpi.zip`));
+    const good = await acpiFromLegacySnapshot(snapshotOf([...pages]));
+    assertEquals(good.writes.length, 34);
+    const rsdp = pages.get(0xe0000)!.slice();
+    rsdp[8] ^= 1; // the RSDP checksum
+    pages.set(0xe0000, rsdp);
+    await assertRejects(
+      () => acpiFromLegacySnapshot(snapshotOf([...pages])),
+      AcpiError,
+      "the snapshot would not form valid ACPI in the guest: RSDP: bad checksum",
+    );
   },
 });
 
