@@ -370,12 +370,20 @@ async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInpu
 /**
  * The table files of a folder. A symbolic link is followed to what it names; an entry named
  * like a table that is not (or does not lead to) a regular file is refused by name, never
- * skipped.
+ * skipped, and so is a table under another name (`.asl`, acpidump's `.dat`).
  */
 async function tableFilesIn(path: string): Promise<string[]> {
   const names: string[] = [];
   try {
     for await (const e of Deno.readDir(path)) {
+      if (/\.(asl|dat)$/i.test(e.name)) {
+        // ASL sources and acpidump's binary tables: tables by another name, never skipped.
+        throw new AcpiError(
+          `${
+            join(path, e.name)
+          }: igvmgen does not read this file name; give table sources as .dsl and compiled tables as .aml`,
+        );
+      }
       if (!isTableName(e.name)) continue;
       if (e.isFile) {
         names.push(e.name);

@@ -67,6 +67,8 @@ Deno.test({
       ["ZERO.aml", (p) => Deno.symlinkSync("/dev/zero", p), "character device"],
       ["FOLDER.dsl", (p) => Deno.mkdirSync(p), "a folder"],
       ["PIPE.dsl", (p) => mkfifo(p), "a FIFO"],
+      ["SSDT.asl", (p) => Deno.writeTextFileSync(p, ""), "does not read"],
+      ["apic.dat", (p) => Deno.writeTextFileSync(p, ""), "does not read"],
     ];
     for (const [name, make, why] of cases) {
       const dir = copyTables(`${tempDir()}/t`);
