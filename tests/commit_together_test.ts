@@ -126,30 +126,42 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "igvmgen -o DIR/o.igvm with DIR moved mid-run fails and leaves no temporary file behind",
-  ignore: Deno.build.os !== "linux",
-  async fn() {
-    const dir = tempDir();
-    Deno.mkdirSync(`${dir}/out`);
-    Deno.mkdirSync(`${dir}/tmp`);
-    Deno.writeFileSync(`${dir}/k`, makeBzImage());
-    // A big, mostly sparse initrd keeps the run busy for a while.
-    const f = await Deno.open(`${dir}/rd`, { write: true, create: true });
-    await f.write(pseudoRandomBytes(16 << 20, 11));
-    await f.truncate(384 << 20);
-    f.close();
-    const child = taskCommand(
-      ["-o", `${dir}/out/o.igvm`, "-kernel", `${dir}/k`, "-rdinit", `${dir}/rd`],
-      { env: { TMPDIR: `${dir}/tmp` }, stdout: "null" },
-    ).spawn();
-    assert(await waitFor(() => listDir(`${dir}/out`).length > 0), "the temporary output appeared");
-    Deno.renameSync(`${dir}/out`, `${dir}/moved`);
-    const out = await child.output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 1, stderr);
-    assertEquals(listDir(`${dir}/moved`), [], stderr);
-    assert(/out was moved or removed/.test(stderr), stderr);
-    assertEquals(listDir(`${dir}/tmp`), []);
-  },
-});
+for (const end of ["its end", "SIGINT"] as const) {
+  Deno.test({
+    name: `igvmgen -o DIR/o.igvm with DIR moved mid-run, then ${end}: no temporary file left`,
+    ignore: Deno.build.os !== "linux",
+    async fn() {
+      const dir = tempDir();
+      Deno.mkdirSync(`${dir}/out`);
+      Deno.mkdirSync(`${dir}/tmp`);
+      Deno.writeFileSync(`${dir}/k`, makeBzImage());
+      // A big, mostly sparse initrd keeps the run busy for a while.
+      const f = await Deno.open(`${dir}/rd`, { write: true, create: true });
+      await f.write(pseudoRandomBytes(16 << 20, 11));
+      await f.truncate(384 << 20);
+      f.close();
+      const child = taskCommand(
+        ["-o", `${dir}/out/o.igvm`, "-kernel", `${dir}/k`, "-rdinit", `${dir}/rd`],
+        { env: { TMPDIR: `${dir}/tmp` }, stdout: "null" },
+      ).spawn();
+      assert(
+        await waitFor(() => listDir(`${dir}/out`).length > 0),
+        "the temporary output appeared",
+      );
+      Deno.renameSync(`${dir}/out`, `${dir}/moved`);
+      if (end === "SIGINT") {
+        await new Promise((r) => setTimeout(r, 100));
+        child.kill("SIGINT");
+      }
+      const out = await child.output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      if (end === "SIGINT") assertEquals(out.code, 130, stderr);
+      else {
+        assertEquals(out.code, 1, stderr);
+        assert(/out was moved or removed/.test(stderr), stderr);
+      }
+      assertEquals(listDir(`${dir}/moved`), [], stderr);
+      assertEquals(listDir(`${dir}/tmp`), []);
+    },
+  });
+}
