@@ -143,3 +143,49 @@ Deno.test("subcommand errors name an option as it was typed, never a mixed spell
     assertOneLine(r, 2, new RegExp(`^error: ${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
   }
 });
+
+Deno.test("igvmgen with a full TMPDIR says the spool in TMPDIR ran out of room", async () => {
+  if (Deno.build.os !== "linux") return;
+  const tmp = tempDir();
+  const mounted = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", tmp],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  if (!mounted?.success) return; // needs root: nothing to check here
+  try {
+    const dir = tempDir();
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        ...taskPermissionFlags("igvmgen"),
+        `${ROOT}main.ts`,
+        "-kernel",
+        `${dir}/k`,
+        "-rdinit",
+        "/dev/stdin",
+        "-o",
+        `${dir}/o.igvm`,
+      ],
+      env: { TMPDIR: tmp, NO_COLOR: "1" },
+      stdin: "piped",
+      stderr: "piped",
+      stdout: "null",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new Uint8Array(4 << 20).fill(7)).then(() => w.close()).catch(() => {});
+    const r = await child.output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    assertOneLine(
+      { code: r.code, stderr },
+      1,
+      /spool of -rdinit \/dev\/stdin .*\(in TMPDIR\): no space/,
+    );
+    assertEquals(listDir(tmp), []);
+    assertEquals(listDir(dir), ["k"]);
+  } finally {
+    await new Deno.Command("umount", { args: [tmp], stdout: "null", stderr: "null" }).output();
+  }
+});

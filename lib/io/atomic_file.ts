@@ -85,7 +85,9 @@ export class AtomicFile implements ByteSink {
 
   /** How errors name this file: the output, or the spool of `-o -`. */
   get #label(): string {
-    return this.path === "-" ? `the spool of standard output ${this.tempPath}` : this.path;
+    return this.path === "-"
+      ? `the spool of standard output ${this.tempPath} (in TMPDIR)`
+      : this.path;
   }
 
   /** Reads back what was written (for the self-check before commit). */

@@ -130,7 +130,7 @@ export async function spoolToTempFile(
       try {
         while (done < chunk.length) done += await file.write(chunk.subarray(done));
       } catch (e) {
-        throw writeError(`the spool of ${what} ${path}`, e);
+        throw writeError(`the spool of ${what} ${path} (in TMPDIR)`, e);
       }
     }
     if (total === 0 && !allowEmpty) {
