@@ -8,10 +8,10 @@
 import { join } from "../lib/io/path.ts";
 
 /** The most bytes of a table source or of a file it includes. */
-export const DSL_FILE_MAX = 8 << 20;
+const DSL_FILE_MAX = 8 << 20;
 
 /** How long one iasl run may take (a real table compiles in well under a second). */
-export const IASL_TIME_LIMIT_MS = 30_000;
+const IASL_TIME_LIMIT_MS = 30_000;
 
 /** The most bytes iasl may print, and the most any file it writes may grow to. */
 const IASL_OUTPUT_MAX = 1 << 20;
@@ -53,7 +53,7 @@ export class IaslError extends Error {
  * `#include "name"`, `#include <name>` and `#includebuffer "name" Target`. Matches inside
  * comments count too, which only means such a name is checked as well.
  */
-export function includedNames(source: string): string[] {
+function includedNames(source: string): string[] {
   const names: string[] = [];
   const pattern =
     /#\s*include(?:buffer)?\s*(?:"([^"\n]*)"|<([^>\n]*)>)|\binclude\s*\(\s*"([^"\n]*)"/gi;

@@ -141,7 +141,7 @@ const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/proc
  * `>(...)` gives, `/dev/stderr`): the number, or undefined for any other path. Such a path is
  * written through as it is, never resolved to a link target or replaced by a rename.
  */
-export function descriptorOfPath(path: string): number | undefined {
+function descriptorOfPath(path: string): number | undefined {
   if (path === "/dev/stdout") return 1;
   if (path === "/dev/stderr") return 2;
   const m = /^\/(?:dev\/fd|proc\/(self|thread-self|\d+)\/fd)\/(\d+)$/.exec(path);

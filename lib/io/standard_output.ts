@@ -27,7 +27,7 @@ function sameFile(
  * What /proc tells of standard output, or undefined when it cannot be read (other systems,
  * or permissions narrower than all). Synchronous and cheap: run at start-up.
  */
-export function stdoutStateFromProc(): Exclude<StdoutState, "null-device"> | undefined {
+function stdoutStateFromProc(): Exclude<StdoutState, "null-device"> | undefined {
   if (Deno.build.os !== "linux") return undefined;
   try {
     const devNull = Deno.statSync("/dev/null");
