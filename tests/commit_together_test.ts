@@ -66,6 +66,27 @@ Deno.test({
 });
 
 Deno.test({
+  name: "igvmgen: a folder lock another program keeps is not waited for without end",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = tempDir();
+    Deno.mkdirSync(`${dir}/out`);
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    const folder = await Deno.open(`${dir}/out`, { read: true });
+    await folder.lock(true);
+    try {
+      const started = performance.now();
+      const r = await runCli(["-o", `${dir}/out/o.igvm`, "-kernel", `${dir}/k`]);
+      assertEquals(r.code, 0, r.stderr);
+      assert(performance.now() - started < 30_000);
+      assertEquals(listDir(`${dir}/out`), ["o.igvm"]);
+    } finally {
+      folder.close();
+    }
+  },
+});
+
+Deno.test({
   name: "igvmgen: concurrent runs to the same -o and -measurement_file leave a matching pair",
   ignore: !HAVE_SHARED,
   async fn() {

@@ -555,10 +555,26 @@ export interface FinishedOutput {
 }
 
 /**
+ * How long a commit waits for a folder's lock. Another igvmgen run holds it for its renames
+ * only (milliseconds); a lock held longer is some other program's, and is not waited for.
+ */
+const FOLDER_LOCK_WAIT_MS = 10_000;
+
+/** Takes `file`'s exclusive lock, polling, within `ms`; false when it stayed taken. */
+async function lockWithin(file: Deno.FsFile, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  for (let wait = 1;; wait = Math.min(wait * 2, 50)) {
+    if (await file.tryLock(true)) return true;
+    if (performance.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+/**
  * Locks the folders outputs are renamed into (an exclusive lock on each folder, taken in
  * one order), so that two runs writing the same outputs put theirs in place one after the
- * other, never interleaved. Returns the release. Where a folder cannot be opened or locked,
- * it goes unlocked.
+ * other, never interleaved. Returns the release. Where a folder cannot be opened or locked
+ * (within FOLDER_LOCK_WAIT_MS), it goes unlocked.
  */
 async function lockFolders(paths: readonly string[]): Promise<() => void> {
   const held: Deno.FsFile[] = [];
@@ -567,8 +583,8 @@ async function lockFolders(paths: readonly string[]): Promise<() => void> {
       try {
         const folder = await Deno.open(dir, { read: true });
         try {
-          await folder.lock(true);
-          held.push(folder);
+          if (await lockWithin(folder, FOLDER_LOCK_WAIT_MS)) held.push(folder);
+          else folder.close();
         } catch {
           folder.close();
         }
