@@ -3,12 +3,13 @@
  * run, report; every error ends as one line on stderr.
  */
 import { describeError, describeErrorVerbose } from "./lib/cli/errors.ts";
-import { UsageError } from "./lib/errors.ts";
+import { InputError, UsageError } from "./lib/errors.ts";
 import { helpText, parseOptions, USAGE } from "./lib/cli/options.ts";
 import { checkArgsEncoding } from "./lib/cli/arg_encoding.ts";
 import { onTerminationSignal } from "./lib/io/signals.ts";
 import type { Subcommand } from "./lib/cli/commands.ts";
 import type { StreamIdentity } from "./lib/io/output_target.ts";
+import { probeStandardOutput, standardOutputKnownClosed } from "./lib/io/standard_output.ts";
 
 // Each mode loads its own code on first use, so `-h` and `-d` start without loading the
 // generator (tests/startup_test.ts keeps Node-compatibility modules out of this graph).
@@ -33,7 +34,10 @@ export async function main(args: readonly string[]): Promise<number> {
     if (args[0] !== undefined && !args[0].startsWith("-")) {
       const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
       const { printLine } = await import("./lib/cli/line_output.ts");
+      await refuseUnknownCommand(args, SUBCOMMANDS);
       if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
+        // Every command but sign reports on standard output: a closed one is an error.
+        if (args[0] !== "sign") refuseClosedStdout(`the ${args[0]} report`);
         return await runSubcommand(
           args[0] as Subcommand,
           args.slice(1),
@@ -42,6 +46,7 @@ export async function main(args: readonly string[]): Promise<number> {
             stdout: Deno.stdout.writable,
             stdoutIdentity: streamIdentity("/dev/stdout"),
             stdoutIsTerminal: Deno.stdout.isTerminal(),
+            stdoutProbe: probeStandardOutput,
           },
         );
       }
@@ -55,29 +60,31 @@ export async function main(args: readonly string[]): Promise<number> {
       return 0;
     }
     if (o.help) {
+      refuseClosedStdout("the help");
       console.log(helpText());
       return 0;
     }
     if (o.d) {
+      refuseClosedStdout("the dump");
       const { runDump } = await import("./lib/cli/dump_command.ts");
       return await runDump(o.d, Deno.stdout);
     }
     if (!o.o) {
       throw new UsageError("no output: give -o FILE (or -d FILE to dump one)");
     }
-    const notices = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL" || quiet;
+    // --quiet silences notes, progress and the success line, never a warning; -l ERROR both.
+    const hideWarnings = o["log-level"] === "ERROR" || o["log-level"] === "CRITICAL";
+    const notices = hideWarnings || quiet;
     const stderrBytes = new TextEncoder();
     const showProgress = !quiet && Deno.stderr.isTerminal();
     const [
       { generateIgvm },
       { progressFor },
       { generateRequestFrom },
-      { standardOutputLooksClosed },
     ] = await Promise.all([
       import("./lib/ops/generate.ts"),
       import("./lib/cli/progress.ts"),
       import("./lib/cli/request.ts"),
-      import("./lib/io/output_target.ts"),
     ]);
     const request = generateRequestFrom(o, {
       stdin: Deno.stdin.readable,
@@ -87,14 +94,15 @@ export async function main(args: readonly string[]): Promise<number> {
       stdin: Deno.stdin.readable,
       stdout: Deno.stdout.writable,
       stdoutIsTerminal: Deno.stdout.isTerminal(),
-      stdoutClosed: standardOutputLooksClosed(),
+      stdoutProbe: probeStandardOutput,
       stdinIdentity: streamIdentity("/dev/stdin"),
       stdoutIdentity: streamIdentity("/dev/stdout"),
       force: o.force,
       progress: showProgress
         ? (image) => progressFor(image, (t) => Deno.stderr.writeSync(stderrBytes.encode(t)))
         : undefined,
-      notice: (m) => notices || console.error(`igvmgen: ${m}`),
+      notice: (m) =>
+        (m.startsWith("warning: ") ? hideWarnings : notices) || console.error(`igvmgen: ${m}`),
     });
     if (result.generatedKey && !notices) {
       console.error("igvmgen: no -sign_key: the ID block is signed with a fresh random P-384 key");
@@ -113,6 +121,62 @@ export async function main(args: readonly string[]): Promise<number> {
     return e instanceof UsageError ? 2 : 1;
   } finally {
     stopSignals();
+  }
+}
+
+/**
+ * A first word that is neither a subcommand nor an existing file, and reads like a mistyped
+ * command (`verfy`: a plain word close to a command's name, or followed by another word the
+ * kernel could not be), is an unknown command, not a kernel path. A kernel file with any
+ * name still works: an existing file is always the kernel.
+ */
+async function refuseUnknownCommand(
+  args: readonly string[],
+  commands: readonly string[],
+): Promise<void> {
+  const word = args[0];
+  if (commands.includes(word) || !/^[A-Za-z][A-Za-z0-9_-]*$/.test(word)) return;
+  try {
+    await Deno.lstat(word);
+    return; // a file (or a link) of that name: the kernel
+  } catch { /* no such file */ }
+  const close = commands.filter((c) => editDistance(word.toLowerCase(), c) <= 2);
+  let anotherWord = false; // a second positional word: the options would refuse it anyway
+  try {
+    parseOptions(args);
+  } catch (e) {
+    anotherWord = e instanceof UsageError && e.message.startsWith("unexpected argument");
+  }
+  if (close.length === 0 && !anotherWord) return;
+  throw new UsageError(
+    `unknown command ${word}${
+      close.length ? ` (did you mean ${close.join(" or ")}?)` : ""
+    }; commands: ${commands.join(", ")} (see --help)`,
+  );
+}
+
+/** The Levenshtein distance of two short words. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row.push(
+        Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)),
+      );
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+/**
+ * Refuses a run that would print `what` into a standard output known to be closed (the
+ * runtime would let the lines vanish into /dev/null). Where this cannot be told, it runs.
+ */
+function refuseClosedStdout(what: string): void {
+  if (standardOutputKnownClosed()) {
+    throw new InputError(`cannot write ${what}: standard output is closed`);
   }
 }
 

@@ -8,12 +8,14 @@ import { makeRegisteredTempDir, removeTemp } from "../lib/io/temp_files.ts";
 import { readZipEntries } from "./zip_reader.ts";
 import { alignDown, PAGE_SIZE } from "../lib/bytes/le.ts";
 import { join } from "../lib/io/path.ts";
+import { walkAcpiTables } from "./walk.ts";
 import {
   ACPI_DEFAULT_END_ADDR,
   ACPI_DEFAULT_XSDT_ADDR,
   ACPI_RSDP_ADDR,
   ACPI_TABLE_HEADER,
   ACPI_TABLE_RSDP,
+  acpiChecksum,
   FADT,
   fixTableChecksum,
   tableSignature,
@@ -59,7 +61,9 @@ export async function acpiFromLegacySnapshot(fileBytes: Uint8Array): Promise<Acp
     }
   }
   const writes = [...pages].sort((a, b) => a[0] - b[0]).map(([gpa, bytes]) => ({ gpa, bytes }));
-  return { writes, endAddr: ACPI_DEFAULT_END_ADDR };
+  const image = { writes, endAddr: ACPI_DEFAULT_END_ADDR };
+  checkWalk(image, "the snapshot");
+  return image;
 }
 
 /** A compiled table read from a folder, by its file name. */
@@ -69,10 +73,12 @@ export interface NamedTable {
 }
 
 /**
- * Lays out compiled tables as the original does: RSDP at 0xe0000 as given, XSDT at the
- * RSDP's XSDT address (1 MiB when zero), the other tables packed from XSDT + 0x1000 in
- * sorted signature order; the FADT gets the FACS and DSDT addresses (fields that are zero),
- * the XSDT gets one entry per table it lists; checksums are recomputed.
+ * Lays out compiled tables as the original does: RSDP at 0xe0000, XSDT at the RSDP's XSDT
+ * address (1 MiB when zero, and the RSDP then says so), the other tables packed from XSDT +
+ * 0x1000 in sorted signature order; the FADT gets the FACS and DSDT addresses (fields that
+ * are zero), the XSDT gets one entry per table it lists. Every checksum is recomputed (a no-op
+ * for tables iasl made), and the result is walked as `verify` walks an image: tables that a
+ * guest could not follow (an RSDP that is not one, an FADT pointing elsewhere) are refused.
  */
 export function layoutAcpiTables(tables: readonly NamedTable[]): AcpiImage {
   const byName = new Map<string, NamedTable>();
@@ -84,8 +90,14 @@ export function layoutAcpiTables(tables: readonly NamedTable[]): AcpiImage {
     }
     const other = byName.get(name);
     if (other) throw new AcpiError(`${t.file} and ${other.file} are both ${name} tables`);
-    const minimum = name === "RSD_" ? ACPI_TABLE_RSDP.size : ACPI_TABLE_HEADER.size;
-    if (t.bytes.length < minimum) throw new AcpiError(`${t.file}: ${name} table is truncated`);
+    const minimum = MINIMUM_LENGTH[name] ?? ACPI_TABLE_HEADER.size;
+    if (t.bytes.length < minimum) {
+      throw new AcpiError(
+        `${t.file}: ${
+          name.replace("RSD_", "RSDP")
+        } table is truncated (${t.bytes.length} bytes, at least ${minimum} needed)`,
+      );
+    }
     if (name !== "RSD_") {
       const length = new DataView(t.bytes.buffer, t.bytes.byteOffset).getUint32(4, true);
       if (length !== t.bytes.length) {
@@ -103,17 +115,21 @@ export function layoutAcpiTables(tables: readonly NamedTable[]): AcpiImage {
       );
     }
   }
-  const rsdp = byName.get("RSD_")!.bytes;
+  const rsdpFile = byName.get("RSD_")!.file;
+  const rsdp = byName.get("RSD_")!.bytes.slice();
+  const rsdpView = new DataView(rsdp.buffer);
+  checkRsdp(rsdpFile, rsdp);
   const xsdtFromRsdp = Number(
-    new DataView(rsdp.buffer, rsdp.byteOffset).getBigUint64(
-      ACPI_TABLE_RSDP.off.xsdt_physical_address,
-      true,
-    ),
+    rsdpView.getBigUint64(ACPI_TABLE_RSDP.off.xsdt_physical_address, true),
   );
   const xsdtAddr = xsdtFromRsdp || ACPI_DEFAULT_XSDT_ADDR;
   if (xsdtAddr % PAGE_SIZE !== 0 || xsdtAddr < ACPI_RSDP_ADDR + PAGE_SIZE || xsdtAddr >= 0x800000) {
     throw new AcpiError(`the RSDP's XSDT address 0x${xsdtAddr.toString(16)} is not usable`);
   }
+  if (!xsdtFromRsdp) {
+    rsdpView.setBigUint64(ACPI_TABLE_RSDP.off.xsdt_physical_address, BigInt(xsdtAddr), true);
+  }
+  fixRsdpChecksums(rsdp);
   const names = [...byName.keys()].sort();
   const addrOf = new Map<string, number>();
   let next = xsdtAddr + PAGE_SIZE;
@@ -151,12 +167,19 @@ export function layoutAcpiTables(tables: readonly NamedTable[]): AcpiImage {
   xsdtView.setUint32(ACPI_TABLE_HEADER.off.length, xsdt.length, true);
   fixTableChecksum(xsdt);
 
-  const writes = [{ gpa: ACPI_RSDP_ADDR, bytes: rsdp }, { gpa: xsdtAddr, bytes: xsdt }];
+  const writes: AcpiImage["writes"] = [
+    { gpa: ACPI_RSDP_ADDR, bytes: rsdp },
+    { gpa: xsdtAddr, bytes: xsdt },
+  ];
   for (const name of names) {
     const gpa = addrOf.get(name);
-    if (gpa !== undefined) {
-      writes.push({ gpa, bytes: name === "FACP" ? fadt : byName.get(name)!.bytes });
+    if (gpa === undefined) continue;
+    let bytes = name === "FACP" ? fadt : byName.get(name)!.bytes;
+    if (name !== "FACS" && name !== "FACP") { // the FACS has no checksum
+      bytes = bytes.slice();
+      fixTableChecksum(bytes);
     }
+    writes.push({ gpa, bytes });
   }
   writes.sort((a, b) => a.gpa - b.gpa);
   const last = writes[writes.length - 1];
@@ -164,54 +187,83 @@ export function layoutAcpiTables(tables: readonly NamedTable[]): AcpiImage {
   // successor: a table ending exactly on a page boundary gets an extra (zero) page.
   const endAddr = alignDown(last.gpa + last.bytes.length, PAGE_SIZE) + PAGE_SIZE;
   if (endAddr > 0x800000) throw new AcpiError("the ACPI tables do not fit below 8 MiB");
+  checkWalk({ writes, endAddr }, `the tables from ${tables.map((t) => t.file).join(", ")}`);
   return { writes, endAddr };
 }
 
-/** How `.dsl` files are compiled: the iasl command, injectable for tests. */
+/** The fewest bytes each table needs (the FADT: an ACPI 1.0 one, with its DSDT field). */
+const MINIMUM_LENGTH: Record<string, number> = {
+  RSD_: ACPI_TABLE_RSDP.size,
+  FACS: 64,
+  FACP: 116,
+};
+
+/**
+ * Refuses an RSDP a guest could not use: a wrong signature, a revision before 2 (no XSDT
+ * address; igvmgen lays out an XSDT), or a length other than 36.
+ */
+function checkRsdp(file: string, rsdp: Uint8Array): void {
+  const signature = String.fromCharCode(...rsdp.subarray(0, 8));
+  if (signature !== "RSD PTR ") {
+    throw new AcpiError(`${file}: the RSDP's signature is "${signature}", not "RSD PTR "`);
+  }
+  const revision = rsdp[ACPI_TABLE_RSDP.off.revision];
+  if (revision < 2) {
+    throw new AcpiError(
+      `${file}: RSDP revision ${revision} has no XSDT address; igvmgen needs revision 2 or later`,
+    );
+  }
+  const length = new DataView(rsdp.buffer, rsdp.byteOffset).getUint32(
+    ACPI_TABLE_RSDP.off.length,
+    true,
+  );
+  if (length !== ACPI_TABLE_RSDP.size) {
+    throw new AcpiError(`${file}: the RSDP's length field is ${length}, not 36`);
+  }
+}
+
+/** Sets an RSDP's checksum (its first 20 bytes) and extended checksum (all 36). */
+function fixRsdpChecksums(rsdp: Uint8Array): void {
+  rsdp[ACPI_TABLE_RSDP.off.checksum] = acpiChecksum(rsdp, 0, 20, ACPI_TABLE_RSDP.off.checksum);
+  rsdp[ACPI_TABLE_RSDP.off.extended_checksum] = acpiChecksum(
+    rsdp,
+    0,
+    ACPI_TABLE_RSDP.size,
+    ACPI_TABLE_RSDP.off.extended_checksum,
+  );
+}
+
+/**
+ * Walks the laid-out tables as `verify` walks an image and refuses them on any problem it
+ * would report (it warns of the FACS alignment, which the original's packing never gives).
+ */
+function checkWalk(image: AcpiImage, source: string): void {
+  const read = (gpa: number, length: number): Uint8Array => {
+    const out = new Uint8Array(length);
+    for (const w of image.writes) {
+      const from = Math.max(gpa, w.gpa);
+      const to = Math.min(gpa + length, w.gpa + w.bytes.length);
+      if (from < to) out.set(w.bytes.subarray(from - w.gpa, to - w.gpa), from - gpa);
+    }
+    return out;
+  };
+  // As in verify: a FACS off its alignment is a warning, and with no RSDP there is nothing
+  // to walk (the layout always writes one; a snapshot may hold other pages only).
+  const problems = walkAcpiTables(read).problems.filter((p) =>
+    !/not 64-byte aligned|^no RSDP signature/.test(p)
+  );
+  if (problems.length > 0) {
+    throw new AcpiError(
+      `${source} would not form valid ACPI in the guest: ${problems.join("; ")}`,
+    );
+  }
+}
+
+/** How `.dsl` files are compiled: the iasl command and its time limit, injectable for tests. */
 export interface AcpiLoadOptions {
   iasl?: string;
-}
-
-/** Compiles one `.dsl` with iasl into `outDir` and returns the AML bytes. */
-async function compileDsl(file: string, outDir: string, iasl: string): Promise<Uint8Array> {
-  const stem = file.replace(/^.*\//, "").replace(/\.dsl$/i, "");
-  const prefix = join(outDir, stem);
-  let output: Deno.CommandOutput;
-  try {
-    // -f: produce AML despite errors, as the original does (Hyper-V's DSDT needs it).
-    output = await new Deno.Command(iasl, {
-      args: ["-f", "-p", prefix, file],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new AcpiError(
-        `${file}: compiling .dsl tables needs iasl; install acpica-tools (apt install acpica-tools) or pass compiled .aml tables`,
-      );
-    }
-    throw e;
-  }
-  try {
-    return await Deno.readFile(`${prefix}.aml`);
-  } catch {
-    throw new AcpiError(`iasl rejected ${file}: ${firstIaslError(output)}`);
-  }
-}
-
-/** The first error iasl reported, or how it ended when it reported none (it can crash). */
-function firstIaslError(output: Deno.CommandOutput): string {
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-  const error = lines.find((l) => /^Error\s/.test(l) || /\bError\b/.test(l));
-  if (error) return error.replace(/\s+/g, " ");
-  const ended = output.signal
-    ? `iasl was killed by ${output.signal}`
-    : `iasl exited with status ${output.code}`;
-  return `${ended} and wrote no AML${
-    lines.length ? ` (last output: ${lines[lines.length - 1]})` : ""
-  }`;
+  /** How long one iasl run may take, in milliseconds (default 30 s). */
+  iaslTimeLimitMs?: number;
 }
 
 /** True when `bytes` start like a zip archive (a local file header, "PK\x03\x04"). */
@@ -220,13 +272,14 @@ export function looksLikeZip(bytes: Uint8Array): boolean {
     bytes[3] === 0x04;
 }
 
-/** One table input by name: compiled bytes, or `.dsl` text to compile. */
+/** One table input: compiled bytes, or `.dsl` source text to compile. */
 interface TableInput {
+  /** What messages call it: its path, or `archive.zip:name`. */
   name: string;
   dsl: boolean;
-  /** The file to compile (for .dsl), or the bytes. */
-  path?: string;
-  bytes?: Uint8Array;
+  bytes: Uint8Array;
+  /** For a `.dsl` in a folder: the folder, searched first for the files it includes. */
+  dir?: string;
 }
 
 /** Picks `.dsl` and `.aml` inputs; a `.dsl` wins over an `.aml` of the same name. */
@@ -240,6 +293,11 @@ function selectTables<T extends { name: string }>(entries: T[]): { dsl: T[]; aml
   return { dsl, aml };
 }
 
+/** True for the names of table files (`.dsl` and `.aml`, in any case). */
+function isTableName(name: string): boolean {
+  return /\.(dsl|aml)$/i.test(name);
+}
+
 /** Compiles the `.dsl` inputs (in a temporary folder) and lays out all tables. */
 async function compileAndLayout(
   inputs: TableInput[],
@@ -247,23 +305,29 @@ async function compileAndLayout(
 ): Promise<AcpiImage> {
   const tables: NamedTable[] = inputs.filter((t) => !t.dsl).map((t) => ({
     file: t.name,
-    bytes: t.bytes!,
+    bytes: t.bytes,
   }));
   const dsl = inputs.filter((t) => t.dsl);
   if (dsl.length > 0) {
+    const { compileDslTable, IaslError } = await import("./iasl.ts");
     const outDir = await makeRegisteredTempDir("igvmgen-acpi-");
+    const cwd = Deno.cwd();
     try {
-      for (const t of dsl) {
-        let path = t.path;
-        if (!path) {
-          // A .dsl from an archive: write it into our own temporary folder first.
-          path = join(outDir, `src-${t.name.replace(/^.*\//, "")}`);
-          await Deno.writeFile(path, t.bytes!);
-        }
-        tables.push({
-          file: t.name,
-          bytes: await compileDsl(path, outDir, options.iasl ?? "iasl"),
+      for (const [i, t] of dsl.entries()) {
+        const bytes = await compileDslTable({
+          table: t.name,
+          source: t.bytes,
+          includeDirs: t.dir === undefined
+            ? [cwd]
+            : [...new Set([t.dir.startsWith("/") ? t.dir : join(cwd, t.dir), cwd])],
+          workDir: outDir,
+          stem: `table${i}`,
+          iasl: options.iasl ?? "iasl",
+          timeLimitMs: options.iaslTimeLimitMs,
+        }).catch((e) => {
+          throw e instanceof IaslError ? new AcpiError(e.message, { cause: e }) : e;
         });
+        tables.push({ file: t.name, bytes });
       }
     } finally {
       await removeTemp(outDir);
@@ -273,19 +337,24 @@ async function compileAndLayout(
 }
 
 /**
- * Reads the tables of a zip archive of `.dsl`/`.aml` files (folders inside are flattened).
- * Only those entries are inflated, within the caps of ACPI_ZIP_LIMITS, so an archive that
- * inflates to gigabytes is refused before it costs time or memory.
+ * Reads the tables of a zip archive of `.dsl`/`.aml` files (folders inside are kept in the
+ * names). Only those entries are inflated, within the caps of ACPI_ZIP_LIMITS, so an archive
+ * that inflates to gigabytes is refused before it costs time or memory. An entry named twice
+ * is refused: one of the two would be dropped.
  */
 async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInput[]> {
   const files = new Map<string, Uint8Array>();
+  let read: { name: string; bytes: Uint8Array }[];
   try {
-    const read = await readZipEntries(bytes, (name) => /\.(dsl|aml)$/i.test(name));
-    for (const e of read) files.set(e.name, e.bytes); // a repeated name: the last one wins
+    read = await readZipEntries(bytes, isTableName);
   } catch (e) {
     throw new AcpiError(`${path}: not a readable zip archive: ${(e as Error).message}`, {
       cause: e,
     });
+  }
+  for (const e of read) {
+    if (files.has(e.name)) throw new AcpiError(`${path}: the archive has two entries ${e.name}`);
+    files.set(e.name, e.bytes);
   }
   const entries = [...files].map(([name, b]) => ({ name, bytes: b }));
   const { dsl, aml } = selectTables(entries);
@@ -299,10 +368,79 @@ async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInpu
 }
 
 /**
+ * The table files of a folder. A symbolic link is followed to what it names; an entry named
+ * like a table that is not (or does not lead to) a regular file is refused by name, never
+ * skipped, and so is a table under another name (`.asl`, acpidump's `.dat`).
+ */
+async function tableFilesIn(path: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(path)) {
+      if (/\.(asl|dat)$/i.test(e.name)) {
+        // ASL sources and acpidump's binary tables: tables by another name, never skipped.
+        throw new AcpiError(
+          `${
+            join(path, e.name)
+          }: igvmgen does not read this file name; give table sources as .dsl and compiled tables as .aml`,
+        );
+      }
+      if (!isTableName(e.name)) continue;
+      if (e.isFile) {
+        names.push(e.name);
+        continue;
+      }
+      const entry = join(path, e.name);
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.stat(entry);
+      } catch (err) {
+        throw new AcpiError(
+          err instanceof Deno.errors.NotFound
+            ? `ACPI table ${entry} is a symbolic link to nothing (${await linkTarget(entry)})`
+            : `cannot read ACPI table ${entry}: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      if (!info.isFile) {
+        throw new AcpiError(
+          `ACPI table ${entry} is ${describeKind(info)}${
+            e.isSymlink ? ` (through a symbolic link)` : ""
+          }, not a regular file`,
+        );
+      }
+      names.push(e.name);
+    }
+  } catch (e) {
+    if (e instanceof AcpiError) throw e;
+    throw new AcpiError(`cannot read ACPI folder ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  return names;
+}
+
+/** Where a symbolic link points, for messages. */
+async function linkTarget(path: string): Promise<string> {
+  try {
+    return `it points to ${await Deno.readLink(path)}`;
+  } catch {
+    return "its target cannot be read";
+  }
+}
+
+/** What a file that is not a regular file is, in words. */
+function describeKind(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a folder";
+  if (info.isFifo) return "a FIFO";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "a special file";
+}
+
+/**
  * Loads ACPI from `-acpi_dir PATH`: a folder or a zip archive of `.dsl`/`.aml` tables, or
  * the original's legacy snapshot file (told apart by content). `.dsl` files win over `.aml`
- * files of the same name, as the original reads only `.dsl`. Nothing is written into the
- * input folder.
+ * files of the same name, as the original reads only `.dsl`. Every table is read whole
+ * within ACPI_FILE_MAX; nothing is written into the input folder.
  */
 export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Promise<AcpiImage> {
   let info: Deno.FileInfo;
@@ -325,26 +463,19 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
   if (!info.isDirectory) {
     throw new AcpiError(`ACPI source ${path} is not a folder or a regular file`);
   }
-  const entries: { name: string }[] = [];
-  try {
-    for await (const e of Deno.readDir(path)) if (e.isFile) entries.push({ name: e.name });
-  } catch (e) {
-    throw new AcpiError(`cannot read ACPI folder ${path}: ${(e as Error).message}`, { cause: e });
-  }
-  const { dsl, aml } = selectTables(entries);
+  const { dsl, aml } = selectTables((await tableFilesIn(path)).map((name) => ({ name })));
   if (dsl.length + aml.length === 0) {
     throw new AcpiError(`${path}: no .dsl or .aml tables in the folder`);
   }
   const inputs: TableInput[] = [];
-  for (const e of aml) {
+  for (const e of [...aml, ...dsl]) {
+    const file = join(path, e.name);
     inputs.push({
-      name: join(path, e.name),
-      dsl: false,
-      bytes: await readInputFile(join(path, e.name), "ACPI table", ACPI_FILE_MAX),
+      name: file,
+      dsl: dsl.includes(e),
+      bytes: await readInputFile(file, "ACPI table", ACPI_FILE_MAX),
+      dir: path,
     });
-  }
-  for (const e of dsl) {
-    inputs.push({ name: join(path, e.name), dsl: true, path: join(path, e.name) });
   }
   return await compileAndLayout(inputs, options);
 }

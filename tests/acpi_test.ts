@@ -1,8 +1,15 @@
 import { deflateSync } from "node:zlib";
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { decodeLegacySnapshot, parsePagePickle, SnapshotError } from "../acpi/legacy_snapshot.ts";
-import { AcpiError, type AcpiImage, layoutAcpiTables, loadAcpi } from "../acpi/acpi_image.ts";
+import {
+  AcpiError,
+  acpiFromLegacySnapshot,
+  type AcpiImage,
+  layoutAcpiTables,
+  loadAcpi,
+} from "../acpi/acpi_image.ts";
 import { acpiChecksum, tableSignature } from "../acpi/tables.ts";
+import { walkAcpiTables } from "../acpi/walk.ts";
 import { HAVE_IASL, HAVE_SHARED, listDir, REFERENCE, tempDir } from "./helpers.ts";
 
 /** A pickle (protocol 4 opcodes) of {gpa: bytearray(page)} built by hand. */
@@ -87,6 +94,24 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "acpiFromLegacySnapshot() refuses a snapshot whose tables a guest could not follow",
+  ignore: !HAVE_SHARED,
+  async fn() {
+    const pages = await decodeLegacySnapshot(Deno.readFileSync(`${REFERENCE}acpi/acpi.zip`));
+    const good = await acpiFromLegacySnapshot(snapshotOf([...pages]));
+    assertEquals(good.writes.length, 34);
+    const rsdp = pages.get(0xe0000)!.slice();
+    rsdp[8] ^= 1; // the RSDP checksum
+    pages.set(0xe0000, rsdp);
+    await assertRejects(
+      () => acpiFromLegacySnapshot(snapshotOf([...pages])),
+      AcpiError,
+      "the snapshot would not form valid ACPI in the guest: RSDP: bad checksum",
+    );
+  },
+});
+
 /** A minimal SDT with a signature and some payload. */
 function sdt(signature: string, length: number, revision = 1): Uint8Array {
   const t = new Uint8Array(length);
@@ -141,7 +166,7 @@ function walkTables(image: AcpiImage): Map<string, { gpa: number; bytes: Uint8Ar
   return found;
 }
 
-Deno.test("layoutAcpiTables() puts the XSDT at 1 MiB when the RSDP names none, RSDP bytes as given", () => {
+Deno.test("layoutAcpiTables() puts the XSDT at 1 MiB when the RSDP names none, and the RSDP says so", () => {
   const image = layoutAcpiTables([
     { file: "r", bytes: rsdp(0) },
     { file: "x", bytes: sdt("XSDT", 36) },
@@ -151,7 +176,88 @@ Deno.test("layoutAcpiTables() puts the XSDT at 1 MiB when the RSDP names none, R
   ]);
   assertEquals(image.writes.map((w) => w.gpa).slice(0, 2), [0xe0000, 0x100000]);
   assertEquals(tableSignature(image.writes[1].bytes), "XSDT");
-  assertEquals([...image.writes[0].bytes], [...rsdp(0)]);
+  const r = image.writes[0].bytes;
+  assertEquals(new DataView(r.buffer, r.byteOffset).getBigUint64(24, true), 0x100000n);
+  assertEquals([acpiChecksum(r, 0, 20), acpiChecksum(r, 0, 36)], [0, 0]);
+  assertEquals(walkAcpiTables(readerOf(image)).problems.filter((p) => !/aligned/.test(p)), []);
+});
+
+/** Guest memory holding only `image`'s tables. */
+function readerOf(image: AcpiImage): (gpa: number, length: number) => Uint8Array {
+  return (gpa, length) => {
+    const out = new Uint8Array(length);
+    for (const w of image.writes) {
+      for (let i = 0; i < w.bytes.length; i++) {
+        const at = w.gpa + i - gpa;
+        if (at >= 0 && at < length) out[at] = w.bytes[i];
+      }
+    }
+    return out;
+  };
+}
+
+Deno.test("layoutAcpiTables() recomputes wrong table and RSDP checksums: the image passes the walk", () => {
+  const broken = (t: Uint8Array, at: number) => {
+    t[at] ^= 0x5a;
+    return t;
+  };
+  const image = layoutAcpiTables([
+    { file: "r", bytes: broken(rsdp(0x100000), 8) },
+    { file: "x", bytes: sdt("XSDT", 36) },
+    { file: "f", bytes: sdt("FACP", 276, 6) },
+    { file: "d", bytes: broken(sdt("DSDT", 40), 9) },
+    { file: "a", bytes: broken(sdt("APIC", 44), 39) },
+    { file: "t", bytes: broken(sdt("TPM2", 52), 9) },
+    { file: "s", bytes: facs() },
+  ]);
+  const walk = walkAcpiTables(readerOf(image));
+  assertEquals(walk.problems.filter((p) => !/aligned/.test(p)), []);
+  assertEquals(walk.tables.map((t) => t.signature).sort(), [
+    "APIC",
+    "DSDT",
+    "FACP",
+    "FACS",
+    "RSDP",
+    "TPM2",
+    "XSDT",
+  ]);
+});
+
+Deno.test("layoutAcpiTables() refuses an RSDP or FADT a guest could not follow, naming the file", () => {
+  const rest = [
+    { file: "x.aml", bytes: sdt("XSDT", 36) },
+    { file: "d.aml", bytes: sdt("DSDT", 40) },
+    { file: "s.aml", bytes: facs() },
+  ];
+  const fadt = sdt("FACP", 276, 6);
+  const withRsdp = (r: Uint8Array, f = fadt) =>
+    layoutAcpiTables([{ file: "r.aml", bytes: r }, { file: "f.aml", bytes: f }, ...rest]);
+  const rev0 = rsdp(0x100000);
+  rev0[15] = 0;
+  assertThrows(() => withRsdp(rev0), AcpiError, "r.aml: RSDP revision 0");
+  const badLength = rsdp(0x100000);
+  new DataView(badLength.buffer).setUint32(20, 20, true);
+  assertThrows(() => withRsdp(badLength), AcpiError, "r.aml: the RSDP's length field is 20");
+  const badSignature = rsdp(0x100000);
+  badSignature[5] = 0x58; // "RSD XTR "
+  assertThrows(() => withRsdp(badSignature), AcpiError, "r.aml: the RSDP's signature");
+  // An FADT whose DSDT field already points elsewhere: the guest would find no DSDT.
+  const elsewhere = sdt("FACP", 276, 6);
+  new DataView(elsewhere.buffer).setBigUint64(0x8c, 0x300000n, true); // X_DSDT
+  assertThrows(() => withRsdp(rsdp(0x100000), elsewhere), AcpiError, "DSDT expected at 0x300000");
+  assertThrows(
+    () => withRsdp(rsdp(0x100000), sdt("FACP", 100, 1)),
+    AcpiError,
+    "f.aml: FACP table is truncated",
+  );
+  const shortFacs = layoutAcpiTables.bind(null, [
+    { file: "r.aml", bytes: rsdp(0x100000) },
+    { file: "f.aml", bytes: fadt },
+    { file: "x.aml", bytes: sdt("XSDT", 36) },
+    { file: "d.aml", bytes: sdt("DSDT", 40) },
+    { file: "s.aml", bytes: sdt("FACS", 40) },
+  ]);
+  assertThrows(shortFacs, AcpiError, "s.aml: FACS table is truncated");
 });
 
 Deno.test("layoutAcpiTables() packs tables after the XSDT in signature order and links them", () => {

@@ -236,7 +236,7 @@ Deno.test("igvmgen measure and inspect check their options as generation does (e
       ],
       [["inspect", path, "--json=foo"], "error: --json takes no value"],
       [["verify", path, "--json=1"], "error: --json takes no value"],
-      [["inspect", path, "--json", "--json"], "error: -json is given twice"],
+      [["inspect", path, "--json", "--json"], "error: --json is given twice"],
       [
         ["measure", path, "--jsn"],
         "error: measure: unknown option --jsn (see igvmgen measure --help)",

@@ -256,7 +256,7 @@ Deno.test("generate() rejects bad fields with UsageError and bad inputs with Inp
     await assertRejects(
       () => generate({ ...base, kernel: { stream: empty, name: "https://example.com/bzImage" } }),
       InputError,
-      "kernel (https://example.com/bzImage)",
+      "the kernel from https://example.com/bzImage delivered no bytes",
     );
     await assertRejects(() => measure({ file: `${dir}/nope` }), InputError, "cannot read");
     await Deno.writeTextFile(`${dir}/not.igvm`, "hello");

@@ -20,7 +20,7 @@ import type { StandardStreams } from "../io/output_target.ts";
 /** Standard output for the commands that write files, and what it is (from main.ts). */
 export type CommandStreams = Pick<
   StandardStreams,
-  "stdout" | "stdoutIdentity" | "stdoutIsTerminal"
+  "stdout" | "stdoutIdentity" | "stdoutIsTerminal" | "stdoutProbe"
 >;
 
 export const SUBCOMMANDS = [
@@ -96,7 +96,7 @@ function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptio
     if (!flags.includes(name)) {
       throw new UsageError(`${command}: unknown option ${arg} (see igvmgen ${command} --help)`);
     }
-    if (given.has(name)) throw new UsageError(`-${name} is given twice`);
+    if (given.has(name)) throw new UsageError(`${arg.split("=")[0]} is given twice`);
     given.add(name);
     if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
     if (name === "json") o.json = true;

@@ -4,6 +4,7 @@
  * and the `--vcpus`/`--cpu` parsing and the `--matrix` digests `measure` uses.
  */
 import { UsageError } from "../errors.ts";
+import { parseWholeNumber } from "./sub_args.ts";
 import type { MatrixDigest } from "../measure/kvm_hosts.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
@@ -24,7 +25,7 @@ export function parseVcpus(text: string, list: boolean): number[] {
   const parts = text.split(",");
   if (!list && parts.length > 1) throw new UsageError(`--vcpus: one count, got "${text}"`);
   const counts = parts.map((p) => {
-    const n = /^[0-9]+$/.test(p) ? Number(p) : NaN;
+    const n = parseWholeNumber(p);
     if (!Number.isSafeInteger(n) || n < 1 || n > 512) {
       throw new UsageError(`--vcpus: expected counts from 1 to 512, got "${p}"`);
     }

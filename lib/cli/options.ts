@@ -12,7 +12,7 @@
 import { UsageError } from "../errors.ts";
 import { checkSvn } from "../measure/measurement_json.ts";
 import { type ArgparseReading, readLikeArgparse } from "./argparse.ts";
-import { FALSE_WORDS, TRUE_WORDS } from "./sub_args.ts";
+import { FALSE_WORDS, parseWholeNumber, TRUE_WORDS } from "./sub_args.ts";
 import { FILE_LOADER_NAMES } from "../measure/loader_names.ts";
 
 type Kind = "string" | "path" | "int" | "bool" | "enum" | "flag";
@@ -267,7 +267,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "how much to report on stderr; DEBUG also shows error details",
   },
   { name: "verbose", kind: "flag", help: "same as -l DEBUG" },
-  { name: "quiet", kind: "flag", help: "print nothing on success" },
+  {
+    name: "quiet",
+    kind: "flag",
+    help: "print no progress, notes or success line; warnings are still printed",
+  },
   {
     name: "verify",
     kind: "flag",
@@ -281,7 +285,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "strict",
     kind: "flag",
-    help: "make warnings errors (an -append longer than the kernel's cmdline_size)",
+    help:
+      "make warnings errors (an -append longer than the kernel's cmdline_size, a truncated kernel)",
   },
   { name: "version", kind: "flag", help: "print igvmgen's version and exit" },
   {
@@ -362,11 +367,7 @@ function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
       if (FALSE_WORDS.includes(raw)) return false;
       throw new UsageError(`${flag}: expected true/false/1/0, got "${raw}"`);
     case "int": {
-      const n = /^0x[0-9a-f]+$/i.test(raw)
-        ? parseInt(raw, 16)
-        : /^[0-9]+$/.test(raw)
-        ? parseInt(raw, 10)
-        : NaN;
+      const n = parseWholeNumber(raw);
       if (!Number.isSafeInteger(n)) {
         throw new UsageError(`${flag}: expected a whole number, got "${raw}"`);
       }

@@ -21,6 +21,19 @@ export const TRUE_WORDS = ["true", "True", "TRUE", "1", "yes"];
 /** The words a boolean option reads as false. */
 export const FALSE_WORDS = ["false", "False", "FALSE", "0", "no"];
 
+/**
+ * A whole number as every command takes one: decimal digits, or hex digits after `0x`
+ * (`-vcpus 0x10` and `--vcpus 0x10` alike); NaN for anything else.
+ */
+export function parseWholeNumber(text: string): number {
+  const n = /^0x[0-9a-f]+$/i.test(text)
+    ? parseInt(text, 16)
+    : /^[0-9]+$/.test(text)
+    ? parseInt(text, 10)
+    : NaN;
+  return Number.isSafeInteger(n) ? n : NaN;
+}
+
 /** Parses `args` for `command` against `specs`. */
 export function parseSubArgs(
   command: string,
@@ -39,6 +52,8 @@ export function parseSubArgs(
     const body = arg.replace(/^--?/, "");
     const eq = body.indexOf("=");
     const name = eq >= 0 ? body.slice(0, eq) : body;
+    // Messages name the option as the user wrote it (`--measurement-file`), never a mix.
+    const typed = eq >= 0 ? arg.slice(0, arg.indexOf("=")) : arg;
     const spec = specs.find((s) => norm(s.name) === norm(name));
     if (!spec) {
       throw new UsageError(`${command}: unknown option ${arg} (see igvmgen ${command} --help)`);
@@ -52,16 +67,16 @@ export function parseSubArgs(
     let raw: string;
     if (eq >= 0) raw = body.slice(eq + 1);
     else {
-      if (i + 1 >= args.length) throw new UsageError(`${command}: -${name} needs a value`);
+      if (i + 1 >= args.length) throw new UsageError(`${command}: ${typed} needs a value`);
       raw = args[++i];
     }
     if (spec.kind === "bool") {
       if (TRUE_WORDS.includes(raw)) values.set(spec.name, true);
       else if (FALSE_WORDS.includes(raw)) values.set(spec.name, false);
-      else throw new UsageError(`${command}: -${name}: expected true/false/1/0, got "${raw}"`);
+      else throw new UsageError(`${command}: ${typed}: expected true/false/1/0, got "${raw}"`);
     } else {
       if (raw === "") {
-        throw new UsageError(`${command}: -${name}: expected a value, got an empty string`);
+        throw new UsageError(`${command}: ${typed}: expected a value, got an empty string`);
       }
       values.set(spec.name, raw);
     }

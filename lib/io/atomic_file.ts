@@ -5,7 +5,13 @@
 import { basename, dirname, join } from "./path.ts";
 import type { ByteSink } from "./byte_stream.ts";
 import { readFullyAt } from "./file_reader.ts";
-import { makeRegisteredTempFile, registerTemp, removeTemp, unregisterTemp } from "./temp_files.ts";
+import {
+  makeRegisteredTempFile,
+  noteTempIdentity,
+  registerTemp,
+  removeTemp,
+  unregisterTemp,
+} from "./temp_files.ts";
 import { writeError } from "./os_errors.ts";
 
 /** A temporary file that becomes `path` on commit. */
@@ -43,6 +49,8 @@ export class AtomicFile implements ByteSink {
       unregisterTemp(tempPath);
       throw writeError(path, e);
     }
+    const created = await file.stat().catch(() => undefined);
+    if (created) noteTempIdentity(tempPath, created);
     const out = new AtomicFile(path, tempPath, file);
     await out.#keepModeOf(path, existing);
     return out;
@@ -77,12 +85,16 @@ export class AtomicFile implements ByteSink {
 
   /** How errors name this file: the output, or the spool of `-o -`. */
   get #label(): string {
-    return this.path === "-" ? `the spool of standard output ${this.tempPath}` : this.path;
+    return this.path === "-"
+      ? `the spool of standard output ${this.tempPath} (in TMPDIR)`
+      : this.path;
   }
 
   /** Reads back what was written (for the self-check before commit). */
   async readBack(offset: number, length: number): Promise<Uint8Array> {
-    const file = await Deno.open(this.tempPath, { read: true });
+    const file = await Deno.open(this.tempPath, { read: true }).catch((e) => {
+      throw this.#lost(e);
+    });
     try {
       return await readFullyAt(file, offset, new Uint8Array(length));
     } finally {
@@ -92,7 +104,23 @@ export class AtomicFile implements ByteSink {
 
   /** The size of what was written so far. */
   async size(): Promise<number> {
-    return (await Deno.stat(this.tempPath)).size;
+    return (await Deno.stat(this.tempPath).catch((e) => {
+      throw this.#lost(e);
+    })).size;
+  }
+
+  /**
+   * The error for a temporary file that is no longer where it was made: its folder was moved
+   * or removed while the run went on (the file itself is removed on abort, wherever it is).
+   */
+  #lost(e: unknown): Error {
+    if (!(e instanceof Deno.errors.NotFound)) return writeError(this.#label, e);
+    return writeError(
+      this.path,
+      new Error(
+        `its folder ${dirname(this.path)} was moved or removed while igvmgen wrote it`,
+      ),
+    );
   }
 
   /** A temporary file in the system's temporary folder, for output to a stream (`-o -`). */
@@ -138,9 +166,51 @@ export class AtomicFile implements ByteSink {
     try {
       await Deno.rename(this.tempPath, this.path);
     } catch (e) {
-      throw writeError(this.path, e);
+      throw this.#lost(e);
     }
     unregisterTemp(this.tempPath);
+  }
+
+  /**
+   * Renames the finished file into place like `commit()`, keeping what it replaces (a hard
+   * link under a temporary name) until the returned `keep()`; `undo()` puts that back, or
+   * removes the new file where there was none. This lets a run put several outputs in place
+   * together or not at all. On a file system without hard links an existing output cannot be
+   * kept: `undo()` then leaves the new file (it never loses both).
+   */
+  async swapIn(): Promise<{ undo(): Promise<void>; keep(): Promise<void> }> {
+    await this.flush();
+    const existing = await Deno.lstat(this.path).catch(() => undefined);
+    let backup: string | undefined;
+    if (existing?.isFile) {
+      backup = `${this.tempPath.replace(/\.tmp$/, "")}.old`;
+      registerTemp(backup);
+      try {
+        await Deno.link(this.path, backup);
+      } catch {
+        unregisterTemp(backup);
+        backup = undefined;
+      }
+    }
+    try {
+      await Deno.rename(this.tempPath, this.path);
+    } catch (e) {
+      if (backup) await removeTemp(backup);
+      throw this.#lost(e);
+    }
+    unregisterTemp(this.tempPath);
+    const path = this.path;
+    return {
+      async undo() {
+        if (backup) {
+          await Deno.rename(backup, path).catch(() => {});
+          unregisterTemp(backup);
+        } else if (!existing) await Deno.remove(path).catch(() => {});
+      },
+      async keep() {
+        if (backup) await removeTemp(backup);
+      },
+    };
   }
 
   /** Removes the temporary file. */

@@ -62,7 +62,10 @@ export async function inputSource(
   return await fileSource(spooled, what, `${what} (${name})`);
 }
 
-/** Reads a small input whole: a file as `readInputFile` does, a stream up to 1 MiB. */
+/**
+ * Reads a small input whole: a file as `readInputFile` does, a stream up to 1 MiB (and at
+ * least one byte).
+ */
 export async function readSmallInput(input: Input, what: string): Promise<Uint8Array> {
   if (typeof input === "string") return await readInputFile(input, what);
   const { stream, name } = namedStream(input);
@@ -80,6 +83,11 @@ export async function readSmallInput(input: Input, what: string): Promise<Uint8A
     throw new InputError(`cannot read ${what} from ${name}: ${(e as Error).message}`, {
       cause: e,
     });
+  }
+  if (length === 0) {
+    throw new InputError(
+      `cannot read ${what} from ${name}: it delivered no bytes (a stream already read to its end?)`,
+    );
   }
   const bytes = new Uint8Array(length);
   let at = 0;

@@ -103,6 +103,7 @@ function tooLargeError(label: string, size: string, limit: InputLimit): InputErr
  * Copies a stream of unknown length (standard input, a pipe) into a temporary file in the
  * system's temporary folder, in bounded memory, so it can be sized and read like a file.
  * With `limit`, copying stops with an error as soon as the stream passes `limit.maxBytes`.
+ * A stream that delivers no bytes at all is an error.
  */
 export async function spoolToTempFile(
   stream: ReadableStream<Uint8Array>,
@@ -110,6 +111,8 @@ export async function spoolToTempFile(
   limit?: InputLimit,
   /** The caller removes the spool itself (with `removeTemp`), not `removeSpools()`. */
   owned = false,
+  /** No bytes at all is fine (a device such as /dev/null, named on purpose). */
+  allowEmpty = false,
 ): Promise<string> {
   const path = await makeRegisteredTempFile("igvmgen-spool-");
   let file: Deno.FsFile | undefined;
@@ -127,8 +130,14 @@ export async function spoolToTempFile(
       try {
         while (done < chunk.length) done += await file.write(chunk.subarray(done));
       } catch (e) {
-        throw writeError(`the spool of ${what} ${path}`, e);
+        throw writeError(`the spool of ${what} ${path} (in TMPDIR)`, e);
       }
+    }
+    if (total === 0 && !allowEmpty) {
+      // A pipe whose writer failed, a stream already read to its end: never "no input".
+      throw new InputError(
+        `${what} delivered no bytes: an empty pipe, standard input or stream is refused (one already read to its end, or whose writer failed?)`,
+      );
     }
   } catch (e) {
     file?.close();
@@ -215,7 +224,8 @@ export async function fileSource(
       const file = await Deno.open(path, { read: true }).catch((e) => {
         throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`);
       });
-      path = await spoolToTempFile(file.readable, named, limit);
+      // A pipe or FIFO must deliver something; a device (/dev/null) is named on purpose.
+      path = await spoolToTempFile(file.readable, named, limit, false, info.isCharDevice === true);
       info = await Deno.stat(path);
     } else if (limit && info.size > limit.maxBytes) {
       throw tooLargeError(named, String(info.size), limit);

@@ -3,9 +3,9 @@
  * resolved (through symlinks), their folders must exist, and neither may be one of the
  * inputs (compared by device and inode, not by spelling). A regular file is written to a
  * temporary file beside it and renamed into place; standard output and other targets that
- * are not regular files (/dev/null, a FIFO) get the finished bytes copied into them, with no
- * temporary file beside them and no rename. The measurement file is committed only after
- * the image.
+ * are not regular files (/dev/null, a FIFO, a descriptor path such as `/dev/fd/3`) get the
+ * finished bytes copied into them, with no temporary file beside them and no rename. A run's
+ * outputs are committed together or not at all (see `commitTogether`).
  */
 import { InputError, UsageError } from "../errors.ts";
 import { AtomicFile } from "./atomic_file.ts";
@@ -16,6 +16,7 @@ import type { ByteSink } from "./byte_stream.ts";
 import { readFullyAt } from "./file_reader.ts";
 import { withSignalsHeld } from "./signals.ts";
 import { basename, dirname, join } from "./path.ts";
+import type { StdoutState } from "./standard_output.ts";
 
 /** Where the image is built: a temporary file, a spool, or nowhere (for /dev/null). */
 export interface ImageFile extends ByteSink {
@@ -55,6 +56,11 @@ export interface StandardStreams {
   stdoutIsTerminal?: boolean;
   /** Standard output was closed when the process started (where this can be told). */
   stdoutClosed?: boolean;
+  /**
+   * Tells what standard output is, asked only when an output goes there (the CLI passes
+   * `probeStandardOutput`): closed, or the null device, refuses the output.
+   */
+  stdoutProbe?: () => Promise<StdoutState>;
   /** `--force`: write binary output to a terminal. */
   force?: boolean;
   /** What standard input is, when an input is read from it. */
@@ -131,7 +137,21 @@ export interface OutputTarget {
 }
 
 /** Names that mean standard output; Deno opens these only with all access, so they map. */
-const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/proc/thread-self/fd/1"];
+
+/**
+ * A path that names an open descriptor (`/dev/fd/N`, `/proc/self/fd/N`, what a shell's
+ * `>(...)` gives, `/dev/stderr`): the number, or undefined for any other path. Such a path is
+ * written through as it is, never resolved to a link target or replaced by a rename.
+ */
+function descriptorOfPath(path: string): number | undefined {
+  if (path === "/dev/stdout") return 1;
+  if (path === "/dev/stderr") return 2;
+  const m = /^\/(?:dev\/fd|proc\/(self|thread-self|\d+)\/fd)\/(\d+)$/.exec(path);
+  if (!m) return undefined;
+  if (m[1] !== undefined && /^\d+$/.test(m[1]) && Number(m[1]) !== Deno.pid) return undefined;
+  return Number(m[2]);
+}
 
 const WINDOWS = Deno.build.os === "windows";
 
@@ -173,10 +193,16 @@ async function planTarget(
   given: string,
   request: StandardStreams,
 ): Promise<OutputTarget> {
-  if (STDOUT_PATHS.includes(given)) {
+  if (STDOUT_PATHS.includes(given) || descriptorOfPath(given) === 1) {
     if (!request.stdout) throw new UsageError(`${option} ${given} needs a standard output`);
-    if (request.stdoutClosed) {
+    const state = request.stdoutClosed ? "closed" : await request.stdoutProbe?.() ?? "open";
+    if (state === "closed") {
       throw new InputError(`cannot write ${option} ${given}: standard output is closed`);
+    }
+    if (state === "null-device") {
+      throw new InputError(
+        `cannot write ${option} ${given}: standard output is closed or /dev/null, which igvmgen cannot tell apart without all permissions; to discard the output, give ${option} /dev/null`,
+      );
     }
     if (request.stdoutIsTerminal && !request.force) {
       throw new UsageError(
@@ -185,6 +211,7 @@ async function planTarget(
     }
     return { option, given, kind: "stdout", path: given, label: request.stdoutName };
   }
+  if (descriptorOfPath(given) !== undefined) return await planDescriptorTarget(option, given);
   const path = await resolveOutputPath(given);
   const info = await statOrUndefined(path);
   if (info?.isDirectory) throw new InputError(`cannot write ${option} ${given}: it is a folder`);
@@ -198,6 +225,30 @@ async function planTarget(
     throw new InputError(`cannot write ${option} ${given}: ${dir} is not a folder`);
   }
   return { option, given, kind: "file", path };
+}
+
+/**
+ * An output at a descriptor path other than standard output: written through (opened for
+ * appending, so a log file given as `3>>log` is neither replaced nor overwritten). Deno opens
+ * such paths only with all permissions; with fewer the error says how to do without.
+ */
+async function planDescriptorTarget(option: string, given: string): Promise<OutputTarget> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(given);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      throw new InputError(
+        `cannot write ${option} ${given}: the runtime lets igvmgen open a descriptor path only with all permissions; write ${option} - and redirect standard output instead`,
+      );
+    }
+    if (e instanceof Deno.errors.NotFound) {
+      throw new InputError(`cannot write ${option} ${given}: no such open descriptor`);
+    }
+    throw new InputError(`cannot write ${option} ${given}: ${(e as Error).message}`);
+  }
+  if (info.isDirectory) throw new InputError(`cannot write ${option} ${given}: it is a folder`);
+  return { option, given, kind: "stream", path: given };
 }
 
 /**
@@ -403,8 +454,9 @@ export async function openImageOutput(
 
 /** Opens an existing target that is not a regular file (a FIFO, a device) for writing. */
 async function openTargetFile(target: OutputTarget): Promise<Deno.FsFile> {
+  const append = descriptorOfPath(target.path) !== undefined;
   try {
-    return await Deno.open(target.path, { write: true });
+    return await Deno.open(target.path, { write: true, append });
   } catch (e) {
     throw writeError(target.given, e);
   }
@@ -480,11 +532,6 @@ async function stageSmallOutput(target: OutputTarget, bytes: Uint8Array): Promis
   return staged;
 }
 
-/** Flushes an image bound for a regular file to disk, so that its commit is only a rename. */
-export async function flushFileTarget(target: OutputTarget, image: ImageFile): Promise<void> {
-  if (target.kind === "file" && image instanceof AtomicFile) await image.flush();
-}
-
 /**
  * Commits an image built by {@link openImageOutput}: renames a regular file into place, or
  * copies the spool into standard output or a target that is not a regular file.
@@ -503,10 +550,120 @@ export async function commitImage(
   );
 }
 
+/** One finished output of a run: built in `image`, or small `bytes` written whole. */
+export interface FinishedOutput {
+  target: OutputTarget;
+  image?: ImageFile;
+  bytes?: Uint8Array;
+}
+
 /**
- * Commits a run's outputs in order: the measurement JSON is prepared (in a temporary file
- * beside it), the image is committed, and only then is the measurement committed, so a
- * failed image (a full disk, a closed pipe) leaves no measurement behind.
+ * How long a commit waits for a folder's lock. Another igvmgen run holds it for its renames
+ * only (milliseconds); a lock held longer is some other program's, and is not waited for.
+ */
+const FOLDER_LOCK_WAIT_MS = 10_000;
+
+/** Takes `file`'s exclusive lock, polling, within `ms`; false when it stayed taken. */
+async function lockWithin(file: Deno.FsFile, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  for (let wait = 1;; wait = Math.min(wait * 2, 50)) {
+    if (await file.tryLock(true)) return true;
+    if (performance.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+/**
+ * Locks the folders outputs are renamed into (an exclusive lock on each folder, taken in
+ * one order), so that two runs writing the same outputs put theirs in place one after the
+ * other, never interleaved. Returns the release. Where a folder cannot be opened or locked
+ * (within FOLDER_LOCK_WAIT_MS), it goes unlocked.
+ */
+async function lockFolders(paths: readonly string[]): Promise<() => void> {
+  const held: Deno.FsFile[] = [];
+  if (Deno.build.os !== "windows") {
+    for (const dir of [...new Set(paths.map((p) => dirname(p)))].sort()) {
+      try {
+        const folder = await Deno.open(dir, { read: true });
+        try {
+          if (await lockWithin(folder, FOLDER_LOCK_WAIT_MS)) held.push(folder);
+          else folder.close();
+        } catch {
+          folder.close();
+        }
+      } catch { /* not openable: unlocked */ }
+    }
+  }
+  return () => {
+    for (const folder of held) {
+      try {
+        folder.close(); // closing drops the lock
+      } catch { /* already closed */ }
+    }
+  };
+}
+
+/**
+ * Puts a run's outputs in place together or not at all. Regular files are renamed into place
+ * under the output folders' locks and with termination signals held, each replaced output
+ * kept until all are in place; standard output and other streams get their bytes after that
+ * (they cannot be taken back), and if one fails the files are put back as they were.
+ * Everything not committed is removed.
+ */
+export async function commitTogether(
+  outputs: readonly FinishedOutput[],
+  stdout?: WritableStream<Uint8Array>,
+): Promise<void> {
+  const files: AtomicFile[] = [];
+  const streams: FinishedOutput[] = [];
+  try {
+    for (const out of outputs) {
+      if (out.image instanceof DiscardedImage) continue;
+      if (out.target.kind !== "file") streams.push(out);
+      else files.push(out.image as AtomicFile ?? await stageSmallOutput(out.target, out.bytes!));
+    }
+    // Flushes can take long: done before the locks and the held signals.
+    for (const file of files) await file.flush();
+  } catch (e) {
+    for (const file of files) await file.abort();
+    throw e;
+  }
+  const release = await lockFolders(files.map((f) => f.path));
+  try {
+    const swapped: Awaited<ReturnType<AtomicFile["swapIn"]>>[] = [];
+    const undo = async () => {
+      while (swapped.length) await swapped.pop()!.undo();
+    };
+    await withSignalsHeld(async () => {
+      try {
+        for (const file of files) swapped.push(await file.swapIn());
+      } catch (e) {
+        await undo();
+        throw e;
+      }
+    });
+    try {
+      for (const out of streams) {
+        if (out.image) await commitImage(out.target, out.image, stdout);
+        else await writeSmallOutput(out.target, out.bytes!, stdout);
+      }
+    } catch (e) {
+      await withSignalsHeld(undo);
+      throw e;
+    }
+    for (const s of swapped) await s.keep();
+  } finally {
+    release();
+    // No-ops for the files renamed into place and the spools already copied out.
+    for (const file of files) await file.abort();
+    for (const out of streams) await out.image?.abort().catch(() => {});
+  }
+}
+
+/**
+ * Commits a generation's or a signing's outputs together (see {@link commitTogether}): the
+ * image and its measurement JSON, so neither appears without the other, and two runs to the
+ * same files never leave one's image beside the other's JSON.
  */
 export async function commitOutputs(
   plan: OutputPlan,
@@ -514,50 +671,9 @@ export async function commitOutputs(
   measurementJson: string | undefined,
   stdout?: WritableStream<Uint8Array>,
 ): Promise<void> {
-  const json = measurementJson === undefined
-    ? undefined
-    : new TextEncoder().encode(measurementJson);
-  const staged = plan.measurement?.kind === "file" && json
-    ? await stageSmallOutput(plan.measurement, json)
-    : undefined;
-  // Renames are quick: a signal waits for them (after the flushes, which can take long). A
-  // copy into a pipe can take long too: it is not held.
-  try {
-    await flushFileTarget(plan.image, image);
-    await staged?.flush();
-  } catch (e) {
-    await staged?.abort();
-    throw e;
+  const outputs: FinishedOutput[] = [{ target: plan.image, image }];
+  if (plan.measurement && measurementJson !== undefined) {
+    outputs.push({ target: plan.measurement, bytes: new TextEncoder().encode(measurementJson) });
   }
-  const held = plan.image.kind === "file"
-    ? withSignalsHeld
-    : <T>(f: () => Promise<T>): Promise<T> => f();
-  await held(async () => {
-    try {
-      await commitImage(plan.image, image, stdout);
-    } catch (e) {
-      await staged?.abort();
-      throw e;
-    }
-    if (staged) await staged.commit();
-    else if (plan.measurement && json) await writeSmallOutput(plan.measurement, json, stdout);
-  });
-}
-
-/**
- * True when standard output was closed at start-up. The runtime then reopens descriptor 1
- * on /dev/null read-write before any code runs (a shell's `>/dev/null` opens it write-only).
- * This reads /proc/self/fdinfo/1, which Deno allows only with all permissions; elsewhere
- * (the narrow permissions of `deno task igvmgen`, other systems) it cannot tell and says no.
- */
-export function standardOutputLooksClosed(): boolean {
-  try {
-    const info = Deno.readTextFileSync("/proc/self/fdinfo/1");
-    const flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "", 8);
-    const ino = /^ino:\s*(\d+)/m.exec(info)?.[1];
-    const devNull = Deno.statSync("/dev/null");
-    return (flags & 3) === 2 && ino !== undefined && Number(ino) === devNull.ino;
-  } catch {
-    return false;
-  }
+  await commitTogether(outputs, stdout);
 }

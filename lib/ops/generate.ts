@@ -157,10 +157,20 @@ async function openKernel(req: ResolvedRequest, io: RunIo): Promise<InputSource>
   });
 }
 
-/** Parses the setup header of a bzImage source, naming it in errors. */
-async function readSetupHeader(source: InputSource) {
+/** The first bytes of an ELF file. */
+const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
+
+/**
+ * Parses the setup header of a bzImage source, naming it in errors. `elfHint`: what to say
+ * when the source is an ELF file instead (the kernel: how to load a monitor ELF).
+ */
+async function readSetupHeader(source: InputSource, elfHint?: string) {
+  const head = await source.head(SETUP_HEADER_END);
+  if (elfHint && ELF_MAGIC.every((b, i) => head[i] === b)) {
+    throw new InputError(`cannot use ${source.name}: it is an ELF file, not a bzImage; ${elfHint}`);
+  }
   try {
-    return parseSetupHeader(await source.head(SETUP_HEADER_END), source.size);
+    return parseSetupHeader(head, source.size);
   } catch (e) {
     throw new InputError(`cannot use ${source.name}: ${(e as Error).message}`, { cause: e });
   }
@@ -276,7 +286,12 @@ async function planBzImage(
 ): Promise<GuestImage> {
   if (req.vmpl2Kernel) throw new UsageError("-vmpl2_kernel is only used with -inform elf");
   const kernel = await openKernel(req, io);
-  const header = await readSetupHeader(kernel);
+  const header = await readSetupHeader(
+    kernel,
+    `give ${
+      io.fieldNames ? 'kernelFormat: "elf"' : "-inform elf"
+    } if it is a monitor ELF (a Linux kernel is given as its bzImage, arch/x86/boot/bzImage)`,
+  );
   const initrd = req.initrd
     ? await inputSource(req.initrd, "initrd", {
       ...stdinOf(io),
@@ -398,6 +413,22 @@ function namedInputs(req: ResolvedRequest) {
 }
 
 /**
+ * `strict`: every warning (a notice that starts with "warning: ": a truncated kernel, a cut
+ * command line, a policy or layout the chosen host refuses) fails the run instead; other
+ * notices pass through.
+ */
+function warningsAsErrors(
+  notice: ((message: string) => void) | undefined,
+): (message: string) => void {
+  return (message) => {
+    if (message.startsWith("warning: ")) {
+      throw new InputError(`${message.slice("warning: ".length)} (an error under strict)`);
+    }
+    notice?.(message);
+  };
+}
+
+/**
  * Runs a generation: checks the request, writes `output` (a file, or a stream) and
  * `measurementFile`. Outputs appear only when everything succeeded.
  */
@@ -406,6 +437,7 @@ export async function generateIgvm(
   io: GenerateIo = {},
 ): Promise<GenerateResult> {
   const req = resolveGenerateRequest(request);
+  if (req.strict) io = { ...io, notice: warningsAsErrors(io.notice) };
   const dest = req.output;
   const toStream = typeof dest !== "string";
   const inputs = namedInputs(req);
@@ -421,6 +453,7 @@ export async function generateIgvm(
     stdout: toStream ? dest : io.stdout,
     stdoutIsTerminal: io.stdoutIsTerminal,
     stdoutClosed: io.stdoutClosed,
+    stdoutProbe: io.stdoutProbe,
     force: io.force,
     stdinIdentity: io.stdinIdentity,
     stdoutIdentity: !toStream || dest === io.stdout ? io.stdoutIdentity : undefined,

@@ -76,7 +76,10 @@ export interface GenerateRequest {
    * `target` instead.
    */
   loader?: string;
-  /** `--strict`: warnings are errors (an `cmdline` longer than the kernel's cmdline_size). */
+  /**
+   * `--strict`: warnings are errors (a `cmdline` longer than the kernel's cmdline_size, a
+   * kernel shorter than its header announces, a policy the host refuses).
+   */
   strict?: boolean;
   /** `-shared_payload`: with `kernelFormat: "bzImage2"`, a payload loaded shared at 256 MiB. */
   sharedPayload?: Input;

@@ -104,7 +104,16 @@ export interface SignResult {
 
 /** Standard output, for `-o -`, `--payload-out -` and `-measurement_file -`. */
 export type SignIo =
-  & Pick<StandardStreams, "stdout" | "stdoutIdentity" | "stdoutName" | "stdoutIsTerminal" | "force">
+  & Pick<
+    StandardStreams,
+    | "stdout"
+    | "stdoutIdentity"
+    | "stdoutName"
+    | "stdoutIsTerminal"
+    | "stdoutClosed"
+    | "stdoutProbe"
+    | "force"
+  >
   & {
     /** Name options by the library's request fields in messages (`signKey`, not `-sign_key`). */
     fieldNames?: boolean;

@@ -19,8 +19,7 @@ import {
   rewriteWithIdBlock,
 } from "../measure/id_block_file.ts";
 import {
-  commitImage,
-  flushFileTarget,
+  commitTogether,
   type ImageFile,
   openImageOutput,
   type OutputSpec,
@@ -44,7 +43,6 @@ import {
   type SignIo,
 } from "./sign_file.ts";
 import { kvmLaunchWarnings, kvmMatrixDigests, type MatrixDigest } from "../measure/kvm_hosts.ts";
-import { withSignalsHeld } from "../io/signals.ts";
 
 /** What `sign --matrix` is asked to do. */
 export interface SignMatrixRequest extends AuthorOptions {
@@ -263,13 +261,8 @@ export async function signMatrix(
       await stage(r.idBlocksOut, new TextEncoder().encode(JSON.stringify(doc, null, 2) + "\n"));
       written.push(`${r.idBlocksOut}: ${entries.length} ID blocks for ${r.loader}`);
     }
-    for (const out of pending) await flushFileTarget(out.target, out.image);
-    await withSignalsHeld(async () => {
-      while (pending.length) {
-        await commitImage(pending[0].target, pending[0].image, io.stdout);
-        pending.shift();
-      }
-    });
+    // Every output together or none: a late failure takes back those already in place.
+    await commitTogether(pending.splice(0), io.stdout);
     return { rows, entries, written, warnings };
   } finally {
     for (const out of pending) await out.image.abort().catch(() => {});
