@@ -24,6 +24,7 @@ import {
 import { type Input, inputName, inputSource, readSmallInput } from "../io/input_source.ts";
 import {
   type EarlyArea,
+  nativeRamEnd,
   planBzImageLayout,
   SHARED_PAYLOAD_ADDR,
 } from "../layout/bzimage_layout.ts";
@@ -333,8 +334,9 @@ async function planBzImage(
     svme: req.svme,
     encryptedPage: req.encryptedPage,
     highestVtl: req.vtl,
+    native: kvm?.native ? { ramEnd: nativeRamEnd(layout.top) } : undefined,
   });
-  return kvm ? finishKvmImage(image) : image;
+  return kvm ? finishKvmImage(image, kvm) : image;
 }
 
 /**

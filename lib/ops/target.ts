@@ -32,6 +32,7 @@ import { launchDigestOf } from "../measure/launch_update.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import { extendWithApVmsas, fileOrderIsQemuOrder } from "../measure/kvm_extend.ts";
 import { KVM_VMSA_GPA, kvmTargetVmsa } from "../x86/kvm_vmsa.ts";
+import { nativeVpContextOf } from "../x86/native_context.ts";
 
 /**
  * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud
@@ -46,6 +47,8 @@ export const TARGETS: readonly Target[] = ["hyperv", "qemu-kvm", "ch-kvm"];
 export interface KvmTarget {
   loader: Extract<KvmLoaderName, "qemu-kvm" | "ch-kvm">;
   host: HostConfig;
+  /** `-native`: the image also carries a NATIVE platform. */
+  native: boolean;
   /** How to name the host configuration in messages. */
   description: string;
 }
@@ -88,12 +91,20 @@ export function relocateRsdp(acpi: AcpiImage): { acpi: AcpiImage; rsdpAddr: numb
 /** The VMSA placement the layout planner needs for a KVM target. */
 export const KVM_LAYOUT = { vmsaGpa: KVM_VMSA_GPA } as const;
 
-/** Turns a planned guest image into a KVM target's: VMSA contents, launch order. */
-export function finishKvmImage(image: GuestImage): GuestImage {
+/**
+ * Turns a planned guest image into a KVM target's: VMSA contents, launch order, and for
+ * QEMU the ENVIRONMENT_INFO parameter beside the VP count (Cloud Hypervisor panics on it).
+ * A NATIVE side gets its VP context, converted from the final VMSA.
+ */
+export function finishKvmImage(image: GuestImage, target: KvmTarget): GuestImage {
   const vmsa = image.memory.page(image.vmsaPage);
   if (!vmsa) throw new Error("the image has no VMSA page");
   vmsa.set(kvmTargetVmsa(vmsa));
-  return { ...image, highestVtl: 0, launchOrder: "kvm" };
+  const areas = image.parameterAreas?.map((a) =>
+    target.loader === "qemu-kvm" && a.vpCount !== undefined ? { ...a, environmentInfo: 4 } : a
+  );
+  const native = image.native && { ...image.native, vpContext: nativeVpContextOf(vmsa) };
+  return { ...image, highestVtl: 0, launchOrder: "kvm", parameterAreas: areas, native };
 }
 
 /**
