@@ -128,6 +128,7 @@ export async function runVerifyLoader(
     print(JSON.stringify({ file: path, accepted, ...check }, null, 2));
   } else {
     for (const r of check.refusals) print(`${path}: ${loader} refuses: ${r}`);
+    for (const w of check.warnings) print(`${path}: warning: ${w}`);
     for (const n of check.notes) print(`${path}: note: ${n}`);
     print(
       accepted

@@ -24,7 +24,6 @@ import {
   IGVM_VHS_SUPPORTED_PLATFORM,
   IGVM_VHS_VARIABLE_HEADER,
   IGVM_VHS_VP_CONTEXT,
-  IGVM_VHT_ENVIRONMENT_INFO_PARAMETER,
   IGVM_VHT_MEMORY_MAP,
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
@@ -50,7 +49,6 @@ export interface ParameterArea {
   gpa: number;
   vpCount?: number;
   memoryMap?: number;
-  environmentInfo?: number;
 }
 
 /** The original's single parameter page: VP count at 0, the memory map after one entry. */
@@ -72,7 +70,7 @@ const PARAMETER_SPAN = variableHeaderSpan(IGVM_VHS_PARAMETER);
 function parameterAreasSpan(areas: readonly ParameterArea[]): number {
   let span = 0;
   for (const a of areas) {
-    const parameters = [a.vpCount, a.memoryMap, a.environmentInfo].filter((x) => x !== undefined);
+    const parameters = [a.vpCount, a.memoryMap].filter((x) => x !== undefined);
     span += variableHeaderSpan(IGVM_VHS_PARAMETER_AREA) + parameters.length * PARAMETER_SPAN +
       variableHeaderSpan(IGVM_VHS_PARAMETER_INSERT);
   }
@@ -199,7 +197,6 @@ export class HeaderSectionBuilder {
     areas.forEach((a, index) => {
       const parameters: [number, number | undefined][] = [
         [IGVM_VHT_VP_COUNT_PARAMETER, a.vpCount],
-        [IGVM_VHT_ENVIRONMENT_INFO_PARAMETER, a.environmentInfo],
         [IGVM_VHT_MEMORY_MAP, a.memoryMap],
       ];
       for (const [type, offset] of parameters) {

@@ -15,7 +15,12 @@ import {
 import { directiveFileOffset, type IgvmFile, IgvmFormatError, readGuest } from "./reader.ts";
 import { readIgvmHeaders } from "./header_stream.ts";
 import { ProblemList } from "./problem_list.ts";
-import { directiveGpa, parameterAreaSizeProblem } from "./directives.ts";
+import {
+  directiveGpa,
+  directiveMask,
+  findSnpCompatibilityMask,
+  parameterAreaSizeProblem,
+} from "./directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 
 /** Reads and parses the header section of a file (in bounded chunks). */
@@ -31,7 +36,8 @@ const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): void {
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
   const ranges: { start: number; gpa: number }[] = [];
-  const seen = new Set<number>();
+  // The compatibility masks each GPA is loaded under: one page per GPA and platform.
+  const seen = new Map<number, number>();
   for (const d of h.directives) {
     const at = `header at 0x${d.offset.toString(16)}`;
     if (d.fields.Reserved !== undefined && d.fields.Reserved !== 0n) {
@@ -50,8 +56,12 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
         problems.push(`${at}: GPA 0x${gpa.toString(16)} is not page aligned`);
       }
       if (d.type !== IGVM_VHT_VP_CONTEXT) {
-        if (seen.has(gpa)) problems.push(`${at}: GPA 0x${gpa.toString(16)} is loaded twice`);
-        seen.add(gpa);
+        const mask = directiveMask(d);
+        const before = seen.get(gpa);
+        if (before !== undefined && (before & mask || !before || !mask)) {
+          problems.push(`${at}: GPA 0x${gpa.toString(16)} is loaded twice`);
+        }
+        seen.set(gpa, (before ?? 0) | mask);
       }
       if (d.type === IGVM_VHT_PAGE_DATA && Number(d.fields.Flags ?? 0n) & IGVM_VHF_PAGE_DATA_2MB) {
         problems.push(`${at}: 2 MiB pages are not supported by this verifier`);
@@ -105,10 +115,19 @@ export function assertStructurallySound(file: FileAccess, h: IgvmFile): ProblemL
   );
 }
 
-/** Reads guest memory from the file's directives, page by page on demand. */
-export function guestReaderOf(file: FileAccess, h: IgvmFile) {
+/**
+ * Reads guest memory from the file's directives, page by page on demand: the memory of the
+ * platform whose compatibility mask is `platformMask`, by default the SEV-SNP platform's (in
+ * a multi-platform file another platform may load other bytes at the same GPA).
+ */
+export function guestReaderOf(
+  file: FileAccess,
+  h: IgvmFile,
+  platformMask = findSnpCompatibilityMask(h),
+) {
   const byGpa = new Map<number, number | undefined>();
   for (const d of h.directives) {
+    if (platformMask !== undefined && !(directiveMask(d) & platformMask)) continue;
     if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT) {
       byGpa.set(directiveGpa(d), directiveFileOffset(d));
     }

@@ -336,7 +336,7 @@ async function planBzImage(
     highestVtl: req.vtl,
     native: kvm?.native ? { ramEnd: nativeRamEnd(layout.top) } : undefined,
   });
-  return kvm ? finishKvmImage(image, kvm) : image;
+  return kvm ? finishKvmImage(image) : image;
 }
 
 /**

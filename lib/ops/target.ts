@@ -92,19 +92,15 @@ export function relocateRsdp(acpi: AcpiImage): { acpi: AcpiImage; rsdpAddr: numb
 export const KVM_LAYOUT = { vmsaGpa: KVM_VMSA_GPA } as const;
 
 /**
- * Turns a planned guest image into a KVM target's: VMSA contents, launch order, and for
- * QEMU the ENVIRONMENT_INFO parameter beside the VP count (Cloud Hypervisor panics on it).
- * A NATIVE side gets its VP context, converted from the final VMSA.
+ * Turns a planned guest image into a KVM target's: VMSA contents, launch order. A NATIVE
+ * side gets its VP context, converted from the final VMSA.
  */
-export function finishKvmImage(image: GuestImage, target: KvmTarget): GuestImage {
+export function finishKvmImage(image: GuestImage): GuestImage {
   const vmsa = image.memory.page(image.vmsaPage);
   if (!vmsa) throw new Error("the image has no VMSA page");
   vmsa.set(kvmTargetVmsa(vmsa));
-  const areas = image.parameterAreas?.map((a) =>
-    target.loader === "qemu-kvm" && a.vpCount !== undefined ? { ...a, environmentInfo: 4 } : a
-  );
   const native = image.native && { ...image.native, vpContext: nativeVpContextOf(vmsa) };
-  return { ...image, highestVtl: 0, launchOrder: "kvm", parameterAreas: areas, native };
+  return { ...image, highestVtl: 0, launchOrder: "kvm", native };
 }
 
 /**
