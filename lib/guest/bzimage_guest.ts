@@ -93,7 +93,8 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
       pages.set(l.pageTables.base + at, plain.slice(at, at + PAGE_SIZE));
     }
   }
-  return { ...image, native: { pages, vpContext: new Uint8Array(PAGE_SIZE) } };
+  const memoryBytes = i.native.ramEnd;
+  return { ...image, native: { pages, vpContext: new Uint8Array(PAGE_SIZE), memoryBytes } };
 }
 
 /**

@@ -45,4 +45,6 @@ export interface NativeSide {
   pages: ReadonlyMap<number, Uint8Array>;
   /** The boot CPU's IgvmNativeVpContextX64 page. */
   vpContext: Uint8Array;
+  /** The RAM the NATIVE VM needs: its e820 lists RAM up to this address. */
+  memoryBytes: number;
 }

@@ -53,6 +53,16 @@ export interface KvmTarget {
   description: string;
 }
 
+/**
+ * The QEMU command line that boots a `-native` image without SEV-SNP (QEMU 10.2 or later,
+ * TCG or KVM): no confidential-guest object, so QEMU takes the NATIVE platform. `-cpu max`
+ * gives TCG the 1 GiB pages of x64 boot mode.
+ */
+export function nativeQemuCommand(file: string, memoryBytes: number, vcpus: number): string {
+  return `qemu-system-x86_64 -machine q35,igvm-cfg=igvm0 -object igvm-cfg,id=igvm0,file=${file} ` +
+    `-cpu max -m ${Math.ceil(memoryBytes / (1 << 20))}M -smp ${vcpus} -nographic`;
+}
+
 /** Fails when KVM would refuse the ID block's policy at SNP_LAUNCH_START. */
 export function checkKvmPolicy(target: KvmTarget, policy: bigint): void {
   const problems = kvmPolicyProblems(policy);
