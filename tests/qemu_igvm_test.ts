@@ -1,0 +1,134 @@
+/**
+ * Boots through a real IGVM loader: QEMU 10.2.2 built with IGVM (../shared/qemu-igvm) loads
+ * `-native` images as ordinary VMs under TCG and Linux reaches /init; its guest shows the
+ * parameter pages as QEMU fills them; and QEMU refuses what it must refuse, with its own
+ * message. Skipped, with the reason, when ../shared, that QEMU, busybox or cpio is missing.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { bootIgvmQemu, parsePageDumps, smokePrerequisites } from "../lib/boot/smoke.ts";
+import {
+  buildNativeInitramfs,
+  buildSmokeImage,
+  buildSmokeImageWithResult,
+  NATIVE_CASES,
+  PARAMETER_PAGES,
+  QEMU_IGVM,
+  QEMU_ROMS,
+  qemuIgvmPrerequisites,
+} from "../scripts/boot_smoke.ts";
+import { headerSectionChecksum, readIgvmFile } from "../lib/igvm/reader.ts";
+import { IGVM_FIXED_HEADER, IGVM_VHS_MEMORY_MAP_ENTRY } from "../lib/igvm/defs.ts";
+import { HAVE_SHARED, tempDir } from "./helpers.ts";
+
+const missing = (HAVE_SHARED ? undefined : "../shared is absent") ?? smokePrerequisites() ??
+  qemuIgvmPrerequisites();
+if (missing) console.log(`note: boots through QEMU's IGVM loader skipped: ${missing}`);
+
+/** One initramfs for every case (built once, removed at the end). */
+let shared: { dir: string; initramfs: string } | undefined;
+async function initramfs(): Promise<{ dir: string; initramfs: string }> {
+  if (!shared) {
+    const dir = tempDir();
+    shared = { dir, initramfs: await buildNativeInitramfs(`${dir}/initramfs`) };
+  }
+  return shared;
+}
+
+const MiB = 1 << 20;
+const IGVM_MEMORY_MAP_ENTRY_TYPE_MEMORY = 0;
+
+for (const [i, c] of NATIVE_CASES.entries()) {
+  Deno.test({
+    name: `boot smoke (QEMU's IGVM loader): ${c.name} reaches /init; its guest reads ${c.vcpus} ` +
+      `vCPU(s) and a memory map starting with RAM in the parameter pages`,
+    ignore: missing !== undefined,
+    async fn() {
+      const { dir, initramfs: cpio } = await initramfs();
+      const { bytes, result } = await buildSmokeImageWithResult(dir, cpio, c.args);
+      assertEquals(result.nativeMemory, 512 * MiB);
+      const r = await bootIgvmQemu(bytes, {
+        qemu: QEMU_IGVM,
+        romPath: QEMU_ROMS,
+        memoryBytes: result.nativeMemory!,
+        vcpus: c.vcpus,
+        timeoutSeconds: 120,
+      });
+      assert(r.booted, `no marker; last lines:\n${r.tail.join("\n")}`);
+      // Linux booted on the NATIVE side: no SEV, the RSDP found through boot_params.
+      assert(r.log.includes(`smp: Brought up 1 node, ${c.vcpus} CPU`), r.tail.join("\n"));
+      assert(!/SEV-SNP|Memory Encryption Features active/.test(r.log), "booted as a SEV guest?");
+      assert(/ACPI: RSDP 0x0000000000102000/.test(r.log), "the RSDP from boot_params");
+      // The parameter pages, read by the guest from /dev/mem.
+      const pages = parsePageDumps(r.log);
+      const [vpPage, mapPage] = PARAMETER_PAGES.map((gpa) => pages.get(gpa));
+      assert(vpPage && mapPage, "the guest printed both parameter pages");
+      assertEquals(new DataView(vpPage.buffer).getUint32(0, true), c.vcpus, "VP_COUNT at 0");
+      const e = IGVM_VHS_MEMORY_MAP_ENTRY.off;
+      const map = new DataView(mapPage.buffer);
+      // QEMU's e820 starts with the RAM below 4 GiB: all of -m.
+      assertEquals(
+        [
+          map.getBigUint64(e.StartingGpaPageNumber, true),
+          map.getBigUint64(e.NumberOfPages, true),
+          map.getUint16(e.Type, true),
+        ],
+        [0n, BigInt(result.nativeMemory! / 4096), IGVM_MEMORY_MAP_ENTRY_TYPE_MEMORY],
+      );
+      if (i === NATIVE_CASES.length - 1) {
+        Deno.removeSync(dir, { recursive: true });
+        shared = undefined;
+      }
+    },
+  });
+}
+
+/** Moves the first page that both platforms load to `gpa`, with the header checksum redone. */
+function moveSharedPage(bytes: Uint8Array, gpa: number): Uint8Array {
+  const out = bytes.slice();
+  const page = readIgvmFile(out).directives.find((d) =>
+    d.name === "IGVM_VHT_PAGE_DATA" && d.fields.CompatibilityMask === 3n
+  )!;
+  const view = new DataView(out.buffer);
+  view.setBigUint64(page.offset + 8, BigInt(gpa), true); // the body's GPA, after type and length
+  const end = view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
+    view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
+  view.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(out, end), true);
+  return out;
+}
+
+Deno.test({
+  name: "QEMU's IGVM loader refuses a hyperv-layout image and a NATIVE page at 0xA0000, " +
+    "with its own messages",
+  ignore: missing !== undefined,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const cpio = `${dir}/empty.cpio`;
+      Deno.writeFileSync(cpio, new Uint8Array(0));
+      const boot = (bytes: Uint8Array) =>
+        bootIgvmQemu(bytes, {
+          qemu: QEMU_IGVM,
+          romPath: QEMU_ROMS,
+          memoryBytes: 512 * MiB,
+          timeoutSeconds: 30,
+        });
+      const hyperv = await boot(await buildSmokeImage(dir, cpio, ["-boot_mode", "x64"]));
+      assert(!hyperv.booted);
+      assert(
+        hyperv.log.includes("IGVM file does not describe a compatible supported platform"),
+        hyperv.log,
+      );
+      const native = await buildSmokeImage(dir, cpio, ["-target", "qemu-kvm", "-native"]);
+      const legacy = await boot(moveSharedPage(native, 0xa0000));
+      assert(!legacy.booted);
+      assert(
+        legacy.log.includes(
+          "Could not prepare memory at address 0xA0000 due to existing non-RAM region",
+        ),
+        legacy.log,
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
