@@ -110,13 +110,17 @@ export async function runSubcommand(
   const report = await verifyIgvmFile({ file: o.file });
   if (o.json) print(JSON.stringify({ file: o.file, ...report }, null, 2));
   else if (report.ok) {
+    if (report.platformNote) print(`${o.file}: note: ${report.platformNote}`);
     for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
     print(
       `${o.file}: OK (launch digest ${report.launchDigest}, signature valid, ACPI ${
         report.acpiTables.length ? report.acpiTables.map((t) => t.split("@")[0]).join(" ") : "none"
       })`,
     );
-  } else for (const p of report.problems) print(`${o.file}: ${p}`);
+  } else {
+    if (report.platformNote) print(`${o.file}: note: ${report.platformNote}`);
+    for (const p of report.problems) print(`${o.file}: ${p}`);
+  }
   return report.ok ? 0 : 1;
 }
 
