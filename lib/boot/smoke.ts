@@ -184,29 +184,72 @@ export async function bootIgvmQemu(
   igvm: Uint8Array,
   options: IgvmBootOptions,
 ): Promise<SmokeResult> {
+  return await withIgvmFile(
+    igvm,
+    (file) =>
+      runQemu(options.qemu, [...igvmMachine(file, options), "-nographic", "-no-reboot"], options),
+  );
+}
+
+/**
+ * Whether QEMU's IGVM loader takes a file: QEMU is started paused (`-S`), so it parses the
+ * whole file with libigvm and runs every directive the NATIVE platform selects, then the
+ * monitor asks for its status and quits. Nothing runs in the guest. `message` is what QEMU
+ * printed on standard error (its reason when it refused).
+ */
+export async function igvmQemuAccepts(
+  igvm: Uint8Array,
+  options: IgvmBootOptions,
+): Promise<{ accepted: boolean; message: string }> {
+  return await withIgvmFile(igvm, async (file) => {
+    const child = new Deno.Command(options.qemu, {
+      args: [...igvmMachine(file, options), "-S", "-display", "none", "-monitor", "stdio"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), (options.timeoutSeconds ?? 60) * 1000);
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("info status\nquit\n")).catch(() => {});
+    await writer.close().catch(() => {});
+    const out = await child.output();
+    clearTimeout(timer);
+    const decoder = new TextDecoder();
+    return {
+      accepted: decoder.decode(out.stdout).includes("VM status: paused (prelaunch)"),
+      message: decoder.decode(out.stderr).trim(),
+    };
+  });
+}
+
+/** QEMU's options for a q35 machine whose firmware is the IGVM file at `file`, under TCG. */
+function igvmMachine(file: string, options: IgvmBootOptions): string[] {
+  return [
+    ...(options.romPath ? ["-L", options.romPath] : []),
+    "-machine",
+    "q35,igvm-cfg=igvm0",
+    "-object",
+    `igvm-cfg,id=igvm0,file=${file}`,
+    "-accel",
+    "tcg",
+    "-cpu",
+    "max",
+    "-m",
+    `${Math.ceil(options.memoryBytes / (1 << 20))}M`,
+    "-smp",
+    String(options.vcpus ?? 1),
+    "-nic",
+    "none",
+  ];
+}
+
+/** Runs `f` on the bytes written to a temporary file, removed afterwards. */
+async function withIgvmFile<T>(igvm: Uint8Array, f: (file: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "igvmgen-igvm-boot-" });
   try {
     const file = join(dir, "image.igvm");
     await Deno.writeFile(file, igvm);
-    return await runQemu(options.qemu, [
-      ...(options.romPath ? ["-L", options.romPath] : []),
-      "-machine",
-      "q35,igvm-cfg=igvm0",
-      "-object",
-      `igvm-cfg,id=igvm0,file=${file}`,
-      "-accel",
-      "tcg",
-      "-cpu",
-      "max",
-      "-m",
-      `${Math.ceil(options.memoryBytes / (1 << 20))}M`,
-      "-smp",
-      String(options.vcpus ?? 1),
-      "-nographic",
-      "-no-reboot",
-      "-nic",
-      "none",
-    ], options);
+    return await f(file);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }

@@ -157,10 +157,10 @@ export async function retargetWrittenImage(
   const check = await checkLaunch(target.loader, file, headers, target.host, {
     compareIdBlock: false,
   });
-  if (check.refusals.length) {
-    throw new Error(
-      `the ${target.loader} image fails its own launch checks: ${check.refusals.join("; ")}`,
-    );
+  // A warning means the guest would get other parameters than the file says: not ours to make.
+  const failed = [...check.refusals, ...check.warnings];
+  if (failed.length) {
+    throw new Error(`the ${target.loader} image fails its own launch checks: ${failed.join("; ")}`);
   }
   const digest = await kvmDigestOfWritten(file, headers, target, writtenDigest);
   if (toHex(digest) === toHex(writtenDigest)) return digest;
