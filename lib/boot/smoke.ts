@@ -238,6 +238,9 @@ function igvmMachine(file: string, options: IgvmBootOptions): string[] {
     `${Math.ceil(options.memoryBytes / (1 << 20))}M`,
     "-smp",
     String(options.vcpus ?? 1),
+    // No VGA or NIC: no option ROMs needed, and no iPXE prompt.
+    "-vga",
+    "none",
     "-nic",
     "none",
   ];
