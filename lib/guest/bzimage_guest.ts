@@ -31,7 +31,7 @@ export interface BzImageGuestInput extends GuestCpuOptions {
   rsdpAddr?: number;
   /**
    * `-native` (KVM layouts): the image also boots without SEV, in a VM with RAM up to
-   * `ramEnd`. The VP context is added with the final VMSA (lib/target.ts).
+   * `ramEnd`. Its VP context comes from the final VMSA (finishKvmImage, lib/ops/target.ts).
    */
   native?: { ramEnd: number };
 }

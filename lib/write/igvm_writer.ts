@@ -324,7 +324,7 @@ export interface WriteOptions {
 }
 
 /** The legacy VGA/BIOS window QEMU refuses to load a page into (not RAM on pc and q35). */
-export const LEGACY_WINDOW = { start: 0xa0000, end: 0x100000 } as const;
+const LEGACY_WINDOW = { start: 0xa0000, end: 0x100000 } as const;
 
 /**
  * Refuses a NATIVE side the writer cannot emit: it needs the KVM order (its pages follow
@@ -359,10 +359,11 @@ const enum PageKind {
 }
 
 /**
- * Writes `image` as an IGVM file into `sink` and returns its launch digest. Pages are
- * assembled in batches; the contents of each batch are hashed (in Workers, or on this
- * thread for smaller images: see WriteOptions), then headers, the page-info chain and data
- * are produced in GPA order.
+ * Writes `image` as an IGVM file into `sink` and returns its launch digest (SEV-SNP's: a
+ * NATIVE side, `image.native`, adds a platform whose own pages and VP context follow the
+ * VMSA and are not measured). Pages are assembled in batches; the contents of each batch are
+ * hashed (in Workers, or on this thread for smaller images: see WriteOptions), then headers,
+ * the page-info chain and data are produced in GPA order.
  */
 export async function writeIgvm(
   image: GuestImage,
