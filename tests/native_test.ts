@@ -485,3 +485,42 @@ Deno.test("a multi-platform file: verify, measure, diff and inspect report its S
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "igvmgen sign --loader qemu-kvm --vcpus 2 --cpu milan on a -native image: a new ID block for that host, the NATIVE side byte for byte the same",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const dir = tempDir();
+    try {
+      opensslP384Key(`${dir}/key.pem`);
+      const n = await generate(dir, "n", ["-target", "qemu-kvm", "-native"]);
+      const out = `${dir}/signed.igvm`;
+      const host = ["--vcpus", "2", "--cpu", "milan"];
+      const r = await runCli([
+        "sign",
+        n.path,
+        "-o",
+        out,
+        "-sign_key",
+        `${dir}/key.pem`,
+        "--loader",
+        "qemu-kvm",
+        ...host,
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      const ok = await runCli(["verify", "--loader", "qemu-kvm", ...host, out]);
+      assertEquals(ok.code, 0, ok.stdout);
+      const nativeSide = (bytes: Uint8Array) =>
+        readIgvmFile(bytes).directives.filter((d) => mask(d) === 2 || mask(d) === 3).map((d) => {
+          const at = Number(d.fields.FileOffset ?? 0n);
+          return `${d.name} ${gpa(d)} ${at ? sha256Hex(bytes.subarray(at, at + 4096)) : ""}`;
+        });
+      const signed = Deno.readFileSync(out);
+      assertEquals(nativeSide(signed), nativeSide(n.bytes));
+      assertEquals(signed.length, n.bytes.length);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
