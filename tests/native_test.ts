@@ -317,7 +317,7 @@ Deno.test("-target qemu-kvm: the memory map has its own parameter area at offset
     const h = await runCli(["verify", "--loader", "qemu-kvm", `${dir}/h.igvm`]);
     assert(
       h.stdout.includes(
-        "warning: MEMORY_MAP at 0x18 of parameter area 0: QEMU writes the memory map from offset 0, so a guest reading it at 0x18 misses its first entries and finds VP_COUNT_PARAMETER at 0x0 overwritten by them",
+        "warning: MEMORY_MAP at 0x18 of parameter area 0: QEMU writes the memory map from offset 0, so a guest reading it at 0x18 misses its first entries, and VP_COUNT_PARAMETER at 0x0 lies where QEMU writes them",
       ),
       h.stdout,
     );

@@ -411,7 +411,8 @@ export async function checkLaunch(
 /**
  * What a guest reading the parameters by the file's layout gets wrong under QEMU: QEMU writes
  * the memory map from offset 0 of its area whatever the MEMORY_MAP's byte offset (it honours
- * VP_COUNT's and ENVIRONMENT_INFO's), over any parameter placed below the map's end.
+ * VP_COUNT's and ENVIRONMENT_INFO's), so parameters placed before the map's offset in the
+ * same area lie where QEMU writes the map's first entries.
  */
 function memoryMapWarnings(ds: readonly Directive[]): string[] {
   const out: string[] = [];
@@ -421,12 +422,12 @@ function memoryMapWarnings(ds: readonly Directive[]): string[] {
     if (offset === 0n) continue;
     const under = ds.filter((d) =>
       (d.type === IGVM_VHT_VP_COUNT_PARAMETER || d.type === IGVM_VHT_ENVIRONMENT_INFO_PARAMETER) &&
-      index(d) === index(map)
+      index(d) === index(map) && (d.fields.ByteOffset ?? 0n) < offset
     ).map((d) => `${d.name.replace("IGVM_VHT_", "")} at ${hex(d.fields.ByteOffset ?? 0n)}`);
     out.push(
       `MEMORY_MAP at ${hex(offset)} of parameter area ${index(map)}: QEMU writes the memory ` +
         `map from offset 0, so a guest reading it at ${hex(offset)} misses its first entries${
-          under.length ? ` and finds ${under.join(", ")} overwritten by them` : ""
+          under.length ? `, and ${under.join(", ")} lies where QEMU writes them` : ""
         }`,
     );
   }
