@@ -238,9 +238,8 @@ function igvmMachine(file: string, options: IgvmBootOptions): string[] {
     `${Math.ceil(options.memoryBytes / (1 << 20))}M`,
     "-smp",
     String(options.vcpus ?? 1),
-    // No VGA or NIC: no option ROMs needed, and no iPXE prompt.
-    "-vga",
-    "none",
+    // The default VGA stays: it is what maps 0xA0000-0xBFFFF, as on users' machines. No NIC:
+    // no iPXE option ROM or prompt.
     "-nic",
     "none",
   ];
