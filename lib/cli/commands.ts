@@ -141,6 +141,7 @@ export async function runSubcommand(
   const report = await verifyIgvmFile({ file: o.file });
   if (o.json) print(JSON.stringify({ file: o.file, ...report }, null, 2));
   else {
+    if (report.platformNote) print(`${o.file}: note: ${report.platformNote}`);
     for (const p of report.problems) print(`${o.file}: ${p}`);
     for (const w of report.warnings) print(`${o.file}: warning: ${w}`);
     if (report.ok && !o.quiet) {

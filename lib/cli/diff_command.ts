@@ -1,4 +1,5 @@
 /** `igvmgen diff A B`: why two launch digests differ (lib/measure/launch_diff.ts). */
+import { snpPlatformNote } from "../igvm/directives.ts";
 import { UsageError } from "../errors.ts";
 import { assertStructurallySound, readHeaders } from "../igvm/structure.ts";
 import { openFileAccess } from "../io/file_reader.ts";
@@ -37,7 +38,7 @@ export async function runDiffCommand(
   loaderModel(loaderB);
   const opened: { close(): void }[] = [];
   try {
-    const sides = [];
+    const sides: Parameters<typeof diffLaunches>[0][] = [];
     for (const [path, loader] of [[positional[0], loaderA], [positional[1], loaderB]]) {
       const file = await openFileAccess(path).catch((e) => {
         throw new Error(`cannot read ${path}: ${(e as Error).message}`, { cause: e });
@@ -54,8 +55,13 @@ export async function runDiffCommand(
       sides.push({ file, headers, loader, name: path });
     }
     const d = await diffLaunches(sides[0], sides[1]);
-    const nameA = `${positional[0]} (${loaderA})`;
-    const nameB = `${positional[1]} (${loaderB})`;
+    // A multi-platform file is compared on its SEV-SNP platform; the names say so.
+    const label = (i: number, loader: string) =>
+      `${positional[i]} (${loader}${
+        snpPlatformNote(sides[i].headers) ? ", SEV-SNP platform" : ""
+      })`;
+    const nameA = label(0, loaderA);
+    const nameB = label(1, loaderB);
     if (values.has("json")) {
       print(JSON.stringify({ schema: "igvmgen-diff/1", a: nameA, b: nameB, ...d }, null, 2));
     } else for (const line of formatDiff(d, nameA, nameB)) print(line);

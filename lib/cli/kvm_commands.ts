@@ -3,6 +3,7 @@
  * (its options are taken out of the argument list before the common subcommand parsing),
  * and the `--vcpus`/`--cpu` parsing and the `--matrix` digests `measure` uses.
  */
+import { snpPlatformNote } from "../igvm/directives.ts";
 import { UsageError } from "../errors.ts";
 import { parseWholeNumber } from "./sub_args.ts";
 import type { MatrixDigest } from "../measure/kvm_hosts.ts";
@@ -144,6 +145,9 @@ export async function runVerifyLoader(
     print(JSON.stringify({ file: path, accepted, ...check }, null, 2));
   } else {
     for (const r of check.refusals) print(`${path}: ${loader} refuses: ${r}`);
+    const platform = snpPlatformNote(headers);
+    if (platform) print(`${path}: note: ${platform}`);
+    for (const w of check.warnings) print(`${path}: warning: ${w}`);
     for (const n of check.notes) print(`${path}: note: ${n}`);
     print(
       accepted

@@ -2,6 +2,7 @@
  * `igvmgen measure`: the launch digest of a file under a loader model (--loader), of every
  * model (--all-loaders), or the whole launch log (--log); text or --json.
  */
+import { snpPlatformNote } from "../igvm/directives.ts";
 import { UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
 import { openInput } from "../io/input_source.ts";
@@ -132,6 +133,9 @@ export async function runMeasureCommand(
   try {
     // No digest is ever given for a structurally broken file.
     const headers = await soundHeaders(file).catch((e) => Promise.reject(named(e)));
+    // Standard output is the digest alone; which platform it is for goes to standard error.
+    const platform = snpPlatformNote(headers);
+    if (platform) console.error(`igvmgen: note: ${path}: ${platform}`);
     const loader = fixed ?? layoutLoader(headers);
     const model = loaderModel(loader);
     const host = hostOf(values, model.name, model.hostDependent === true, matrix);

@@ -155,6 +155,12 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
       "the host: hyperv (the original's layout), or QEMU / Cloud Hypervisor on Linux KVM (VMSA at 0xFFFFFFFFF000, VTL 0, pages from 1 MiB; the ID block and measurement are that host's for -vcpus and -cpu)",
   },
   {
+    name: "native",
+    kind: "flag",
+    help:
+      "with -target qemu-kvm or ch-kvm: also a NATIVE platform, so the image boots without SEV-SNP (QEMU 10.2 and later, TCG or KVM); the SEV-SNP side and its measurement are unchanged",
+  },
+  {
     name: "cpu",
     kind: "string",
     metavar: "MODEL",
@@ -315,6 +321,7 @@ export interface Options {
   acpi_profile: "default" | "clh";
   vcpus: number;
   target: "hyperv" | "qemu-kvm" | "ch-kvm";
+  native: boolean;
   cpu?: string;
   shared_payload?: string;
   sign_key?: string;

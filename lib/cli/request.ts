@@ -44,6 +44,7 @@ export function generateRequestFrom(o: Options, std: StandardStreams = {}): Gene
     // -vcpus also sizes a KVM target's digest, so it goes with -acpi_dir there.
     vcpus: o.acpi_dir && o.target === "hyperv" ? undefined : o.vcpus,
     target: o.target,
+    native: o.native,
     cpu: o.cpu,
     sharedPayload: o.shared_payload,
     signKey: o.sign_key,

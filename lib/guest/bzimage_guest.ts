@@ -4,7 +4,9 @@ import { encodeBootParams, encodeCcBlob } from "../bzimage/boot_params.ts";
 import type { SetupHeader } from "../bzimage/setup_header.ts";
 import { PAGE_SIZE } from "../bytes/le.ts";
 import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
-import type { BzImageLayout } from "../layout/bzimage_layout.ts";
+import { type BzImageLayout, nativeE820 } from "../layout/bzimage_layout.ts";
+import type { SparseMemory } from "../layout/sparse_memory.ts";
+import { buildPageTables } from "../x86/page_tables.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
 import type { StreamRegion } from "../io/byte_stream.ts";
 import {
@@ -27,6 +29,11 @@ export interface BzImageGuestInput extends GuestCpuOptions {
   sharedPayload?: StreamRegion;
   /** Where the RSDP is, for boot_params.acpi_rsdp_addr (the original's 0xE0000 by default). */
   rsdpAddr?: number;
+  /**
+   * `-native` (KVM layouts): the image also boots without SEV, in a VM with RAM up to
+   * `ramEnd`. Its VP context comes from the final VMSA (finishKvmImage, lib/ops/target.ts).
+   */
+  native?: { ramEnd: number };
 }
 
 /** Builds the guest image of a bzImage. */
@@ -34,8 +41,7 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
   const l = i.layout;
   const memory = startGuestMemory(i.acpi, l.cpuidPage);
   const gdt = writeGdt(memory, i.bootMode, l.tss, l.gdt);
-  memory.write(
-    l.bootParams,
+  const bootParams = (e820: BzImageLayout["e820"], ccBlobAddress: number) =>
     encodeBootParams({
       header: i.header.raw,
       patch: {
@@ -47,10 +53,10 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
         ramdiskSize: i.initrd?.length ?? 0,
       },
       acpiRsdpAddr: i.rsdpAddr ?? ACPI_RSDP_ADDR,
-      ccBlobAddress: l.ccBlob,
-      e820: l.e820,
-    }),
-  );
+      ccBlobAddress,
+      e820,
+    });
+  memory.write(l.bootParams, bootParams(l.e820, l.ccBlob));
   if (i.cmdline.length > 0) memory.write(l.cmdline, i.cmdline);
   memory.write(l.ccBlob, encodeCcBlob(l.secretsPage, l.cpuidPage, PAGE_SIZE));
   writeInitialVmsa(memory, i, l, gdt, l.bootParams);
@@ -62,5 +68,50 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
   if (i.sharedPayload && l.sharedPayload && i.sharedPayload.length > 0) {
     regions.push({ ...i.sharedPayload, gpa: l.sharedPayload.start });
   }
-  return guestImageOf(l, memory, regions, l.sharedPayload ? [l.sharedPayload] : [], i.highestVtl);
+  const image = guestImageOf(
+    l,
+    memory,
+    regions,
+    l.sharedPayload ? [l.sharedPayload] : [],
+    i.highestVtl,
+  );
+  if (l.memoryMapPage !== undefined) {
+    // QEMU writes the memory map from offset 0 of its area, whatever the directive says.
+    image.parameterAreas = [{ gpa: l.paramPage, vpCount: 0 }, {
+      gpa: l.memoryMapPage,
+      memoryMap: 0,
+    }];
+  }
+  if (!i.native) return image;
+  // NATIVE: boot_params with the e820 of a plain VM and no cc_blob (there is no SEV),
+  // and page tables without the C-bit.
+  const pages = new Map<number, Uint8Array>();
+  overlay(pages, memory, l.bootParams, bootParams(nativeE820(l, i.native.ramEnd), 0));
+  if (l.pageTables && i.encryptedPage) {
+    const plain = buildPageTables(l.pageTables.level, l.pageTables.base, false);
+    for (let at = 0; at < plain.length; at += PAGE_SIZE) {
+      pages.set(l.pageTables.base + at, plain.slice(at, at + PAGE_SIZE));
+    }
+  }
+  const memoryBytes = i.native.ramEnd;
+  return { ...image, native: { pages, vpContext: new Uint8Array(PAGE_SIZE), memoryBytes } };
+}
+
+/**
+ * Puts `bytes` at `gpa` into copies of the generated pages it covers, kept in `pages`: the
+ * NATIVE contents of those pages, the rest of each page as SEV-SNP has it.
+ */
+function overlay(
+  pages: Map<number, Uint8Array>,
+  memory: SparseMemory,
+  gpa: number,
+  bytes: Uint8Array,
+): void {
+  for (let at = gpa - (gpa % PAGE_SIZE); at < gpa + bytes.length; at += PAGE_SIZE) {
+    const page = pages.get(at) ?? memory.page(at)?.slice() ?? new Uint8Array(PAGE_SIZE);
+    const from = Math.max(gpa, at);
+    const to = Math.min(gpa + bytes.length, at + PAGE_SIZE);
+    page.set(bytes.subarray(from - gpa, to - gpa), from - at);
+    pages.set(at, page);
+  }
 }

@@ -40,6 +40,7 @@ export const IGVM_VHT_SNP_ID_BLOCK = 0x30b;
 export const IGVM_VHT_MEMORY_MAP = 0x30c;
 export const IGVM_VHT_ERROR_RANGE = 0x30d;
 export const IGVM_VHT_COMMAND_LINE = 0x30e;
+export const IGVM_VHT_ENVIRONMENT_INFO_PARAMETER = 0x313;
 
 /** IGVM_VHS_SUPPORTED_PLATFORM, 0x10 bytes. */
 export const IGVM_VHS_SUPPORTED_PLATFORM = defineLayout("IGVM_VHS_SUPPORTED_PLATFORM", 0x10, [
@@ -49,7 +50,9 @@ export const IGVM_VHS_SUPPORTED_PLATFORM = defineLayout("IGVM_VHS_SUPPORTED_PLAT
   ["PlatformVersion", 0x06, "u16"],
   ["SharedGPABoundary", 0x08, "u64"],
 ]);
+export const IGVM_PLATFORM_TYPE_NATIVE = 0;
 export const IGVM_PLATFORM_TYPE_SEV_SNP = 2;
+export const IGVM_NATIVE_PLATFORM_VERSION = 1;
 export const IGVM_SNP_PLATFORM_VERSION = 1;
 
 /** IGVM_VHS_SNP_POLICY, 0x10 bytes. */
@@ -90,7 +93,10 @@ export const IGVM_VHS_PARAMETER_INSERT = defineLayout("IGVM_VHS_PARAMETER_INSERT
   ["ParameterAreaIndex", 0x0c, "u32"],
 ]);
 
-/** IGVM_VHS_PARAMETER, 8 bytes: VP_COUNT_PARAMETER, MEMORY_MAP, SRAT, MADT, COMMAND_LINE. */
+/**
+ * IGVM_VHS_PARAMETER, 8 bytes: VP_COUNT_PARAMETER, MEMORY_MAP, SRAT, MADT, COMMAND_LINE,
+ * ENVIRONMENT_INFO_PARAMETER.
+ */
 export const IGVM_VHS_PARAMETER = defineLayout("IGVM_VHS_PARAMETER", 0x08, [
   ["ParameterAreaIndex", 0x00, "u32"],
   ["ByteOffset", 0x04, "u32"],
@@ -210,6 +216,10 @@ export const VARIABLE_HEADER_BODIES: ReadonlyMap<
   [IGVM_VHT_MEMORY_MAP, { name: "IGVM_VHT_MEMORY_MAP", body: IGVM_VHS_PARAMETER }],
   [IGVM_VHT_ERROR_RANGE, { name: "IGVM_VHT_ERROR_RANGE", body: IGVM_VHS_ERROR_RANGE }],
   [IGVM_VHT_COMMAND_LINE, { name: "IGVM_VHT_COMMAND_LINE", body: IGVM_VHS_PARAMETER }],
+  [IGVM_VHT_ENVIRONMENT_INFO_PARAMETER, {
+    name: "IGVM_VHT_ENVIRONMENT_INFO_PARAMETER",
+    body: IGVM_VHS_PARAMETER,
+  }],
 ]);
 
 /** Each variable header starts 8-byte aligned; the original fills gaps with ASCII '0'. */

@@ -35,6 +35,54 @@ export function snpCompatibilityMask(headers: IgvmFile): number {
   return mask;
 }
 
+/** IgvmPlatformType values by name, as reports print them. */
+const PLATFORM_TYPE_NAMES: Readonly<Record<number, string>> = {
+  0x00: "NATIVE",
+  0x01: "VSM isolation",
+  0x02: "SEV-SNP",
+  0x03: "TDX",
+  0x04: "SEV",
+  0x05: "SEV-ES",
+};
+
+/** One SUPPORTED_PLATFORM header of a file. */
+export interface Platform {
+  /** `SEV-SNP`, `NATIVE`, ... or `type N` for a value the specification does not name. */
+  name: string;
+  compatibilityMask: number;
+  highestVtl: number;
+  version: number;
+}
+
+/** The platforms a file declares, in file order. */
+export function platformsOf(headers: IgvmFile): Platform[] {
+  return headers.directives.filter((d) => d.type === IGVM_VHT_SUPPORTED_PLATFORM).map((d) => {
+    const type = Number(d.fields.PlatformType ?? 0n);
+    return {
+      name: PLATFORM_TYPE_NAMES[type] ?? `type ${type}`,
+      compatibilityMask: directiveMask(d),
+      highestVtl: Number(d.fields.HighestVtl ?? 0n),
+      version: Number(d.fields.PlatformVersion ?? 0n),
+    };
+  });
+}
+
+/**
+ * For a file that declares more than one platform, what a digest or check of it is about:
+ * its SEV-SNP platform (`-native` images also carry NATIVE). Undefined for one platform.
+ */
+export function snpPlatformNote(headers: IgvmFile): string | undefined {
+  const platforms = platformsOf(headers);
+  if (platforms.length < 2) return undefined;
+  const snp = platforms.find((p) => p.name === "SEV-SNP");
+  const others = platforms.filter((p) => p !== snp).map((p) => p.name).join(", ");
+  return snp
+    ? `the file also carries ${others}: this is its SEV-SNP platform (mask 0x${
+      snp.compatibilityMask.toString(16)
+    })`
+    : undefined;
+}
+
 /*
  * Field readers that go over every page: a PAGE_DATA directive is read from its table row,
  * with no fields object built (a file with a 1 GiB initrd has 263k of them).

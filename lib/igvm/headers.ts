@@ -11,6 +11,8 @@ import {
   IGVM_HEADER_ALIGNMENT,
   IGVM_HEADER_PAD_BYTE,
   IGVM_MAGIC_VALUE,
+  IGVM_NATIVE_PLATFORM_VERSION,
+  IGVM_PLATFORM_TYPE_NATIVE,
   IGVM_PLATFORM_TYPE_SEV_SNP,
   IGVM_SNP_PLATFORM_VERSION,
   IGVM_VHS_PAGE_DATA,
@@ -34,6 +36,26 @@ import {
 } from "./defs.ts";
 import { IGVM_VHS_MEMORY_MAP_ENTRY } from "./defs.ts";
 
+/** The compatibility mask bit of the SEV-SNP platform in igvmgen's files. */
+export const SNP_MASK = 0x1;
+/** The compatibility mask bit of the NATIVE platform (`-native`). */
+export const NATIVE_MASK = 0x2;
+
+/**
+ * One parameter area of one page: where it is inserted, and the byte offset of each
+ * parameter the host writes into it (absent: not in this area).
+ */
+export interface ParameterArea {
+  gpa: number;
+  vpCount?: number;
+  memoryMap?: number;
+}
+
+/** The original's single parameter page: VP count at 0, the memory map after one entry. */
+export function originalParameterArea(gpa: number): ParameterArea {
+  return { gpa, vpCount: 0, memoryMap: IGVM_VHS_MEMORY_MAP_ENTRY.size };
+}
+
 /** Bytes one variable header takes in the file: type+length, body, '0' padding. */
 export function variableHeaderSpan(body: Layout): number {
   return alignUp(IGVM_VHS_VARIABLE_HEADER.size + body.size, IGVM_HEADER_ALIGNMENT);
@@ -42,17 +64,36 @@ export function variableHeaderSpan(body: Layout): number {
 /** Per-page header spans, for planning the section size. */
 export const PAGE_HEADER_SPAN = variableHeaderSpan(IGVM_VHS_PAGE_DATA);
 export const VP_CONTEXT_SPAN = variableHeaderSpan(IGVM_VHS_VP_CONTEXT);
-export const PARAMETER_PAGE_SPAN = variableHeaderSpan(IGVM_VHS_PARAMETER_AREA) +
-  2 * variableHeaderSpan(IGVM_VHS_PARAMETER) + variableHeaderSpan(IGVM_VHS_PARAMETER_INSERT);
+const PARAMETER_SPAN = variableHeaderSpan(IGVM_VHS_PARAMETER);
 
-/**
- * The size of the whole header section (fixed header included) for an image with
- * `pageCount` emitted pages, one of which is the VMSA and one the parameter page.
- */
-export function headerSectionSize(pageCount: number): number {
-  return IGVM_FIXED_HEADER.size + variableHeaderSpan(IGVM_VHS_SUPPORTED_PLATFORM) +
-    variableHeaderSpan(IGVM_VHS_SNP_POLICY) + (pageCount - 2) * PAGE_HEADER_SPAN + VP_CONTEXT_SPAN +
-    PARAMETER_PAGE_SPAN + variableHeaderSpan(IGVM_VHS_SNP_ID_BLOCK);
+/** The header bytes of parameter areas: each area, its parameters and its insert. */
+function parameterAreasSpan(areas: readonly ParameterArea[]): number {
+  let span = 0;
+  for (const a of areas) {
+    const parameters = [a.vpCount, a.memoryMap].filter((x) => x !== undefined);
+    span += variableHeaderSpan(IGVM_VHS_PARAMETER_AREA) + parameters.length * PARAMETER_SPAN +
+      variableHeaderSpan(IGVM_VHS_PARAMETER_INSERT);
+  }
+  return span;
+}
+
+/** What the header section holds besides the fixed header, the policy and the ID block. */
+export interface HeaderSectionPlan {
+  /** PAGE_DATA headers. */
+  pages: number;
+  vpContexts: number;
+  parameterAreas: readonly ParameterArea[];
+  /** SUPPORTED_PLATFORM headers (2 with `-native`). */
+  platforms: number;
+}
+
+/** The size of the whole header section (fixed header included). */
+export function headerSectionSize(plan: HeaderSectionPlan): number {
+  return IGVM_FIXED_HEADER.size +
+    plan.platforms * variableHeaderSpan(IGVM_VHS_SUPPORTED_PLATFORM) +
+    variableHeaderSpan(IGVM_VHS_SNP_POLICY) + plan.pages * PAGE_HEADER_SPAN +
+    plan.vpContexts * VP_CONTEXT_SPAN + parameterAreasSpan(plan.parameterAreas) +
+    variableHeaderSpan(IGVM_VHS_SNP_ID_BLOCK);
 }
 
 /** Builds the header section in place. */
@@ -85,13 +126,23 @@ export class HeaderSectionBuilder {
     return new DataView(this.bytes.buffer, bodyAt, body.size);
   }
 
+  /** The SEV-SNP platform, compatibility mask SNP_MASK. */
   supportedPlatform(highestVtl: number): void {
     const b = this.#append(IGVM_VHT_SUPPORTED_PLATFORM, IGVM_VHS_SUPPORTED_PLATFORM);
     const o = IGVM_VHS_SUPPORTED_PLATFORM.off;
-    b.setUint32(o.CompatibilityMask, 1, true);
+    b.setUint32(o.CompatibilityMask, SNP_MASK, true);
     b.setUint8(o.HighestVtl, highestVtl);
     b.setUint8(o.PlatformType, IGVM_PLATFORM_TYPE_SEV_SNP);
     b.setUint16(o.PlatformVersion, IGVM_SNP_PLATFORM_VERSION, true);
+  }
+
+  /** The NATIVE platform (no isolation), compatibility mask NATIVE_MASK, VTL 0. */
+  nativePlatform(): void {
+    const b = this.#append(IGVM_VHT_SUPPORTED_PLATFORM, IGVM_VHS_SUPPORTED_PLATFORM);
+    const o = IGVM_VHS_SUPPORTED_PLATFORM.off;
+    b.setUint32(o.CompatibilityMask, NATIVE_MASK, true);
+    b.setUint8(o.PlatformType, IGVM_PLATFORM_TYPE_NATIVE);
+    b.setUint16(o.PlatformVersion, IGVM_NATIVE_PLATFORM_VERSION, true);
   }
 
   snpPolicy(policy: bigint): void {
@@ -101,7 +152,13 @@ export class HeaderSectionBuilder {
   }
 
   /** A PAGE_DATA header: the hot path, written without intermediate views. */
-  pageData(gpa: number, fileOffset: number, flags: number, dataType: number): void {
+  pageData(
+    gpa: number,
+    fileOffset: number,
+    flags: number,
+    dataType: number,
+    mask = SNP_MASK,
+  ): void {
     const at = this.#at;
     if (at + PAGE_HEADER_SPAN > this.bytes.length) throw new Error("header section overflow");
     const v = this.#view;
@@ -111,7 +168,7 @@ export class HeaderSectionBuilder {
     v.setUint32(at + IGVM_VHS_VARIABLE_HEADER.off.Length, IGVM_VHS_PAGE_DATA.size, true);
     v.setUint32(b + o.GPA, gpa % 0x1_0000_0000, true);
     v.setUint32(b + o.GPA + 4, Math.floor(gpa / 0x1_0000_0000), true);
-    v.setUint32(b + o.CompatibilityMask, 1, true);
+    v.setUint32(b + o.CompatibilityMask, mask, true);
     v.setUint32(b + o.FileOffset, fileOffset, true);
     v.setUint32(b + o.Flags, flags, true);
     v.setUint16(b + o.DataType, dataType, true);
@@ -119,23 +176,42 @@ export class HeaderSectionBuilder {
     this.#at = at + PAGE_HEADER_SPAN;
   }
 
-  vpContext(gpa: number, fileOffset: number): void {
+  /** A VP context of vp 0: a VMSA (SNP) at `gpa`, or a native context (GPA 0). */
+  vpContext(gpa: number, fileOffset: number, mask = SNP_MASK): void {
     const b = this.#append(IGVM_VHT_VP_CONTEXT, IGVM_VHS_VP_CONTEXT);
     setU64(b, IGVM_VHS_VP_CONTEXT.off.GPA, gpa);
-    b.setUint32(IGVM_VHS_VP_CONTEXT.off.CompatibilityMask, 1, true);
+    b.setUint32(IGVM_VHS_VP_CONTEXT.off.CompatibilityMask, mask, true);
     b.setUint32(IGVM_VHS_VP_CONTEXT.off.FileOffset, fileOffset, true);
   }
 
-  /** The parameter page: area 0 of one page, VP count at 0, memory map after one entry. */
-  parameterPage(gpa: number): void {
-    const area = this.#append(IGVM_VHT_PARAMETER_AREA, IGVM_VHS_PARAMETER_AREA);
-    setU64(area, IGVM_VHS_PARAMETER_AREA.off.NumberOfBytes, PAGE_SIZE);
-    this.#append(IGVM_VHT_VP_COUNT_PARAMETER, IGVM_VHS_PARAMETER);
-    const map = this.#append(IGVM_VHT_MEMORY_MAP, IGVM_VHS_PARAMETER);
-    map.setUint32(IGVM_VHS_PARAMETER.off.ByteOffset, IGVM_VHS_MEMORY_MAP_ENTRY.size, true);
-    const insert = this.#append(IGVM_VHT_PARAMETER_INSERT, IGVM_VHS_PARAMETER_INSERT);
-    setU64(insert, IGVM_VHS_PARAMETER_INSERT.off.GPA, gpa);
-    insert.setUint32(IGVM_VHS_PARAMETER_INSERT.off.CompatibilityMask, 1, true);
+  /**
+   * Parameter areas of one page each, indexed in order: every area, then the parameters,
+   * then the inserts (a parameter must name an area not yet inserted).
+   */
+  parameterAreas(areas: readonly ParameterArea[], mask = SNP_MASK): void {
+    areas.forEach((_, index) => {
+      const area = this.#append(IGVM_VHT_PARAMETER_AREA, IGVM_VHS_PARAMETER_AREA);
+      setU64(area, IGVM_VHS_PARAMETER_AREA.off.NumberOfBytes, PAGE_SIZE);
+      area.setUint32(IGVM_VHS_PARAMETER_AREA.off.ParameterAreaIndex, index, true);
+    });
+    areas.forEach((a, index) => {
+      const parameters: [number, number | undefined][] = [
+        [IGVM_VHT_VP_COUNT_PARAMETER, a.vpCount],
+        [IGVM_VHT_MEMORY_MAP, a.memoryMap],
+      ];
+      for (const [type, offset] of parameters) {
+        if (offset === undefined) continue;
+        const p = this.#append(type, IGVM_VHS_PARAMETER);
+        p.setUint32(IGVM_VHS_PARAMETER.off.ParameterAreaIndex, index, true);
+        p.setUint32(IGVM_VHS_PARAMETER.off.ByteOffset, offset, true);
+      }
+    });
+    areas.forEach((a, index) => {
+      const insert = this.#append(IGVM_VHT_PARAMETER_INSERT, IGVM_VHS_PARAMETER_INSERT);
+      setU64(insert, IGVM_VHS_PARAMETER_INSERT.off.GPA, a.gpa);
+      insert.setUint32(IGVM_VHS_PARAMETER_INSERT.off.CompatibilityMask, mask, true);
+      insert.setUint32(IGVM_VHS_PARAMETER_INSERT.off.ParameterAreaIndex, index, true);
+    });
   }
 
   snpIdBlock(body: Uint8Array): void {

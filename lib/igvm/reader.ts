@@ -18,6 +18,8 @@ import {
 } from "./defs.ts";
 import { sharedBigint } from "./page_table.ts";
 import { type Directive, DirectiveList, PageDataDirective } from "./directive_list.ts";
+import { directiveMask, findSnpCompatibilityMask } from "./directives.ts";
+
 /** A file that is not a readable IGVM file. */
 export class IgvmFormatError extends Error {
   /** The class name, for messages and logs. */
@@ -290,12 +292,18 @@ export function directiveFileOffset(d: Directive): number | undefined {
   return offset === 0 ? undefined : offset;
 }
 
-/** Reads a whole IGVM file into headers and a page map (for tests and small files). */
+/**
+ * Reads a whole IGVM file into headers and a page map (for tests and small files). The map is
+ * the SEV-SNP platform's memory when the file has that platform (a multi-platform file may
+ * load other bytes at a GPA for another platform).
+ */
 export function readIgvmFile(bytes: Uint8Array): IgvmFile & { pages: Map<number, Uint8Array> } {
   const parsed = parseIgvmHeaders(bytes, bytes.length);
   const pages = new Map<number, Uint8Array>();
+  const snp = findSnpCompatibilityMask(parsed);
   for (const d of parsed.directives) {
     if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
+    if (snp !== undefined && !(directiveMask(d) & snp)) continue;
     const gpa = Number(d.fields.GPA ?? 0n);
     const offset = directiveFileOffset(d);
     if (offset === undefined) {

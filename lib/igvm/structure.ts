@@ -28,6 +28,8 @@ import {
   directiveGpa,
   directiveGpaExact,
   directiveGpaPageOffset,
+  directiveMask,
+  findSnpCompatibilityMask,
   hasNonZeroReserved,
   parameterAreaSizeProblem,
 } from "./directives.ts";
@@ -92,7 +94,9 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
   const ds = h.directives;
   const twice = gpasLoadedTwice(ds);
-  const seenTwice = new Set<bigint>();
+  // The compatibility masks a GPA loaded more than once is loaded under so far: one page per
+  // GPA and platform (a multi-platform file may load a GPA once for each).
+  const seenTwice = new Map<bigint, number>();
   // Pages with file data: the data's offset and the directive's position.
   const dataStart = new Float64Array(ds.length);
   const dataDirective = new Uint32Array(ds.length);
@@ -114,10 +118,12 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
     }
     if (type !== IGVM_VHT_VP_CONTEXT && twice.has(directiveGpa(d))) {
       const gpa = directiveGpaExact(d);
-      if (seenTwice.has(gpa)) {
+      const mask = directiveMask(d);
+      const before = seenTwice.get(gpa);
+      if (before !== undefined && (before & mask || !before || !mask)) {
         problems.push(`${headerAt(d)}: GPA 0x${gpa.toString(16)} is loaded twice`);
       }
-      seenTwice.add(gpa);
+      seenTwice.set(gpa, (before ?? 0) | mask);
     }
     if (type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_2MB) {
       problems.push(`${headerAt(d)}: 2 MiB pages are not supported by this verifier`);
@@ -183,13 +189,14 @@ class GuestPageIndex {
   /** File offsets of the pages' data; 0 for a page with none. */
   readonly #offsets: Uint32Array;
 
-  constructor(ds: readonly Directive[]) {
+  constructor(ds: readonly Directive[], platformMask: number | undefined) {
     const gpas = new Float64Array(ds.length);
     const offsets = new Uint32Array(ds.length);
     let n = 0;
     for (const d of ds) {
       if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
       if (directiveGpaPageOffset(d) !== 0) continue; // never a page's address
+      if (platformMask !== undefined && !(directiveMask(d) & platformMask)) continue;
       gpas[n] = directiveGpa(d);
       offsets[n++] = directiveFileOffset(d) ?? 0;
     }
@@ -226,9 +233,17 @@ class GuestPageIndex {
   }
 }
 
-/** Reads guest memory from the file's directives, page by page on demand. */
-export function guestReaderOf(file: FileAccess, h: IgvmFile) {
-  const pages = new GuestPageIndex(h.directives);
+/**
+ * Reads guest memory from the file's directives, page by page on demand: the memory of the
+ * platform whose compatibility mask is `platformMask`, by default the SEV-SNP platform's (in
+ * a multi-platform file another platform may load other bytes at the same GPA).
+ */
+export function guestReaderOf(
+  file: FileAccess,
+  h: IgvmFile,
+  platformMask = findSnpCompatibilityMask(h),
+) {
+  const pages = new GuestPageIndex(h.directives, platformMask);
   const cache = new Map<number, Uint8Array>();
   return {
     /** Loads the pages of [gpa, gpa + length) into the cache. */

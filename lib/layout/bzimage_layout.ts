@@ -6,6 +6,7 @@
  *   | (bzImage2) guest-invalid shared payload at 256 MiB.
  */
 import { alignUp, PAGE_SIZE } from "../bytes/le.ts";
+import { InputError } from "../errors.ts";
 import type { SetupHeader } from "../bzimage/setup_header.ts";
 import {
   E820_TYPE_ACPI,
@@ -55,6 +56,30 @@ export interface BzImageLayoutInput {
   kvm?: { vmsaGpa: number };
 }
 
+/** The least RAM a NATIVE boot is given: room for a distribution kernel and an initramfs. */
+export const NATIVE_MIN_RAM = 512 << 20;
+/**
+ * The most: q35 keeps RAM below 4 GiB up to 0xB0000000 (2.75 GiB); with more, only 2 GiB are
+ * below 4 GiB and the rest moves above it, where the native e820 does not look.
+ */
+export const NATIVE_MAX_RAM = 0xb000_0000;
+
+/**
+ * The end of the RAM the native e820 lists, and so the `-m` the VM needs: the image's end
+ * rounded up to 2 MiB, at least NATIVE_MIN_RAM. Throws past NATIVE_MAX_RAM.
+ */
+export function nativeRamEnd(top: number): number {
+  const end = Math.max(NATIVE_MIN_RAM, alignUp(top, 2 << 20));
+  if (end > NATIVE_MAX_RAM) {
+    throw new InputError(
+      `-native: the image ends at 0x${top.toString(16)}, past 0x${
+        NATIVE_MAX_RAM.toString(16)
+      }, the most RAM q35 keeps below 4 GiB`,
+    );
+  }
+  return end;
+}
+
 /** Every address of the layout. */
 export interface BzImageLayout {
   top: number;
@@ -63,6 +88,8 @@ export interface BzImageLayout {
   cpuidPage: number;
   secretsPage: number;
   paramPage: number;
+  /** KVM layouts: the memory map's own parameter page (QEMU writes the map at offset 0). */
+  memoryMapPage?: number;
   vmsaPage: number;
   kernelBase: number;
   entry: number;
@@ -121,6 +148,7 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
   const cpuidPage = mem.allocate(PAGE_SIZE);
   const secretsPage = mem.allocate(PAGE_SIZE);
   const paramPage = mem.allocate(PAGE_SIZE);
+  const memoryMapPage = input.kvm ? mem.allocate(PAGE_SIZE) : undefined;
   const vmsaPage = input.kvm ? input.kvm.vmsaGpa : mem.allocate(PAGE_SIZE);
   // 3. The kernel.
   if (pref < mem.top) {
@@ -199,6 +227,7 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
     cpuidPage,
     secretsPage,
     paramPage,
+    memoryMapPage,
     vmsaPage,
     kernelBase: pref,
     entry,
@@ -213,4 +242,19 @@ export function planBzImageLayout(input: BzImageLayoutInput): BzImageLayout {
     e820,
     sharedPayload,
   };
+}
+
+/**
+ * The e820 table a NATIVE boot gets (`-native`): the low 640 KiB as RAM (Linux starts the
+ * other vCPUs through a real-mode trampoline there), the legacy window reserved, the ACPI
+ * area, and RAM from the kernel to `ramEnd`, the RAM the VM must have. The SEV-SNP table
+ * lists only the image's own pages; a kernel given only those runs out of memory early.
+ */
+export function nativeE820(layout: BzImageLayout, ramEnd: number): E820Entry[] {
+  const acpi = layout.e820.filter((e) => e.type === E820_TYPE_ACPI);
+  return [
+    ...firstE820Entries(0xa0000, 0).slice(0, 2),
+    ...acpi,
+    { addr: layout.kernelBase, size: ramEnd - layout.kernelBase, type: E820_TYPE_RAM },
+  ];
 }

@@ -1,4 +1,5 @@
 /** What a layout planner hands the writer: guest memory, described without its bulk bytes. */
+import type { ParameterArea } from "../igvm/headers.ts";
 import type { Range } from "./guest_allocator.ts";
 import type { SparseMemory } from "./sparse_memory.ts";
 import type { StreamRegion } from "../io/byte_stream.ts";
@@ -23,4 +24,27 @@ export interface GuestImage {
    * (at a GPA above `top`), the order in which KVM loaders measure them.
    */
   launchOrder?: "gpa" | "kvm";
+  /**
+   * The parameter areas, one page each; by default the original's single area at
+   * `paramPage` (VP count at 0, memory map at 0x18).
+   */
+  parameterAreas?: readonly ParameterArea[];
+  /** `-native`: what the image also carries for the NATIVE platform. */
+  native?: NativeSide;
+}
+
+/**
+ * The NATIVE platform's side of a multi-platform image. Every other page is shared by both
+ * platforms, unchanged; CPUID, secrets and the VMSA stay SEV-SNP only.
+ */
+export interface NativeSide {
+  /**
+   * Pages whose NATIVE contents differ from the SEV-SNP ones (page tables without the
+   * C-bit, boot_params with the native e820): GPA -> 4 KiB page.
+   */
+  pages: ReadonlyMap<number, Uint8Array>;
+  /** The boot CPU's IgvmNativeVpContextX64 page. */
+  vpContext: Uint8Array;
+  /** The RAM the NATIVE VM needs: its e820 lists RAM up to this address. */
+  memoryBytes: number;
 }

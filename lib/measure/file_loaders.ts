@@ -140,7 +140,6 @@ function* sortedByGpa(plan: () => Iterable<PlannedUpdate>): Generator<PlannedUpd
   }
 }
 
-const ALL = () => true;
 const ALL_BITS = (mask: number, snp: number) => (mask & snp) === snp;
 const ANY_BIT = (mask: number, snp: number) => (mask & snp) !== 0;
 
@@ -155,7 +154,9 @@ const FILE_ORDER_RULES = {
   },
   "ch-mshv": {
     name: "ch-mshv",
-    selects: ALL,
+    // Cloud Hypervisor filters nothing itself, but its igvm crate parses the file for SEV-SNP
+    // and drops the directives whose mask shares no bit with the SNP platform's.
+    selects: ANY_BIT,
     sharedMeasured: true,
     insertFirstPageOnly: true,
     nativeZero: false,

@@ -290,26 +290,25 @@ function* qemuPlan(
 }
 
 /**
- * Cloud Hypervisor on KVM, LOADERS.md §6 and §10 "ch-kvm": file order, no compatibility
- * filtering; zero pages are SNP ZERO pages, pages with data NORMAL; `shared` pages measured;
+ * Cloud Hypervisor on KVM, LOADERS.md §6 and §10 "ch-kvm": file order; the directives of
+ * other platforms dropped (the igvm crate parses the file with the SEV-SNP isolation filter:
+ * a directive whose mask shares no bit with the SNP platform's is skipped, and with no SNP
+ * platform only mask 0 is); zero pages are SNP ZERO pages, pages with data NORMAL; `shared` pages measured;
  * a parameter area UNMEASURED page by page where it is inserted; CPUID_XF makes it panic.
  * Then the VMSAs: the boot CPU's from the registers `setup_sev_snp_regs` sets (everything
  * else at KVM's reset values), the others in KVM's reset state with RDX 0x600 (KVM's value
  * when no CPUID was set at reset; UNCONFIRMED, LOADERS.md §12.4), whatever the CPU model.
  */
 export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  snpMask(headers); // no SEV-SNP platform, no SNP launch
+  const filter = snpMask(headers); // no SEV-SNP platform, no SNP launch
+  const kept = (d: Directive) => (directiveMask(d) & filter) !== 0;
   const areas = parameterAreas(headers);
-  const vmsas = vmsaUpdates(
-    "ch",
-    await vpContexts(file, headers, () => true),
-    host,
-    KVM_RESET_RDX,
-  );
+  const vmsas = vmsaUpdates("ch", await vpContexts(file, headers, kept), host, KVM_RESET_RDX);
   function* plan(): Generator<Planned> {
     const ds = directiveAccess(headers.directives);
     for (let index = 0; index < ds.length; index++) {
       const d = ds.at(index);
+      if (!kept(d)) continue;
       if (d.type === IGVM_VHT_PAGE_DATA) yield planned(d, index, kvmPageType(d, "ch-kvm", true));
       else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
     }

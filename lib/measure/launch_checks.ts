@@ -7,6 +7,7 @@
 import {
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHS_SNP_ID_BLOCK,
+  IGVM_VHT_ENVIRONMENT_INFO_PARAMETER,
   IGVM_VHT_MADT,
   IGVM_VHT_MEMORY_MAP,
   IGVM_VHT_PAGE_DATA,
@@ -41,7 +42,7 @@ import {
 } from "../x86/kvm_vmsa.ts";
 import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
 import { type HostConfig, launchDigestOf } from "./launch_update.ts";
-import { directiveMask, findSnpPlatform } from "../igvm/directives.ts";
+import { directiveGpa, directiveMask, findSnpPlatform } from "../igvm/directives.ts";
 import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "./tei_config.ts";
 
 /** The loaders `verify --loader` checks. */
@@ -54,12 +55,23 @@ export interface LaunchCheck {
   refusals: string[];
   /** Things to know that do not stop the launch. */
   notes: string[];
+  /** The launch starts, but the guest gets something other than the file says. */
+  warnings: string[];
+}
+
+/**
+ * The `-object sev-snp-guest` QEMU needs for a file with this policy. QEMU issues
+ * SNP_LAUNCH_START with the object's `policy=` (default 0x30000) before it reads the file's
+ * GuestPolicy, while the ID block it passes to SNP_LAUNCH_FINISH carries the file's: the
+ * two must be equal or the firmware refuses the launch.
+ */
+export function qemuSnpGuestObject(policy: bigint): string {
+  return `-object sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=${hex(policy)}`;
 }
 
 // Header types the igvm crate defines that igvmgen's defs do not need elsewhere.
 const IGVM_VHT_RELOCATABLE_REGION = 0x102;
 const IGVM_VHT_PAGE_TABLE_RELOCATION_REGION = 0x103;
-const IGVM_VHT_ENVIRONMENT_INFO_PARAMETER = 0x313;
 
 /** QEMU's IGVM handlers (backends/igvm.c); any other directive is an error (LOADERS.md §4.1). */
 const QEMU_DIRECTIVES = new Set([
@@ -196,6 +208,7 @@ export async function checkLaunch(
 ): Promise<LaunchCheck> {
   const refusals: string[] = [];
   const notes: string[] = [];
+  const warnings: string[] = [];
   const name = { "qemu-kvm": "QEMU", "ch-kvm": "Cloud Hypervisor", "openvmm-kvm": "OpenVMM" }[
     loader
   ];
@@ -203,7 +216,9 @@ export async function checkLaunch(
   const platform = findSnpPlatform(headers);
   if (!platform) refusals.push("no SEV-SNP SUPPORTED_PLATFORM header: no platform to load");
   const mask = directiveMask(platform);
-  const applies = (d: Directive) => loader === "ch-kvm" || (directiveMask(d) & mask) !== 0;
+  // QEMU skips directives of other platforms; Cloud Hypervisor's igvm crate drops them when it
+  // parses the file for SEV-SNP. Either way only those sharing a bit with SNP's mask load.
+  const applies = (d: Directive) => (directiveMask(d) & mask) !== 0;
 
   // Directive types.
   for (const d of ds) {
@@ -244,9 +259,8 @@ export async function checkLaunch(
     for (const p of kvmPolicyProblems(policy)) refusals.push(`${p}: KVM refuses SNP_LAUNCH_START`);
     if (loader === "qemu-kvm") {
       notes.push(
-        `QEMU starts the guest with -object sev-snp-guest,policy=...: give policy=${
-          hex(policy)
-        }, the file's policy, or the ID block check fails`,
+        `QEMU needs ${qemuSnpGuestObject(policy)}: it starts the launch with that policy ` +
+          `(0x30000 when absent), and the ID block carries ${hex(policy)}`,
       );
     }
   }
@@ -282,7 +296,8 @@ export async function checkLaunch(
     }
   }
   const lastDirective = [...ds].reverse().find((d) =>
-    d.type >= 0x301 && d.type !== IGVM_VHT_SNP_ID_BLOCK
+    d.type >= 0x301 && d.type !== IGVM_VHT_SNP_ID_BLOCK &&
+    (d.fields.CompatibilityMask === undefined || applies(d))
   );
   if (contexts.length && lastDirective && lastDirective.type !== IGVM_VHT_VP_CONTEXT) {
     const text = `the VP context is not the last directive: KVM measures the VMSA ` +
@@ -358,13 +373,13 @@ export async function checkLaunch(
     // non-RAM region" (LOADERS.md §14), so these pages stop the launch.
     if (legacy.length) {
       refusals.push(
-        `${legacy.length} pages in 0xa0000-0xfffff, which q35/pc overlay with VGA, SMRAM and ` +
-          `BIOS shadow: QEMU cannot place them ("existing non-RAM region")`,
+        `${legacy.length} pages in 0xa0000-0xfffff, which q35 and pc map as VGA and BIOS, not ` +
+          `RAM: QEMU stops with "Could not prepare memory at address 0x${
+            directiveGpa(legacy[0]).toString(16).toUpperCase()
+          } due to existing non-RAM region"`,
       );
     }
-    if (ds.some((d) => d.type === IGVM_VHT_MEMORY_MAP && (d.fields.ByteOffset ?? 0n) !== 0n)) {
-      notes.push("QEMU writes the MEMORY_MAP at offset 0 of its parameter area, not its offset");
-    }
+    warnings.push(...memoryMapWarnings(ds));
   }
 
   // The ID block against the digest this loader makes KVM compute.
@@ -398,5 +413,31 @@ export async function checkLaunch(
       );
     }
   }
-  return { loader, refusals, notes };
+  return { loader, refusals, notes, warnings };
+}
+
+/**
+ * What a guest reading the parameters by the file's layout gets wrong under QEMU: QEMU writes
+ * the memory map from offset 0 of its area whatever the MEMORY_MAP's byte offset (it honours
+ * VP_COUNT's and ENVIRONMENT_INFO's), so parameters placed before the map's offset in the
+ * same area lie where QEMU writes the map's first entries.
+ */
+function memoryMapWarnings(ds: readonly Directive[]): string[] {
+  const out: string[] = [];
+  const index = (d: Directive) => d.fields.ParameterAreaIndex ?? 0n;
+  for (const map of ds.filter((d) => d.type === IGVM_VHT_MEMORY_MAP)) {
+    const offset = map.fields.ByteOffset ?? 0n;
+    if (offset === 0n) continue;
+    const under = ds.filter((d) =>
+      (d.type === IGVM_VHT_VP_COUNT_PARAMETER || d.type === IGVM_VHT_ENVIRONMENT_INFO_PARAMETER) &&
+      index(d) === index(map) && (d.fields.ByteOffset ?? 0n) < offset
+    ).map((d) => `${d.name.replace("IGVM_VHT_", "")} at ${hex(d.fields.ByteOffset ?? 0n)}`);
+    out.push(
+      `MEMORY_MAP at ${hex(offset)} of parameter area ${index(map)}: QEMU writes the memory ` +
+        `map from offset 0, so a guest reading it at ${hex(offset)} misses its first entries${
+          under.length ? `, and ${under.join(", ")} lies where QEMU writes them` : ""
+        }`,
+    );
+  }
+  return out;
 }

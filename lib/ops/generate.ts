@@ -12,7 +12,8 @@ import {
   resolveGenerateRequest,
 } from "./generate_request.ts";
 import { parseSetupHeader, SETUP_HEADER_END } from "../bzimage/setup_header.ts";
-import { toHex } from "../bytes/le.ts";
+import { hex, toHex } from "../bytes/le.ts";
+import { qemuSnpGuestObject } from "../measure/launch_checks.ts";
 import { buildBzImageGuest } from "../guest/bzimage_guest.ts";
 import {
   checkStdinOnce,
@@ -24,6 +25,7 @@ import {
 import { type Input, inputName, inputSource, readSmallInput } from "../io/input_source.ts";
 import {
   type EarlyArea,
+  nativeRamEnd,
   planBzImageLayout,
   SHARED_PAYLOAD_ADDR,
 } from "../layout/bzimage_layout.ts";
@@ -54,6 +56,7 @@ import {
   finishKvmImage,
   KVM_LAYOUT,
   type KvmTarget,
+  nativeQemuCommand,
   relocateRsdp,
   retargetWrittenImage,
 } from "./target.ts";
@@ -76,6 +79,8 @@ export interface GenerateResult {
   generatedKey: boolean;
   /** The measurement JSON, as written to `measurementFile`. */
   measurementJson: string;
+  /** `native`: the RAM in bytes the NATIVE VM needs (`-m` of QEMU); its e820 lists that much. */
+  nativeMemory?: number;
 }
 
 /** The environment of a run: standard streams, notices and progress. */
@@ -359,6 +364,7 @@ async function planBzImage(
     svme: req.svme,
     encryptedPage: req.encryptedPage,
     highestVtl: req.vtl,
+    native: kvm?.native ? { ramEnd: nativeRamEnd(layout.top) } : undefined,
   });
   return kvm ? finishKvmImage(image) : image;
 }
@@ -500,6 +506,23 @@ export async function generateIgvm(
           io.notice,
         );
       if (kvm) io.notice?.(`the ID block and launch measurement are for ${kvm.description}`);
+      if (kvm?.loader === "qemu-kvm") {
+        io.notice?.(
+          `on SEV-SNP, QEMU needs ${qemuSnpGuestObject(config.policy)}: it starts the launch ` +
+            `with that policy (0x30000 when absent), and the ID block carries ${
+              hex(config.policy)
+            }`,
+        );
+      }
+      const nativeMemory = image.native?.memoryBytes;
+      if (kvm && nativeMemory) {
+        const file = toStream ? "IMAGE" : dest;
+        io.notice?.(
+          `without SEV-SNP (QEMU 10.2 or later): ${
+            nativeQemuCommand(file, nativeMemory, kvm.host.vcpus)
+          }`,
+        );
+      }
       await selfCheck(out, written, req.verify);
       const launchMeasurement = toHex(targetDigest);
       const json = measurementJson(req.svn, launchMeasurement);
@@ -519,6 +542,7 @@ export async function generateIgvm(
         dataPages: written.dataPages,
         generatedKey: generated,
         measurementJson: json,
+        nativeMemory,
       };
     } catch (e) {
       await out.abort();

@@ -68,6 +68,11 @@ export interface GenerateRequest {
    * `qemu-kvm` and `ch-kvm` lay out an image those loaders accept, signed over their digest.
    */
   target?: Target;
+  /**
+   * `-native`: with a KVM `target`, the image also carries a NATIVE platform and boots
+   * without SEV-SNP under QEMU 10.2 or later; the SEV-SNP side is unchanged. Default false.
+   */
+  native?: boolean;
   /** `-cpu`: with `target: "qemu-kvm"` and more than one vCPU, the vCPU model or signature. */
   cpu?: string;
   /**
@@ -125,6 +130,7 @@ export interface ResolvedRequest {
   acpiProfile: AcpiProfileName;
   vcpus: number;
   target: Target;
+  native: boolean;
   cpu?: string;
   strict: boolean;
   loader: string;
@@ -154,6 +160,7 @@ export const GENERATE_DEFAULTS = {
   acpiProfile: "default",
   vcpus: 1,
   target: "hyperv",
+  native: false,
   strict: false,
   loader: "hyperv",
   signDeterministic: false,
@@ -183,6 +190,7 @@ const REQUEST_FIELDS: ReadonlySet<string> = new Set(Object.keys(
     acpiProfile: true,
     vcpus: true,
     target: true,
+    native: true,
     cpu: true,
     loader: true,
     strict: true,
@@ -293,6 +301,7 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   flag("signDeterministic", r.signDeterministic);
   flag("verify", r.verify);
   flag("strict", r.strict);
+  flag("native", r.native);
   r.svn = checkSvn("svn", r.svn);
   const vcpusForTables = request.vcpus !== undefined && r.target === "hyperv";
   if (r.acpi !== undefined && (request.acpiProfile !== undefined || vcpusForTables)) {
@@ -319,6 +328,11 @@ export function kvmTargetOf(
   const target = o.target;
   if (target === "hyperv") {
     if (o.cpu !== undefined) throw new UsageError("-cpu goes with -target qemu-kvm or ch-kvm");
+    if (o.native) {
+      throw new UsageError(
+        "-native goes with -target qemu-kvm or ch-kvm: the NATIVE platform shares their layout",
+      );
+    }
     return undefined;
   }
   if (target === "ch-kvm" && o.cpu !== undefined) {
@@ -374,6 +388,7 @@ export function kvmTargetOf(
   return {
     loader: target,
     host: { vcpus: o.vcpus, cpuSignature },
+    native: o.native,
     description: `${target} with ${o.vcpus} vCPU${o.vcpus === 1 ? "" : "s"}${cpu}`,
   };
 }

@@ -26,6 +26,8 @@ import { verifyIgvm } from "./verify.ts";
 import { inputName, withInputAccess } from "../io/input_source.ts";
 import { checkFields, type IgvmFileRequest, naming } from "./igvm_file.ts";
 import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";
+import { IGVM_NATIVE_VP_CONTEXT_X64 } from "../x86/native_context.ts";
+import { directiveMask, findSnpCompatibilityMask, platformsOf } from "../igvm/directives.ts";
 
 /** Kinds of pages in a range. */
 export type PageKind =
@@ -60,8 +62,28 @@ export interface InspectReport {
   size: number;
   /** The IGVM format version. */
   formatVersion: number;
-  /** The supported platforms: type, highest VTL, platform version. */
-  platforms: { type: string; highestVtl: number; version: number }[];
+  /**
+   * The supported platforms: type, highest VTL, platform version; with more than one, also
+   * each one's compatibility mask and the pages (and VP contexts) it loads.
+   */
+  platforms: {
+    type: string;
+    highestVtl: number;
+    version: number;
+    compatibilityMask?: number;
+    pages?: number;
+  }[];
+  /**
+   * A file with more than one platform: the platform `pages`, `ranges` and `vmsa` describe
+   * (SEV-SNP); the others' own pages and VP contexts are in `otherPlatforms`.
+   */
+  reportedPlatform?: string;
+  /** The pages only another platform loads, and its VP contexts (a NATIVE one decoded). */
+  otherPlatforms?: {
+    type: string;
+    ranges: PageRange[];
+    vpContexts: { vpIndex: number; registers: Record<string, string> }[];
+  }[];
   /** The SNP policy, as hex. */
   policy?: string;
   /** Page counts: all pages, pages with data in the file, and pages by kind. */
@@ -122,6 +144,53 @@ const VMSA_REGISTERS = [
   "g_pat",
 ] as const;
 
+/** The registers of a native VP context `inspect` shows. */
+const NATIVE_REGISTERS = [
+  "rip",
+  "rsp",
+  "rsi",
+  "rflags",
+  "cr0",
+  "cr3",
+  "cr4",
+  "efer",
+  "code_selector",
+  "code_attributes",
+  "data_selector",
+  "data_attributes",
+  "gdtr_base",
+  "gdtr_limit",
+] as const;
+
+/** Decodes the registers of an IgvmNativeVpContextX64 page. */
+function nativeRegisters(page: Uint8Array): Record<string, string> {
+  const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
+  const out: Record<string, string> = {};
+  if (page.length < IGVM_NATIVE_VP_CONTEXT_X64.size) return out;
+  for (const [name, at, type] of IGVM_NATIVE_VP_CONTEXT_X64.fields) {
+    if (!(NATIVE_REGISTERS as readonly string[]).includes(name)) continue;
+    out[name] = hex(
+      type === "u64"
+        ? v.getBigUint64(at, true)
+        : type === "u32"
+        ? v.getUint32(at, true)
+        : v.getUint16(at, true),
+    );
+  }
+  return out;
+}
+
+/** Appends the page of `d` at `gpa` to the runs of one kind. */
+function addToRanges(ranges: PageRange[], gpa: number, kind: PageKind): void {
+  const last = ranges[ranges.length - 1];
+  if (last && last.kind === kind && Number(last.end) === gpa) {
+    last.end = hex(gpa + PAGE_SIZE);
+    last.pages++;
+  } else {
+    ranges.push({ start: hex(gpa), end: hex(gpa + PAGE_SIZE), pages: 1, kind });
+  }
+}
+
 /** Builds the inspect report of a file; refuses a file with a structural problem. */
 export async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
   const h = await readHeaders(file);
@@ -139,19 +208,28 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
   const ranges: PageRange[] = [];
   let withData = 0;
   let total = 0;
-  const platforms: InspectReport["platforms"] = [];
+  const declared = platformsOf(h);
+  // With several platforms, the pages and VMSAs are the SEV-SNP platform's; other platforms
+  // get their own pages and VP contexts listed apart.
+  const snpMask = declared.length > 1 ? findSnpCompatibilityMask(h) : undefined;
+  const platforms: InspectReport["platforms"] = declared.map((p) => ({
+    type: p.name,
+    highestVtl: p.highestVtl,
+    version: p.version,
+    ...(snpMask === undefined ? {} : { compatibilityMask: p.compatibilityMask, pages: 0 }),
+  }));
+  const others = declared.filter((p) => p.compatibilityMask !== snpMask).map((p) => ({
+    type: p.name,
+    mask: p.compatibilityMask,
+    ranges: [] as PageRange[],
+    vpContexts: [] as { vpIndex: number; registers: Record<string, string> }[],
+  }));
   const parameterAreas: InspectReport["parameterAreas"] = [];
   const vmsa: InspectReport["vmsa"] = [];
   let policy: string | undefined;
   for (const d of h.directives) {
     if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) {
-      const t = Number(d.fields.PlatformType ?? 0n);
-      platforms.push({
-        type: ({ 1: "VSM isolation", 2: "SEV-SNP", 3: "TDX" } as Record<number, string>)[t] ??
-          `type ${t}`,
-        highestVtl: Number(d.fields.HighestVtl ?? 0n),
-        version: Number(d.fields.PlatformVersion ?? 0n),
-      });
+      continue;
     } else if (d.type === IGVM_VHT_SNP_POLICY) {
       policy = hex(d.fields.Policy ?? 0n);
     } else if (d.type === IGVM_VHT_PARAMETER_AREA) {
@@ -172,17 +250,25 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
     ) continue;
     const gpa = directiveGpa(d);
     const offset = directiveFileOffset(d);
-    if (offset !== undefined) withData++;
     const kind = kindOf(d, offset !== undefined);
+    const mask = directiveMask(d);
+    for (const p of platforms) if (p.pages !== undefined && p.compatibilityMask! & mask) p.pages++;
+    if (snpMask !== undefined && !(mask & snpMask)) {
+      for (const o of others.filter((o) => o.mask & mask)) {
+        if (d.type !== IGVM_VHT_VP_CONTEXT) addToRanges(o.ranges, gpa, kind);
+        else if (offset !== undefined) {
+          o.vpContexts.push({
+            vpIndex: Number(d.fields.VpIndex ?? 0n),
+            registers: nativeRegisters(await file.readAt(offset, IGVM_NATIVE_VP_CONTEXT_X64.size)),
+          });
+        }
+      }
+      continue;
+    }
+    if (offset !== undefined) withData++;
     byKind[kind]++;
     total++;
-    const last = ranges[ranges.length - 1];
-    if (last && last.kind === kind && Number(last.end) === gpa) {
-      last.end = hex(gpa + PAGE_SIZE);
-      last.pages++;
-    } else {
-      ranges.push({ start: hex(gpa), end: hex(gpa + PAGE_SIZE), pages: 1, kind });
-    }
+    addToRanges(ranges, gpa, kind);
     if (d.type === IGVM_VHT_VP_CONTEXT && offset !== undefined) {
       const page = await file.readAt(offset, VMCB_SAVE_AREA.size);
       const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
@@ -210,6 +296,10 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
     size: file.size,
     formatVersion: h.fixed.FormatVersion,
     platforms,
+    ...(snpMask === undefined ? {} : {
+      reportedPlatform: "SEV-SNP",
+      otherPlatforms: others.map(({ type, ranges, vpContexts }) => ({ type, ranges, vpContexts })),
+    }),
     policy,
     pages: { total, withData, byKind },
     ranges,
@@ -241,10 +331,15 @@ export function formatInspect(r: InspectReport): string {
   const lines = [
     `${r.file}: IGVM format ${r.formatVersion}, ${r.size} bytes`,
     `platforms:   ${
-      r.platforms.map((p) => `${p.type} (version ${p.version}, highest VTL ${p.highestVtl})`).join(
-        ", ",
-      )
+      r.platforms.map((p) =>
+        `${p.type} (${
+          p.pages !== undefined ? `mask ${hex(p.compatibilityMask!)}, ${p.pages} pages, ` : ""
+        }version ${p.version}, highest VTL ${p.highestVtl})`
+      ).join(", ")
     }`,
+    ...(r.reportedPlatform
+      ? [`reported:    the ${r.reportedPlatform} platform (pages, ranges, VMSA, digest below)`]
+      : []),
     `policy:      ${r.policy ?? "none"}`,
     `pages:       ${r.pages.total} (${
       mib(r.pages.total)
@@ -272,6 +367,24 @@ export function formatInspect(r: InspectReport): string {
     const regs = Object.entries(v.registers);
     for (let i = 0; i < regs.length; i += 4) {
       lines.push("  " + regs.slice(i, i + 4).map(([k, val]) => `${k}=${val}`).join("  "));
+    }
+  }
+  for (const o of r.otherPlatforms ?? []) {
+    const own = o.ranges.reduce((n, x) => n + x.pages, 0);
+    lines.push(`${o.type} platform: ${own} pages of its own (the others shared):`);
+    for (const x of o.ranges) {
+      lines.push(
+        `  ${x.start.padStart(12)} - ${x.end.padStart(12)}  ${
+          String(x.pages).padStart(7)
+        } pages  ${x.kind}`,
+      );
+    }
+    for (const v of o.vpContexts) {
+      lines.push(`${o.type} VP context (VP ${v.vpIndex}):`);
+      const regs = Object.entries(v.registers);
+      for (let i = 0; i < regs.length; i += 4) {
+        lines.push("  " + regs.slice(i, i + 4).map(([k, val]) => `${k}=${val}`).join("  "));
+      }
     }
   }
   if (r.idBlock) {

@@ -32,6 +32,7 @@ import { launchDigestOf } from "../measure/launch_update.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import { extendWithApVmsas, fileOrderIsQemuOrder } from "../measure/kvm_extend.ts";
 import { KVM_VMSA_GPA, kvmTargetVmsa } from "../x86/kvm_vmsa.ts";
+import { nativeVpContextOf } from "../x86/native_context.ts";
 
 /**
  * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud
@@ -46,8 +47,20 @@ export const TARGETS: readonly Target[] = ["hyperv", "qemu-kvm", "ch-kvm"];
 export interface KvmTarget {
   loader: Extract<KvmLoaderName, "qemu-kvm" | "ch-kvm">;
   host: HostConfig;
+  /** `-native`: the image also carries a NATIVE platform. */
+  native: boolean;
   /** How to name the host configuration in messages. */
   description: string;
+}
+
+/**
+ * The QEMU command line that boots a `-native` image without SEV-SNP (QEMU 10.2 or later,
+ * TCG or KVM): no confidential-guest object, so QEMU takes the NATIVE platform. `-cpu max`
+ * gives TCG the 1 GiB pages of x64 boot mode.
+ */
+export function nativeQemuCommand(file: string, memoryBytes: number, vcpus: number): string {
+  return `qemu-system-x86_64 -machine q35,igvm-cfg=igvm0 -object igvm-cfg,id=igvm0,file=${file} ` +
+    `-cpu max -m ${Math.ceil(memoryBytes / (1 << 20))}M -smp ${vcpus} -nographic`;
 }
 
 /** Fails when KVM would refuse the ID block's policy at SNP_LAUNCH_START. */
@@ -88,12 +101,16 @@ export function relocateRsdp(acpi: AcpiImage): { acpi: AcpiImage; rsdpAddr: numb
 /** The VMSA placement the layout planner needs for a KVM target. */
 export const KVM_LAYOUT = { vmsaGpa: KVM_VMSA_GPA } as const;
 
-/** Turns a planned guest image into a KVM target's: VMSA contents, launch order. */
+/**
+ * Turns a planned guest image into a KVM target's: VMSA contents, launch order. A NATIVE
+ * side gets its VP context, converted from the final VMSA.
+ */
 export function finishKvmImage(image: GuestImage): GuestImage {
   const vmsa = image.memory.page(image.vmsaPage);
   if (!vmsa) throw new Error("the image has no VMSA page");
   vmsa.set(kvmTargetVmsa(vmsa));
-  return { ...image, highestVtl: 0, launchOrder: "kvm" };
+  const native = image.native && { ...image.native, vpContext: nativeVpContextOf(vmsa) };
+  return { ...image, highestVtl: 0, launchOrder: "kvm", native };
 }
 
 /**
@@ -140,10 +157,10 @@ export async function retargetWrittenImage(
   const check = await checkLaunch(target.loader, file, headers, target.host, {
     compareIdBlock: false,
   });
-  if (check.refusals.length) {
-    throw new Error(
-      `the ${target.loader} image fails its own launch checks: ${check.refusals.join("; ")}`,
-    );
+  // A warning means the guest would get other parameters than the file says: not ours to make.
+  const failed = [...check.refusals, ...check.warnings];
+  if (failed.length) {
+    throw new Error(`the ${target.loader} image fails its own launch checks: ${failed.join("; ")}`);
   }
   const digest = await kvmDigestOfWritten(file, headers, target, writtenDigest);
   if (toHex(digest) === toHex(writtenDigest)) return digest;

@@ -18,6 +18,7 @@ import {
 import type { Directive, IgvmFile } from "../igvm/reader.ts";
 import { guestReaderOf, readHeaders, structuralProblems } from "../igvm/structure.ts";
 import type { ProblemList } from "../igvm/problem_list.ts";
+import { snpPlatformNote } from "../igvm/directives.ts";
 import {
   decodeIgvmIdBlock,
   fromLittleEndian72,
@@ -117,6 +118,8 @@ export interface VerifyReport {
   idBlock?: IdBlockInfo;
   /** The ACPI tables found from the RSDP, as `SIGNATURE@0xGPA`. */
   acpiTables: string[];
+  /** A file with more than one platform: that the report is about its SEV-SNP platform. */
+  platformNote?: string;
 }
 
 /**
@@ -360,6 +363,7 @@ export async function verifyIgvm(
     policy: policy !== undefined ? "0x" + policy.toString(16) : undefined,
     idBlock,
     acpiTables: acpi.tables.map((t) => `${t.signature}@0x${t.gpa.toString(16)}`),
+    platformNote: snpPlatformNote(h),
   };
 }
 

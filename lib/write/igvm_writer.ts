@@ -8,7 +8,13 @@ import { PAGE_SIZE } from "../bytes/le.ts";
 import { emittedRuns, type Range } from "../layout/guest_allocator.ts";
 import type { ByteReader, ByteSink, StreamRegion } from "../io/byte_stream.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
-import { HeaderSectionBuilder, headerSectionSize } from "../igvm/headers.ts";
+import {
+  HeaderSectionBuilder,
+  headerSectionSize,
+  NATIVE_MASK,
+  originalParameterArea,
+  SNP_MASK,
+} from "../igvm/headers.ts";
 import {
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_DATA,
@@ -289,6 +295,31 @@ export interface WriteOptions {
 /** Batches beyond those hashing whose data may still be in writing. */
 const SPARE_BATCHES = 2;
 
+/** The legacy VGA/BIOS window QEMU refuses to load a page into (not RAM on pc and q35). */
+const LEGACY_WINDOW = { start: 0xa0000, end: 0x100000 } as const;
+
+/**
+ * Refuses a NATIVE side the writer cannot emit: it needs the KVM order (its pages follow
+ * the VMSA), whole pages that replace planned ones, and nothing in the legacy window.
+ */
+function checkNativeSide(image: GuestImage, runs: readonly Range[], kvmOrder: boolean): void {
+  if (!kvmOrder) throw new Error("a NATIVE platform needs the KVM launch order");
+  const inMemory = (gpa: number) => runs.some((r) => r.start <= gpa && gpa < r.end);
+  for (const [gpa, page] of image.native!.pages) {
+    if (page.length !== PAGE_SIZE || gpa % PAGE_SIZE !== 0 || !inMemory(gpa)) {
+      throw new Error(`native page 0x${gpa.toString(16)} does not replace a planned page`);
+    }
+  }
+  const legacy = runs.find((r) => r.start < LEGACY_WINDOW.end && r.end > LEGACY_WINDOW.start);
+  if (legacy) {
+    throw new Error(
+      `pages at 0x${
+        Math.max(legacy.start, LEGACY_WINDOW.start).toString(16)
+      }: a NATIVE image has nothing in 0xa0000-0xfffff, which QEMU does not load`,
+    );
+  }
+}
+
 /** How a page is emitted. */
 const enum PageKind {
   Normal,
@@ -300,10 +331,11 @@ const enum PageKind {
 }
 
 /**
- * Writes `image` as an IGVM file into `sink` and returns its launch digest. Pages are
- * assembled in batches; the contents of each batch are hashed (in Workers, or on this
- * thread for smaller images: see WriteOptions), then headers, the page-info chain and data
- * are produced in GPA order.
+ * Writes `image` as an IGVM file into `sink` and returns its launch digest (SEV-SNP's: a
+ * NATIVE side, `image.native`, adds a platform whose own pages and VP context follow the
+ * VMSA and are not measured). Pages are assembled in batches; the contents of each batch are
+ * hashed (in Workers, or on this thread for smaller images: see WriteOptions), then headers,
+ * the page-info chain and data are produced in GPA order.
  */
 export async function writeIgvm(
   image: GuestImage,
@@ -318,19 +350,37 @@ export async function writeIgvm(
   }
   const runs = emittedRuns(image.top, image.holes);
   const kvmOrder = image.launchOrder === "kvm";
-  const pageCount = runs.reduce((n, r) => n + (r.end - r.start) / PAGE_SIZE, 0) +
-    (kvmOrder ? 1 : 0); // the VMSA, outside guest memory
-  const specials = [image.cpuidPage, image.secretsPage, image.paramPage];
+  const areas = image.parameterAreas ?? [originalParameterArea(image.paramPage)];
+  const areaPages = new Set(areas.map((a) => a.gpa));
+  const native = image.native;
+  if (!kvmOrder && areas.length !== 1) {
+    throw new Error("the GPA-order layout has one parameter area");
+  }
+  if (native) checkNativeSide(image, runs, kvmOrder);
+  const memoryPages = runs.reduce((n, r) => n + (r.end - r.start) / PAGE_SIZE, 0);
+  // The VMSA is outside guest memory in the KVM order; the NATIVE pages and VP context
+  // follow every other directive.
+  const pageCount = memoryPages + (kvmOrder ? 1 : 0) + (native ? native.pages.size + 1 : 0);
+  const specials = [image.cpuidPage, image.secretsPage, ...areaPages];
   if (!kvmOrder) specials.push(image.vmsaPage);
   for (const special of specials) {
     if (!runs.some((r) => r.start <= special && special < r.end)) {
       throw new Error(`special page 0x${special.toString(16)} is not in guest memory`);
     }
   }
-  const headerSize = headerSectionSize(pageCount);
+  const headerSize = headerSectionSize({
+    pages: memoryPages - areaPages.size - (kvmOrder ? 0 : 1) + (native?.pages.size ?? 0),
+    vpContexts: native ? 2 : 1,
+    parameterAreas: areas,
+    platforms: native ? 2 : 1,
+  });
   const headers = new HeaderSectionBuilder(headerSize);
   headers.supportedPlatform(image.highestVtl);
+  if (native) headers.nativePlatform();
   headers.snpPolicy(policy);
+  // With -native, what both platforms load carries both mask bits.
+  const shared = native ? SNP_MASK | NATIVE_MASK : SNP_MASK;
+  const maskOf = (gpa: number) => native?.pages.has(gpa) ? SNP_MASK : shared;
   const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
   let mode = options.hashing ?? "auto";
   if (mode === "auto") mode = streamedBytes >= WORKER_MIN_BYTES ? "workers" : "thread";
@@ -343,7 +393,7 @@ export async function writeIgvm(
 
   const kindOf = (gpa: number): PageKind => {
     if (gpa === image.vmsaPage) return PageKind.Vmsa;
-    if (gpa === image.paramPage) return PageKind.Parameter;
+    if (areaPages.has(gpa)) return PageKind.Parameter;
     if (gpa === image.cpuidPage) return PageKind.Cpuid;
     if (gpa === image.secretsPage) return PageKind.Secrets;
     return inRanges(gpa, image.guestInvalid) ? PageKind.GuestInvalid : PageKind.Normal;
@@ -372,7 +422,7 @@ export async function writeIgvm(
           digest.extend(gpa, SNP_PAGE_TYPE_VMSA, undefined, contents);
           break;
         case PageKind.Parameter:
-          headers.parameterPage(gpa);
+          headers.parameterAreas(areas);
           digest.extend(gpa, SNP_PAGE_TYPE_UNMEASURED);
           break;
         case PageKind.Cpuid:
@@ -391,6 +441,7 @@ export async function writeIgvm(
             b.zero[i] ? 0 : nextDataOffset(),
             invalid ? IGVM_VHF_PAGE_DATA_GUEST_INVALID : 0,
             IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
+            maskOf(gpa),
           );
           if (!b.zero[i]) keep(i);
           if (!invalid) digest.extend(gpa, SNP_PAGE_TYPE_NORMAL, undefined, contents);
@@ -437,15 +488,15 @@ export async function writeIgvm(
     current = await nextBatch();
   };
   if (kvmOrder) {
-    headers.parameterPage(image.paramPage);
-    digest.extend(image.paramPage, SNP_PAGE_TYPE_UNMEASURED);
-    pagesDone++;
+    headers.parameterAreas(areas, shared);
+    for (const a of areas) digest.extend(a.gpa, SNP_PAGE_TYPE_UNMEASURED);
+    pagesDone += areas.length;
   }
   try {
     const isGenerated = (gpa: number) => image.memory.page(gpa) !== undefined;
     for (const run of runs) {
       for (let gpa = run.start; gpa < run.end;) {
-        if (kvmOrder && gpa === image.paramPage) {
+        if (kvmOrder && areaPages.has(gpa)) {
           gpa += PAGE_SIZE; // written first, above
           continue;
         }
@@ -488,6 +539,23 @@ export async function writeIgvm(
       headers.vpContext(image.vmsaPage, nextDataOffset());
       await writer.write(vmsa);
       digest.extend(image.vmsaPage, SNP_PAGE_TYPE_VMSA, vmsa);
+      onProgress?.(++pagesDone, pageCount);
+    }
+    if (native) {
+      // Not measured for SEV-SNP: after the VMSA, so QEMU's SNP order is the file's.
+      for (const gpa of [...native.pages.keys()].sort((a, b) => a - b)) {
+        headers.pageData(
+          gpa,
+          nextDataOffset(),
+          0,
+          IGVM_VHS_PAGE_DATA_TYPE_NORMAL,
+          NATIVE_MASK,
+        );
+        await writer.write(native.pages.get(gpa)!);
+        onProgress?.(++pagesDone, pageCount);
+      }
+      headers.vpContext(0, nextDataOffset(), NATIVE_MASK);
+      await writer.write(native.vpContext);
       onProgress?.(++pagesDone, pageCount);
     }
     await writer.flush();
