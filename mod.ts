@@ -108,7 +108,7 @@ export { CPU_SIGNATURES } from "./lib/x86/kvm_vmsa.ts";
 export type { PartChanges } from "./lib/measure/launch_diff.ts";
 export type { LaunchLogEntryJson } from "./lib/measure/launch_log.ts";
 
-export type { IdBlockInfo, VerifyReport } from "./lib/ops/verify.ts";
+export type { IdBlockInfo, IdBlockLoader, VerifyReport } from "./lib/ops/verify.ts";
 export type { InspectReport, PageKind, PageRange } from "./lib/ops/inspect.ts";
 export { InputError, UsageError } from "./lib/errors.ts";
 export { IgvmFormatError } from "./lib/igvm/reader.ts";
