@@ -99,6 +99,11 @@ t igvmgen verify --cpu ge
 t igvmgen completions ''
 t igvmgen -o ou
 t igvmgen --vers
+t igvmgen att
+t igvmgen attest r.bin --v
+t igvmgen sign in.igvm --author-
+t igvmgen verify x.igvm --q
+t igvmgen measure x.igvm --q
 `;
     const out = await new Deno.Command("bash", {
       args: ["--norc", "--noprofile", "-c", program],
@@ -121,6 +126,11 @@ t igvmgen --vers
       "igvmgen completions |bash zsh",
       "igvmgen -o ou|out.igvm",
       "igvmgen --vers|--version",
+      "igvmgen att|attest",
+      "igvmgen attest r.bin --v|--vcek --vmpl",
+      "igvmgen sign in.igvm --author-|--author-payload-out --author-public-key --author-signature",
+      "igvmgen verify x.igvm --q|--quiet",
+      "igvmgen measure x.igvm --q|--quiet",
     ]);
   } finally {
     Deno.removeSync(dir, { recursive: true });

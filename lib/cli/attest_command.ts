@@ -3,6 +3,7 @@ import { UsageError } from "../errors.ts";
 import type { Input } from "../io/input_source.ts";
 import { attest, formatAttest } from "../ops/attest.ts";
 import { parseSubArgs } from "./sub_args.ts";
+import { SUB_OPTIONS } from "./sub_options.ts";
 
 /** Help for `igvmgen attest`. */
 export function attestHelp(): string {
@@ -63,16 +64,7 @@ export async function runAttestCommand(
     return 0;
   }
   const { images, rest } = takeImages(args);
-  const { values, positional } = parseSubArgs("attest", rest, [
-    { name: "vcek", kind: "value" },
-    { name: "ask", kind: "value" },
-    { name: "ark", kind: "value" },
-    { name: "report_data", kind: "value" },
-    { name: "host_data", kind: "value" },
-    { name: "min_tcb", kind: "value" },
-    { name: "vmpl", kind: "value" },
-    { name: "json", kind: "flag" },
-  ]);
+  const { values, positional } = parseSubArgs("attest", rest, SUB_OPTIONS.attest);
   if (positional.length !== 1) {
     throw new UsageError(
       positional.length

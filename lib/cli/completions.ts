@@ -7,51 +7,21 @@ import { UsageError } from "../errors.ts";
 import { FILE_LOADER_NAMES, KVM_LOADER_NAMES } from "../measure/loader_names.ts";
 import { CPU_SIGNATURES } from "../x86/kvm_vmsa.ts";
 import { optionWords } from "./options.ts";
+import type { SubOptionSpec } from "./sub_args.ts";
+import { optionWord, SUB_OPTIONS } from "./sub_options.ts";
 
 /** The shells a script is written for. */
 export const COMPLETION_SHELLS = ["bash", "zsh"] as const;
 
 /** The subcommands, as `igvmgen SUBCOMMAND` takes them. */
-const SUBCOMMAND_NAMES = ["inspect", "verify", "measure", "sign", "diff", "completions"];
+const SUBCOMMAND_NAMES = Object.keys(SUB_OPTIONS);
 
-/** Each subcommand's options (its `--help` lists them; tests/completions_test.ts checks). */
-export const SUBCOMMAND_OPTIONS: Record<string, readonly string[]> = {
-  inspect: ["--json", "--help"],
-  verify: ["--json", "--loader", "--vcpus", "--cpu", "--help"],
-  measure: [
-    "--loader",
-    "--all-loaders",
-    "--log",
-    "--json",
-    "-measurement_file",
-    "-svn",
-    "--vcpus",
-    "--cpu",
-    "--matrix",
-    "--help",
-  ],
-  sign: [
-    "-o",
-    "-sign_key",
-    "-sign_deterministic",
-    "-config_file",
-    "-svn",
-    "-measurement_file",
-    "--loader",
-    "--vcpus",
-    "--cpu",
-    "--matrix",
-    "--payload-out",
-    "--id-signature",
-    "--id-public-key",
-    "--payload",
-    "--id-blocks-out",
-    "--force",
-    "--help",
-  ],
-  diff: ["--json", "--loader", "--loader-b", "--help"],
-  completions: ["--help"],
-};
+/** Each subcommand's options, from the specs its parser reads, and `--help`. */
+export const SUBCOMMAND_OPTIONS: Record<string, readonly string[]> = Object.fromEntries(
+  Object.entries(SUB_OPTIONS).map((
+    [command, specs],
+  ) => [command, [...(specs as readonly SubOptionSpec[]).map(optionWord), "--help"]]),
+);
 
 /** Option words whose value is one of a fixed list. */
 function valueChoices(): Map<string, readonly string[]> {

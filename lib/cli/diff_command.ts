@@ -6,6 +6,7 @@ import { openFileAccess } from "../io/file_reader.ts";
 import { DEFAULT_LOADER, loaderModel, LOADERS } from "../measure/loaders.ts";
 import { diffLaunches, formatDiff } from "../measure/launch_diff.ts";
 import { parseSubArgs } from "./sub_args.ts";
+import { SUB_OPTIONS } from "./sub_options.ts";
 
 /** Help for `igvmgen diff`. */
 export function diffHelp(): string {
@@ -26,11 +27,7 @@ export async function runDiffCommand(
   args: readonly string[],
   print: (line: string) => void,
 ): Promise<number> {
-  const { values, positional } = parseSubArgs("diff", args, [
-    { name: "loader", kind: "value" },
-    { name: "loader_b", kind: "value" },
-    { name: "json", kind: "flag" },
-  ]);
+  const { values, positional } = parseSubArgs("diff", args, SUB_OPTIONS.diff);
   if (positional.length !== 2) throw new UsageError("diff: give two IGVM files, A and B");
   const loaderA = (values.get("loader") as string | undefined) ?? DEFAULT_LOADER;
   const loaderB = (values.get("loader_b") as string | undefined) ?? loaderA;

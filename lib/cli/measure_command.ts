@@ -28,6 +28,7 @@ import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/launch_log.ts";
 import { parseSubArgs } from "./sub_args.ts";
+import { SUB_OPTIONS } from "./sub_options.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import type { KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { parseCpus, parseHost, parseVcpus, printMatrix } from "./kvm_commands.ts";
@@ -76,18 +77,7 @@ export async function runMeasureCommand(
   streams: CommandStreams = {},
   notice: (line: string) => void = (line) => console.error(line),
 ): Promise<number> {
-  const { values, positional } = parseSubArgs("measure", args, [
-    { name: "loader", kind: "value" },
-    { name: "all_loaders", kind: "flag" },
-    { name: "log", kind: "flag" },
-    { name: "json", kind: "flag" },
-    { name: "measurement_file", kind: "value" },
-    { name: "svn", kind: "value" },
-    { name: "vcpus", kind: "value" },
-    { name: "cpu", kind: "value" },
-    { name: "matrix", kind: "flag" },
-    { name: "quiet", kind: "flag" },
-  ]);
+  const { values, positional } = parseSubArgs("measure", args, SUB_OPTIONS.measure);
   if (positional.length !== 1) {
     throw new UsageError(
       positional.length

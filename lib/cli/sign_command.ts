@@ -3,6 +3,7 @@ import { UsageError } from "../errors.ts";
 import { signIgvmFile, type SignIo } from "../ops/sign_file.ts";
 import { DEFAULT_LOADER, loaderModel, loaderNames } from "../measure/loaders.ts";
 import { parseSubArgs } from "./sub_args.ts";
+import { SUB_OPTIONS } from "./sub_options.ts";
 import { checkSvn } from "../measure/measurement_json.ts";
 import { signHostOf, signMatrixOf } from "./sign_host.ts";
 import { describeHost } from "../measure/kvm_hosts.ts";
@@ -77,29 +78,7 @@ export async function runSignCommand(
   notice: (line: string) => void,
   streams: SignIo = { stdout: Deno.stdout.writable },
 ): Promise<number> {
-  const { values, positional } = parseSubArgs("sign", args, [
-    { name: "o", kind: "value" },
-    { name: "sign_key", kind: "value" },
-    { name: "sign_deterministic", kind: "bool" },
-    { name: "config_file", kind: "value" },
-    { name: "svn", kind: "value" },
-    { name: "measurement_file", kind: "value" },
-    { name: "loader", kind: "value" },
-    { name: "payload_out", kind: "value" },
-    { name: "id_signature", kind: "value" },
-    { name: "id_public_key", kind: "value" },
-    { name: "payload", kind: "value" },
-    { name: "vcpus", kind: "value" },
-    { name: "cpu", kind: "value" },
-    { name: "matrix", kind: "flag" },
-    { name: "id_blocks_out", kind: "value" },
-    { name: "author_key", kind: "value" },
-    { name: "author_signature", kind: "value" },
-    { name: "author_public_key", kind: "value" },
-    { name: "author_payload_out", kind: "value" },
-    { name: "force", kind: "flag" },
-    { name: "quiet", kind: "flag" },
-  ]);
+  const { values, positional } = parseSubArgs("sign", args, SUB_OPTIONS.sign);
   const quiet = values.has("quiet");
   streams = { ...streams, force: values.has("force") };
   if (positional.length !== 1) {

@@ -8,6 +8,8 @@ import { UsageError } from "../errors.ts";
 export interface SubOptionSpec {
   name: string;
   kind: "flag" | "value" | "bool";
+  /** How the help and the completions spell it, when not `--name` (`-measurement_file`). */
+  word?: string;
 }
 
 /** Parsed options by name, and the positional arguments. */
