@@ -62,5 +62,8 @@ export function fixTableChecksum(table: Uint8Array): void {
 
 /** The 4-character signature of a table. */
 export function tableSignature(table: Uint8Array): string {
-  return String.fromCharCode(...table.subarray(0, 4));
+  // Printable ASCII as it is; anything else (a hostile or zeroed table) as \xHH.
+  return [...table.subarray(0, 4)].map((b) =>
+    b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`
+  ).join("");
 }

@@ -310,3 +310,27 @@ Deno.test("parseCpuSignature() knows QEMU's EPYC names and versions, and no obje
   assertEquals(parseCpuSignature("constructor"), undefined);
   assertEquals(parseCpuSignature("__proto__"), undefined);
 });
+
+withShared(
+  "igvmgen verify prints control bytes from a hostile ACPI table escaped, never raw",
+  async () => {
+    const bytes = (await image()).slice();
+    const sig = new TextEncoder().encode("APIC");
+    let at = -1;
+    for (let i = 0; i + 4 <= bytes.length && at < 0; i++) {
+      if (sig.every((b, k) => bytes[i + k] === b)) at = i;
+    }
+    assert(at > 0, "no APIC table in the image");
+    bytes.set([0x1b, 0x5b, 0x32, 0x4a], at); // ESC [ 2 J: clear the screen
+    const dir = tempDir();
+    try {
+      Deno.writeFileSync(`${dir}/esc.igvm`, bytes);
+      const r = await runCli(["verify", `${dir}/esc.igvm`]);
+      assertEquals(r.code, 1, r.stdout);
+      assert(!(r.stdout + r.stderr).includes("\u001b"), JSON.stringify(r.stdout));
+      assert(r.stdout.includes("\\x1b[2J"), r.stdout);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);

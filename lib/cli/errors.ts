@@ -14,18 +14,31 @@ export function describeError(e: unknown): string {
     if (!text.includes(more)) text += `: ${more}`;
     cause = cause.cause;
   }
-  return text.replace(/\s*\n\s*/g, " ");
+  return printable(text.replace(/\s*\n\s*/g, " "));
+}
+
+/**
+ * The text with control characters other than tab and newline escaped (`\x1b`, `\x00`):
+ * bytes from a hostile input (a table signature, a file name) never reach the terminal raw.
+ */
+export function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(
+    /[\x00-\x08\x0b-\x1f\x7f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
 }
 
 /** An OS or permission message from the runtime, in the words a user needs. */
 function plainMessage(message: string, known = ""): string {
   const access =
-    /Requires (?:all|read|write) access to "([^"]+)", run again with the --allow-\S+ flag/
+    /[Rr]equires (all|read|write) access to "([^"]+)", run again with the --allow-\S+ flag/
       .exec(message);
   if (access) {
-    return `cannot open ${
-      access[1]
-    } with igvmgen's permissions: give a regular file (standard input is read only as the kernel, -rdinit, -shared_payload or -vmpl2_kernel)`;
+    const [, kind, path] = access;
+    return kind === "read"
+      ? `cannot open ${path} with igvmgen's permissions: give a regular file (standard input is read only as the kernel, -rdinit, -shared_payload or -vmpl2_kernel)`
+      : `cannot open ${path} with igvmgen's permissions: give a regular file, or - for standard output and redirect it`;
   }
   // "No such file or directory (os error 2): stat 'x'": the path stays unless already said.
   return message.replace(

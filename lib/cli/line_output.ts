@@ -3,6 +3,8 @@
  * when the reader goes away (`igvmgen -d big.igvm | head`).
  */
 
+import { printable } from "./errors.ts";
+
 /** The reader of the output has gone (a closed pipe): stop producing, and exit 0. */
 export class OutputClosed extends Error {
   override name = "OutputClosed";
@@ -50,10 +52,11 @@ const encoder = new TextEncoder();
 /**
  * Prints `text` and a newline to standard output at once, as `console.log` does but without
  * its formatting machinery, which for a million-line log costs tens of MB of memory. A closed
- * pipe is ignored, as `console.log` ignores it.
+ * pipe is ignored, as `console.log` ignores it. Control characters from a hostile input are
+ * escaped (lib/cli/errors.ts printable).
  */
 export function printLine(text: string): void {
-  const bytes = encoder.encode(text + "\n");
+  const bytes = encoder.encode(printable(text) + "\n");
   try {
     for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
   } catch (e) {
