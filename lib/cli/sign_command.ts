@@ -26,7 +26,7 @@ done. - or /dev/stdout is standard output; a FIFO or a device is written directl
                            with --force). A file without an SNP_POLICY header gets one with
                            the ID block's policy. The signed file must pass igvmgen verify
                            (else nothing is written and the reason is given)
-  --quiet                  no success line (warnings and notes are still printed)
+  --quiet                  no success line and no notes (warnings are still printed)
   -sign_key PEM            P-384 private key (SEC1 or PKCS#8 PEM)
   -sign_deterministic BOOL RFC 6979 nonces (reproducible output; default false)
   -config_file JSON        TEI config: family/image id, version, guest SVN, policy (as in
@@ -123,7 +123,8 @@ export async function runSignCommand(
     );
     return 0;
   }
-  for (const w of result.warnings) notice(`igvmgen: ${w}`);
+  // --quiet drops notes and the success line, never a warning.
+  for (const w of result.warnings) if (!(quiet && w.startsWith("note:"))) notice(`igvmgen: ${w}`);
   const of = `loader ${loader}${host ? `, ${describeHost(host)}` : ""}`;
   if (quiet) return 0;
   if (result.payloadOut) {
