@@ -207,6 +207,22 @@ withShared(
     ]);
     assertEquals(sign.code, 0, sign.stderr);
     assert(sign.stderr.includes("guest SVN is 0 (-svn), the ID block's is 9"), sign.stderr);
+    // --quiet drops the note (and the success line), as generation's --quiet does.
+    const quiet = await runCli([
+      "sign",
+      `${dir}/2.igvm`,
+      "-o",
+      `${dir}/q.igvm`,
+      "-sign_key",
+      KEY,
+      "-config_file",
+      `${FIXTURES}tei-config.json`,
+      "-measurement_file",
+      `${dir}/q.json`,
+      "--quiet",
+    ]);
+    assertEquals(quiet.code, 0, quiet.stderr);
+    assertEquals(quiet.stderr, "");
   },
 );
 
