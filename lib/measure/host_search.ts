@@ -137,10 +137,45 @@ async function oneVcpuDigest(
   return await launchDigestOf(KVM_LOADERS[loader](file, headers, { vcpus: 1, cpuSignature: 0 }));
 }
 
+/** One KVM host configuration and its launch digest. */
+export interface KvmHostDigest {
+  vcpus: number;
+  cpu: CpuModel;
+  digest: Uint8Array;
+}
+
+/**
+ * The launch digests of `loader` for 1 to `maxVcpus` vCPUs of each CPU model, model by model:
+ * one pass over the file for one vCPU, then one AP VMSA at a time ({@link kvmVmsaPages}).
+ * The file's VP contexts are read only when the caller asks past the first digest. A loader
+ * whose model refuses the file throws its {@link LoaderRefusal}.
+ */
+export async function* kvmHostDigests(
+  loader: KvmLoaderName,
+  file: FileAccess,
+  headers: IgvmFile,
+  options: HostSearchOptions = {},
+): AsyncGenerator<KvmHostDigest> {
+  const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
+  const cpus = options.cpus ?? HOST_SEARCH_CPUS;
+  const one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest);
+  let vmsaFor: ((vp: number, cpuSignature: number) => Uint8Array) | undefined;
+  for (const cpu of cpus) {
+    let current = one;
+    yield { vcpus: 1, cpu, digest: current };
+    vmsaFor ??= await kvmVmsaPages(loader, file, headers);
+    for (let vcpus = 2; vcpus <= maxVcpus; vcpus++) {
+      current = extendByVmsa(current, vmsaFor(vcpus - 1, cpu.signature));
+      yield { vcpus, cpu, digest: current };
+    }
+  }
+}
+
 /**
  * Finds the KVM host configuration (loader, vCPU count, CPU model) whose launch digest is
  * `digest` (48 bytes or 96 hex digits): tries each loader, each CPU model, 1 to `maxVcpus`
- * vCPUs. A loader whose model refuses the file is listed in `refusals`, never thrown.
+ * vCPUs ({@link kvmHostDigests}). A loader whose model refuses the file is listed in
+ * `refusals`, never thrown.
  */
 export async function findKvmHost(
   file: FileAccess,
@@ -149,30 +184,21 @@ export async function findKvmHost(
   options: HostSearchOptions = {},
 ): Promise<HostSearchResult> {
   const wanted = typeof digest === "string" ? digest.toLowerCase() : toHex(digest);
-  const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
   const cpus = options.cpus ?? HOST_SEARCH_CPUS;
   const refusals: HostSearchResult["refusals"] = [];
   for (const loader of options.loaders ?? HOST_SEARCH_LOADERS) {
-    let one: Uint8Array;
+    const dependsOnCpu = kvmDigestDependsOnCpu(loader);
+    const models = dependsOnCpu ? cpus : cpus.slice(0, 1);
     try {
-      one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest);
+      for await (const row of kvmHostDigests(loader, file, headers, { ...options, cpus: models })) {
+        if (toHex(row.digest) !== wanted) continue;
+        const match: HostMatch = { loader, vcpus: row.vcpus };
+        if (row.vcpus > 1 && dependsOnCpu) match.cpu = row.cpu;
+        return { match, refusals };
+      }
     } catch (e) {
       if (!(e instanceof LoaderRefusal)) throw e;
       refusals.push({ loader, reason: e.message });
-      continue;
-    }
-    if (toHex(one) === wanted) return { match: { loader, vcpus: 1 }, refusals };
-    const vmsaFor = await kvmVmsaPages(loader, file, headers);
-    const models = kvmDigestDependsOnCpu(loader) ? cpus : cpus.slice(0, 1);
-    for (const cpu of models) {
-      let current = one;
-      for (let vcpus = 2; vcpus <= maxVcpus; vcpus++) {
-        current = extendByVmsa(current, vmsaFor(vcpus - 1, cpu.signature));
-        if (toHex(current) !== wanted) continue;
-        const match: HostMatch = { loader, vcpus };
-        if (kvmDigestDependsOnCpu(loader)) match.cpu = cpu;
-        return { match, refusals };
-      }
     }
   }
   return { refusals };
