@@ -9,9 +9,9 @@ import { toHex } from "../bytes/le.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { CPU_SIGNATURES } from "../x86/kvm_vmsa.ts";
-import type { KvmLoaderName } from "./kvm_loaders.ts";
+import { kvmDigestDependsOnCpu, type KvmLoaderName } from "./kvm_loaders.ts";
 import { type CpuModel, kvmHostDigests } from "./host_search.ts";
-import { loaderDigest, LOADERS } from "./loaders.ts";
+import { DEFAULT_LOADER, loaderDigest, LOADERS } from "./loaders.ts";
 
 /** One way the file reproduces the measurement. */
 export interface MeasurementMatch {
@@ -47,33 +47,29 @@ export async function findMeasurement(
 ): Promise<MeasurementSearch> {
   const matches: MeasurementMatch[] = [];
   const refusals: MeasurementSearch["refusals"] = [];
+  // The file-order digest, which spares qemu-kvm a pass over a file it loads in file order.
+  let fileOrderDigest: Uint8Array | undefined;
   for (const loader of LOADERS) {
     try {
       if (!loader.hostDependent) {
-        if (toHex(await loaderDigest(loader.name, file, headers)) === measurement) {
-          matches.push({ loader: loader.name });
-        }
+        const digest = await loaderDigest(loader.name, file, headers);
+        if (loader.name === DEFAULT_LOADER) fileOrderDigest = digest;
+        if (toHex(digest) === measurement) matches.push({ loader: loader.name });
         continue;
       }
-      // Cloud Hypervisor's APs hold KVM's reset RDX whatever the CPU model: one model suffices.
-      const models = loader.name === "ch-kvm" ? cpus.slice(0, 1) : cpus;
-      const rows: { vcpus: number; cpu: string; launchDigest: string }[] = [];
-      const digests = kvmHostDigests(loader.name as KvmLoaderName, file, headers, {
-        cpus: models,
-      });
-      for await (const { vcpus, cpu, digest } of digests) {
-        rows.push({ vcpus, cpu: cpu.name, launchDigest: toHex(digest) });
-      }
+      const name = loader.name as KvmLoaderName;
+      const models = kvmDigestDependsOnCpu(name) ? cpus : cpus.slice(0, 1);
+      const digests = kvmHostDigests(name, file, headers, { cpus: models, fileOrderDigest });
+      const rows = (await Array.fromAsync(digests)).map((r) => ({ ...r, hex: toHex(r.digest) }));
       for (const row of rows) {
-        if (row.launchDigest !== measurement) continue;
+        if (row.hex !== measurement) continue;
         // The CPU model matters only when another model gives this vCPU count another digest.
-        const same = rows.filter((r) => r.vcpus === row.vcpus);
-        const cpuMatters = same.some((r) => r.launchDigest !== row.launchDigest);
-        const cpu = cpuMatters ? models.find((c) => c.name === row.cpu) : undefined;
+        const cpuMatters = rows.some((r) => r.vcpus === row.vcpus && r.hex !== row.hex);
+        const cpu = cpuMatters ? row.cpu : undefined;
         const seen = matches.some((m) =>
-          m.loader === loader.name && m.vcpus === row.vcpus && m.cpu?.name === cpu?.name
+          m.loader === name && m.vcpus === row.vcpus && m.cpu?.name === cpu?.name
         );
-        if (!seen) matches.push({ loader: loader.name, vcpus: row.vcpus, cpu });
+        if (!seen) matches.push({ loader: name, vcpus: row.vcpus, cpu });
       }
     } catch (e) {
       refusals.push({ loader: loader.name, reason: (e as Error).message });
