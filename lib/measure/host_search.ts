@@ -10,6 +10,7 @@ import { toHex } from "../bytes/le.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { IGVM_VHT_VP_CONTEXT } from "../igvm/defs.ts";
+import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
 import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import {
   KVM_LOADERS,
@@ -75,7 +76,8 @@ export interface HostMatch {
   vcpus: number;
   /**
    * The CPU model, when the digest depends on it (more than one vCPU under qemu-kvm or
-   * openvmm-kvm); undefined when any model gives this digest.
+   * openvmm-kvm, or any count for a file without a VP 0 context); undefined when any model
+   * gives this digest.
    */
   cpu?: CpuModel;
 }
@@ -123,18 +125,33 @@ function extendByVmsa(digest: Uint8Array, vmsa: Uint8Array): Uint8Array {
   return sha384(encodePageInfo(digest, sha384(vmsa), SNP_PAGE_TYPE_VMSA, KVM_VMSA_GPA));
 }
 
-/** The one-vCPU digest of `loader` (the CPU model does not matter with one vCPU). */
+/**
+ * True when the file has a VP context for VP 0 of the SEV-SNP platform. Without one, KVM
+ * starts the boot CPU from its reset state too, and its RDX holds the CPU signature under
+ * the loaders whose APs' do ({@link kvmDigestDependsOnCpu}).
+ */
+function hasSnpVp0Context(headers: IgvmFile): boolean {
+  const snp = findSnpCompatibilityMask(headers) ?? 0;
+  return headers.directives.some((d) =>
+    d.type === IGVM_VHT_VP_CONTEXT && (directiveMask(d) & snp) !== 0 &&
+    (d.fields.VpIndex ?? 0n) === 0n
+  );
+}
+
+/** The one-vCPU digest of `loader` on a CPU of signature `cpuSignature`. */
 async function oneVcpuDigest(
   loader: KvmLoaderName,
   file: FileAccess,
   headers: IgvmFile,
   fileOrderDigest: Uint8Array | undefined,
+  cpuSignature: number,
 ): Promise<Uint8Array> {
+  const host = { vcpus: 1, cpuSignature };
   if (loader === "qemu-kvm" && fileOrderDigest) {
     const boot = await fileOrderIsQemuOrder(file, headers);
-    if (boot) return extendWithApVmsas(fileOrderDigest, boot, { vcpus: 1, cpuSignature: 0 });
+    if (boot) return extendWithApVmsas(fileOrderDigest, boot, host);
   }
-  return await launchDigestOf(KVM_LOADERS[loader](file, headers, { vcpus: 1, cpuSignature: 0 }));
+  return await launchDigestOf(KVM_LOADERS[loader](file, headers, host));
 }
 
 /** One KVM host configuration and its launch digest. */
@@ -146,7 +163,9 @@ export interface KvmHostDigest {
 
 /**
  * The launch digests of `loader` for 1 to `maxVcpus` vCPUs of each CPU model, model by model:
- * one pass over the file for one vCPU, then one AP VMSA at a time ({@link kvmVmsaPages}).
+ * one pass over the file for one vCPU (one per model when the file has no VP 0 context and
+ * the boot CPU's reset VMSA holds the CPU signature), then one AP VMSA at a time
+ * ({@link kvmVmsaPages}).
  * The file's VP contexts are read only when the caller asks past the first digest. A loader
  * whose model refuses the file throws its {@link LoaderRefusal}.
  */
@@ -158,9 +177,14 @@ export async function* kvmHostDigests(
 ): AsyncGenerator<KvmHostDigest> {
   const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
   const cpus = options.cpus ?? HOST_SEARCH_CPUS;
-  const one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest);
+  // With a VP 0 context the one-vCPU digest is the same on every CPU model: one pass.
+  const bootDependsOnCpu = kvmDigestDependsOnCpu(loader) && !hasSnpVp0Context(headers);
+  let one: Uint8Array | undefined;
   let vmsaFor: ((vp: number, cpuSignature: number) => Uint8Array) | undefined;
   for (const cpu of cpus) {
+    if (one === undefined || bootDependsOnCpu) {
+      one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest, cpu.signature);
+    }
     let current = one;
     yield { vcpus: 1, cpu, digest: current };
     vmsaFor ??= await kvmVmsaPages(loader, file, headers);
@@ -193,7 +217,7 @@ export async function findKvmHost(
       for await (const row of kvmHostDigests(loader, file, headers, { ...options, cpus: models })) {
         if (toHex(row.digest) !== wanted) continue;
         const match: HostMatch = { loader, vcpus: row.vcpus };
-        if (row.vcpus > 1 && dependsOnCpu) match.cpu = row.cpu;
+        if (dependsOnCpu && (row.vcpus > 1 || !hasSnpVp0Context(headers))) match.cpu = row.cpu;
         return { match, refusals };
       }
     } catch (e) {
