@@ -67,8 +67,8 @@ export interface MatrixDigest {
 
 /**
  * The digests of a KVM loader for every vCPU count and CPU, in the order of the CPU list and
- * then the vCPU list: the host search's digests ({@link kvmHostDigests}: one pass over the
- * file, then one AP VMSA at a time).
+ * then the vCPU list: the host search's digests ({@link kvmHostDigests}: a pass over the file
+ * for one vCPU, then one AP VMSA at a time).
  */
 export async function kvmMatrixDigests(
   loader: KvmLoaderName,
