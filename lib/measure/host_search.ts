@@ -4,7 +4,9 @@
  * KVM measures one VMSA per vCPU after every page, each AP's holding the CPU signature
  * (../shared/LOADERS.md §4.4, §9). This module measures the file once per loader and then
  * extends that digest by one AP VMSA at a time, so trying 64 vCPU counts of every known CPU
- * model costs one pass over the file per loader plus a few hundred SHA-384s.
+ * model costs one pass over the file per loader plus a few thousand SHA-384s (a pass per CPU
+ * model for a file without a VP 0 context). `verify`, `measure`, `attest` and `--matrix` all
+ * take their KVM digests from here.
  */
 import { toHex } from "../bytes/le.ts";
 import type { FileAccess } from "../io/file_reader.ts";
