@@ -14,7 +14,7 @@ export const COMPLETION_SHELLS = ["bash", "zsh"] as const;
 /** The subcommands, as `igvmgen SUBCOMMAND` takes them. */
 const SUBCOMMAND_NAMES = ["inspect", "verify", "measure", "sign", "diff", "completions"];
 
-/** Each subcommand's options (its `--help` lists them; tests/front_door_test.ts checks). */
+/** Each subcommand's options (its `--help` lists them; tests/completions_test.ts checks). */
 export const SUBCOMMAND_OPTIONS: Record<string, readonly string[]> = {
   inspect: ["--json", "--help"],
   verify: ["--json", "--loader", "--vcpus", "--cpu", "--help"],
