@@ -17,7 +17,9 @@ import {
 import { signIdBlock, toLittleEndian72 } from "../lib/measure/id_block.ts";
 import { parseP384PrivateKeyPem } from "../lib/measure/signing_key.ts";
 import { CPU_SIGNATURES } from "../lib/x86/kvm_vmsa.ts";
-import { kvmHostDigests, searchedCpus } from "../lib/measure/report_match.ts";
+import { searchedCpus } from "../lib/measure/report_match.ts";
+import { kvmHostDigests } from "../lib/measure/host_search.ts";
+import { toHex } from "../lib/bytes/le.ts";
 import { openFileAccess } from "../lib/io/file_reader.ts";
 import { readHeaders } from "../lib/igvm/structure.ts";
 
@@ -390,12 +392,12 @@ Deno.test("kvmHostDigests(): one pass extended by AP VMSAs equals each KVM loade
     const file = await openFileAccess(image);
     const headers = await readHeaders(file);
     for (const loader of ["qemu-kvm", "openvmm-kvm", "ch-kvm"] as const) {
-      const rows = await kvmHostDigests(loader, file, headers, cpus);
+      const rows = await Array.fromAsync(kvmHostDigests(loader, file, headers, { cpus }));
       assertEquals(rows.length, 64 * cpus.length);
       for (const [vcpus, cpu] of [[1, "milan"], [2, "genoa"], [7, "x"], [64, "turin"]] as const) {
         const c = cpus.find((m) => m.name === cpu)!;
         const want = await digestOf(image, loader, vcpus, c.signature);
-        const got = rows.find((r) => r.vcpus === vcpus && r.cpu === cpu)!.launchDigest;
+        const got = toHex(rows.find((r) => r.vcpus === vcpus && r.cpu.name === cpu)!.digest);
         assertEquals(got, want, `${image} ${loader} ${vcpus} ${cpu}`);
       }
     }

@@ -9,7 +9,12 @@ import { bytesAccess } from "./kvm_helpers.ts";
 import { fixHeaders, pageDataOffset } from "./igvm_edit.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { toHex } from "../lib/bytes/le.ts";
-import { describeHostMatch, findKvmHost, hostOptions } from "../lib/measure/host_search.ts";
+import {
+  describeHostMatch,
+  findKvmHost,
+  hostOptions,
+  kvmHostDigests,
+} from "../lib/measure/host_search.ts";
 import { KVM_LOADERS } from "../lib/measure/kvm_loaders.ts";
 import { launchDigestOf } from "../lib/measure/launch_update.ts";
 import { CPU_SIGNATURES, KNOWN_CPU_MODELS } from "../lib/x86/kvm_vmsa.ts";
@@ -86,6 +91,26 @@ Deno.test("findKvmHost() lists a loader that refuses the file and goes on with t
   assertEquals(found.match, undefined);
   assertEquals(found.refusals.map((r) => r.loader), ["ch-kvm", "openvmm-kvm"]);
   assert(found.refusals.every((r) => r.reason.includes("CPUID_XF")));
+});
+
+Deno.test("findKvmHost() and kvmHostDigests() without a VP 0 context: the boot CPU's reset VMSA holds the CPU signature", async () => {
+  // The only VP context is VP 1's: KVM starts VP 0 from its reset state, RDX = the signature.
+  const bytes = (await image("-target", "qemu-kvm")).slice();
+  const context = readIgvmFile(bytes).directives.find((d) => d.type === 0x304)!;
+  new DataView(bytes.buffer).setUint16(context.offset + 8 + 0x10, 1, true);
+  fixHeaders(bytes);
+  const file = readIgvmFile(bytes);
+  const access = bytesAccess(bytes);
+  for (const [vcpus, cpu] of [[1, "milan"], [3, "genoa"]] as const) {
+    const host = { vcpus, cpuSignature: CPU_SIGNATURES[cpu] };
+    const digest = toHex(await launchDigestOf(KVM_LOADERS["qemu-kvm"](access, file, host)));
+    const found = await findKvmHost(access, file, digest, { loaders: ["qemu-kvm"] });
+    assertEquals([found.match?.vcpus, found.match?.cpu?.name], [vcpus, cpu]);
+    const rows = kvmHostDigests("qemu-kvm", access, file, { maxVcpus: 3 });
+    let got: string | undefined;
+    for await (const r of rows) if (r.vcpus === vcpus && r.cpu.name === cpu) got = toHex(r.digest);
+    assertEquals(got, digest);
+  }
 });
 
 Deno.test("hostOptions() gives the options that reproduce a match", () => {

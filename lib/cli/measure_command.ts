@@ -21,6 +21,7 @@ import {
   describeHostMatch,
   findDigestLoader,
   hostOptions,
+  type HostSearchOptions,
   layoutLoader,
 } from "../measure/host_search.ts";
 import { IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from "../igvm/defs.ts";
@@ -139,6 +140,9 @@ export async function runMeasureCommand(
     }
     if (all) return await printAllLoaders(path, file, headers, loader, host, json, print);
     let digest: string;
+    // The file-order (hyperv) digest, when that is what was measured: the ID block's search
+    // then does not compute it again.
+    let fileOrderDigest: Uint8Array | undefined;
     if (log) {
       if (json) {
         print(
@@ -174,9 +178,10 @@ export async function runMeasureCommand(
       if (json) print(`  ],\n  "launchDigest": "${digest}"\n}`);
       else print(`launch digest (${loader}): ${digest}`);
     } else {
-      digest = toHex(
-        await loaderDigest(loader, file, headers, host).catch((e) => Promise.reject(named(e))),
-      );
+      const bytes = await loaderDigest(loader, file, headers, host)
+        .catch((e) => Promise.reject(named(e)));
+      if (loader === DEFAULT_LOADER) fileOrderDigest = bytes;
+      digest = toHex(bytes);
       print(
         json
           ? JSON.stringify(
@@ -188,7 +193,9 @@ export async function runMeasureCommand(
       );
     }
     if (given === undefined && !log) {
-      const notes = await idBlockNotes(path, file, headers, loader, host, digest, quiet);
+      const notes = await idBlockNotes(path, file, headers, loader, host, digest, quiet, {
+        fileOrderDigest,
+      });
       for (const line of notes) {
         notice(line);
       }
@@ -260,6 +267,7 @@ async function idBlockNotes(
   host: HostConfig | undefined,
   digest: string,
   quiet: boolean,
+  search: HostSearchOptions,
 ): Promise<string[]> {
   const notes: string[] = [];
   if (loader !== DEFAULT_LOADER && !quiet) {
@@ -274,7 +282,7 @@ async function idBlockNotes(
   const at = IGVM_VHS_SNP_ID_BLOCK.off.Ld;
   const ld = toHex(idBlock.body.subarray(at, at + 48));
   if (ld === digest) return notes;
-  const found = await findDigestLoader(file, headers, ld);
+  const found = await findDigestLoader(file, headers, ld, search);
   notes.push(
     found.match
       ? `igvmgen: note: the ID block carries another launch digest, that of ${

@@ -4,12 +4,15 @@
  * KVM measures one VMSA per vCPU after every page, each AP's holding the CPU signature
  * (../shared/LOADERS.md §4.4, §9). This module measures the file once per loader and then
  * extends that digest by one AP VMSA at a time, so trying 64 vCPU counts of every known CPU
- * model costs one pass over the file per loader plus a few hundred SHA-384s.
+ * model costs one pass over the file per loader plus a few thousand SHA-384s (a pass per CPU
+ * model for a file without a VP 0 context). `verify`, `measure`, `attest` and `--matrix` all
+ * take their KVM digests from here.
  */
 import { toHex } from "../bytes/le.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { IGVM_VHT_VP_CONTEXT } from "../igvm/defs.ts";
+import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
 import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import {
   KVM_LOADERS,
@@ -75,7 +78,8 @@ export interface HostMatch {
   vcpus: number;
   /**
    * The CPU model, when the digest depends on it (more than one vCPU under qemu-kvm or
-   * openvmm-kvm); undefined when any model gives this digest.
+   * openvmm-kvm, or any count for a file without a VP 0 context); undefined when any model
+   * gives this digest.
    */
   cpu?: CpuModel;
 }
@@ -123,24 +127,81 @@ function extendByVmsa(digest: Uint8Array, vmsa: Uint8Array): Uint8Array {
   return sha384(encodePageInfo(digest, sha384(vmsa), SNP_PAGE_TYPE_VMSA, KVM_VMSA_GPA));
 }
 
-/** The one-vCPU digest of `loader` (the CPU model does not matter with one vCPU). */
+/**
+ * True when the file has a VP context for VP 0 of the SEV-SNP platform. Without one, KVM
+ * starts the boot CPU from its reset state too, and its RDX holds the CPU signature under
+ * the loaders whose APs' do ({@link kvmDigestDependsOnCpu}).
+ */
+function hasSnpVp0Context(headers: IgvmFile): boolean {
+  const snp = findSnpCompatibilityMask(headers) ?? 0;
+  return headers.directives.some((d) =>
+    d.type === IGVM_VHT_VP_CONTEXT && (directiveMask(d) & snp) !== 0 &&
+    (d.fields.VpIndex ?? 0n) === 0n
+  );
+}
+
+/** The one-vCPU digest of `loader` on a CPU of signature `cpuSignature`. */
 async function oneVcpuDigest(
   loader: KvmLoaderName,
   file: FileAccess,
   headers: IgvmFile,
   fileOrderDigest: Uint8Array | undefined,
+  cpuSignature: number,
 ): Promise<Uint8Array> {
+  const host = { vcpus: 1, cpuSignature };
   if (loader === "qemu-kvm" && fileOrderDigest) {
     const boot = await fileOrderIsQemuOrder(file, headers);
-    if (boot) return extendWithApVmsas(fileOrderDigest, boot, { vcpus: 1, cpuSignature: 0 });
+    if (boot) return extendWithApVmsas(fileOrderDigest, boot, host);
   }
-  return await launchDigestOf(KVM_LOADERS[loader](file, headers, { vcpus: 1, cpuSignature: 0 }));
+  return await launchDigestOf(KVM_LOADERS[loader](file, headers, host));
+}
+
+/** One KVM host configuration and its launch digest. */
+export interface KvmHostDigest {
+  vcpus: number;
+  cpu: CpuModel;
+  digest: Uint8Array;
+}
+
+/**
+ * The launch digests of `loader` for 1 to `maxVcpus` vCPUs of each CPU model, model by model:
+ * one pass over the file for one vCPU (one per model when the file has no VP 0 context and
+ * the boot CPU's reset VMSA holds the CPU signature), then one AP VMSA at a time
+ * ({@link kvmVmsaPages}).
+ * The file's VP contexts are read only when the caller asks past the first digest. A loader
+ * whose model refuses the file throws its {@link LoaderRefusal}.
+ */
+export async function* kvmHostDigests(
+  loader: KvmLoaderName,
+  file: FileAccess,
+  headers: IgvmFile,
+  options: HostSearchOptions = {},
+): AsyncGenerator<KvmHostDigest> {
+  const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
+  const cpus = options.cpus ?? HOST_SEARCH_CPUS;
+  // With a VP 0 context the one-vCPU digest is the same on every CPU model: one pass.
+  const bootDependsOnCpu = kvmDigestDependsOnCpu(loader) && !hasSnpVp0Context(headers);
+  let one: Uint8Array | undefined;
+  let vmsaFor: ((vp: number, cpuSignature: number) => Uint8Array) | undefined;
+  for (const cpu of cpus) {
+    if (one === undefined || bootDependsOnCpu) {
+      one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest, cpu.signature);
+    }
+    let current = one;
+    yield { vcpus: 1, cpu, digest: current };
+    vmsaFor ??= await kvmVmsaPages(loader, file, headers);
+    for (let vcpus = 2; vcpus <= maxVcpus; vcpus++) {
+      current = extendByVmsa(current, vmsaFor(vcpus - 1, cpu.signature));
+      yield { vcpus, cpu, digest: current };
+    }
+  }
 }
 
 /**
  * Finds the KVM host configuration (loader, vCPU count, CPU model) whose launch digest is
  * `digest` (48 bytes or 96 hex digits): tries each loader, each CPU model, 1 to `maxVcpus`
- * vCPUs. A loader whose model refuses the file is listed in `refusals`, never thrown.
+ * vCPUs ({@link kvmHostDigests}). A loader whose model refuses the file is listed in
+ * `refusals`, never thrown.
  */
 export async function findKvmHost(
   file: FileAccess,
@@ -149,30 +210,21 @@ export async function findKvmHost(
   options: HostSearchOptions = {},
 ): Promise<HostSearchResult> {
   const wanted = typeof digest === "string" ? digest.toLowerCase() : toHex(digest);
-  const maxVcpus = options.maxVcpus ?? HOST_SEARCH_MAX_VCPUS;
   const cpus = options.cpus ?? HOST_SEARCH_CPUS;
   const refusals: HostSearchResult["refusals"] = [];
   for (const loader of options.loaders ?? HOST_SEARCH_LOADERS) {
-    let one: Uint8Array;
+    const dependsOnCpu = kvmDigestDependsOnCpu(loader);
+    const models = dependsOnCpu ? cpus : cpus.slice(0, 1);
     try {
-      one = await oneVcpuDigest(loader, file, headers, options.fileOrderDigest);
+      for await (const row of kvmHostDigests(loader, file, headers, { ...options, cpus: models })) {
+        if (toHex(row.digest) !== wanted) continue;
+        const match: HostMatch = { loader, vcpus: row.vcpus };
+        if (dependsOnCpu && (row.vcpus > 1 || !hasSnpVp0Context(headers))) match.cpu = row.cpu;
+        return { match, refusals };
+      }
     } catch (e) {
       if (!(e instanceof LoaderRefusal)) throw e;
       refusals.push({ loader, reason: e.message });
-      continue;
-    }
-    if (toHex(one) === wanted) return { match: { loader, vcpus: 1 }, refusals };
-    const vmsaFor = await kvmVmsaPages(loader, file, headers);
-    const models = kvmDigestDependsOnCpu(loader) ? cpus : cpus.slice(0, 1);
-    for (const cpu of models) {
-      let current = one;
-      for (let vcpus = 2; vcpus <= maxVcpus; vcpus++) {
-        current = extendByVmsa(current, vmsaFor(vcpus - 1, cpu.signature));
-        if (toHex(current) !== wanted) continue;
-        const match: HostMatch = { loader, vcpus };
-        if (kvmDigestDependsOnCpu(loader)) match.cpu = cpu;
-        return { match, refusals };
-      }
     }
   }
   return { refusals };

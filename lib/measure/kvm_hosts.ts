@@ -7,11 +7,9 @@ import { toHex } from "../bytes/le.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { checkLaunch, kvmPolicyProblems, LAUNCH_CHECK_LOADERS } from "./launch_checks.ts";
-import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
+import { type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
 import type { HostConfig } from "./launch_update.ts";
-import { SnpLaunchDigest } from "./snp_digest.ts";
-import { extendWithApVmsas, fileOrderIsQemuOrder } from "./kvm_extend.ts";
-import { loaderDigest } from "./loaders.ts";
+import { type CpuModel, kvmHostDigests } from "./host_search.ts";
 
 /**
  * Warnings when `loader` is a KVM loader that would not start the signed file: KVM refuses
@@ -69,54 +67,41 @@ export interface MatrixDigest {
 
 /**
  * The digests of a KVM loader for every vCPU count and CPU, in the order of the CPU list and
- * then the vCPU list. When QEMU issues the pages in file order, one file-order pass extended by
- * each host's AP VMSAs; else one pass of the loader model per CPU: the VMSAs come last, one
- * per vCPU, so the digest after the k-th VMSA is that of k vCPUs.
+ * then the vCPU list: the host search's digests ({@link kvmHostDigests}: a pass over the file
+ * for one vCPU, then one AP VMSA at a time).
  */
 export async function kvmMatrixDigests(
   loader: KvmLoaderName,
   file: FileAccess,
   headers: IgvmFile,
   vcpus: readonly number[],
-  cpus: readonly { name: string; signature: number }[],
+  cpus: readonly CpuModel[],
 ): Promise<MatrixDigest[]> {
-  const max = Math.max(...vcpus);
-  const rows: MatrixDigest[] = [];
+  for (const n of vcpus) {
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new RangeError(`vCPU count ${n}: expected 1 or more`);
+    }
+  }
   const hex8 = (n: number) => "0x" + n.toString(16).padStart(8, "0");
-  // QEMU in file order: one file-order pass, then each host's AP VMSAs (lib/measure/kvm_extend.ts).
-  const boot = loader === "qemu-kvm" ? await fileOrderIsQemuOrder(file, headers) : undefined;
-  if (boot) {
-    const fileOrder = await loaderDigest("hyperv", file, headers);
-    for (const cpu of cpus) {
-      for (const n of vcpus) {
-        const host = { vcpus: n, cpuSignature: cpu.signature };
-        const launchDigest = toHex(extendWithApVmsas(fileOrder, boot, host));
-        rows.push({ vcpus: n, cpu: cpu.name, signature: hex8(cpu.signature), launchDigest });
-      }
+  // Each CPU model's digests by vCPU count - 1 (models by identity: a name may repeat).
+  const digests = new Map<CpuModel, string[]>();
+  try {
+    const search = { cpus, maxVcpus: Math.max(...vcpus) };
+    for await (const r of kvmHostDigests(loader, file, headers, search)) {
+      const list = digests.get(r.cpu) ?? [];
+      digests.set(r.cpu, list);
+      list[r.vcpus - 1] = toHex(r.digest);
     }
-    return rows;
+  } catch (e) {
+    if (e instanceof LoaderRefusal) throw new Error(`${loader}: ${e.message}`, { cause: e });
+    throw e;
   }
-  for (const cpu of cpus) {
-    const digest = new SnpLaunchDigest();
-    const after: string[] = [];
-    try {
-      const host = { vcpus: max, cpuSignature: cpu.signature };
-      for await (const u of KVM_LOADERS[loader](file, headers, host)) {
-        digest.extend(u.gpa, u.pageType, undefined, u.contents);
-        if (u.directive === -1) after.push(toHex(digest.value));
-      }
-    } catch (e) {
-      if (e instanceof LoaderRefusal) throw new Error(`${loader}: ${e.message}`, { cause: e });
-      throw e;
-    }
-    for (const n of vcpus) {
-      rows.push({
-        vcpus: n,
-        cpu: cpu.name,
-        signature: hex8(cpu.signature),
-        launchDigest: after[n - 1],
-      });
-    }
-  }
-  return rows;
+  return cpus.flatMap((cpu) =>
+    vcpus.map((n) => ({
+      vcpus: n,
+      cpu: cpu.name,
+      signature: hex8(cpu.signature),
+      launchDigest: digests.get(cpu)![n - 1],
+    }))
+  );
 }

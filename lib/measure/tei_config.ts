@@ -82,8 +82,8 @@ const POLICY_DEFAULTS = {
 };
 
 /**
- * Parses a TEI config (see README): `tei_config_data` with optional `version` (must be 1),
- * `guest_svn`, `family_id`, `image_id` (32 hex digits, big-endian) and `policy`
+ * Parses a TEI config (see docs/generating.md): `tei_config_data` with optional `version`
+ * (must be 1), `guest_svn`, `family_id`, `image_id` (32 hex digits, big-endian) and `policy`
  * (`debug_allowed`, `migrate_ma`, `smt_allowed`, `abi_major`, `abi_minor`), ORed onto the
  * reserved-one bit 17. Missing fields keep the defaults, policy fields included, so a partial
  * policy changes only what it names. Unknown keys are errors: a misspelt field must not

@@ -33,7 +33,8 @@ import { decodeIgvmIdBlock, type IgvmIdBlock, sevKeyDigest } from "../measure/id
 import { filePolicy } from "../measure/id_block_file.ts";
 import { loaderModel, LOADERS } from "../measure/loaders.ts";
 import { POLICY_DEBUG_BIT, POLICY_MIGRATE_MA_BIT, POLICY_SMT_BIT } from "../measure/tei_config.ts";
-import { type CpuModel, findMeasurement, searchedCpus } from "../measure/report_match.ts";
+import { findMeasurement, searchedCpus } from "../measure/report_match.ts";
+import type { CpuModel } from "../measure/host_search.ts";
 import { checkFields, naming, soundHeaders } from "./igvm_file.ts";
 
 export type { Check } from "../measure/amd_certs.ts";

@@ -1,7 +1,7 @@
 /**
  * `igvmgen inspect`: a summary of any IGVM file: platforms, policy, page ranges grouped by
  * kind and flags, counts and sizes, the VMSA's key registers and the ID block. The JSON form
- * (`--json`) has a stable schema, version 1, described in the README.
+ * (`--json`) has a stable schema, version 1, described in docs/generating.md.
  */
 import { hex, PAGE_SIZE } from "../bytes/le.ts";
 import { KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
