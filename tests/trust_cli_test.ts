@@ -350,3 +350,72 @@ withShared(
     }
   },
 );
+
+let kvmBase: Uint8Array | undefined;
+/** A -target qemu-kvm image, 1 vCPU, deterministically signed. */
+async function kvmImage(): Promise<Uint8Array> {
+  kvmBase ??= await generateImage([
+    "-target",
+    "qemu-kvm",
+    "-sign_key",
+    KEY,
+    "-sign_deterministic",
+    "1",
+  ]);
+  return kvmBase;
+}
+
+withShared(
+  "igvmgen verify FILE on a KVM layout whose ID block carries only a file-order loader's digest: exit 1",
+  async () => {
+    // VP context 0 made VP 1: no KVM host starts vCPU 0 from it, and only hyperv's digest is
+    // unchanged (it measures the VMSA page wherever it is).
+    const bytes = editBody(await kvmImage(), 0x304, (v, at) => v.setUint16(at + 0x10, 1, true));
+    const dir = tempDir();
+    try {
+      Deno.writeFileSync(`${dir}/vp1.igvm`, bytes);
+      const r = await runCli(["verify", `${dir}/vp1.igvm`]);
+      assertEquals(r.code, 1, r.stdout);
+      assert(/laid out for KVM.*no KVM loader gives it/.test(r.stdout), r.stdout);
+      assert(!r.stdout.includes("OK"), r.stdout);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+withShared(
+  "igvmgen verify FILE: an SNP_POLICY whose mask names no platform, and parameters that overlap, are problems",
+  async () => {
+    const base = await kvmImage();
+    const mapArea = new DataView(bodyOf(base, 0x30c).buffer).getUint32(0, true);
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        "policy-mask0.igvm",
+        editBody(base, POLICY, (v, at) => v.setUint32(at + 8, 0, true)),
+        /SNP_POLICY mask 0x0 names no platform of the file/,
+      ],
+      [
+        "vpcount-in-map.igvm",
+        editBody(base, 0x307, (v, at) => {
+          v.setUint32(at, mapArea, true);
+          v.setUint32(at + 4, 0, true);
+        }),
+        /VP_COUNT_PARAMETER at byte 0 of parameter area \d+ overlaps MEMORY_MAP at byte 0|MEMORY_MAP at byte 0 of parameter area \d+ overlaps VP_COUNT_PARAMETER at byte 0/,
+      ],
+    ];
+    const dir = tempDir();
+    try {
+      for (const [name, bytes, problem] of cases) {
+        Deno.writeFileSync(`${dir}/${name}`, bytes);
+        for (const args of [["verify"], ["verify", "--loader", "qemu-kvm"]]) {
+          const r = await runCli([...args, `${dir}/${name}`]);
+          assertEquals(r.code, 1, `${args.join(" ")} ${name}: ${r.stdout}`);
+          assert(problem.test(r.stdout + r.stderr), `${args.join(" ")} ${name}: ${r.stdout}`);
+        }
+      }
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);

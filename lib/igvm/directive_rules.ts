@@ -8,16 +8,20 @@
  */
 import { PAGE_SIZE } from "../bytes/le.ts";
 import {
+  IGVM_PLATFORM_TYPE_SEV_SNP,
   IGVM_VHF_PAGE_DATA_2MB,
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
   IGVM_VHF_PAGE_DATA_UNMEASURED,
   IGVM_VHS_PARAMETER,
+  IGVM_VHT_ENVIRONMENT_INFO_PARAMETER,
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
+  IGVM_VHT_VP_COUNT_PARAMETER,
   VARIABLE_HEADER_BODIES,
 } from "./defs.ts";
 import type { Directive, IgvmFile } from "./reader.ts";
@@ -41,13 +45,20 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
  * Platform and policy headers: one SUPPORTED_PLATFORM per platform type and mask bit, one
- * SNP_POLICY per mask bit (two would leave the loader to pick one).
+ * SNP_POLICY per mask bit (two would leave the loader to pick one). Every other header with a
+ * compatibility mask (policy, VP context, ID block, parameter uses and inserts) names at
+ * least one declared platform and no undeclared one: a loader applies a header only to the
+ * platforms its mask names, so an SNP_POLICY of mask 0 would leave the launch to the host's
+ * default policy while the ID block states another.
  */
-function platformRules(problems: ProblemList): (d: Directive) => void {
+function platformRules(problems: ProblemList) {
   const platformTypes = new Map<bigint, Directive>();
+  const masked: Directive[] = [];
   let platformBits = 0;
+  let snpBits = 0;
   let policyBits = 0;
-  return (d) => {
+  const visit = (d: Directive): void => {
+    if (d.fields.CompatibilityMask === undefined) return;
     const mask = directiveMask(d);
     if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) {
       const type = d.fields.PlatformType ?? 0n;
@@ -63,13 +74,44 @@ function platformRules(problems: ProblemList): (d: Directive) => void {
         problems.push(`${at(d)}: SUPPORTED_PLATFORM mask ${hex(mask)} is another platform's`);
       }
       platformBits |= mask;
-    } else if (d.type === IGVM_VHT_SNP_POLICY) {
+      if (type === BigInt(IGVM_PLATFORM_TYPE_SEV_SNP)) snpBits |= mask;
+      return;
+    }
+    // The ID block's mask is checked with its other fields (lib/measure/id_block_checks.ts).
+    if (d.type === IGVM_VHT_SNP_ID_BLOCK) return;
+    if (d.type === IGVM_VHT_SNP_POLICY) {
       if (mask & policyBits) {
         problems.push(`${at(d)}: a second SNP_POLICY for mask ${hex(mask & policyBits)}`);
       }
       policyBits |= mask;
     }
+    masked.push(d);
   };
+  const finish = (): void => {
+    if (platformBits === 0) return; // "no platform" is the reader's problem already
+    for (const d of masked) {
+      const mask = directiveMask(d);
+      const name = d.name.replace("IGVM_VHT_", "");
+      if ((mask & platformBits) === 0) {
+        problems.push(
+          `${at(d)}: ${name} mask ${hex(mask)} names no platform of the file, so no loader ` +
+            `applies it`,
+        );
+      } else if (d.type === IGVM_VHT_SNP_POLICY && snpBits && !(mask & snpBits)) {
+        problems.push(
+          `${at(d)}: SNP_POLICY mask ${hex(mask)} is not the SEV-SNP platform's ${hex(snpBits)}, ` +
+            `so the launch would use the host's default policy`,
+        );
+      } else if ((mask & ~platformBits) >>> 0) {
+        problems.push(
+          `${at(d)}: ${name} mask ${hex(mask)} names bits ${
+            hex((mask & ~platformBits) >>> 0)
+          } of no declared platform`,
+        );
+      }
+    }
+  };
+  return { visit, finish };
 }
 
 /**
@@ -79,6 +121,7 @@ function platformRules(problems: ProblemList): (d: Directive) => void {
  */
 function parameterAreaRules(problems: ProblemList) {
   const areas = new Map<number, { bytes: bigint; inserted: boolean }>();
+  const uses: Directive[] = [];
   const inserts: Insert[] = [];
   let insertedBytes = 0;
   const visit = (d: Directive): void => {
@@ -97,7 +140,7 @@ function parameterAreaRules(problems: ProblemList) {
           `${at(d)}: ${d.name} at byte ${d.fields.ByteOffset} of parameter area ${index}, ` +
             `which has ${area.bytes}`,
         );
-      }
+      } else uses.push(d);
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT) {
       const index = Number(d.fields.ParameterAreaIndex ?? 0n);
       const area = areas.get(index);
@@ -116,6 +159,7 @@ function parameterAreaRules(problems: ProblemList) {
     }
   };
   const finish = (): Insert[] => {
+    checkUseOverlaps(uses, areas, problems);
     if (insertedBytes > MAX_INSERTED_BYTES) {
       problems.push(
         `the parameter inserts place ${hex(insertedBytes)} bytes, more than 4 GiB together`,
@@ -124,6 +168,48 @@ function parameterAreaRules(problems: ProblemList) {
     return inserts;
   };
   return { visit, finish };
+}
+
+/**
+ * The bytes a parameter use fills from its ByteOffset: a u32 for VP_COUNT and
+ * ENVIRONMENT_INFO, the rest of the area for the tables (memory map, MADT, SRAT, command
+ * line, device tree, ...), whose length the loader decides.
+ */
+function useExtent(d: Directive, areaBytes: bigint): bigint {
+  const offset = d.fields.ByteOffset ?? 0n;
+  return d.type === IGVM_VHT_VP_COUNT_PARAMETER || d.type === IGVM_VHT_ENVIRONMENT_INFO_PARAMETER
+    ? 4n
+    : areaBytes - offset;
+}
+
+/**
+ * Two parameter uses of one area may not overlap: the loader writes both, and the guest
+ * reads one of them wrong (a VP count inside the memory map, two maps at one offset).
+ */
+function checkUseOverlaps(
+  uses: Directive[],
+  areas: Map<number, { bytes: bigint }>,
+  problems: ProblemList,
+): void {
+  const byArea = new Map<bigint, Directive[]>();
+  for (const d of uses) {
+    const index = d.fields.ParameterAreaIndex ?? 0n;
+    byArea.set(index, [...byArea.get(index) ?? [], d]);
+  }
+  for (const [index, list] of byArea) {
+    const bytes = areas.get(Number(index))?.bytes ?? 0n;
+    const offset = (d: Directive) => d.fields.ByteOffset ?? 0n;
+    list.sort((a, b) => (offset(a) < offset(b) ? -1 : offset(a) > offset(b) ? 1 : 0));
+    for (let i = 1; i < list.length; i++) {
+      const [prev, d] = [list[i - 1], list[i]];
+      if (offset(d) < offset(prev) + useExtent(prev, bytes)) {
+        problems.push(
+          `${at(d)}: ${d.name.replace("IGVM_VHT_", "")} at byte ${offset(d)} of parameter ` +
+            `area ${index} overlaps ${prev.name.replace("IGVM_VHT_", "")} at byte ${offset(prev)}`,
+        );
+      }
+    }
+  }
 }
 
 /** A parameter area's insert: the GPA range it places, for which platforms. */
@@ -229,8 +315,9 @@ export function checkDirectiveRules(h: IgvmFile, problems: ProblemList): void {
       checkPageDataFlags(d, problems);
       continue;
     }
-    platforms(d);
+    platforms.visit(d);
     areas.visit(d);
   }
+  platforms.finish();
   checkInsertOverlaps(h, areas.finish(), problems);
 }

@@ -253,11 +253,19 @@ async function findIdBlockLoader(
     if (!kvm) {
       // A file-based loader's digest (after no KVM host's): a warning when unexpected.
       if (refused) return refused;
-      let warning: string | undefined;
       if (forKvm) {
-        warning = `the file is laid out for KVM, but the ID block carries the ${match.loader} ` +
-          `loader's digest (see measure --all-loaders)`;
-      } else if (match.loader !== DEFAULT_LOADER) {
+        // Only the KVM loaders take a file laid out for KVM, and none gives this digest.
+        return {
+          signedFor,
+          refusals: [
+            `the file is laid out for KVM (VMSA at 0xFFFFFFFFF000), but the ID block carries ` +
+            `the ${match.loader} loader's digest, which no KVM loader gives it: the launch ` +
+            `would fail (sign it with --loader qemu-kvm or ch-kvm)`,
+          ],
+        };
+      }
+      let warning: string | undefined;
+      if (match.loader !== DEFAULT_LOADER) {
         warning = `the ID block carries the ${match.loader} loader's launch digest, not ` +
           `hyperv's (see measure --all-loaders)`;
       }
