@@ -33,6 +33,11 @@ export interface AcpiImage {
   writes: { gpa: number; bytes: Uint8Array }[];
   /** First page after the ACPI area (the original's `end_addr`). */
   endAddr: number;
+  /**
+   * The files read to make it besides the `-acpi_dir` path itself: a folder's tables and the
+   * files `.dsl` tables include (an output must not be any of them).
+   */
+  sources?: string[];
 }
 
 /** An ACPI source that cannot be used. */
@@ -264,6 +269,8 @@ export interface AcpiLoadOptions {
   iasl?: string;
   /** How long one iasl run may take, in milliseconds (default 30 s). */
   iaslTimeLimitMs?: number;
+  /** Told of an `.aml` file that is not read because a `.dsl` of the same name is. */
+  notice?: (message: string) => void;
 }
 
 /** True when `bytes` start like a zip archive (a local file header, "PK\x03\x04"). */
@@ -282,15 +289,40 @@ interface TableInput {
   dir?: string;
 }
 
-/** Picks `.dsl` and `.aml` inputs; a `.dsl` wins over an `.aml` of the same name. */
-function selectTables<T extends { name: string }>(entries: T[]): { dsl: T[]; aml: T[] } {
+/**
+ * Picks `.dsl` and `.aml` inputs; a `.dsl` wins over an `.aml` of the same name (the
+ * original reads only `.dsl`), and the `.aml` it hides is listed in `dropped`.
+ */
+function selectTables<T extends { name: string }>(
+  entries: T[],
+): { dsl: T[]; aml: T[]; dropped: { aml: T; dsl: T }[] } {
   const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const dsl = sorted.filter((e) => /\.dsl$/i.test(e.name));
-  const stems = new Set(dsl.map((e) => e.name.replace(/\.dsl$/i, "")));
-  const aml = sorted.filter((e) =>
-    /\.aml$/i.test(e.name) && !stems.has(e.name.replace(/\.aml$/i, ""))
-  );
-  return { dsl, aml };
+  const stems = new Map(dsl.map((e) => [e.name.replace(/\.dsl$/i, ""), e]));
+  const aml: T[] = [];
+  const dropped: { aml: T; dsl: T }[] = [];
+  for (const e of sorted) {
+    if (!/\.aml$/i.test(e.name)) continue;
+    const source = stems.get(e.name.replace(/\.aml$/i, ""));
+    if (source) dropped.push({ aml: e, dsl: source });
+    else aml.push(e);
+  }
+  return { dsl, aml, dropped };
+}
+
+/** Tells `notice` of each `.aml` not read because its `.dsl` is compiled instead. */
+function noteDropped(
+  dropped: { aml: { name: string }; dsl: { name: string } }[],
+  where: (name: string) => string,
+  notice: ((message: string) => void) | undefined,
+): void {
+  for (const d of dropped) {
+    notice?.(
+      `note: ${where(d.aml.name)} is not read: ${
+        where(d.dsl.name)
+      } has the same name and is compiled instead`,
+    );
+  }
 }
 
 /** True for the names of table files (`.dsl` and `.aml`, in any case). */
@@ -308,6 +340,7 @@ async function compileAndLayout(
     bytes: t.bytes,
   }));
   const dsl = inputs.filter((t) => t.dsl);
+  const sources = inputs.filter((t) => t.dir !== undefined).map((t) => t.name);
   if (dsl.length > 0) {
     const { compileDslTable, IaslError } = await import("./iasl.ts");
     const outDir = await makeRegisteredTempDir("igvmgen-acpi-");
@@ -317,13 +350,12 @@ async function compileAndLayout(
         const bytes = await compileDslTable({
           table: t.name,
           source: t.bytes,
-          includeDirs: t.dir === undefined
-            ? [cwd]
-            : [...new Set([t.dir.startsWith("/") ? t.dir : join(cwd, t.dir), cwd])],
+          includeDirs: t.dir === undefined ? [cwd] : includeDirsOf(t.dir, cwd),
           workDir: outDir,
           stem: `table${i}`,
           iasl: options.iasl ?? "iasl",
           timeLimitMs: options.iaslTimeLimitMs,
+          onIncludes: (paths) => sources.push(...paths),
         }).catch((e) => {
           throw e instanceof IaslError ? new AcpiError(e.message, { cause: e }) : e;
         });
@@ -333,7 +365,7 @@ async function compileAndLayout(
       await removeTemp(outDir);
     }
   }
-  return layoutAcpiTables(tables);
+  return { ...layoutAcpiTables(tables), sources };
 }
 
 /**
@@ -342,7 +374,11 @@ async function compileAndLayout(
  * that inflates to gigabytes is refused before it costs time or memory. An entry named twice
  * is refused: one of the two would be dropped.
  */
-async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInput[]> {
+async function tablesFromZip(
+  path: string,
+  bytes: Uint8Array,
+  notice?: (message: string) => void,
+): Promise<TableInput[]> {
   const files = new Map<string, Uint8Array>();
   let read: { name: string; bytes: Uint8Array }[];
   try {
@@ -357,10 +393,11 @@ async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInpu
     files.set(e.name, e.bytes);
   }
   const entries = [...files].map(([name, b]) => ({ name, bytes: b }));
-  const { dsl, aml } = selectTables(entries);
+  const { dsl, aml, dropped } = selectTables(entries);
   if (dsl.length + aml.length === 0) {
     throw new AcpiError(`${path}: no .dsl or .aml tables in the archive`);
   }
+  noteDropped(dropped, (name) => `${path}:${name}`, notice);
   return [
     ...aml.map((e) => ({ name: `${path}:${e.name}`, dsl: false, bytes: e.bytes })),
     ...dsl.map((e) => ({ name: `${path}:${e.name}`, dsl: true, bytes: e.bytes })),
@@ -370,7 +407,9 @@ async function tablesFromZip(path: string, bytes: Uint8Array): Promise<TableInpu
 /**
  * The table files of a folder. A symbolic link is followed to what it names; an entry named
  * like a table that is not (or does not lead to) a regular file is refused by name, never
- * skipped, and so is a table under another name (`.asl`, acpidump's `.dat`).
+ * skipped, and so is a table under another name (`.asl`, acpidump's `.dat`) and a subfolder
+ * that holds table files (only the folder's own tables are read; a subfolder with none, such
+ * as one of files that tables include, is left alone).
  */
 async function tableFilesIn(path: string): Promise<string[]> {
   const names: string[] = [];
@@ -384,7 +423,10 @@ async function tableFilesIn(path: string): Promise<string[]> {
           }: igvmgen does not read this file name; give table sources as .dsl and compiled tables as .aml`,
         );
       }
-      if (!isTableName(e.name)) continue;
+      if (!isTableName(e.name)) {
+        if (e.isDirectory || e.isSymlink) await refuseSubfolderOfTables(join(path, e.name), path);
+        continue;
+      }
       if (e.isFile) {
         names.push(e.name);
         continue;
@@ -417,6 +459,33 @@ async function tableFilesIn(path: string): Promise<string[]> {
   return names;
 }
 
+/**
+ * Refuses `entry` (in the ACPI folder `folder`) when it is a folder, or a link to one, that
+ * holds table files: its tables would be left out without a word.
+ */
+async function refuseSubfolderOfTables(entry: string, folder: string): Promise<void> {
+  const info = await Deno.stat(entry).catch(() => undefined);
+  if (!info?.isDirectory) return; // a link to a file or to nothing: not a table, not read
+  const tables: string[] = [];
+  try {
+    for await (const e of Deno.readDir(entry)) {
+      if (isTableName(e.name) || /\.(asl|dat)$/i.test(e.name)) tables.push(e.name);
+    }
+  } catch (err) {
+    throw new AcpiError(
+      `cannot read ${entry}, a subfolder of the ACPI folder ${folder}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  if (tables.length === 0) return;
+  tables.sort();
+  throw new AcpiError(
+    `${entry} is a subfolder holding tables (${tables.slice(0, 3).join(", ")}${
+      tables.length > 3 ? ", ..." : ""
+    }); igvmgen reads only the tables directly in ${folder}: move them there`,
+  );
+}
+
 /** Where a symbolic link points, for messages. */
 async function linkTarget(path: string): Promise<string> {
   try {
@@ -436,10 +505,55 @@ function describeKind(info: Deno.FileInfo): string {
   return "a special file";
 }
 
+/** The tables of a folder, selected; none is an error. */
+async function folderTables(path: string) {
+  const selected = selectTables((await tableFilesIn(path)).map((name) => ({ name })));
+  if (selected.dsl.length + selected.aml.length === 0) {
+    throw new AcpiError(`${path}: no .dsl or .aml tables in the folder`);
+  }
+  return selected;
+}
+
+/**
+ * The files `-acpi_dir PATH` will read besides PATH itself, found before any work so that
+ * no output can be one of them: for a folder, its tables (links followed by the caller's
+ * identity check) and the files its `.dsl` tables include, found as iasl finds them. A
+ * file (a zip or a snapshot) gives none here: the files a zip's tables include are in
+ * `AcpiImage.sources` once it is loaded. Errors are those loadAcpi would raise.
+ */
+export async function acpiInputFiles(path: string): Promise<string[]> {
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (!info?.isDirectory) return [];
+  const { dsl, aml } = await folderTables(path);
+  const files = [...aml, ...dsl].map((e) => join(path, e.name));
+  if (dsl.length > 0) {
+    const { includedFiles, IaslError } = await import("./iasl.ts");
+    const cwd = Deno.cwd();
+    for (const e of dsl) {
+      const file = join(path, e.name);
+      const source = await readInputFile(file, "ACPI table", ACPI_FILE_MAX);
+      const includes = await includedFiles({
+        table: file,
+        source,
+        includeDirs: includeDirsOf(path, cwd),
+      }).catch((err) => {
+        throw err instanceof IaslError ? new AcpiError(err.message, { cause: err }) : err;
+      });
+      files.push(...includes);
+    }
+  }
+  return files;
+}
+
+/** The folders iasl searches for a folder table's includes: the table's folder, then cwd. */
+function includeDirsOf(dir: string, cwd: string): string[] {
+  return [...new Set([dir.startsWith("/") ? dir : join(cwd, dir), cwd])];
+}
+
 /**
  * Loads ACPI from `-acpi_dir PATH`: a folder or a zip archive of `.dsl`/`.aml` tables, or
  * the original's legacy snapshot file (told apart by content). `.dsl` files win over `.aml`
- * files of the same name, as the original reads only `.dsl`. Every table is read whole
+ * files of the same name, as the original reads only `.dsl` (`notice` is told of each). Every table is read whole
  * within ACPI_FILE_MAX; nothing is written into the input folder.
  */
 export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Promise<AcpiImage> {
@@ -452,7 +566,7 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
   if (info.isFile) {
     const bytes = await readInputFile(path, "ACPI source", ACPI_FILE_MAX);
     if (looksLikeZip(bytes)) {
-      return await compileAndLayout(await tablesFromZip(path, bytes), options);
+      return await compileAndLayout(await tablesFromZip(path, bytes, options.notice), options);
     }
     const { looksLikeLegacySnapshot } = await import("./legacy_snapshot.ts");
     if (looksLikeLegacySnapshot(bytes)) return await acpiFromLegacySnapshot(bytes);
@@ -463,10 +577,8 @@ export async function loadAcpi(path: string, options: AcpiLoadOptions = {}): Pro
   if (!info.isDirectory) {
     throw new AcpiError(`ACPI source ${path} is not a folder or a regular file`);
   }
-  const { dsl, aml } = selectTables((await tableFilesIn(path)).map((name) => ({ name })));
-  if (dsl.length + aml.length === 0) {
-    throw new AcpiError(`${path}: no .dsl or .aml tables in the folder`);
-  }
+  const { dsl, aml, dropped } = await folderTables(path);
+  noteDropped(dropped, (name) => join(path, name), options.notice);
   const inputs: TableInput[] = [];
   for (const e of [...aml, ...dsl]) {
     const file = join(path, e.name);

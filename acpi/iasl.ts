@@ -6,6 +6,7 @@
  * and a cap on what it prints and writes. Every error names the table.
  */
 import { join } from "../lib/io/path.ts";
+import { trackChildProcess } from "../lib/io/signals.ts";
 
 /** The most bytes of a table source or of a file it includes. */
 const DSL_FILE_MAX = 8 << 20;
@@ -40,6 +41,8 @@ export interface IaslRun {
   iasl: string;
   /** Overrides IASL_TIME_LIMIT_MS (tests). */
   timeLimitMs?: number;
+  /** Told the files the source includes (see includedFiles) before iasl runs. */
+  onIncludes?: (paths: string[]) => void;
 }
 
 /** Why a table could not be compiled; the message names the table. */
@@ -72,11 +75,14 @@ function kindOf(info: Deno.FileInfo): string {
 }
 
 /**
- * Checks the files `source` includes, and the files those include: each one iasl would open
- * must be a regular file of at most DSL_FILE_MAX bytes (a device or a FIFO would keep iasl
- * reading without end). A name found nowhere is left to iasl to report.
+ * The files `source` includes, and the files those include, as iasl would open them (the
+ * first of `includeDirs` that has the name): each one must be a regular file of at most
+ * DSL_FILE_MAX bytes (a device or a FIFO would keep iasl reading without end). A name found
+ * nowhere is left to iasl to report. Returns the paths found, in the order they were met.
  */
-async function checkIncludes(run: IaslRun): Promise<void> {
+export async function includedFiles(
+  run: Pick<IaslRun, "table" | "source" | "includeDirs">,
+): Promise<string[]> {
   const seen = new Set<string>();
   const visit = async (text: string, depth: number, from: string): Promise<void> => {
     for (const name of includedNames(text)) {
@@ -122,6 +128,7 @@ async function checkIncludes(run: IaslRun): Promise<void> {
     }
   };
   await visit(new TextDecoder().decode(run.source), 0, "it");
+  return [...seen];
 }
 
 /** Reads a child's output stream, keeping the first `keep` bytes; calls `over` past `max`. */
@@ -162,7 +169,7 @@ async function largestOutput(dir: string, stem: string): Promise<number> {
  * needs it) and returns the AML bytes.
  */
 export async function compileDslTable(run: IaslRun): Promise<Uint8Array> {
-  await checkIncludes(run);
+  run.onIncludes?.(await includedFiles(run));
   const copy = join(run.workDir, `${run.stem}.dsl`);
   await Deno.writeFile(copy, run.source);
   const args = ["-f", ...run.includeDirs.flatMap((d) => ["-I", d]), "-p", run.stem, copy];
@@ -183,6 +190,7 @@ export async function compileDslTable(run: IaslRun): Promise<Uint8Array> {
     }
     throw new IaslError(`${run.table}: cannot run iasl: ${(e as Error).message}`, { cause: e });
   }
+  const untrack = trackChildProcess(child);
   let stopped: string | undefined;
   const stop = (why: string) => {
     if (stopped) return;
@@ -211,6 +219,7 @@ export async function compileDslTable(run: IaslRun): Promise<Uint8Array> {
     text = (new TextDecoder().decode(out) + "\n" + new TextDecoder().decode(err))
       .replaceAll(copy, run.table);
   } finally {
+    untrack();
     clearTimeout(timer);
     clearInterval(watch);
   }

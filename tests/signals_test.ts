@@ -100,3 +100,58 @@ Deno.test("igvmgen -rdinit from a pipe interrupted by SIGINT: the spool is remov
     assertEquals(listDir(`${dir}/out`), []);
   });
 });
+
+/** True while process `pid` runs (not a zombie), as ps(1) tells. */
+function running(pid: number): boolean {
+  const out = new Deno.Command("ps", { args: ["-o", "stat=", "-p", String(pid)] }).outputSync();
+  const state = new TextDecoder().decode(out.stdout).trim();
+  return out.success && state !== "" && !state.startsWith("Z");
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`igvmgen -acpi_dir with .dsl interrupted by ${signal} during iasl: no iasl is left`, async () => {
+    if (Deno.build.os !== "linux") return;
+    const dir = await Deno.makeTempDir({ prefix: "igvmgen-signal-" });
+    let pid: number | undefined;
+    try {
+      Deno.mkdirSync(`${dir}/tmp`);
+      Deno.mkdirSync(`${dir}/bin`);
+      Deno.mkdirSync(`${dir}/acpi`);
+      await Deno.writeFile(`${dir}/k`, makeBzImage());
+      Deno.writeTextFileSync(`${dir}/acpi/DSDT.dsl`, "DefinitionBlock () {}\n");
+      // An iasl that works long: it records its process id, then sleeps as that process.
+      Deno.writeTextFileSync(
+        `${dir}/bin/iasl`,
+        `#!/bin/sh\necho $$ > '${dir}/iasl.pid'\nexec sleep 60\n`,
+      );
+      Deno.chmodSync(`${dir}/bin/iasl`, 0o755);
+      const child = taskCommand(
+        ["-o", `${dir}/o.igvm`, "-kernel", `${dir}/k`, "-acpi_dir", `${dir}/acpi`],
+        {
+          env: { TMPDIR: `${dir}/tmp`, PATH: `${dir}/bin:${Deno.env.get("PATH")}` },
+          stdout: "null",
+        },
+      ).spawn();
+      const started = await waitFor(() => {
+        try {
+          return /^\d+\n$/.test(Deno.readTextFileSync(`${dir}/iasl.pid`));
+        } catch {
+          return false;
+        }
+      });
+      assert(started, "the fake iasl started");
+      pid = Number(Deno.readTextFileSync(`${dir}/iasl.pid`));
+      assert(running(pid));
+      child.kill(signal);
+      const out = await child.output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      oneLineError({ code: out.code, stderr }, EXIT[signal], `interrupted by ${signal}`);
+      assert(!running(pid), `iasl (process ${pid}) still runs after igvmgen ended`);
+      assertEquals(listDir(`${dir}/tmp`), []);
+      assertEquals(listDir(dir).includes("o.igvm"), false);
+    } finally {
+      if (pid !== undefined && running(pid)) Deno.kill(pid, "SIGKILL");
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -40,6 +40,11 @@ async function isNullDevice(path: string): Promise<boolean> {
 export interface NamedInput {
   option: string;
   path: string | undefined;
+  /**
+   * What messages call it, when not `option path`: a file read for an input folder
+   * (`aml/dsdt.dsl, read for -acpi_dir aml`).
+   */
+  describe?: string;
 }
 
 /**
@@ -272,6 +277,38 @@ async function identityOf(
   }
 }
 
+/** The error for an output that is the input `input` (`what`: how to name its path). */
+function sameAsInput(out: OutputTarget, input: NamedInput, what = input.path): UsageError {
+  return new UsageError(
+    `${out.option} ${out.given} is the same file as ${
+      input.describe ?? `${input.option} ${what}`
+    }: refusing to overwrite an input`,
+  );
+}
+
+/**
+ * Refuses an output that is one of `inputs` (device and inode, links followed), for inputs
+ * known only once read (the files a zip's `.dsl` tables include): called after planning and
+ * before anything is written.
+ */
+export async function refuseOutputsOverInputs(
+  outputs: readonly (OutputTarget | undefined)[],
+  inputs: readonly NamedInput[],
+): Promise<void> {
+  const ids: [OutputTarget, string | undefined][] = [];
+  for (const out of outputs) {
+    if (out && out.kind !== "stdout") ids.push([out, await identityOf(out.path)]);
+  }
+  for (const input of inputs) {
+    if (input.path === undefined) continue;
+    const info = await Deno.stat(input.path).catch(() => undefined);
+    if (!info?.isFile) continue;
+    const id = await identityOf(input.path, info);
+    const hit = ids.find(([, outId]) => id !== undefined && outId === id);
+    if (hit) throw sameAsInput(hit[0], input);
+  }
+}
+
 /** The identity of a standard stream that is a regular file. */
 function streamId(identity: StreamIdentity): string | undefined {
   return typeof identity === "object" ? `inode ${identity.dev}:${identity.ino}` : undefined;
@@ -319,10 +356,6 @@ export async function planOutputTargets(request: OutputsRequest): Promise<Output
         : await identityOf(out.path),
     );
   }
-  const sameAsInput = (out: OutputTarget, input: NamedInput, what = input.path) =>
-    new UsageError(
-      `${out.option} ${out.given} is the same file as ${input.option} ${what}: refusing to overwrite an input`,
-    );
   for (const input of request.inputs) {
     if (input.path === undefined) continue;
     if (readsStdin(input)) {

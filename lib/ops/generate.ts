@@ -2,7 +2,7 @@
  * The generation pipeline: inputs -> layout plan -> guest image -> measured, streamed IGVM
  * file -> measurement JSON. No printing here; the CLI reports.
  */
-import { type AcpiImage, loadAcpi } from "../../acpi/acpi_image.ts";
+import { type AcpiImage, acpiInputFiles, loadAcpi } from "../../acpi/acpi_image.ts";
 import { builtinAcpi } from "../../acpi/builtin.ts";
 import { InputError, UsageError } from "../errors.ts";
 import {
@@ -40,9 +40,11 @@ import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "../mea
 import {
   commitOutputs,
   type ImageFile,
+  type NamedInput,
   openImageOutput,
   planOutputs,
   refuseCopiesOfStdin,
+  refuseOutputsOverInputs,
   type StandardStreams,
 } from "../io/output_target.ts";
 import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "../layout/ram_limit.ts";
@@ -95,7 +97,11 @@ export interface GenerateIo extends StandardStreams {
 }
 
 /** A run's environment, told where standard input was spooled. */
-type RunIo = GenerateIo & { onStdinSpool?: (path: string) => void };
+type RunIo = GenerateIo & {
+  onStdinSpool?: (path: string) => void;
+  /** Refuses an output that is one of the files ACPI loading read (before any write). */
+  onAcpiSources?: (files: string[]) => Promise<void>;
+};
 
 /** The options that let an input read standard input. */
 function stdinOf(io: RunIo) {
@@ -147,10 +153,25 @@ async function loadConfig(req: ResolvedRequest): Promise<IdBlockConfig> {
   );
 }
 
-async function loadAcpiFor(req: ResolvedRequest): Promise<AcpiImage> {
+async function loadAcpiFor(req: ResolvedRequest, io: RunIo): Promise<AcpiImage> {
   if (!req.acpi) return builtinAcpi(req.acpiProfile, req.vcpus);
   const dir = req.acpi;
-  return await wrapInput("ACPI source", dir, () => loadAcpi(dir));
+  const acpi = await wrapInput("ACPI source", dir, () => loadAcpi(dir, { notice: io.notice }));
+  await io.onAcpiSources?.(acpi.sources ?? []);
+  return acpi;
+}
+
+/**
+ * The files read for `-acpi_dir` (a folder's tables, the files its `.dsl` tables include)
+ * as inputs that no output may be, each named with the option's folder.
+ */
+function acpiSourceInputs(req: ResolvedRequest, io: GenerateIo, files: string[]): NamedInput[] {
+  const option = io.fieldNames ? "acpi" : "-acpi_dir";
+  return files.map((path) => ({
+    option: "-acpi_dir",
+    path,
+    describe: `${path}, read for ${option} ${req.acpi}`,
+  }));
 }
 
 async function openKernel(req: ResolvedRequest, io: RunIo): Promise<InputSource> {
@@ -247,7 +268,7 @@ async function planElf(req: ResolvedRequest, io: RunIo): Promise<GuestImage> {
     })
     : undefined;
   const vmpl2Header = vmpl2 ? await readSetupHeader(vmpl2) : undefined;
-  const acpi = await loadAcpiFor(req);
+  const acpi = await loadAcpiFor(req, io);
   const cmdline = new TextEncoder().encode(req.cmdline + "\0");
   let layout;
   try {
@@ -315,7 +336,7 @@ async function planBzImage(
   } else if (req.sharedPayload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
-  const loaded = await loadAcpiFor(req);
+  const loaded = await loadAcpiFor(req, io);
   const { acpi, rsdpAddr } = kvm ? relocateRsdp(loaded) : { acpi: loaded, rsdpAddr: undefined };
   const cmdline = new TextEncoder().encode(req.cmdline);
   checkCommandLineLength(cmdline.length, header.cmdlineSize, req.strict, io.notice);
@@ -452,10 +473,15 @@ export async function generateIgvm(
     (kernelStream === io.stdin || (kernelStream as { stream?: unknown }).stream === io.stdin);
   const allInputs = kernelIsStdin ? [{ option: "-kernel", path: "-" }, ...inputs] : inputs;
   checkStdinOnce(allInputs);
+  // An -acpi_dir folder's files, links followed, must not be outputs either: found now.
+  const acpiDir = req.acpi;
+  const acpiFiles = acpiDir === undefined
+    ? []
+    : await wrapInput("ACPI source", acpiDir, () => acpiInputFiles(acpiDir));
   const outputs = await planOutputs({
     output: toStream ? "-" : dest,
     measurementFile: req.measurementFile,
-    inputs: allInputs,
+    inputs: [...allInputs, ...acpiSourceInputs(req, io, acpiFiles)],
     stdout: toStream ? dest : io.stdout,
     stdoutIsTerminal: io.stdoutIsTerminal,
     stdoutClosed: io.stdoutClosed,
@@ -474,7 +500,15 @@ export async function generateIgvm(
     const { key, generated } = await loadKey(req);
     const authorKey = await loadAuthorKey(req);
     let stdinSpool: string | undefined;
-    const runIo: RunIo = { ...io, onStdinSpool: (path) => stdinSpool = path };
+    const runIo: RunIo = {
+      ...io,
+      onStdinSpool: (path) => stdinSpool = path,
+      onAcpiSources: (files) =>
+        refuseOutputsOverInputs(
+          [outputs.image, outputs.measurement],
+          acpiSourceInputs(req, io, files),
+        ),
+    };
     const image = req.kernelFormat === "elf"
       ? await planElf(req, runIo)
       : await planBzImage(req, runIo, kvm);
