@@ -17,14 +17,16 @@ export function describeError(e: unknown): string {
   return printable(text.replace(/\s*\n\s*/g, " "));
 }
 
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\x00-\x08\x0b-\x1f\x7f]/g;
+
 /**
  * The text with control characters other than tab and newline escaped (`\x1b`, `\x00`):
  * bytes from a hostile input (a table signature, a file name) never reach the terminal raw.
  */
 export function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
   return text.replace(
-    /[\x00-\x08\x0b-\x1f\x7f]/g,
+    CONTROL_CHARACTERS,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );
 }
