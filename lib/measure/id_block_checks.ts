@@ -151,8 +151,8 @@ function maskProblems(body: Uint8Array, platforms: PlatformMasks): string[] {
   return out;
 }
 
-/** Problems of the fields the PSP reads, short of the signatures (all but the mask). */
-function pspFieldProblems(body: Uint8Array): string[] {
+/** Problems of the reserved bytes, the version and the ID key (not its signature). */
+function commonProblems(body: Uint8Array): string[] {
   const v = viewOf(body);
   const out: string[] = [];
   if (body.subarray(o.Reserved, o.Reserved + 3).some((b) => b !== 0)) {
@@ -163,11 +163,30 @@ function pspFieldProblems(body: Uint8Array): string[] {
     out.push(`version ${version}: the PSP accepts version ${SNP_ID_BLOCK_VERSION} only`);
   }
   out.push(...idKeyProblems(body));
-  const authorKeyEnabled = body[o.AuthorKeyEnabled];
-  if (authorKeyEnabled > 1) out.push(`AuthorKeyEnabled is ${authorKeyEnabled}, expected 0 or 1`);
-  else if (authorKeyEnabled === 1) out.push(...authorKeyProblems(body));
-  else out.push(...disabledAuthorProblems(body));
   return out;
+}
+
+/**
+ * Problems of the author part when the author key is `enabled` (AuthorKeyEnabled, or the
+ * AUTH_KEY_EN a loader passes). `formatRules`: also the IGVM format's rule that a disabled
+ * author key's fields are zero (the PSP ignores them).
+ */
+function authorProblems(body: Uint8Array, enabled: number, formatRules: boolean): string[] {
+  if (enabled > 1) return [`AuthorKeyEnabled is ${enabled}, expected 0 or 1`];
+  if (enabled === 1) return authorKeyProblems(body);
+  return formatRules ? disabledAuthorProblems(body) : [];
+}
+
+/** Whether the block holds an author key and signature (not all zero). */
+function hasAuthorKey(body: Uint8Array): boolean {
+  const nonZero = (at: number, n: number) => body.subarray(at, at + n).some((b) => b !== 0);
+  return nonZero(o.AuthorPublicKey, IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.size) &&
+    nonZero(o.AuthorKeySignature, IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.size);
+}
+
+/** Problems of the fields the PSP reads, short of the signatures (all but the mask). */
+function pspFieldProblems(body: Uint8Array): string[] {
+  return [...commonProblems(body), ...authorProblems(body, body[o.AuthorKeyEnabled], true)];
 }
 
 /**
@@ -210,13 +229,18 @@ export const AUTHOR_SIGNATURE_PROBLEM =
  * (`idBlockProblems`), the ID key's signature over the 96-byte ID block with `policy` (the
  * file's guest policy; without one the signature is not valid), and with AuthorKeyEnabled the
  * author key's signature over the ID key. The one answer to "would the PSP take this block".
+ *
+ * `authorKeyEnabled` is the AUTH_KEY_EN a loader passes to the PSP when it is not the block's
+ * AuthorKeyEnabled (QEMU goes by the author key's curve): `launchProblems` are then those of
+ * the launch with it, while `problems` stay those of the file.
  */
 export async function idBlockVerdict(
   body: Uint8Array,
   policy: bigint | undefined,
   platforms: PlatformMasks,
+  options: { authorKeyEnabled?: number } = {},
 ): Promise<IdBlockVerdict> {
-  const fieldProblems = pspFieldProblems(body);
+  const common = commonProblems(body);
   const decoded = decodeIgvmIdBlock(body);
   const block = new Uint8Array(96);
   block.set(body.subarray(o.Ld, o.Ld + 88));
@@ -224,18 +248,37 @@ export async function idBlockVerdict(
   const { r, s } = decoded.signature;
   const verifies = policy !== undefined &&
     await verifyIdBlock(block, r, s, decoded.idKey.x, decoded.idKey.y);
-  const launchProblems = [...fieldProblems];
-  if (!verifies) launchProblems.push(ID_SIGNATURE_PROBLEM);
-  let authorSignatureValid: boolean | undefined;
-  if (decoded.author) {
-    const authorVerifies = await verifyAuthorSignature(decoded.idKey, decoded.author);
-    if (!authorVerifies) launchProblems.push(AUTHOR_SIGNATURE_PROBLEM);
-    authorSignatureValid = authorVerifies && authorKeyProblems(body).length === 0;
-  }
+  const signature = verifies ? [] : [ID_SIGNATURE_PROBLEM];
+  const inFile = body[o.AuthorKeyEnabled];
+  const passed = options.authorKeyEnabled ?? inFile;
+  // The author signature, read whatever the flag says; no verdict on a missing key (its own
+  // problem says so).
+  const enabledCopy = body.slice();
+  enabledCopy[o.AuthorKeyEnabled] = 1;
+  const author = decodeIgvmIdBlock(enabledCopy).author!;
+  const authorVerifies = (inFile || passed) !== 0 && hasAuthorKey(body)
+    ? await verifyAuthorSignature(decoded.idKey, author)
+    : undefined;
+  const authorSignature = (enabled: number) =>
+    enabled !== 0 && authorVerifies === false ? [AUTHOR_SIGNATURE_PROBLEM] : [];
+  const launchProblems = [
+    ...common,
+    ...authorProblems(body, passed, false),
+    ...signature,
+    ...authorSignature(passed),
+  ];
   return {
-    problems: [...maskProblems(body, platforms), ...launchProblems],
+    problems: [
+      ...maskProblems(body, platforms),
+      ...common,
+      ...authorProblems(body, inFile, true),
+      ...signature,
+      ...authorSignature(inFile),
+    ],
     launchProblems,
     signatureValid: verifies && idKeyProblems(body).length === 0,
-    ...(authorSignatureValid === undefined ? {} : { authorSignatureValid }),
+    ...(inFile === 0 ? {} : {
+      authorSignatureValid: authorVerifies === true && authorKeyProblems(body).length === 0,
+    }),
   };
 }

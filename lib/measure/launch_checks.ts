@@ -391,9 +391,28 @@ export async function checkLaunch(
   const compare = options.compareIdBlock ?? true;
   // What the PSP finds wrong with the block the loader passes (QEMU and Cloud Hypervisor pass
   // it when its mask names the SEV-SNP platform; QEMU with policy 0 when the file has none).
-  const broken = idBlock && compare && applies(idBlock)
-    ? (await idBlockVerdict(idBlock.body, policy ?? 0n, { snp: mask, all: mask })).launchProblems
-    : [];
+  let broken: string[] = [];
+  if (idBlock && compare && applies(idBlock)) {
+    const o = IGVM_VHS_SNP_ID_BLOCK.off;
+    const inFile = idBlock.body[o.AuthorKeyEnabled];
+    // QEMU ignores AuthorKeyEnabled: it passes AUTH_KEY_EN = the author key's first byte (the
+    // low byte of its curve) != 0. Cloud Hypervisor passes AuthorKeyEnabled.
+    const passed = loader === "qemu-kvm" ? (idBlock.body[o.AuthorPublicKey] !== 0 ? 1 : 0) : inFile;
+    if (loader === "qemu-kvm" && passed !== inFile) {
+      warnings.push(
+        passed
+          ? "the ID block's AuthorKeyEnabled is 0, but QEMU passes its author key to the PSP " +
+            "(it goes by the author key's curve): the guest's report shows AUTHOR_KEY_EN 1 and " +
+            "that key's digest"
+          : `the ID block's AuthorKeyEnabled is ${inFile}, but QEMU passes no author key (it ` +
+            "goes by the author key's curve, 0 here): the guest's report shows AUTHOR_KEY_EN 0",
+      );
+    }
+    const verdict = await idBlockVerdict(idBlock.body, policy ?? 0n, { snp: mask, all: mask }, {
+      authorKeyEnabled: passed,
+    });
+    broken = verdict.launchProblems;
+  }
   if (idBlock && compare && loader !== "openvmm-kvm" && refusals.length === 0) {
     const o = IGVM_VHS_SNP_ID_BLOCK.off;
     const ld = toHex(idBlock.body.subarray(o.Ld, o.Ld + 48));
