@@ -23,6 +23,12 @@ function image(): Promise<Uint8Array> {
   qemuImage ??= generateImage(["-target", "qemu-kvm", "-boot_mode", "x64"]);
   return qemuImage;
 }
+let chImage: Promise<Uint8Array> | undefined;
+/** A -target ch-kvm image that ch-kvm starts. */
+function chKvmImage(): Promise<Uint8Array> {
+  chImage ??= generateImage(["-target", "ch-kvm", "-boot_mode", "x64"]);
+  return chImage;
+}
 
 /** Each broken field, the edit that breaks it and the words of its problem. */
 const CASES: [string, (v: DataView, at: number) => void, string][] = [
@@ -51,13 +57,17 @@ Deno.test("verify --loader qemu-kvm|ch-kvm: an image whose ID block the PSP refu
     Deno.writeFileSync(`${dir}/good.igvm`, await image());
     const good = await runCli(["verify", "--loader", "qemu-kvm", `${dir}/good.igvm`]);
     assertEquals(good.code, 0, good.stdout);
+    Deno.writeFileSync(`${dir}/ch.igvm`, await chKvmImage());
+    const chGood = await runCli(["verify", "--loader", "ch-kvm", "--json", `${dir}/ch.igvm`]);
+    assertEquals([chGood.code, JSON.parse(chGood.stdout).accepted], [0, true], chGood.stdout);
     for (const [name, edit, words] of CASES) {
-      Deno.writeFileSync(`${dir}/b.igvm`, editBody(await image(), ID_BLOCK, edit));
-      const json = await runCli(["verify", "--loader", "ch-kvm", "--json", `${dir}/b.igvm`]);
+      Deno.writeFileSync(`${dir}/c.igvm`, editBody(await chKvmImage(), ID_BLOCK, edit));
+      const json = await runCli(["verify", "--loader", "ch-kvm", "--json", `${dir}/c.igvm`]);
       assertEquals(json.code, 1, `${name}: ${json.stdout}`);
       const doc = JSON.parse(json.stdout);
-      assertEquals(doc.accepted, false, name);
-      assert(doc.refusals.some((x: string) => x.includes(words)), `${name}: ${json.stdout}`);
+      assertEquals([doc.accepted, doc.refusals.length], [false, 1], name);
+      assert(doc.refusals[0].includes(words), `${name}: ${json.stdout}`);
+      Deno.writeFileSync(`${dir}/b.igvm`, editBody(await image(), ID_BLOCK, edit));
       if (name === "AuthorKeyEnabled without a key") continue; // QEMU: the next test
       const r = await runCli(["verify", "--loader", "qemu-kvm", `${dir}/b.igvm`]);
       assertEquals(r.code, 1, `${name}: ${r.stdout}`);
