@@ -8,6 +8,7 @@ import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { generateImage, ROOT, runCli, tempDir } from "./helpers.ts";
 import { attest, InputError, measure } from "../mod.ts";
 import { bytesAccess } from "./kvm_helpers.ts";
+import { editBody } from "./igvm_edit.ts";
 import { headerSectionChecksum } from "../lib/igvm/reader.ts";
 import {
   IGVM_FIXED_HEADER,
@@ -449,4 +450,65 @@ Deno.test("attest refuses an image that is not for SEV-SNP, naming it", async ()
     InputError,
     `${dir}/vbs.igvm: not a SEV-SNP IGVM file`,
   );
+});
+
+Deno.test("attest refuses a report with VMPL above 3 or reserved signature bytes set, and an image whose ID block the PSP refuses (were: OK)", async () => {
+  const { dir, imageA } = await prepare();
+  const certs = { vcek: `${dir}/vcek.der`, ask: `${dir}/ask.pem`, ark: `${dir}/ark.pem` };
+  const measurement = await digestOf(imageA, "hyperv");
+  const write = (name: string, bytes: Uint8Array) => {
+    Deno.writeFileSync(`${dir}/${name}`, bytes);
+    return `${dir}/${name}`;
+  };
+  const failing = (r: { problems: string[] }) => r.problems.map((p) => p.split(":")[0]);
+  const good = await makeReport(dir, { measurement });
+  const ok = await attest({ report: write("g.bin", good), images: [imageA], ...certs });
+  assert(ok.ok, ok.problems.join("\n"));
+
+  // VMPL 4, in a report the VCEK signed: the PSP writes VMPL 0 to 3 only.
+  const vmpl = await attest({
+    report: write("v.bin", await makeReport(dir, { measurement, vmpl: 4 })),
+    ...certs,
+  });
+  assert(!vmpl.ok && vmpl.signatureValid);
+  assertEquals(failing(vmpl), ["report format"]);
+  assert(vmpl.problems[0].includes("VMPL 4: the PSP reports VMPL 0 to 3 only"), vmpl.problems[0]);
+
+  // The signature's reserved bytes after R and S (0x330-0x49F) are not signed: set, they
+  // leave the signature valid, and are refused like every other reserved field.
+  for (const at of [0x330, 0x49f]) {
+    const bytes = good.slice();
+    bytes[at] = 1;
+    const r = await attest({ report: write("s.bin", bytes), ...certs });
+    assert(!r.ok && r.signatureValid, `0x${at.toString(16)}`);
+    assertEquals(failing(r), ["report format"]);
+    assert(r.problems[0].includes("reserved bytes 0x330-0x49F"), r.problems[0]);
+  }
+
+  // The image's ID block signature is broken (R[0] flipped; the ID block is not measured, so
+  // the MEASUREMENT still matches): the PSP would not launch the image with that block.
+  const broken = editBody(Deno.readFileSync(imageA), 0x30b, (v, at) => {
+    v.setUint8(at + 0x68, v.getUint8(at + 0x68) ^ 1);
+  });
+  const b = await attest({ report: `${dir}/g.bin`, images: [write("b.igvm", broken)], ...certs });
+  assert(!b.ok);
+  assertEquals(failing(b), ["the image's ID block"]);
+  assert(
+    b.problems[0].includes("the signature does not verify with the block's public key"),
+    b.problems[0],
+  );
+  const text = await runCli([
+    "attest",
+    `${dir}/g.bin`,
+    "--image",
+    `${dir}/b.igvm`,
+    "--vcek",
+    certs.vcek,
+    "--ask",
+    certs.ask,
+    "--ark",
+    certs.ark,
+  ]);
+  assertEquals(text.code, 1, text.stdout);
+  assert(text.stdout.includes("✘ the image's ID block: broken"), text.stdout);
 });

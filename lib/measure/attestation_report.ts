@@ -163,6 +163,8 @@ export function parseAttestationReport(input: Uint8Array): AttestationReport {
   const zero = (name: string, from: number, to: number) => {
     if (!isAllZero(bytes.subarray(from, to))) problems.push(`reserved ${name} is not zero`);
   };
+  const vmpl = v.getUint32(o.Vmpl, true);
+  if (vmpl > 3) problems.push(`VMPL ${vmpl}: the PSP reports VMPL 0 to 3 only`);
   const signerInfo = v.getUint32(o.SignerInfo, true);
   if (signerInfo & 0xffff_ffe0) problems.push("SIGNER_INFO: reserved bits are set");
   zero("bytes 0x04C-0x04F", o.Reserved0, o.ReportData);
@@ -185,6 +187,11 @@ export function parseAttestationReport(input: Uint8Array): AttestationReport {
   ) {
     problems.push("the signature's R or S is longer than 48 bytes");
   }
+  zero(
+    "bytes 0x330-0x49F (the signature's, after R and S)",
+    o.Signature + so.Reserved,
+    REPORT_SIZE,
+  );
   const versionText = (at: number) => `${bytes[at + 2]}.${bytes[at + 1]}.${bytes[at]}`; // major.minor.build
   return {
     bytes,
@@ -193,7 +200,7 @@ export function parseAttestationReport(input: Uint8Array): AttestationReport {
     policy: v.getBigUint64(o.Policy, true),
     familyId: hexOf("FamilyId", 16),
     imageId: hexOf("ImageId", 16),
-    vmpl: v.getUint32(o.Vmpl, true),
+    vmpl,
     signatureAlgo: v.getUint32(o.SignatureAlgo, true),
     currentTcb: v.getBigUint64(o.CurrentTcb, true),
     platformInfo: v.getBigUint64(o.PlatformInfo, true),

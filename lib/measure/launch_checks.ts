@@ -44,6 +44,7 @@ import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts
 import { type HostConfig, launchDigestOf } from "./launch_update.ts";
 import { directiveGpa, directiveMask, findSnpPlatform } from "../igvm/directives.ts";
 import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "./tei_config.ts";
+import { idBlockVerdict } from "./id_block_checks.ts";
 
 /** The loaders `verify --loader` checks. */
 export const LAUNCH_CHECK_LOADERS = ["qemu-kvm", "ch-kvm", "openvmm-kvm"] as const;
@@ -197,7 +198,9 @@ const SEGMENT = (name: string) => (VMCB_SAVE_AREA.off as Record<string, number>)
 /**
  * Checks whether `loader` would start the file. `host` (vCPUs and CPU model) is used to
  * compare the file's ID block with the digest the loader makes KVM compute (a pass over the
- * whole file; `compareIdBlock: false` leaves it out).
+ * whole file). The ID block the loader passes is checked as the PSP checks it (its fields and
+ * signatures: id_block_checks.ts idBlockVerdict). `compareIdBlock: false` leaves both out, for
+ * callers that check or re-sign the ID block themselves.
  */
 export async function checkLaunch(
   loader: KvmLoaderName,
@@ -386,6 +389,30 @@ export async function checkLaunch(
   const idBlock = ds.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
   if (idBlock && loader === "openvmm-kvm") notes.push("OpenVMM on KVM does not pass the ID block");
   const compare = options.compareIdBlock ?? true;
+  // What the PSP finds wrong with the block the loader passes (QEMU and Cloud Hypervisor pass
+  // it when its mask names the SEV-SNP platform; QEMU with policy 0 when the file has none).
+  let broken: string[] = [];
+  if (idBlock && compare && applies(idBlock)) {
+    const o = IGVM_VHS_SNP_ID_BLOCK.off;
+    const inFile = idBlock.body[o.AuthorKeyEnabled];
+    // QEMU ignores AuthorKeyEnabled: it passes AUTH_KEY_EN = the author key's first byte (the
+    // low byte of its curve) != 0. Cloud Hypervisor passes AuthorKeyEnabled.
+    const passed = loader === "qemu-kvm" ? (idBlock.body[o.AuthorPublicKey] !== 0 ? 1 : 0) : inFile;
+    if (loader === "qemu-kvm" && passed !== inFile) {
+      warnings.push(
+        passed
+          ? "the ID block's AuthorKeyEnabled is 0, but QEMU passes its author key to the PSP " +
+            "(it goes by the author key's curve): the guest's report shows AUTHOR_KEY_EN 1 and " +
+            "that key's digest"
+          : `the ID block's AuthorKeyEnabled is ${inFile}, but QEMU passes no author key (it ` +
+            "goes by the author key's curve, 0 here): the guest's report shows AUTHOR_KEY_EN 0",
+      );
+    }
+    const verdict = await idBlockVerdict(idBlock.body, policy ?? 0n, { snp: mask, all: mask }, {
+      authorKeyEnabled: passed,
+    });
+    broken = verdict.launchProblems;
+  }
   if (idBlock && compare && loader !== "openvmm-kvm" && refusals.length === 0) {
     const o = IGVM_VHS_SNP_ID_BLOCK.off;
     const ld = toHex(idBlock.body.subarray(o.Ld, o.Ld + 48));
@@ -412,6 +439,11 @@ export async function checkLaunch(
           `yet confirmed on SEV-SNP hardware`,
       );
     }
+  }
+  for (const p of broken) {
+    if (loader === "openvmm-kvm") {
+      warnings.push(`the ID block: ${p} (OpenVMM on KVM does not pass it, so the launch starts)`);
+    } else refusals.push(`the ID block: ${p}: the PSP fails SNP_LAUNCH_FINISH`);
   }
   return { loader, refusals, notes, warnings };
 }

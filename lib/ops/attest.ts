@@ -31,6 +31,7 @@ import {
 } from "../measure/amd_certs.ts";
 import { decodeIgvmIdBlock, type IgvmIdBlock, sevKeyDigest } from "../measure/id_block.ts";
 import { filePolicy } from "../measure/id_block_file.ts";
+import { idBlockVerdict, platformMasksOf } from "../measure/id_block_checks.ts";
 import { loaderModel, LOADERS } from "../measure/loaders.ts";
 import { POLICY_DEBUG_BIT, POLICY_MIGRATE_MA_BIT, POLICY_SMT_BIT } from "../measure/tei_config.ts";
 import { findMeasurement, searchedCpus } from "../measure/report_match.ts";
@@ -205,6 +206,8 @@ function describePolicy(policy: bigint): string {
 interface ImageFacts {
   name: string;
   idBlock?: IgvmIdBlock;
+  /** Every problem of the image's ID block (id_block_checks.ts idBlockVerdict). */
+  idBlockProblems: string[];
   policy?: bigint;
 }
 
@@ -246,6 +249,15 @@ function imageChecks(image: ImageFacts, loader: string, r: AttestationReport): C
         : `${r.idKeyDigest.slice(0, 16)}...: an ID block from outside the image`,
     });
     return checks;
+  }
+  if (image.idBlockProblems.length) {
+    checks.push({
+      name: "the image's ID block",
+      ok: false,
+      detail: `broken, so the PSP would not launch the image with it: ${
+        image.idBlockProblems.join("; ")
+      }`,
+    });
   }
   const idDigest = toHex(sevKeyDigest(id.idKey));
   const launchedWithout = r.idKeyDigest === ZERO48;
@@ -473,10 +485,13 @@ async function imageMatchChecks(
         return h;
       }).catch(naming(name));
       const d = headers.directives.find((x) => x.type === IGVM_VHT_SNP_ID_BLOCK);
+      const policy = filePolicy(headers);
+      const verdict = d && await idBlockVerdict(d.body, policy, platformMasksOf(headers));
       facts.push({
         name,
         idBlock: d ? decodeIgvmIdBlock(d.body) : undefined,
-        policy: filePolicy(headers),
+        idBlockProblems: verdict?.problems ?? [],
+        policy,
       });
       const found = await findMeasurement(file, headers, report.measurement, cpus);
       if (found.matches.length === 0 && found.refusals.length === LOADERS.length) {

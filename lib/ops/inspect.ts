@@ -103,7 +103,13 @@ export interface InspectReport {
     launchDigest: string;
     publicKeyX: string;
     publicKeyY: string;
+    /**
+     * Whether the PSP accepts the signature: it verifies, and R, S and the key are the numbers
+     * the PSP reads (high bytes zero, curve P-384, reserved field zero, algorithm 1).
+     */
     signatureValid: boolean;
+    /** Every problem of the block, as `verify` names them (empty when the PSP takes it). */
+    problems: string[];
     /** The ID_KEY_DIGEST a report of a guest launched with this block shows, lowercase hex. */
     idKeyDigest: string;
     /** The AUTHOR_KEY_DIGEST such a report shows (zeros without an author key). */
@@ -314,6 +320,7 @@ export async function inspectIgvm(file: FileAccess, name: string): Promise<Inspe
       publicKeyX: id.publicKeyX,
       publicKeyY: id.publicKeyY,
       signatureValid: id.signatureValid,
+      problems: id.problems,
       idKeyDigest: id.idKeyDigest,
       authorKeyDigest: id.authorKeyDigest,
       authorKeyEnabled: id.authorKeyEnabled,
@@ -402,6 +409,7 @@ export function formatInspect(r: InspectReport): string {
       `  public key x ${b.publicKeyX}`,
       `             y ${b.publicKeyY}`,
       `  signature ${b.signatureValid ? "valid" : "INVALID"}`,
+      ...b.problems.map((p) => `  problem: ${p}`),
       `  ID key digest     ${b.idKeyDigest}`,
       `  author key digest ${b.authorKeyDigest}${
         b.authorKeyEnabled

@@ -7,25 +7,12 @@ import { PAGE_SIZE, toHex, viewOf } from "../bytes/le.ts";
 import { KNOWN_CPU_MODELS, KVM_VMSA_GPA } from "../x86/kvm_vmsa.ts";
 import { VMCB_SAVE_AREA } from "../x86/vmsa.ts";
 import { BOOT_PARAMS } from "../bzimage/boot_params.ts";
-import {
-  IGVM_VHS_SNP_ID_BLOCK,
-  IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY,
-  IGVM_VHS_SNP_ID_BLOCK_SIGNATURE,
-  IGVM_VHT_SNP_ID_BLOCK,
-  IGVM_VHT_SNP_POLICY,
-  IGVM_VHT_SUPPORTED_PLATFORM,
-} from "../igvm/defs.ts";
+import { IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK, IGVM_VHT_SNP_POLICY } from "../igvm/defs.ts";
 import type { Directive, IgvmFile } from "../igvm/reader.ts";
 import { guestReaderOf, readHeaders, structuralProblems } from "../igvm/structure.ts";
 import type { ProblemList } from "../igvm/problem_list.ts";
 import { snpPlatformNote } from "../igvm/directives.ts";
-import {
-  decodeIgvmIdBlock,
-  fromLittleEndian72,
-  sevKeyDigest,
-  verifyAuthorSignature,
-  verifyIdBlock,
-} from "../measure/id_block.ts";
+import { decodeIgvmIdBlock, sevKeyDigest } from "../measure/id_block.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
 import { DEFAULT_LOADER, LOADERS } from "../measure/loaders.ts";
 import {
@@ -36,8 +23,7 @@ import {
   HOST_SEARCH_MAX_VCPUS,
 } from "../measure/host_search.ts";
 import { checkLaunch, LAUNCH_CHECK_LOADERS } from "../measure/launch_checks.ts";
-import { idBlockProblems, type PlatformMasks } from "../measure/id_block_checks.ts";
-import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
+import { idBlockVerdict, type PlatformMasks, platformMasksOf } from "../measure/id_block_checks.ts";
 import { DEFAULT_HOST, hypervUpdates } from "../measure/file_loaders.ts";
 import { launchDigestOf } from "../measure/launch_update.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -64,8 +50,13 @@ export interface IdBlockInfo {
   publicKeyX: string;
   /** The public key's Y coordinate, big-endian hex. */
   publicKeyY: string;
-  /** Whether the signature verifies with the block's public key. */
+  /**
+   * Whether the PSP accepts the signature: it verifies with the block's public key, and R, S
+   * and the key are the numbers the PSP reads (their high bytes zero, curve P-384, ...).
+   */
   signatureValid: boolean;
+  /** Every problem of the block (lib/measure/id_block_checks.ts idBlockVerdict). */
+  problems: string[];
   /**
    * SHA-384 of the ID public key in the firmware ABI's 0x404-byte layout: the ID_KEY_DIGEST
    * an attestation report of a guest launched with this block shows (lowercase hex).
@@ -131,7 +122,7 @@ export function computeLaunchDigest(file: FileAccess, headers: IgvmFile): Promis
   return launchDigestOf(hypervUpdates(file, headers, DEFAULT_HOST));
 }
 
-/** Decodes and checks the ID block: everything the PSP reads, and the signature. */
+/** Decodes and checks the ID block: everything the PSP reads, and the signatures. */
 async function checkIdBlock(
   d: Directive,
   policy: bigint | undefined,
@@ -141,56 +132,28 @@ async function checkIdBlock(
   const b = d.body;
   const o = IGVM_VHS_SNP_ID_BLOCK.off;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const sig = o.IdKeySignature;
-  const key = o.IdPublicKey;
-  // Big numbers are 72-byte little-endian fields; the curve uses the first 48 bytes (the
-  // others must be zero: idBlockProblems).
-  const big = (at: number) => fromLittleEndian72(b.subarray(at, at + 72));
-  const r = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.R);
-  const s = big(sig + IGVM_VHS_SNP_ID_BLOCK_SIGNATURE.off.S);
-  const x = big(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qx);
-  const y = big(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Qy);
-  const block = new Uint8Array(96);
-  block.set(b.subarray(o.Ld, o.Ld + 88));
-  new DataView(block.buffer).setBigUint64(88, policy ?? 0n, true);
-  const algorithm = v.getUint32(o.IdKeyAlgorithm, true);
-  const curve = v.getUint32(key + IGVM_VHS_SNP_ID_BLOCK_PUBLIC_KEY.off.Curve, true);
-  for (const p of idBlockProblems(b, platforms)) problems.push(`ID block: ${p}`);
-  const valid = policy !== undefined && await verifyIdBlock(block, r, s, x, y);
-  if (!valid) problems.push("ID block: the signature does not verify with the block's public key");
+  const verdict = await idBlockVerdict(b, policy, platforms);
+  for (const p of verdict.problems) problems.push(`ID block: ${p}`);
   const decoded = decodeIgvmIdBlock(b);
   const author = decoded.author;
-  let authorSignatureValid: boolean | undefined;
-  // AuthorKeyEnabled, the author key's algorithm, curve and fields: idBlockProblems.
-  if (author) {
-    authorSignatureValid = await verifyAuthorSignature(decoded.idKey, author);
-    if (!authorSignatureValid) {
-      problems.push("ID block: the author key's signature over the ID key does not verify");
-    }
-  }
+  const { authorSignatureValid } = verdict;
   return {
     ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
     familyId: toHex(b.subarray(o.FamilyId, o.FamilyId + 16)),
     imageId: toHex(b.subarray(o.ImageId, o.ImageId + 16)),
     version: v.getUint32(o.Version, true),
     guestSvn: v.getUint32(o.GuestSvn, true),
-    idKeyAlgorithm: algorithm,
-    curve,
-    publicKeyX: toHex(x),
-    publicKeyY: toHex(y),
-    signatureValid: valid,
+    idKeyAlgorithm: decoded.idKeyAlgorithm,
+    curve: decoded.idKeyCurve,
+    publicKeyX: toHex(decoded.idKey.x),
+    publicKeyY: toHex(decoded.idKey.y),
+    signatureValid: verdict.signatureValid,
+    problems: verdict.problems,
     idKeyDigest: toHex(sevKeyDigest(decoded.idKey)),
     authorKeyDigest: author ? toHex(sevKeyDigest(author.key)) : "0".repeat(96),
     authorKeyEnabled: author !== undefined,
     ...(authorSignatureValid === undefined ? {} : { authorSignatureValid }),
   };
-}
-
-/** The compatibility masks of the file's platform headers. */
-function platformMasks(h: IgvmFile): PlatformMasks {
-  let all = 0;
-  for (const d of h.directives) if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) all |= directiveMask(d);
-  return { snp: findSnpCompatibilityMask(h), all };
 }
 
 /**
@@ -336,7 +299,7 @@ export async function verifyIgvm(
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
   if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
-    idBlock = await checkIdBlock(idHeaders[0], policy, platformMasks(h), problems);
+    idBlock = await checkIdBlock(idHeaders[0], policy, platformMasksOf(h), problems);
     if (fileOrder) {
       const notes: string[] = [];
       const found = await findIdBlockLoader(file, h, idBlock.ld, fileOrder, forKvm, notes);
