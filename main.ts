@@ -14,6 +14,16 @@ import { probeStandardOutput, standardOutputKnownClosed } from "./lib/io/standar
 // Each mode loads its own code on first use, so `-h` and `-d` start without loading the
 // generator (tests/startup_test.ts keeps Node-compatibility modules out of this graph).
 
+/**
+ * Loads a module of the CLI on first use. The specifier goes through a variable on purpose:
+ * Deno fetches every module that a dynamic import with a literal specifier names, and all
+ * they import, before the program starts, which would cost `-h` the generator's whole module
+ * graph (about 10 ms). scripts/compile.ts includes these modules in the binary.
+ */
+function load<T>(specifier: string): Promise<T> {
+  return import(new URL(specifier, import.meta.url).href);
+}
+
 /** Runs igvmgen with `args`; returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   let verbose = args.includes("--verbose") ||
@@ -32,8 +42,12 @@ export async function main(args: readonly string[]): Promise<number> {
       throw new UsageError("no arguments: give -o FILE and a kernel, or a command (see -h)");
     }
     if (args[0] !== undefined && !args[0].startsWith("-")) {
-      const { runSubcommand, SUBCOMMANDS } = await import("./lib/cli/commands.ts");
-      const { printLine } = await import("./lib/cli/line_output.ts");
+      const { runSubcommand, SUBCOMMANDS } = await load<typeof import("./lib/cli/commands.ts")>(
+        "./lib/cli/commands.ts",
+      );
+      const { printLine } = await load<typeof import("./lib/cli/line_output.ts")>(
+        "./lib/cli/line_output.ts",
+      );
       await refuseUnknownCommand(args, SUBCOMMANDS);
       if (SUBCOMMANDS.includes(args[0] as Subcommand)) {
         // Every command but sign reports on standard output: a closed one is an error.
@@ -55,7 +69,7 @@ export async function main(args: readonly string[]): Promise<number> {
     verbose = o["log-level"] === "DEBUG";
     quiet = o.quiet;
     if (o.version) {
-      const { VERSION } = await import("./lib/cli/version.ts");
+      const { VERSION } = await load<typeof import("./lib/cli/version.ts")>("./lib/cli/version.ts");
       console.log(`igvmgen ${VERSION}`);
       return 0;
     }
@@ -66,7 +80,9 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     if (o.d) {
       refuseClosedStdout("the dump");
-      const { runDump } = await import("./lib/cli/dump_command.ts");
+      const { runDump } = await load<typeof import("./lib/cli/dump_command.ts")>(
+        "./lib/cli/dump_command.ts",
+      );
       return await runDump(o.d, Deno.stdout);
     }
     if (!o.o) {
@@ -82,9 +98,9 @@ export async function main(args: readonly string[]): Promise<number> {
       { progressFor },
       { generateRequestFrom },
     ] = await Promise.all([
-      import("./lib/ops/generate.ts"),
-      import("./lib/cli/progress.ts"),
-      import("./lib/cli/request.ts"),
+      load<typeof import("./lib/ops/generate.ts")>("./lib/ops/generate.ts"),
+      load<typeof import("./lib/cli/progress.ts")>("./lib/cli/progress.ts"),
+      load<typeof import("./lib/cli/request.ts")>("./lib/cli/request.ts"),
     ]);
     const request = generateRequestFrom(o, {
       stdin: Deno.stdin.readable,

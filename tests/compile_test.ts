@@ -5,6 +5,7 @@
  * fails in one line, which is tested everywhere.
  */
 import { assert, assertEquals } from "./assert.ts";
+import { COMPILED_LAZY_MODULES } from "../scripts/compile.ts";
 import { makeBzImage } from "../scripts/fixtures.ts";
 import { ROOT, runCli, sha256Hex, tempDir } from "./helpers.ts";
 
@@ -117,4 +118,14 @@ Deno.test("deno task compile with an unknown argument is a usage error (exit 2)"
   assertEquals(r.lines, [
     'error: unexpected argument "--bogus" (expected --output FILE, --target TRIPLE)',
   ]);
+});
+
+Deno.test("every module main.ts loads on first use is included in the compiled binary", () => {
+  const main = Deno.readTextFileSync(`${ROOT}main.ts`);
+  const loaded = [...main.matchAll(/\bload<[^>]*>\(\s*"\.\/([^"]+)",?\s*\)/g)].map((m) => m[1]);
+  assert(loaded.length >= 5, `found ${loaded.join(", ")}`);
+  for (const m of loaded) assert(COMPILED_LAZY_MODULES.includes(m), `${m} is not included`);
+  // No literal dynamic import is left in main.ts: Deno would load its graph before -h runs.
+  // (`typeof import("...")` is a type, erased before the program runs.)
+  assert(!/(?<!typeof )\bimport\(\s*["'`]/.test(main), "main.ts has a literal import()");
 });

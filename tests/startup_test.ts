@@ -7,6 +7,7 @@
  * runs, which also catches CommonJS packages and lazy Node globals such as `Buffer`.
  */
 import { builtinModules } from "node:module";
+import { COMPILED_LAZY_MODULES } from "../scripts/compile.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { makeBzImage, pseudoRandomBytes } from "../scripts/fixtures.ts";
 
@@ -107,8 +108,8 @@ async function nodeLoadsFrom(entries: string[]): Promise<string[]> {
   return problems;
 }
 
-Deno.test("main.ts's default path, and the hashing worker, load no Node-compatibility module", async () => {
-  const problems = await nodeLoadsFrom(["main.ts", "lib/hash/hash_worker.ts"]);
+Deno.test("main.ts's default path, the modes it loads on first use, and the hashing worker load no Node-compatibility module", async () => {
+  const problems = await nodeLoadsFrom(["main.ts", ...COMPILED_LAZY_MODULES]);
   assertEquals(problems, []);
 });
 
