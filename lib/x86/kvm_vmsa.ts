@@ -173,7 +173,7 @@ export function resetVmsa(sevFeatures: bigint, rdx: number): Uint8Array {
 }
 
 /** The general-purpose registers at their VMSA offsets. */
-const GPRS = [
+export const GPRS = [
   "rax",
   "rcx",
   "rdx",

@@ -7,6 +7,7 @@
  */
 import { defineLayout } from "../bytes/layout.ts";
 import { PAGE_SIZE, viewOf } from "../bytes/le.ts";
+import { GPRS } from "./kvm_vmsa.ts";
 import { EFER_SVME, PAGE_ENCRYPTED_BIT, VMCB_SAVE_AREA, VMCB_SEG } from "./vmsa.ts";
 
 /** IgvmNativeVpContextX64, 0xE8 bytes; the rest of its 4 KiB file page is zero. */
@@ -49,30 +50,8 @@ export const IGVM_NATIVE_VP_CONTEXT_X64 = defineLayout("IgvmNativeVpContextX64",
   ["efer", 0xe0, "u64"],
 ]);
 
-/** The general registers both layouts name alike. */
-const GPRS = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-  "cr0",
-  "cr3",
-  "cr4",
-] as const;
+/** The registers both layouts name alike: the general ones, then RIP, RFLAGS and CR0/3/4. */
+const SHARED_REGISTERS = [...GPRS, "rip", "rflags", "cr0", "cr3", "cr4"] as const;
 
 /**
  * A VMSA segment attribute (12 bits: type/S/DPL/P in 7:0, AVL/L/DB/G in 11:8) in the native
@@ -95,7 +74,7 @@ export function nativeVpContextOf(vmsa: Uint8Array): Uint8Array {
   const v = viewOf(vmsa);
   const o = IGVM_NATIVE_VP_CONTEXT_X64.off;
   const s = VMCB_SAVE_AREA.off;
-  for (const r of GPRS) out.setBigUint64(o[r], v.getBigUint64(s[r], true), true);
+  for (const r of SHARED_REGISTERS) out.setBigUint64(o[r], v.getBigUint64(s[r], true), true);
   out.setBigUint64(o.efer, v.getBigUint64(s.efer, true) & ~BigInt(EFER_SVME), true);
   out.setBigUint64(o.cr3, v.getBigUint64(s.cr3, true) & ~PAGE_ENCRYPTED_BIT, true);
   const seg = (name: string) => {
