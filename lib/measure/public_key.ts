@@ -12,8 +12,7 @@ import {
   DER_OID,
   DER_SEQUENCE,
   type DerElement,
-  readDer,
-  readDerSequence,
+  derReaders,
 } from "./der.ts";
 import { EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
 
@@ -22,23 +21,8 @@ export class OfflineSignatureError extends Error {
   override name = "OfflineSignatureError";
 }
 
-/** Reads the element at the start of `der`; a malformed one is an OfflineSignatureError. */
-function readTlv(der: Uint8Array): DerElement {
-  try {
-    return readDer(der);
-  } catch (e) {
-    throw new OfflineSignatureError((e as Error).message, { cause: e });
-  }
-}
-
-/** The elements inside a constructed element; a malformed one is an OfflineSignatureError. */
-function children(parent: DerElement): DerElement[] {
-  try {
-    return readDerSequence(parent.contents);
-  } catch (e) {
-    throw new OfflineSignatureError((e as Error).message, { cause: e });
-  }
-}
+/** readDer and readDerSequence whose malformed input is an OfflineSignatureError. */
+const { element: readTlv, children } = derReaders((m, o) => new OfflineSignatureError(m, o));
 
 /** A DER INTEGER, positive, as big-endian 48 bytes. */
 function integer48(t: DerElement, what: string): Uint8Array {

@@ -12,8 +12,7 @@ import {
   DER_OID,
   DER_SEQUENCE,
   type DerElement,
-  readDer,
-  readDerSequence,
+  derReaders,
 } from "./der.ts";
 import { EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
 
@@ -66,21 +65,7 @@ export interface Certificate {
   extensions: Map<string, Uint8Array>;
 }
 
-function element(bytes: Uint8Array, at = 0): DerElement {
-  try {
-    return readDer(bytes, at);
-  } catch (e) {
-    throw new CertificateError((e as Error).message, { cause: e });
-  }
-}
-
-function children(e: DerElement): DerElement[] {
-  try {
-    return readDerSequence(e.contents);
-  } catch (err) {
-    throw new CertificateError((err as Error).message, { cause: err });
-  }
-}
+const { element, children } = derReaders((m, o) => new CertificateError(m, o));
 
 function expect<T extends DerElement>(e: T | undefined, tag: number, what: string): T {
   if (!e || e.tag !== tag) throw new CertificateError(`${what} is missing or malformed`);
