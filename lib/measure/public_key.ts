@@ -14,7 +14,7 @@ import {
   type DerElement,
   derReaders,
 } from "./der.ts";
-import { EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
+import { base64ToBytes, EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
 
 /** A signature or key that cannot be used. */
 export class OfflineSignatureError extends Error {
@@ -88,7 +88,7 @@ function pemBlock(text: string, label: string): Uint8Array | undefined {
   const m = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`).exec(text);
   if (!m) return undefined;
   try {
-    return Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+    return base64ToBytes(m[1]);
   } catch (e) {
     throw new OfflineSignatureError(`the ${label} PEM block is not valid base64`, { cause: e });
   }

@@ -14,7 +14,7 @@ import {
   type DerElement,
   derReaders,
 } from "./der.ts";
-import { EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
+import { base64ToBytes, EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
 
 /** A certificate that cannot be read. */
 export class CertificateError extends Error {
@@ -241,7 +241,7 @@ export function parseCertificates(bytes: Uint8Array): Certificate[] {
   return blocks.map((b) => {
     let der: Uint8Array;
     try {
-      der = Uint8Array.from(atob(b[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+      der = base64ToBytes(b[1]);
     } catch (e) {
       throw new CertificateError("a CERTIFICATE PEM block is not valid base64", { cause: e });
     }
