@@ -126,7 +126,8 @@ function setSeg(
   v.setBigUint64(at + VMCB_SEG.off.base, s.base, true);
 }
 
-function getSeg(v: DataView, name: typeof SEGMENTS[number]) {
+/** The selector, attributes, limit and base of one segment of a VMSA. */
+export function getSeg(v: DataView, name: typeof SEGMENTS[number]) {
   const at = O[name];
   return {
     selector: v.getUint16(at + VMCB_SEG.off.selector, true),
