@@ -6,7 +6,7 @@
  * not overlap a page or another insert, and all inserts together place at most 4 GiB, so
  * every loader model's work is bounded by what the file really places.
  */
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE } from "../bytes/le.ts";
 import {
   IGVM_PLATFORM_TYPE_SEV_SNP,
   IGVM_VHF_PAGE_DATA_2MB,
@@ -40,8 +40,7 @@ const PARAMETER_USAGE_TYPES = new Set(
   [...VARIABLE_HEADER_BODIES].filter(([, b]) => b.body === IGVM_VHS_PARAMETER).map(([t]) => t),
 );
 
-const at = (d: Directive) => `header at 0x${d.offset.toString(16)}`;
-const hex = (n: number) => `0x${n.toString(16)}`;
+const at = (d: Directive) => `header at ${hex(d.offset)}`;
 
 /**
  * Platform and policy headers: one SUPPORTED_PLATFORM per platform type and mask bit, one
