@@ -495,14 +495,14 @@ async function linkTarget(path: string): Promise<string> {
   }
 }
 
-/** What a file that is not a regular file is, in words. */
-function describeKind(info: Deno.FileInfo): string {
+/** What a file that is not a regular file is, in words; `otherwise` when none of those. */
+export function describeKind(info: Deno.FileInfo, otherwise = "a special file"): string {
   if (info.isDirectory) return "a folder";
   if (info.isFifo) return "a FIFO";
   if (info.isCharDevice) return "a character device";
   if (info.isBlockDevice) return "a block device";
   if (info.isSocket) return "a socket";
-  return "a special file";
+  return otherwise;
 }
 
 /** The tables of a folder, selected; none is an error. */

@@ -6,6 +6,7 @@
  * and a cap on what it prints and writes. Every error names the table.
  */
 import { join } from "../lib/io/path.ts";
+import { describeKind } from "./acpi_image.ts";
 import { trackChildProcess } from "../lib/io/signals.ts";
 
 /** The most bytes of a table source or of a file it includes. */
@@ -64,16 +65,6 @@ function includedNames(source: string): string[] {
   return names.filter((n) => n !== "");
 }
 
-/** What a path is, in words, when it is not a regular file. */
-function kindOf(info: Deno.FileInfo): string {
-  if (info.isDirectory) return "a folder";
-  if (info.isFifo) return "a FIFO";
-  if (info.isCharDevice) return "a character device";
-  if (info.isBlockDevice) return "a block device";
-  if (info.isSocket) return "a socket";
-  return "not a regular file";
-}
-
 /**
  * The files `source` includes, and the files those include, as iasl would open them (the
  * first of `includeDirs` that has the name): each one must be a regular file of at most
@@ -102,7 +93,7 @@ export async function includedFiles(
         if (!info.isFile) {
           throw new IaslError(
             `${run.table}: ${from} includes ${path}, which is ${
-              kindOf(info)
+              describeKind(info, "not a regular file")
             }; only regular files can be included`,
           );
         }

@@ -6,7 +6,7 @@
  * not overlap a page or another insert, and all inserts together place at most 4 GiB, so
  * every loader model's work is bounded by what the file really places.
  */
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE } from "../bytes/le.ts";
 import {
   IGVM_PLATFORM_TYPE_SEV_SNP,
   IGVM_VHF_PAGE_DATA_2MB,
@@ -26,7 +26,7 @@ import {
 } from "./defs.ts";
 import type { Directive, IgvmFile } from "./reader.ts";
 import type { ProblemList } from "./problem_list.ts";
-import { directiveGpa, directiveMask } from "./directives.ts";
+import { directiveGpa, directiveMask, headerAt } from "./directives.ts";
 
 /** The PAGE_DATA flags the format defines; the other bits are reserved. */
 const PAGE_DATA_FLAGS = IGVM_VHF_PAGE_DATA_2MB | IGVM_VHF_PAGE_DATA_UNMEASURED |
@@ -39,9 +39,6 @@ const MAX_INSERTED_BYTES = 0x1_0000_0000;
 const PARAMETER_USAGE_TYPES = new Set(
   [...VARIABLE_HEADER_BODIES].filter(([, b]) => b.body === IGVM_VHS_PARAMETER).map(([t]) => t),
 );
-
-const at = (d: Directive) => `header at 0x${d.offset.toString(16)}`;
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
  * Platform and policy headers: one SUPPORTED_PLATFORM per platform type and mask bit, one
@@ -65,13 +62,13 @@ function platformRules(problems: ProblemList) {
       const first = platformTypes.get(type);
       if (first) {
         problems.push(
-          `${at(d)}: a second SUPPORTED_PLATFORM of type ${type} (the first at 0x${
+          `${headerAt(d)}: a second SUPPORTED_PLATFORM of type ${type} (the first at 0x${
             first.offset.toString(16)
           })`,
         );
       } else platformTypes.set(type, d);
       if (mask & platformBits) {
-        problems.push(`${at(d)}: SUPPORTED_PLATFORM mask ${hex(mask)} is another platform's`);
+        problems.push(`${headerAt(d)}: SUPPORTED_PLATFORM mask ${hex(mask)} is another platform's`);
       }
       platformBits |= mask;
       if (type === BigInt(IGVM_PLATFORM_TYPE_SEV_SNP)) snpBits |= mask;
@@ -81,7 +78,7 @@ function platformRules(problems: ProblemList) {
     if (d.type === IGVM_VHT_SNP_ID_BLOCK) return;
     if (d.type === IGVM_VHT_SNP_POLICY) {
       if (mask & policyBits) {
-        problems.push(`${at(d)}: a second SNP_POLICY for mask ${hex(mask & policyBits)}`);
+        problems.push(`${headerAt(d)}: a second SNP_POLICY for mask ${hex(mask & policyBits)}`);
       }
       policyBits |= mask;
     }
@@ -94,17 +91,19 @@ function platformRules(problems: ProblemList) {
       const name = d.name.replace("IGVM_VHT_", "");
       if ((mask & platformBits) === 0) {
         problems.push(
-          `${at(d)}: ${name} mask ${hex(mask)} names no platform of the file, so no loader ` +
+          `${headerAt(d)}: ${name} mask ${hex(mask)} names no platform of the file, so no loader ` +
             `applies it`,
         );
       } else if (d.type === IGVM_VHT_SNP_POLICY && snpBits && !(mask & snpBits)) {
         problems.push(
-          `${at(d)}: SNP_POLICY mask ${hex(mask)} is not the SEV-SNP platform's ${hex(snpBits)}, ` +
+          `${headerAt(d)}: SNP_POLICY mask ${hex(mask)} is not the SEV-SNP platform's ${
+            hex(snpBits)
+          }, ` +
             `so the launch would use the host's default policy`,
         );
       } else if ((mask & ~platformBits) >>> 0) {
         problems.push(
-          `${at(d)}: ${name} mask ${hex(mask)} names bits ${
+          `${headerAt(d)}: ${name} mask ${hex(mask)} names bits ${
             hex((mask & ~platformBits) >>> 0)
           } of no declared platform`,
         );
@@ -127,17 +126,19 @@ function parameterAreaRules(problems: ProblemList) {
   const visit = (d: Directive): void => {
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
       const index = Number(d.fields.ParameterAreaIndex ?? 0n);
-      if (areas.has(index)) problems.push(`${at(d)}: parameter area ${index} is declared twice`);
-      else areas.set(index, { bytes: d.fields.NumberOfBytes ?? 0n, inserted: false });
+      if (areas.has(index)) {
+        problems.push(`${headerAt(d)}: parameter area ${index} is declared twice`);
+      } else areas.set(index, { bytes: d.fields.NumberOfBytes ?? 0n, inserted: false });
     } else if (PARAMETER_USAGE_TYPES.has(d.type)) {
       const index = Number(d.fields.ParameterAreaIndex ?? 0n);
       const area = areas.get(index);
-      if (!area) problems.push(`${at(d)}: ${d.name} names parameter area ${index}, not declared`);
-      else if (area.inserted) {
-        problems.push(`${at(d)}: ${d.name} names parameter area ${index} after its insert`);
+      if (!area) {
+        problems.push(`${headerAt(d)}: ${d.name} names parameter area ${index}, not declared`);
+      } else if (area.inserted) {
+        problems.push(`${headerAt(d)}: ${d.name} names parameter area ${index} after its insert`);
       } else if ((d.fields.ByteOffset ?? 0n) >= area.bytes) {
         problems.push(
-          `${at(d)}: ${d.name} at byte ${d.fields.ByteOffset} of parameter area ${index}, ` +
+          `${headerAt(d)}: ${d.name} at byte ${d.fields.ByteOffset} of parameter area ${index}, ` +
             `which has ${area.bytes}`,
         );
       } else uses.push(d);
@@ -145,9 +146,9 @@ function parameterAreaRules(problems: ProblemList) {
       const index = Number(d.fields.ParameterAreaIndex ?? 0n);
       const area = areas.get(index);
       if (!area) {
-        problems.push(`${at(d)}: PARAMETER_INSERT of parameter area ${index}, not declared`);
+        problems.push(`${headerAt(d)}: PARAMETER_INSERT of parameter area ${index}, not declared`);
       } else if (area.inserted) {
-        problems.push(`${at(d)}: parameter area ${index} is inserted twice`);
+        problems.push(`${headerAt(d)}: parameter area ${index} is inserted twice`);
       } else {
         area.inserted = true;
         const bytes = Number(area.bytes);
@@ -204,7 +205,7 @@ function checkUseOverlaps(
       const [prev, d] = [list[i - 1], list[i]];
       if (offset(d) < offset(prev) + useExtent(prev, bytes)) {
         problems.push(
-          `${at(d)}: ${d.name.replace("IGVM_VHT_", "")} at byte ${offset(d)} of parameter ` +
+          `${headerAt(d)}: ${d.name.replace("IGVM_VHT_", "")} at byte ${offset(d)} of parameter ` +
             `area ${index} overlaps ${prev.name.replace("IGVM_VHT_", "")} at byte ${offset(prev)}`,
         );
       }
@@ -253,9 +254,9 @@ function checkInsertOverlaps(h: IgvmFile, inserts: Insert[], problems: ProblemLi
       if (open && r.start < open.end && !reported.has(r)) {
         reported.add(r);
         problems.push(
-          `${at(r.d)}: PARAMETER_INSERT at ${hex(r.start)} overlaps the one at ${
+          `${headerAt(r.d)}: PARAMETER_INSERT at ${hex(r.start)} overlaps the one at ${
             hex(open.start)
-          } (${at(open.d)})`,
+          } (${headerAt(open.d)})`,
         );
       }
       if (!open || r.end > open.end) open = r;
@@ -271,7 +272,7 @@ function checkInsertOverlaps(h: IgvmFile, inserts: Insert[], problems: ProblemLi
       // An insert at the page's own GPA is reported as "loaded twice" by the GPA check.
       if (!r || gpa >= r.end || gpa === r.start) continue;
       problems.push(
-        `${at(d)}: page ${hex(gpa)} is inside the parameter area inserted at ${hex(r.start)}`,
+        `${headerAt(d)}: page ${hex(gpa)} is inside the parameter area inserted at ${hex(r.start)}`,
       );
       break;
     }
@@ -298,7 +299,9 @@ function checkPageDataFlags(d: Directive, problems: ProblemList): void {
   const flags = Number(d.fields.Flags ?? 0n);
   const reserved = (flags & ~PAGE_DATA_FLAGS) >>> 0;
   if (reserved) {
-    problems.push(`${at(d)}: PAGE_DATA flags ${hex(flags)} set reserved bits ${hex(reserved)}`);
+    problems.push(
+      `${headerAt(d)}: PAGE_DATA flags ${hex(flags)} set reserved bits ${hex(reserved)}`,
+    );
   }
 }
 

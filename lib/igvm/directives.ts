@@ -8,9 +8,14 @@ import {
   IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_SUPPORTED_PLATFORM,
 } from "./defs.ts";
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE } from "../bytes/le.ts";
 import { type Directive, type IgvmFile, PageDataDirective } from "./reader.ts";
 import { InputError } from "../errors.ts";
+
+/** Where a problem is: "header at 0x...". */
+export function headerAt(d: Directive): string {
+  return `header at ${hex(d.offset)}`;
+}
 
 /** The file's SEV-SNP SUPPORTED_PLATFORM header, if it has one. */
 export function findSnpPlatform(headers: IgvmFile): Directive | undefined {
@@ -118,9 +123,7 @@ export function directiveGpaPageOffset(d: Directive): number {
 export function pageGpa(d: Directive, refuse: (message: string) => Error): number {
   if (directiveGpaPageOffset(d) !== 0) {
     throw refuse(
-      `header at 0x${d.offset.toString(16)}: GPA 0x${
-        directiveGpaExact(d).toString(16)
-      } is not page aligned`,
+      `${headerAt(d)}: GPA 0x${directiveGpaExact(d).toString(16)} is not page aligned`,
     );
   }
   return directiveGpa(d);

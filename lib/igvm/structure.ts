@@ -31,6 +31,7 @@ import {
   directiveMask,
   findSnpCompatibilityMask,
   hasNonZeroReserved,
+  headerAt,
   parameterAreaSizeProblem,
 } from "./directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -39,11 +40,6 @@ import type { FileAccess } from "../io/file_reader.ts";
 export const readHeaders: (file: FileAccess) => Promise<IgvmFile> = readIgvmHeaders;
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
-
-/** Where a problem is: "header at 0x...". */
-function headerAt(d: Directive): string {
-  return `header at 0x${d.offset.toString(16)}`;
-}
 
 /** True for the directives that place a page at their GPA (or, an insert, an area). */
 function placesPages(type: number): boolean {

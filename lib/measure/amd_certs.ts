@@ -20,6 +20,7 @@ import {
 } from "./attestation_report.ts";
 import { AMD_ROOT_CERTIFICATES } from "./amd_roots.ts";
 import { readDer } from "./der.ts";
+import { base64ToBytes } from "./signing_key.ts";
 import {
   type Certificate,
   parseCertificate,
@@ -83,15 +84,17 @@ let builtins: { arks: Candidate[]; intermediates: Candidate[] } | undefined;
 /** The built-in certificates, parsed once. */
 function builtinCandidates() {
   if (!builtins) {
-    const der = (b64: string) =>
-      Uint8Array.from(atob(b64.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
     builtins = { arks: [], intermediates: [] };
     for (const root of AMD_ROOT_CERTIFICATES) {
       const from = `AMD's ${root.product} certificates (built in)`;
-      builtins.arks.push({ cert: parseCertificate(der(root.ark)), from, product: root.product });
+      builtins.arks.push({
+        cert: parseCertificate(base64ToBytes(root.ark)),
+        from,
+        product: root.product,
+      });
       for (const c of [root.ask, root.asvk]) {
         builtins.intermediates.push({
-          cert: parseCertificate(der(c)),
+          cert: parseCertificate(base64ToBytes(c)),
           from,
           product: root.product,
         });

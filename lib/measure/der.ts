@@ -39,6 +39,32 @@ export function readDerSequence(contents: Uint8Array): DerElement[] {
   return out;
 }
 
+/**
+ * readDer and readDerSequence whose failures are errors of the caller's kind: `fail` makes
+ * one from the message, with the RangeError as its cause.
+ */
+export function derReaders(fail: (message: string, options: ErrorOptions) => Error): {
+  element(bytes: Uint8Array, at?: number): DerElement;
+  children(parent: DerElement): DerElement[];
+} {
+  return {
+    element(bytes, at = 0) {
+      try {
+        return readDer(bytes, at);
+      } catch (e) {
+        throw fail((e as Error).message, { cause: e });
+      }
+    },
+    children(parent) {
+      try {
+        return readDerSequence(parent.contents);
+      } catch (e) {
+        throw fail((e as Error).message, { cause: e });
+      }
+    },
+  };
+}
+
 /** Encodes one element. */
 export function encodeDer(tag: number, ...parts: Uint8Array[]): Uint8Array {
   const length = parts.reduce((n, p) => n + p.length, 0);

@@ -21,6 +21,7 @@ import {
   kvmVmsaPages,
   LoaderRefusal,
 } from "./kvm_loaders.ts";
+import { cpuSignatureOf } from "./attestation_report.ts";
 import { launchDigestOf } from "./launch_update.ts";
 import { encodePageInfo, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
 import { sha384 } from "../hash/wasm_sha384.ts";
@@ -37,13 +38,6 @@ export const HOST_SEARCH_LOADERS: readonly KvmLoaderName[] = ["qemu-kvm", "ch-kv
 export interface CpuModel {
   name: string;
   signature: number;
-}
-
-/** CPUID(1).EAX of an x86 family, model and stepping (extended fields from family 0Fh). */
-function cpuSignature(family: number, model: number, stepping: number): number {
-  const base = Math.min(family, 0xf);
-  return ((family - base) << 20) | ((model >> 4) << 16) | (base << 8) | ((model & 0xf) << 4) |
-    stepping;
 }
 
 /**
@@ -63,7 +57,7 @@ export const HOST_SEARCH_CPUS: readonly CpuModel[] = (() => {
   for (const [family, models] of silicon) {
     for (const model of models) {
       for (let stepping = 0; stepping <= 2; stepping++) {
-        const signature = cpuSignature(family, model, stepping);
+        const signature = cpuSignatureOf({ family, model, stepping });
         if (out.some((c) => c.signature === signature)) continue;
         out.push({ name: `0x${signature.toString(16).padStart(8, "0")}`, signature });
       }

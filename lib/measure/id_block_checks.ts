@@ -7,7 +7,7 @@
  * bytes are, and a signature that verifies over the low 48 bytes is not one the PSP accepts.
  * `verify`, `verify --loader`, `inspect` and `attest --image` all answer from it.
  */
-import { viewOf } from "../bytes/le.ts";
+import { hex, viewOf } from "../bytes/le.ts";
 import { decodeIgvmIdBlock, verifyAuthorSignature, verifyIdBlock } from "./id_block.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { directiveMask, findSnpCompatibilityMask } from "../igvm/directives.ts";
@@ -133,7 +133,6 @@ function idKeyProblems(body: Uint8Array): string[] {
 function maskProblems(body: Uint8Array, platforms: PlatformMasks): string[] {
   const out: string[] = [];
   const mask = viewOf(body).getUint32(o.CompatibilityMask, true);
-  const hex = (n: number) => `0x${n.toString(16)}`;
   if (mask === 0) out.push("compatibility mask 0 names no platform: no loader uses the block");
   else if (platforms.snp !== undefined && (mask & platforms.snp) === 0) {
     out.push(

@@ -12,33 +12,17 @@ import {
   DER_OID,
   DER_SEQUENCE,
   type DerElement,
-  readDer,
-  readDerSequence,
+  derReaders,
 } from "./der.ts";
-import { EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
+import { base64ToBytes, EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
 
 /** A signature or key that cannot be used. */
 export class OfflineSignatureError extends Error {
   override name = "OfflineSignatureError";
 }
 
-/** Reads the element at the start of `der`; a malformed one is an OfflineSignatureError. */
-function readTlv(der: Uint8Array): DerElement {
-  try {
-    return readDer(der);
-  } catch (e) {
-    throw new OfflineSignatureError((e as Error).message, { cause: e });
-  }
-}
-
-/** The elements inside a constructed element; a malformed one is an OfflineSignatureError. */
-function children(parent: DerElement): DerElement[] {
-  try {
-    return readDerSequence(parent.contents);
-  } catch (e) {
-    throw new OfflineSignatureError((e as Error).message, { cause: e });
-  }
-}
+/** readDer and readDerSequence whose malformed input is an OfflineSignatureError. */
+const { element: readTlv, children } = derReaders((m, o) => new OfflineSignatureError(m, o));
 
 /** A DER INTEGER, positive, as big-endian 48 bytes. */
 function integer48(t: DerElement, what: string): Uint8Array {
@@ -104,7 +88,7 @@ function pemBlock(text: string, label: string): Uint8Array | undefined {
   const m = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`).exec(text);
   if (!m) return undefined;
   try {
-    return Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+    return base64ToBytes(m[1]);
   } catch (e) {
     throw new OfflineSignatureError(`the ${label} PEM block is not valid base64`, { cause: e });
   }

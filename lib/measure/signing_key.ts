@@ -56,7 +56,8 @@ function base64UrlToBytes(s: string): Uint8Array {
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
-function base64ToBytes(s: string): Uint8Array {
+/** The bytes of base64 text, whitespace (as in a PEM body) ignored. */
+export function base64ToBytes(s: string): Uint8Array {
   return Uint8Array.from(atob(s.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
 }
 

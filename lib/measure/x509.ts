@@ -12,10 +12,9 @@ import {
   DER_OID,
   DER_SEQUENCE,
   type DerElement,
-  readDer,
-  readDerSequence,
+  derReaders,
 } from "./der.ts";
-import { EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
+import { base64ToBytes, EC_CURVE_NAMES, OID_EC_PUBLIC_KEY } from "./signing_key.ts";
 
 /** A certificate that cannot be read. */
 export class CertificateError extends Error {
@@ -66,21 +65,7 @@ export interface Certificate {
   extensions: Map<string, Uint8Array>;
 }
 
-function element(bytes: Uint8Array, at = 0): DerElement {
-  try {
-    return readDer(bytes, at);
-  } catch (e) {
-    throw new CertificateError((e as Error).message, { cause: e });
-  }
-}
-
-function children(e: DerElement): DerElement[] {
-  try {
-    return readDerSequence(e.contents);
-  } catch (err) {
-    throw new CertificateError((err as Error).message, { cause: err });
-  }
-}
+const { element, children } = derReaders((m, o) => new CertificateError(m, o));
 
 function expect<T extends DerElement>(e: T | undefined, tag: number, what: string): T {
   if (!e || e.tag !== tag) throw new CertificateError(`${what} is missing or malformed`);
@@ -256,7 +241,7 @@ export function parseCertificates(bytes: Uint8Array): Certificate[] {
   return blocks.map((b) => {
     let der: Uint8Array;
     try {
-      der = Uint8Array.from(atob(b[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+      der = base64ToBytes(b[1]);
     } catch (e) {
       throw new CertificateError("a CERTIFICATE PEM block is not valid base64", { cause: e });
     }

@@ -126,7 +126,8 @@ function setSeg(
   v.setBigUint64(at + VMCB_SEG.off.base, s.base, true);
 }
 
-function getSeg(v: DataView, name: typeof SEGMENTS[number]) {
+/** The selector, attributes, limit and base of one segment of a VMSA. */
+export function getSeg(v: DataView, name: typeof SEGMENTS[number]) {
   const at = O[name];
   return {
     selector: v.getUint16(at + VMCB_SEG.off.selector, true),
@@ -173,7 +174,7 @@ export function resetVmsa(sevFeatures: bigint, rdx: number): Uint8Array {
 }
 
 /** The general-purpose registers at their VMSA offsets. */
-const GPRS = [
+export const GPRS = [
   "rax",
   "rcx",
   "rdx",

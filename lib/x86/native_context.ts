@@ -7,7 +7,8 @@
  */
 import { defineLayout } from "../bytes/layout.ts";
 import { PAGE_SIZE, viewOf } from "../bytes/le.ts";
-import { EFER_SVME, PAGE_ENCRYPTED_BIT, VMCB_SAVE_AREA, VMCB_SEG } from "./vmsa.ts";
+import { getSeg, GPRS } from "./kvm_vmsa.ts";
+import { EFER_SVME, PAGE_ENCRYPTED_BIT, VMCB_SAVE_AREA } from "./vmsa.ts";
 
 /** IgvmNativeVpContextX64, 0xE8 bytes; the rest of its 4 KiB file page is zero. */
 export const IGVM_NATIVE_VP_CONTEXT_X64 = defineLayout("IgvmNativeVpContextX64", 0xe8, [
@@ -49,30 +50,8 @@ export const IGVM_NATIVE_VP_CONTEXT_X64 = defineLayout("IgvmNativeVpContextX64",
   ["efer", 0xe0, "u64"],
 ]);
 
-/** The general registers both layouts name alike. */
-const GPRS = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-  "cr0",
-  "cr3",
-  "cr4",
-] as const;
+/** The registers both layouts name alike: the general ones, then RIP, RFLAGS and CR0/3/4. */
+const SHARED_REGISTERS = [...GPRS, "rip", "rflags", "cr0", "cr3", "cr4"] as const;
 
 /**
  * A VMSA segment attribute (12 bits: type/S/DPL/P in 7:0, AVL/L/DB/G in 11:8) in the native
@@ -95,32 +74,23 @@ export function nativeVpContextOf(vmsa: Uint8Array): Uint8Array {
   const v = viewOf(vmsa);
   const o = IGVM_NATIVE_VP_CONTEXT_X64.off;
   const s = VMCB_SAVE_AREA.off;
-  for (const r of GPRS) out.setBigUint64(o[r], v.getBigUint64(s[r], true), true);
+  for (const r of SHARED_REGISTERS) out.setBigUint64(o[r], v.getBigUint64(s[r], true), true);
   out.setBigUint64(o.efer, v.getBigUint64(s.efer, true) & ~BigInt(EFER_SVME), true);
   out.setBigUint64(o.cr3, v.getBigUint64(s.cr3, true) & ~PAGE_ENCRYPTED_BIT, true);
-  const seg = (name: string) => {
-    const at = s[name];
-    return {
-      selector: v.getUint16(at + VMCB_SEG.off.selector, true),
-      attrib: v.getUint16(at + VMCB_SEG.off.attrib, true),
-      limit: v.getUint32(at + VMCB_SEG.off.limit, true),
-      base: v.getBigUint64(at + VMCB_SEG.off.base, true),
-    };
-  };
-  const gdtr = seg("gdtr");
-  const idtr = seg("idtr");
+  const gdtr = getSeg(v, "gdtr");
+  const idtr = getSeg(v, "idtr");
   out.setBigUint64(o.gdtr_base, gdtr.base, true);
   out.setUint16(o.gdtr_limit, gdtr.limit, true);
   out.setBigUint64(o.idtr_base, idtr.base, true);
   out.setUint16(o.idtr_limit, idtr.limit, true);
   for (const [name, prefix] of [["cs", "code"], ["ds", "data"]] as const) {
-    const x = seg(name);
+    const x = getSeg(v, name);
     if (x.base > 0xffff_ffffn) throw new Error(`${name}.base 0x${x.base.toString(16)} > 4 GiB`);
     out.setUint16(o[`${prefix}_selector`], x.selector, true);
     out.setUint16(o[`${prefix}_attributes`], nativeSegmentAttributes(x.attrib), true);
     out.setUint32(o[`${prefix}_base`], Number(x.base), true);
     out.setUint32(o[`${prefix}_limit`], x.limit, true);
   }
-  out.setBigUint64(o.gs_base, seg("gs").base, true);
+  out.setBigUint64(o.gs_base, getSeg(v, "gs").base, true);
   return page;
 }
