@@ -178,7 +178,7 @@ function addToRanges(ranges: PageRange[], gpa: number, kind: PageKind): void {
 }
 
 /** Builds the inspect report of a file; refuses a file with a structural problem. */
-export async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
+async function inspectIgvm(file: FileAccess, name: string): Promise<InspectReport> {
   const h = await readHeaders(file);
   const verify = await verifyIgvm(file, h, assertStructurallySound(file, h));
   const byKind = {
