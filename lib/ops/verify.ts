@@ -130,19 +130,17 @@ async function checkIdBlock(
   problems: ProblemList,
 ): Promise<IdBlockInfo> {
   const b = d.body;
-  const o = IGVM_VHS_SNP_ID_BLOCK.off;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const verdict = await idBlockVerdict(b, policy, platforms);
   for (const p of verdict.problems) problems.push(`ID block: ${p}`);
   const decoded = decodeIgvmIdBlock(b);
   const author = decoded.author;
   const { authorSignatureValid } = verdict;
   return {
-    ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
-    familyId: toHex(b.subarray(o.FamilyId, o.FamilyId + 16)),
-    imageId: toHex(b.subarray(o.ImageId, o.ImageId + 16)),
-    version: v.getUint32(o.Version, true),
-    guestSvn: v.getUint32(o.GuestSvn, true),
+    ld: toHex(decoded.ld),
+    familyId: toHex(decoded.familyId),
+    imageId: toHex(decoded.imageId),
+    version: decoded.version,
+    guestSvn: decoded.guestSvn,
     idKeyAlgorithm: decoded.idKeyAlgorithm,
     curve: decoded.idKeyCurve,
     publicKeyX: toHex(decoded.idKey.x),
