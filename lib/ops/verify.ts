@@ -127,11 +127,11 @@ async function checkIdBlock(
   d: Directive,
   policy: bigint | undefined,
   platforms: PlatformMasks,
-  problems: ProblemList,
+  problems?: ProblemList,
 ): Promise<IdBlockInfo> {
   const b = d.body;
   const verdict = await idBlockVerdict(b, policy, platforms);
-  for (const p of verdict.problems) problems.push(`ID block: ${p}`);
+  for (const p of verdict.problems) problems?.push(`ID block: ${p}`);
   const decoded = decodeIgvmIdBlock(b);
   const author = decoded.author;
   const { authorSignatureValid } = verdict;
@@ -152,6 +152,17 @@ async function checkIdBlock(
     authorKeyEnabled: author !== undefined,
     ...(authorSignatureValid === undefined ? {} : { authorSignatureValid }),
   };
+}
+
+/**
+ * The ID block of a file, decoded and checked as `verify` reports it (its problems listed in
+ * it), without the rest of `verify`'s work; undefined without a block of the right size.
+ */
+export async function idBlockInfoOf(h: IgvmFile): Promise<IdBlockInfo | undefined> {
+  const d = h.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  if (d?.length !== IGVM_VHS_SNP_ID_BLOCK.size) return undefined;
+  const policy = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY)?.fields.Policy;
+  return await checkIdBlock(d, policy, platformMasksOf(h));
 }
 
 /**
