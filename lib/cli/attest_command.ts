@@ -6,7 +6,7 @@ import { parseSubArgs } from "./sub_args.ts";
 import { SUB_OPTIONS } from "./sub_options.ts";
 
 /** Help for `igvmgen attest`. */
-export function attestHelp(): string {
+function attestHelp(): string {
   return `usage: igvmgen attest REPORT [--image FILE]... [--vcek CERT] [--ask CERT] [--ark CERT]
                       [--report-data HEX] [--host-data HEX] [--min-tcb TCB] [--vmpl N] [--json]
 

@@ -15,6 +15,7 @@ import { runSignCommand, signHelp } from "./sign_command.ts";
 import { measureHelp, runMeasureCommand } from "./measure_command.ts";
 import { diffHelp, runDiffCommand } from "./diff_command.ts";
 import { COMPLETIONS_HELP, completionScript } from "./completions.ts";
+import { SUB_OPTIONS } from "./sub_options.ts";
 import type { StandardStreams } from "../io/output_target.ts";
 
 /** Standard output for the commands that write files, and what it is (from main.ts). */
@@ -82,9 +83,10 @@ interface SubOptions {
  * Parses the arguments of `inspect` and `verify` with the rules of generation's options:
  * one or two dashes, each option at most once, no value for a flag.
  */
-function parseSubOptions(command: Subcommand, args: readonly string[]): SubOptions {
+function parseSubOptions(command: "inspect" | "verify", args: readonly string[]): SubOptions {
   const o: SubOptions = { file: "", json: false, quiet: false };
-  const flags = command === "verify" ? ["json", "quiet"] : ["json"];
+  // The flags as lib/cli/sub_options.ts declares them (verify's values are taken before).
+  const flags: string[] = SUB_OPTIONS[command].filter((s) => s.kind === "flag").map((s) => s.name);
   const given = new Set<string>();
   for (const arg of args) {
     if (!arg.startsWith("-")) {

@@ -11,7 +11,7 @@ import type { SubOptionSpec } from "./sub_args.ts";
 import { optionWord, SUB_OPTIONS } from "./sub_options.ts";
 
 /** The shells a script is written for. */
-export const COMPLETION_SHELLS = ["bash", "zsh"] as const;
+const COMPLETION_SHELLS = ["bash", "zsh"] as const;
 
 /** The subcommands, as `igvmgen SUBCOMMAND` takes them. */
 const SUBCOMMAND_NAMES = Object.keys(SUB_OPTIONS);

@@ -121,26 +121,24 @@ async function wrapInput<T>(what: string, path: string, f: () => T | Promise<T>)
   }
 }
 
-async function loadKey(req: ResolvedRequest): Promise<{ key: P384Key; generated: boolean }> {
-  if (!req.signKey) return { key: await generateP384Key(), generated: true };
-  const pem = await readSmallInput(req.signKey, "signing key");
-  const key = await wrapInput(
-    "signing key",
-    inputName(req.signKey),
+/** Reads and parses a PEM P-384 private key; errors name `what` and the input. */
+async function readPemKey(input: Input, what: string): Promise<P384Key> {
+  const pem = await readSmallInput(input, what);
+  return await wrapInput(
+    what,
+    inputName(input),
     () => parseP384PrivateKeyPem(new TextDecoder().decode(pem)),
   );
-  return { key, generated: false };
+}
+
+async function loadKey(req: ResolvedRequest): Promise<{ key: P384Key; generated: boolean }> {
+  if (!req.signKey) return { key: await generateP384Key(), generated: true };
+  return { key: await readPemKey(req.signKey, "signing key"), generated: false };
 }
 
 /** The author key of `-author_key`, if given. */
 async function loadAuthorKey(req: ResolvedRequest): Promise<P384Key | undefined> {
-  if (!req.authorKey) return undefined;
-  const pem = await readSmallInput(req.authorKey, "author key");
-  return await wrapInput(
-    "author key",
-    inputName(req.authorKey),
-    () => parseP384PrivateKeyPem(new TextDecoder().decode(pem)),
-  );
+  return req.authorKey ? await readPemKey(req.authorKey, "author key") : undefined;
 }
 
 async function loadConfig(req: ResolvedRequest): Promise<IdBlockConfig> {

@@ -148,7 +148,7 @@ export interface ResolvedRequest {
 }
 
 /** The defaults of a request: the original igvmgen's. */
-export const GENERATE_DEFAULTS = {
+const GENERATE_DEFAULTS = {
   kernelFormat: "bzImage",
   cmdline: "",
   bootMode: "x86",

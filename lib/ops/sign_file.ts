@@ -181,16 +181,8 @@ export async function authorSignatureFor(
     return signIdKey(idKey, await loadSigningKey(r.authorKey, "author key"), r.signDeterministic);
   }
   if (r.authorSignature === undefined) return undefined;
-  const sig = parseSignatureOption(
-    r.authorSignature,
-    await readInputFile(r.authorSignature, "signature"),
-    "--author-signature",
-  );
-  const key = parsePublicKeyOption(
-    r.authorPublicKey!,
-    await readInputFile(r.authorPublicKey!, "public key"),
-    "--author-public-key",
-  );
+  const sig = await loadSignature(r.authorSignature, "--author-signature");
+  const key = await loadPublicKey(r.authorPublicKey!, "--author-public-key");
   const author = { signature: { r: sig.r, s: sig.s }, key: { x: key.x, y: key.y } };
   if (!await verifyAuthorSignature(idKey, author)) {
     throw new InputError(
@@ -410,14 +402,14 @@ function parseSignatureOption(
   }
 }
 
-/** Reads and parses `--id-public-key`. */
-export async function loadPublicKey(path: string): Promise<P384PublicKey> {
-  return parsePublicKeyOption(path, await readInputFile(path, "public key"));
+/** Reads and parses `--id-public-key` (or the `option` named). */
+export async function loadPublicKey(path: string, option?: string): Promise<P384PublicKey> {
+  return parsePublicKeyOption(path, await readInputFile(path, "public key"), option);
 }
 
-/** Reads and parses `--id-signature`. */
-export async function loadSignature(path: string): Promise<EcdsaSignature> {
-  return parseSignatureOption(path, await readInputFile(path, "signature"));
+/** Reads and parses `--id-signature` (or the `option` named). */
+export async function loadSignature(path: string, option?: string): Promise<EcdsaSignature> {
+  return parseSignatureOption(path, await readInputFile(path, "signature"), option);
 }
 
 async function loadOfflineInputs(r: SignRequest): Promise<OfflineInputs> {

@@ -89,7 +89,7 @@ export interface SignMatrixResult {
 }
 
 /** The path of `pattern` for one combination: {vcpus} and {cpu} replaced. */
-export function expandPattern(pattern: string, vcpus: number, cpu: string): string {
+function expandPattern(pattern: string, vcpus: number, cpu: string): string {
   return pattern.replaceAll("{vcpus}", String(vcpus)).replaceAll("{cpu}", cpu);
 }
 

@@ -127,22 +127,20 @@ async function checkIdBlock(
   d: Directive,
   policy: bigint | undefined,
   platforms: PlatformMasks,
-  problems: ProblemList,
+  problems?: ProblemList,
 ): Promise<IdBlockInfo> {
   const b = d.body;
-  const o = IGVM_VHS_SNP_ID_BLOCK.off;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const verdict = await idBlockVerdict(b, policy, platforms);
-  for (const p of verdict.problems) problems.push(`ID block: ${p}`);
+  for (const p of verdict.problems) problems?.push(`ID block: ${p}`);
   const decoded = decodeIgvmIdBlock(b);
   const author = decoded.author;
   const { authorSignatureValid } = verdict;
   return {
-    ld: toHex(b.subarray(o.Ld, o.Ld + 48)),
-    familyId: toHex(b.subarray(o.FamilyId, o.FamilyId + 16)),
-    imageId: toHex(b.subarray(o.ImageId, o.ImageId + 16)),
-    version: v.getUint32(o.Version, true),
-    guestSvn: v.getUint32(o.GuestSvn, true),
+    ld: toHex(decoded.ld),
+    familyId: toHex(decoded.familyId),
+    imageId: toHex(decoded.imageId),
+    version: decoded.version,
+    guestSvn: decoded.guestSvn,
     idKeyAlgorithm: decoded.idKeyAlgorithm,
     curve: decoded.idKeyCurve,
     publicKeyX: toHex(decoded.idKey.x),
@@ -154,6 +152,20 @@ async function checkIdBlock(
     authorKeyEnabled: author !== undefined,
     ...(authorSignatureValid === undefined ? {} : { authorSignatureValid }),
   };
+}
+
+/**
+ * The ID block of a file, decoded and checked as `verify` reports it (its problems listed in
+ * it, and pushed to `problems` when given); undefined without a block of the right size.
+ */
+export async function idBlockInfoOf(
+  h: IgvmFile,
+  problems?: ProblemList,
+): Promise<IdBlockInfo | undefined> {
+  const d = h.directives.find((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
+  if (d?.length !== IGVM_VHS_SNP_ID_BLOCK.size) return undefined;
+  const policy = h.directives.find((d) => d.type === IGVM_VHT_SNP_POLICY)?.fields.Policy;
+  return await checkIdBlock(d, policy, platformMasksOf(h), problems);
 }
 
 /**
@@ -294,23 +306,20 @@ export async function verifyIgvm(
   const launchDigest = fileOrder ? toHex(fileOrder) : "";
   const warnings: string[] = [];
   const idHeaders = h.directives.filter((d) => d.type === IGVM_VHT_SNP_ID_BLOCK);
-  let idBlock: IdBlockInfo | undefined;
   let signedFor: IdBlockLoader | undefined;
   if (idHeaders.length === 0) problems.push("no SNP_ID_BLOCK header");
   else if (idHeaders.length > 1) problems.push(`${idHeaders.length} SNP_ID_BLOCK headers`);
-  if (idHeaders.length >= 1 && idHeaders[0].length === IGVM_VHS_SNP_ID_BLOCK.size) {
-    idBlock = await checkIdBlock(idHeaders[0], policy, platformMasksOf(h), problems);
-    if (fileOrder) {
-      const notes: string[] = [];
-      const found = await findIdBlockLoader(file, h, idBlock.ld, fileOrder, forKvm, notes);
-      if (found) {
-        signedFor = found.signedFor;
-        problems.push(...found.refusals);
-        if (found.warning) warnings.push(found.warning);
-      } else {
-        problems.push(mismatchProblem(idBlock.ld, launchDigest, forKvm));
-        warnings.push(...notes);
-      }
+  const idBlock = await idBlockInfoOf(h, problems);
+  if (idBlock && fileOrder) {
+    const notes: string[] = [];
+    const found = await findIdBlockLoader(file, h, idBlock.ld, fileOrder, forKvm, notes);
+    if (found) {
+      signedFor = found.signedFor;
+      problems.push(...found.refusals);
+      if (found.warning) warnings.push(found.warning);
+    } else {
+      problems.push(mismatchProblem(idBlock.ld, launchDigest, forKvm));
+      warnings.push(...notes);
     }
   }
   // ACPI: walk the tables from the RSDP, reading only the pages the walk needs.
