@@ -1,4 +1,4 @@
-/** The page hash pool (Workers) and the writer's two ways of hashing give the same bytes. */
+/** The page hash pool (Workers) and the writer's ways of hashing give the same bytes. */
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { PageHashPool } from "../lib/hash/hash_pool.ts";
 import type { ByteSink } from "../lib/io/byte_stream.ts";
@@ -50,6 +50,23 @@ Deno.test("PageHashPool.close() terminates the workers and fails later and pendi
   pool.close(); // twice is fine
 });
 
+Deno.test("PageHashPool.saturated() counts the batches each worker holds", async () => {
+  const pool = new PageHashPool(2);
+  try {
+    await pool.ready;
+    const batch = () => pool.hash(new ArrayBuffer(8 * PAGE), 8, new Uint8Array(8).fill(1));
+    assert(!pool.saturated(1), "idle workers");
+    const first = [batch(), batch()]; // one each: the least loaded worker takes the next
+    assert(pool.saturated(1) && !pool.saturated(2));
+    const second = [batch(), batch()];
+    assert(pool.saturated(2));
+    await Promise.all([...first, ...second]);
+    assert(!pool.saturated(1), "every batch came back");
+  } finally {
+    pool.close();
+  }
+});
+
 /** A sink that keeps the file in memory. */
 function memorySink(): ByteSink & { bytes(): Uint8Array } {
   const parts: { offset: number; bytes: Uint8Array }[] = [];
@@ -97,12 +114,12 @@ function testImage(initrd: Uint8Array): GuestImage {
   };
 }
 
-Deno.test("writeIgvm() writes the same file hashing on this thread and in Workers", async () => {
+Deno.test("writeIgvm() writes the same file hashing on this thread, in Workers, and in both", async () => {
   const initrd = pseudoRandomBytes(3 * 1024 * 1024 + 100, 11);
   initrd.fill(0, 0x20000, 0x23000); // three zero pages in the stream
   const sign = (d: Uint8Array) => Promise.resolve(d.slice()); // the digest stands for the block
   const outs = [];
-  for (const hashing of ["thread", "workers"] as const) {
+  for (const hashing of ["thread", "workers", "shared"] as const) {
     const sink = memorySink();
     const w = await writeIgvm(testImage(initrd), sink, sign, 0x30000n, undefined, { hashing });
     outs.push({ digest: toHex(w.launchDigest), file: await sha256(sink.bytes()), w });
@@ -113,6 +130,23 @@ Deno.test("writeIgvm() writes the same file hashing on this thread and in Worker
     assertEquals(o.w.dataPages, outs[0].w.dataPages);
   }
   assert(outs[0].w.dataPages < outs[0].w.pageCount, "zero pages carry no data");
+});
+
+Deno.test("writeIgvm() shares a large input's hashing between Workers and this thread in order", async () => {
+  // 40 MiB: this thread hashes while the workers start and whenever they are saturated, so
+  // batches hashed here and there interleave; the file must be byte for byte the same.
+  const initrd = pseudoRandomBytes(40 << 20, 12);
+  initrd.fill(0, 0x20000, 0x23000);
+  const small = testImage(initrd);
+  const image = { ...small, top: 50 << 20, regions: [{ ...small.regions[0], gpa: 8 << 20 }] };
+  const sign = (d: Uint8Array) => Promise.resolve(d.slice());
+  const files = [];
+  for (const hashing of ["thread", "shared"] as const) {
+    const sink = memorySink();
+    const w = await writeIgvm(image, sink, sign, 0x30000n, undefined, { hashing });
+    files.push(`${toHex(w.launchDigest)} ${await sha256(sink.bytes())}`);
+  }
+  assertEquals(files[1], files[0]);
 });
 
 Deno.test("writeIgvm() with Workers stops them when the input fails", async () => {

@@ -78,6 +78,11 @@ export class PageHashPool {
     return this.#workers.length;
   }
 
+  /** Whether every worker has `queued` batches or more waiting or hashing. */
+  saturated(queued: number): boolean {
+    return this.#load.every((n) => n >= queued);
+  }
+
   /**
    * Hashes the first `pages` pages of `buffer`, which is transferred: it is unusable here
    * until the reply hands it back.

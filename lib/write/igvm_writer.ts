@@ -244,30 +244,58 @@ function threadHasher(batchPages: number): BatchHasher {
 }
 
 /**
- * Hashing in a pool of Workers, one per core (at most 4), 512 pages (2 MiB) at a time: each
- * batch's buffer goes to a worker and comes back by transfer. Two batches per worker are in
- * flight, so a worker never waits for the next one. Until the workers have started, batches
- * are hashed on this thread instead (unless `onlyWorkers`), so their start-up costs no waiting.
+ * Batches a worker may have queued (hashing or waiting) before this thread hashes the next
+ * batch itself: one waiting behind the one it hashes keeps every worker busy.
  */
-function workerHasher(onlyWorkers: boolean): BatchHasher {
-  const pool = new PageHashPool();
+const QUEUED_PER_WORKER = 2;
+
+/**
+ * Hashing in a pool of Workers, 512 pages (2 MiB) at a time: each batch's buffer goes to a
+ * worker and comes back by transfer. With `withThisThread`, there is one worker per core but
+ * this one (at least 1, at most 4), and this thread hashes a batch itself whenever every
+ * worker already has QUEUED_PER_WORKER of them: it reads, emits and writes too, so it takes
+ * whatever share of the hashing the workers leave, and no core idles. Without it, one worker
+ * per core hashes everything (at most 4). Until the workers have started, batches are hashed
+ * on this thread (unless `onlyWorkers`), so their start-up costs no waiting.
+ */
+function workerHasher(withThisThread: boolean): BatchHasher {
+  const cores = navigator.hardwareConcurrency || 1;
+  const pool = new PageHashPool(Math.max(1, Math.min(withThisThread ? cores - 1 : cores, 4)));
   const meanwhile = threadHasher(512);
-  let started = onlyWorkers;
+  let started = !withThisThread;
   pool.ready.then(() => started = true, () => {});
+  // Workers answer by messages, which arrive only when this thread turns its event loop:
+  // with a reader and a sink that never wait, nothing else would turn it.
+  // Callers waiting at once share one turn.
+  const channel = new MessageChannel();
+  let nextTurn: Promise<void> | undefined;
+  const turn = () =>
+    nextTurn ??= new Promise<void>((resolve) => {
+      channel.port1.onmessage = () => {
+        nextTurn = undefined;
+        resolve();
+      };
+      channel.port2.postMessage(0);
+    });
+  const dispatch = (b: Batch): Promise<void> | undefined => {
+    if (withThisThread && pool.saturated(QUEUED_PER_WORKER)) return meanwhile.hash(b);
+    return pool.hash(b.bytes.buffer, b.filled, b.measured).then((reply) => {
+      b.bytes = new Uint8Array(reply.buffer);
+      b.zero = reply.zero;
+      b.digests = reply.digests;
+    });
+  };
   return {
     batchPages: 512,
-    depth: 2 * pool.size,
+    depth: QUEUED_PER_WORKER * pool.size,
     // Workers take a batch's buffer by transfer: a plain ArrayBuffer.
     newBatch: () => newBatch(512),
-    hash(b) {
-      if (!started) return meanwhile.hash(b);
-      return pool.hash(b.bytes.buffer, b.filled, b.measured).then((reply) => {
-        b.bytes = new Uint8Array(reply.buffer);
-        b.zero = reply.zero;
-        b.digests = reply.digests;
-      });
+    hash: (b) =>
+      started ? dispatch(b) : turn().then(() => started ? dispatch(b) : meanwhile.hash(b)),
+    close() {
+      pool.close();
+      channel.port1.close();
     },
-    close: () => pool.close(),
   };
 }
 
@@ -281,19 +309,23 @@ function workerHasher(onlyWorkers: boolean): BatchHasher {
 const WORKER_MIN_BYTES = 48 << 20;
 
 /** Where page contents are hashed. */
-export type HashingMode = "auto" | "thread" | "workers";
+export type HashingMode = "auto" | "thread" | "workers" | "shared";
 
 /** Options of `writeIgvm`. */
 export interface WriteOptions {
   /**
-   * `thread`: on this thread; `workers`: only in Workers; `auto` (default): by the streamed
-   * input's size (see WORKER_MIN_BYTES), with workers helped by this thread while they start.
+   * `thread`: on this thread; `workers`: only in Workers; `shared`: in Workers and on this
+   * thread (see workerHasher); `auto` (default): `thread` or `shared` by the streamed input's
+   * size (see WORKER_MIN_BYTES).
    */
   hashing?: HashingMode;
 }
 
-/** Batches beyond those hashing whose data may still be in writing. */
-const SPARE_BATCHES = 2;
+/**
+ * Batches beyond those hashing whose data may still be in writing: enough that reading and
+ * hashing rarely wait for a write (each is 2 MiB at most).
+ */
+const SPARE_BATCHES = 4;
 
 /** The legacy VGA/BIOS window QEMU refuses to load a page into (not RAM on pc and q35). */
 const LEGACY_WINDOW = { start: 0xa0000, end: 0x100000 } as const;
@@ -383,7 +415,7 @@ export async function writeIgvm(
   const maskOf = (gpa: number) => native?.pages.has(gpa) ? SNP_MASK : shared;
   const streamedBytes = image.regions.reduce((n, r) => n + r.length, 0);
   let mode = options.hashing ?? "auto";
-  if (mode === "auto") mode = streamedBytes >= WORKER_MIN_BYTES ? "workers" : "thread";
+  if (mode === "auto") mode = streamedBytes >= WORKER_MIN_BYTES ? "shared" : "thread";
   const digest = new SnpLaunchDigest();
   const writer = new DataWriter(sink, headerSize);
   const pager = new RegionPager([...image.regions].sort((a, b) => a.gpa - b.gpa));
@@ -454,9 +486,7 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  const hasher = mode === "workers"
-    ? workerHasher(options.hashing === "workers")
-    : threadHasher(512);
+  const hasher = mode === "thread" ? threadHasher(512) : workerHasher(mode === "shared");
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
   // An emitted batch is reused once its data is written; until then, up to
   // `depth + SPARE_BATCHES` batches exist, so that writing overlaps reading and hashing.
