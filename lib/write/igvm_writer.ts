@@ -300,11 +300,9 @@ function workerHasher(withThisThread: boolean): BatchHasher {
 }
 
 /**
- * From this many streamed bytes, page contents are hashed in Workers by default (below it,
- * on this thread). Starting a Worker blocks this thread for 10-60 ms and each batch is copied
- * once more in the worker, so Workers pay off only for large inputs on free cores: on a
- * 2-core machine under heavy load, a 256 MiB initrd took less CPU and less time on this
- * thread alone.
+ * From this many streamed bytes, page contents are hashed in Workers and on this thread
+ * (below it, on this thread alone). Starting a Worker blocks this thread for 15-25 ms and each
+ * batch is copied once more in the worker, so Workers pay off only for large inputs.
  */
 const WORKER_MIN_BYTES = 48 << 20;
 
