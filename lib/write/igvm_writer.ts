@@ -484,7 +484,9 @@ export async function writeIgvm(
     b.filled = 0;
   };
 
-  const hasher = mode === "thread" ? threadHasher(512) : workerHasher(mode === "shared");
+  // On this thread, batches of 512 KiB: the few that are reused are all the fresh memory
+  // a small image touches (fresh pages cost a fault each).
+  const hasher = mode === "thread" ? threadHasher(128) : workerHasher(mode === "shared");
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
   // An emitted batch is reused once its data is written; until then, up to
   // `depth + SPARE_BATCHES` batches exist, so that writing overlaps reading and hashing.
