@@ -4,6 +4,7 @@
  * such a dict needs; anything else is rejected rather than interpreted.
  */
 import { PAGE_SIZE } from "../lib/bytes/le.ts";
+import { inflateBounded, InflateLimitError } from "./inflate.ts";
 
 /** A snapshot that cannot be read. */
 export class SnapshotError extends Error {
@@ -30,10 +31,7 @@ function decodeBase64(text: string): Uint8Array {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean) || clean.length % 4 !== 0) {
     throw new SnapshotError("not base64 text");
   }
-  const bin = atob(clean);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
+  return Uint8Array.fromBase64(clean);
 }
 
 const MARK = Symbol("mark");
@@ -192,12 +190,11 @@ export function parsePagePickle(data: Uint8Array): Map<number, Uint8Array> {
   }
 }
 
-/** Inflates zlib data (RFC 1950) with the web's DecompressionStream. */
-async function inflateZlib(packed: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([packed as Uint8Array<ArrayBuffer>]).stream()
-    .pipeThrough(new DecompressionStream("deflate"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
+/**
+ * The most bytes a snapshot's pickle may inflate to: its pages lie in [0xe0000, 0x200000),
+ * 288 pages of 4 KiB and a few bytes each, so a bigger pickle is a zlib bomb, not a snapshot.
+ */
+export const SNAPSHOT_PICKLE_MAX = 4 << 20;
 
 /** Decodes a legacy snapshot into its pages, checking each is one page at a page GPA. */
 export async function decodeLegacySnapshot(
@@ -206,8 +203,13 @@ export async function decodeLegacySnapshot(
   const packed = decodeBase64(new TextDecoder().decode(fileBytes));
   let pickle: Uint8Array;
   try {
-    pickle = await inflateZlib(packed);
+    pickle = await inflateBounded(packed, "deflate", SNAPSHOT_PICKLE_MAX);
   } catch (e) {
+    if (e instanceof InflateLimitError) {
+      throw new SnapshotError(
+        `the payload inflates to more than ${SNAPSHOT_PICKLE_MAX} bytes: too large for ACPI pages`,
+      );
+    }
     throw new SnapshotError("the base64 payload is not zlib data", { cause: e });
   }
   const pages = parsePagePickle(pickle);

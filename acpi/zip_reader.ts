@@ -7,6 +7,8 @@
  * encrypted and zip64 archives are not (ACPI tables never need them).
  */
 
+import { inflateBounded, InflateLimitError } from "./inflate.ts";
+
 /** A zip archive that cannot be read, or that is larger than the caps allow. */
 export class ZipError extends Error {
   override name = "ZipError";
@@ -37,8 +39,6 @@ const EOCD_SIGNATURE = 0x0605_4b50;
 const CENTRAL_SIGNATURE = 0x0201_4b50;
 const LOCAL_SIGNATURE = 0x0403_4b50;
 const ZIP64_MARK = 0xffff_ffff;
-/** Compressed bytes handed to the inflater at once: the output per step stays small. */
-const INFLATE_STEP = 16 << 10;
 
 /** Reads the central directory: the entries' names, methods, sizes and offsets. */
 function readCentralDirectory(bytes: Uint8Array): ZipEntry[] {
@@ -92,42 +92,15 @@ function readCentralDirectory(bytes: Uint8Array): ZipEntry[] {
 }
 
 /** Inflates raw DEFLATE data, refusing to produce more than `limit` bytes. */
-async function inflateBounded(data: Uint8Array, limit: number, what: string): Promise<Uint8Array> {
-  const stream = new DecompressionStream("deflate-raw");
-  const writer = stream.writable.getWriter();
-  const reader = stream.readable.getReader();
-  const feed = (async () => {
-    for (let at = 0; at < data.length; at += INFLATE_STEP) {
-      await writer.write(data.slice(at, at + INFLATE_STEP));
-    }
-    await writer.close();
-  })();
-  feed.catch(() => {}); // its failure is the reader's, reported below
-  const parts: Uint8Array[] = [];
-  let total = 0;
+async function inflateEntry(data: Uint8Array, limit: number, what: string): Promise<Uint8Array> {
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > limit) {
-        throw new ZipError(`${what} inflates to more than its declared ${limit} bytes`);
-      }
-      parts.push(value);
-    }
-    await feed;
+    return await inflateBounded(data, "deflate-raw", limit);
   } catch (e) {
-    await reader.cancel().catch(() => {});
-    if (e instanceof ZipError) throw e;
+    if (e instanceof InflateLimitError) {
+      throw new ZipError(`${what} inflates to more than its declared ${limit} bytes`);
+    }
     throw new ZipError(`${what}: bad compressed data: ${(e as Error).message}`, { cause: e });
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
@@ -173,7 +146,7 @@ export async function readZipEntries(
       throw new ZipError(`${e.name}: the data runs past the end of the archive`);
     }
     const data = bytes.subarray(dataAt, dataAt + e.compressedSize);
-    const content = e.method === 0 ? data.slice() : await inflateBounded(data, e.size, e.name);
+    const content = e.method === 0 ? data.slice() : await inflateEntry(data, e.size, e.name);
     if (content.length !== e.size) {
       throw new ZipError(`${e.name}: ${content.length} bytes, the directory says ${e.size}`);
     }

@@ -1,6 +1,11 @@
 import { deflateSync } from "node:zlib";
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import { decodeLegacySnapshot, parsePagePickle, SnapshotError } from "../acpi/legacy_snapshot.ts";
+import {
+  decodeLegacySnapshot,
+  parsePagePickle,
+  SNAPSHOT_PICKLE_MAX,
+  SnapshotError,
+} from "../acpi/legacy_snapshot.ts";
 import {
   AcpiError,
   acpiFromLegacySnapshot,
@@ -78,6 +83,21 @@ Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", async () =>
     SnapshotError,
     "one aligned page",
   );
+});
+
+Deno.test("decodeLegacySnapshot() stops a zlib bomb at SNAPSHOT_PICKLE_MAX, before it fills memory", async () => {
+  // 64 MiB of zeros deflate to 64 KiB: as a snapshot, more than 288 pages could ever need.
+  const bomb = new Uint8Array(deflateSync(new Uint8Array(64 << 20)));
+  const text = new TextEncoder().encode(bomb.toBase64());
+  await assertRejects(
+    () => decodeLegacySnapshot(text),
+    SnapshotError,
+    `the payload inflates to more than ${SNAPSHOT_PICKLE_MAX} bytes`,
+  );
+  // A pickle just under the cap is inflated and read: the cap is no lower than it says.
+  const pages: [number, Uint8Array][] = [];
+  for (let gpa = 0xe0000; gpa < 0x200000; gpa += 4096) pages.push([gpa, new Uint8Array(4096)]);
+  assertEquals((await decodeLegacySnapshot(snapshotOf(pages))).size, 288);
 });
 
 Deno.test({

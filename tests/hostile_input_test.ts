@@ -5,7 +5,7 @@
  * subcommand options are checked; TEI configs and ACPI zips from hostile hands.
  * The hostile files are made here (sparse ones with Deno.truncate), never committed.
  */
-import { crc32 } from "node:zlib";
+import { crc32, deflateSync } from "node:zlib";
 import { zipSync } from "fflate";
 import { assert, assertEquals } from "./assert.ts";
 import { generateImage } from "./helpers.ts";
@@ -378,6 +378,30 @@ Deno.test("igvmgen -acpi_dir zip bombs are refused before inflating, or as soon 
       prefix(`${dir}/liar.zip`) + "DSDT.aml inflates to more than its declared 4096 bytes",
     );
     assertBounded(r, 10, 250, "a lying entry");
+    assertEquals([...Deno.readDirSync(dir)].some((e) => e.name.startsWith("o.igvm")), false);
+  });
+});
+
+Deno.test("igvmgen -acpi_dir a legacy snapshot that is a zlib bomb stops at 4 MiB, in bounded memory", async () => {
+  await withTempDir(async (dir) => {
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    // 128 MiB of zeros in about 128 KiB of zlib data, base64 as the snapshot format has it.
+    const bomb = new Uint8Array(deflateSync(new Uint8Array(128 << 20)));
+    Deno.writeTextFileSync(`${dir}/acpi.zip`, bomb.toBase64());
+    const r = await runUserCli([
+      "-o",
+      `${dir}/o.igvm`,
+      "-kernel",
+      `${dir}/k`,
+      "-acpi_dir",
+      `${dir}/acpi.zip`,
+    ]);
+    assertError(
+      r,
+      1,
+      `error: ACPI source ${dir}/acpi.zip: the payload inflates to more than 4194304 bytes: too large for ACPI pages`,
+    );
+    assertBounded(r, 10, 120, "a snapshot bomb");
     assertEquals([...Deno.readDirSync(dir)].some((e) => e.name.startsWith("o.igvm")), false);
   });
 });

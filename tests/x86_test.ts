@@ -1,6 +1,7 @@
-import { assertEquals } from "./assert.ts";
+import { assertEquals, assertThrows } from "./assert.ts";
 import { buildGdt } from "../lib/x86/gdt.ts";
-import { buildPageTables, pageTablePages } from "../lib/x86/page_tables.ts";
+import { buildPageTables, pageTablePages, writePageTablePages } from "../lib/x86/page_tables.ts";
+import { pageTableReader } from "../lib/guest/common.ts";
 import { CPUID_LEAVES, encodeCpuidPage } from "../lib/x86/cpuid_page.ts";
 import { initialVmsaState } from "../lib/x86/boot_cpu.ts";
 import { encodeVmsaPage, VMCB_SAVE_AREA } from "../lib/x86/vmsa.ts";
@@ -49,6 +50,91 @@ Deno.test("buildPageTables(4) identity-maps 16 GiB in 4 KiB pages", () => {
   }
   const enc = new BigUint64Array(buildPageTables(4, base, true).buffer);
   assertEquals(enc[pteStart + (1 << 21) + 5], (BigInt((1 << 21) + 5) << 12n) | 7n | (1n << 51n));
+});
+
+/** SHA-256 of bytes, in hex. */
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Entry `i` of the 4-level tables at `base`, from the definition, one BigInt at a time. */
+function level4Entry(base: number, encrypted: boolean, i: number): bigint {
+  const c = encrypted ? 1n << 51n : 0n;
+  const pmd = BigInt(base + 2 * 4096);
+  const pte = pmd + 16n * 4096n;
+  if (i < 512) return i === 0 ? BigInt(base + 4096) | 7n | c : 0n; // PML4
+  if (i < 1024) return i - 512 < 16 ? (pmd + BigInt(i - 512) * 4096n) | 7n | c : 0n; // PDPT
+  if (i < 1024 + 16 * 512) return (pte + BigInt(i - 1024) * 4096n) | 7n | c; // PMDs
+  return (BigInt(i - 1024 - 16 * 512) << 12n) | 7n | c; // PTEs: identity
+}
+
+Deno.test("buildPageTables() gives the known tables (SHA-256 of an independent build)", async () => {
+  // Known answers: the tables written out entry by entry in Python (struct.pack("<Q", ...)).
+  assertEquals(
+    await sha256Hex(buildPageTables(4, 0x806000, false) as Uint8Array<ArrayBuffer>),
+    "afa806075f8d1719c338c287e8305385befd1359eea97f022f7af4c4e462b666",
+  );
+  assertEquals(
+    await sha256Hex(buildPageTables(4, 0x806000, true) as Uint8Array<ArrayBuffer>),
+    "7b2559f09547f0ddf5c2ee288f17caf2639dab1eac14f8535d294e7771af69b1",
+  );
+  assertEquals(
+    await sha256Hex(buildPageTables(2, 0x4000000, true) as Uint8Array<ArrayBuffer>),
+    "7f1037df2d3429352b11b77ed37ca5faab896a1bcabf206c988e7b7db75381fd",
+  );
+});
+
+Deno.test("writePageTablePages() writes any run of pages as the entries' definition gives", () => {
+  const base = 0x80a000;
+  // Runs across the PML4/PDPT/PMD/PTE boundaries and the PTE page where n >> 20 turns 1.
+  const runs = [[0, 3], [16, 5], [17, 1], [18 + 2046, 4], [pageTablePages(4) - 3, 3]];
+  for (const encrypted of [false, true]) {
+    for (const [first, count] of runs) {
+      const dst = new Uint8Array(count * 4096).fill(0xa5); // every byte must be written
+      writePageTablePages({ level: 4, base, encrypted }, first, count, dst);
+      const got = new BigUint64Array(dst.buffer);
+      for (let k = 0; k < got.length; k++) {
+        const i = first * 512 + k;
+        assertEquals(got[k], level4Entry(base, encrypted, i), `entry ${i}, C-bit ${encrypted}`);
+      }
+    }
+  }
+});
+
+Deno.test("writePageTablePages() refuses pages past the tables and tables above 4 GiB", () => {
+  const spec = { level: 4 as const, base: 0x806000, encrypted: false };
+  const page = new Uint8Array(4096);
+  assertThrows(() => writePageTablePages(spec, pageTablePages(4), 1, page), RangeError);
+  assertThrows(() => writePageTablePages(spec, 0, 2, page), RangeError);
+  assertThrows(() => writePageTablePages({ ...spec, base: 0xffff_f000 }, 0, 1, page), RangeError);
+  assertThrows(() => writePageTablePages({ ...spec, base: 0x806001 }, 0, 1, page), RangeError);
+});
+
+Deno.test("pageTableReader() reads the whole tables in odd-sized pieces, aligned or not", async () => {
+  for (const [level, base] of [[4, 0x806000], [2, 0x4000000]] as const) {
+    const spec = { level, base, encrypted: true };
+    const whole = buildPageTables(level, base, true);
+    const reader = pageTableReader(spec);
+    const got = new Uint8Array(whole.length + 8);
+    let at = 0;
+    // Part pages, runs of whole pages, and a read past the end; each into a buffer at an
+    // aligned and at an odd offset (7 sizes: the offsets alternate across rounds), read with
+    // read() and readSync() in turn.
+    const sizes = [1, 4095, 3 * 4096, 4097, 2 * 4096 - 1, 512 * 4096, 300 * 4096 + 5];
+    for (let i = 0; at < got.length; i++) {
+      const size = sizes[i % sizes.length];
+      const offset = i % 2;
+      const buffer = new Uint8Array(size + offset).subarray(offset);
+      const n = i % 3 === 0 ? await reader.read(buffer) : reader.readSync!(buffer);
+      got.set(buffer.subarray(0, n), at);
+      at += n;
+      if (n < size) break;
+    }
+    assertEquals(at, whole.length, `level ${level}: bytes read`);
+    const first = whole.findIndex((b, i) => got[i] !== b); // not a 32 MiB diff on failure
+    assertEquals(first, -1, `level ${level}: the first byte that differs`);
+  }
 });
 
 Deno.test("encodeCpuidPage() lists 38 leaves with XFEM_IN 1 for leaf 0xD", () => {

@@ -1,13 +1,13 @@
 /** Generated pages every image has: ACPI, CPUID, GDT, page tables. */
 import type { AcpiImage } from "../../acpi/acpi_image.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
-import type { StreamRegion } from "../io/byte_stream.ts";
+import type { ByteReader, StreamRegion } from "../io/byte_stream.ts";
 import type { Range } from "../layout/guest_allocator.ts";
 import { SparseMemory } from "../layout/sparse_memory.ts";
-import { bytesReader } from "../io/file_reader.ts";
 import { encodeCpuidPage } from "../x86/cpuid_page.ts";
 import { buildGdt, type Gdt } from "../x86/gdt.ts";
-import { buildPageTables } from "../x86/page_tables.ts";
+import { pageTablePages, type PageTableSpec, writePageTablePages } from "../x86/page_tables.ts";
+import { PAGE_SIZE } from "../bytes/le.ts";
 import { type BootMode, type CpuVendor, initialVmsaState } from "../x86/boot_cpu.ts";
 import { encodeVmsaPage } from "../x86/vmsa.ts";
 
@@ -41,21 +41,54 @@ export function writeGdt(
 }
 
 /**
- * The page tables (x64) as a region of whole pages streamed from memory: up to 8 MiB for
- * 4-level tables, so they are not copied page by page into the sparse memory.
+ * The page tables (x64) as a region of whole pages, generated as they are read: the 4-level
+ * tables (32 MiB) go straight into the reader's buffer, never held whole nor copied.
  */
 export function pageTableRegion(
   pageTables: { base: number; level: 2 | 4 } | undefined,
   encryptedPage: boolean,
 ): StreamRegion[] {
   if (!pageTables) return [];
-  const bytes = buildPageTables(pageTables.level, pageTables.base, encryptedPage);
+  const spec = { ...pageTables, encrypted: encryptedPage };
   return [{
     name: "page tables",
     gpa: pageTables.base,
-    length: bytes.length,
-    open: () => Promise.resolve(bytesReader(bytes)),
+    length: pageTablePages(pageTables.level) * PAGE_SIZE,
+    open: () => Promise.resolve(pageTableReader(spec)),
   }];
+}
+
+/**
+ * Reads the tables of `spec` in order. The whole pages of a read are written in place when
+ * aligned; a partial or unaligned page goes through a scratch page.
+ */
+export function pageTableReader(spec: PageTableSpec): ByteReader {
+  const length = pageTablePages(spec.level) * PAGE_SIZE;
+  let at = 0;
+  let scratch: Uint8Array | undefined;
+  const readSync = (dst: Uint8Array): number => {
+    const n = Math.min(dst.length, length - at);
+    let done = 0;
+    while (done < n) {
+      const index = Math.floor(at / PAGE_SIZE);
+      const inPage = at % PAGE_SIZE;
+      const whole = Math.floor((n - done) / PAGE_SIZE);
+      if (inPage === 0 && whole > 0 && (dst.byteOffset + done) % 4 === 0) {
+        writePageTablePages(spec, index, whole, dst.subarray(done, done + whole * PAGE_SIZE));
+        done += whole * PAGE_SIZE;
+        at += whole * PAGE_SIZE;
+        continue;
+      }
+      const step = Math.min(PAGE_SIZE - inPage, n - done);
+      scratch ??= new Uint8Array(PAGE_SIZE);
+      writePageTablePages(spec, index, 1, scratch);
+      dst.set(scratch.subarray(inPage, inPage + step), done);
+      done += step;
+      at += step;
+    }
+    return n;
+  };
+  return { read: (dst) => Promise.resolve(readSync(dst)), readSync, close() {} };
 }
 
 /** Where a layout put the pieces the VMSA refers to. */

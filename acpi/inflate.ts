@@ -1,0 +1,63 @@
+/**
+ * Bounded inflation with the web's DecompressionStream: the output is read as it comes and
+ * refused as soon as it passes its bound, so a small bomb of compressed data never fills
+ * memory. The stream is written and read directly (one writer, one reader), which starts in
+ * about half the time of going through Blob and Response.
+ */
+
+/** Compressed bytes handed to the inflater at once: the output per step stays small. */
+const INFLATE_STEP = 16 << 10;
+
+/** Data that inflates to more than its bound. */
+export class InflateLimitError extends Error {
+  override name = "InflateLimitError";
+  /** `limit`: the bound, in bytes. */
+  constructor(readonly limit: number) {
+    super(`the data inflates to more than ${limit} bytes`);
+  }
+}
+
+/**
+ * Inflates `data`: zlib data (RFC 1950) for "deflate", bare DEFLATE data (RFC 1951) for
+ * "deflate-raw". Throws InflateLimitError once the output passes `limit` bytes; damaged
+ * data rejects with the stream's error.
+ */
+export async function inflateBounded(
+  data: Uint8Array,
+  format: "deflate" | "deflate-raw",
+  limit: number,
+): Promise<Uint8Array> {
+  const stream = new DecompressionStream(format);
+  const writer = stream.writable.getWriter();
+  const reader = stream.readable.getReader();
+  const feed = (async () => {
+    for (let at = 0; at < data.length; at += INFLATE_STEP) {
+      await writer.write(data.slice(at, at + INFLATE_STEP));
+    }
+    await writer.close();
+  })();
+  feed.catch(() => {}); // its failure is the reader's, reported below
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > limit) throw new InflateLimitError(limit);
+      parts.push(value);
+    }
+    await feed;
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e;
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
