@@ -14,6 +14,13 @@ import {
 } from "./temp_files.ts";
 import { writeError } from "./os_errors.ts";
 
+/**
+ * Written bytes after which a regular output starts flushing them to disk in the background
+ * (one flush at a time). The flush before the rename, which makes the file durable before it
+ * replaces anything, is then short: on a virtual disk, flushing 34 MB at the end took 35-50 ms.
+ */
+const BACKGROUND_FLUSH_BYTES = 4 << 20;
+
 /** A temporary file that becomes `path` on commit. */
 export class AtomicFile implements ByteSink {
   private constructor(
@@ -81,6 +88,43 @@ export class AtomicFile implements ByteSink {
     } catch (e) {
       throw writeError(this.#label, e);
     }
+    this.#unflushed += bytes.length;
+    if (this.#unflushed >= BACKGROUND_FLUSH_BYTES) this.#flushInBackground();
+  }
+
+  /** Bytes written since the last background flush started. */
+  #unflushed = 0;
+  /** The background flush under way, if one is; it never rejects. */
+  #background: Promise<void> | undefined;
+  /** What a background flush failed with: flush() reports it. */
+  #backgroundFailure: { error: unknown } | undefined;
+  /** A second handle on the file for background flushes (null: it could not be opened). */
+  #flushHandle: Deno.FsFile | null | undefined;
+
+  /**
+   * Starts flushing what was written so far to disk, through a second handle, so that
+   * writing goes on meanwhile: the disk works while the pages are hashed, and the flush
+   * before the rename has only the last bytes left. One at a time; not for a spool, which is
+   * copied out, never renamed into place.
+   */
+  #flushInBackground(): void {
+    if (this.#background || this.path === "-" || this.#flushHandle === null) return;
+    this.#unflushed = 0;
+    this.#background = (async () => {
+      this.#flushHandle ??= await Deno.open(this.tempPath, { read: true, write: true })
+        .catch(() => null);
+      await this.#flushHandle?.syncData();
+    })().catch((error) => void (this.#backgroundFailure ??= { error }))
+      .finally(() => this.#background = undefined);
+  }
+
+  /** Waits for a background flush and closes its handle. */
+  async #endBackground(): Promise<void> {
+    await this.#background;
+    try {
+      this.#flushHandle?.close();
+    } catch { /* already closed */ }
+    this.#flushHandle = null;
   }
 
   /** How errors name this file: the output, or the spool of `-o -`. */
@@ -151,7 +195,9 @@ export class AtomicFile implements ByteSink {
    */
   async flush(): Promise<void> {
     if (this.#flushed) return;
+    await this.#endBackground();
     try {
+      if (this.#backgroundFailure) throw this.#backgroundFailure.error;
       await this.file.syncData();
       this.file.close();
     } catch (e) {
@@ -215,6 +261,7 @@ export class AtomicFile implements ByteSink {
 
   /** Removes the temporary file. */
   async abort(): Promise<void> {
+    await this.#endBackground();
     try {
       this.file.close();
     } catch { /* already closed */ }

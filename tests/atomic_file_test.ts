@@ -1,0 +1,76 @@
+/**
+ * AtomicFile flushes a large output to disk in the background while it is written, through a
+ * second handle: the committed file holds every byte, and committing or aborting waits for
+ * that flush and closes the handle (counted in /proc on Linux).
+ */
+import { assertEquals } from "./assert.ts";
+import { listDir } from "./helpers.ts";
+import { pseudoRandomBytes } from "../scripts/fixtures.ts";
+import { AtomicFile } from "../lib/io/atomic_file.ts";
+
+const MIB = 1 << 20;
+
+/** How many of this process's file descriptors name files in `dir` (Linux), or undefined. */
+async function fdsInto(dir: string): Promise<number | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  const out = await new Deno.Command("ls", { args: ["-l", `/proc/${Deno.pid}/fd`] }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.includes(`${dir}/`))
+    .length;
+}
+
+/** Waits until `fdsInto(dir)` is `n` (up to 5 s); returns the last count. */
+async function waitForFds(dir: string, n: number): Promise<number | undefined> {
+  let now = await fdsInto(dir);
+  for (let i = 0; i < 250 && now !== undefined && now !== n; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    now = await fdsInto(dir);
+  }
+  return now;
+}
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("AtomicFile: an output flushed in the background as it is written commits every byte", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  try {
+    const path = `${dir}/out.igvm`;
+    await Deno.writeFile(path, new Uint8Array(100).fill(7)); // the output it replaces
+    const data = pseudoRandomBytes(21 * MIB + 123, 3);
+    const out = await AtomicFile.create(path);
+    // As the writer does: the data from an offset on, in pieces, then the headers at 0.
+    const headers = 4096;
+    for (let at = headers; at < data.length; at += MIB) {
+      await out.writeAt(at, data.subarray(at, Math.min(at + MIB, data.length)));
+    }
+    await out.writeAt(0, data.subarray(0, headers));
+    const open = await waitForFds(dir, 2);
+    if (open !== undefined) assertEquals(open, 2, "the file and its flushing handle are open");
+    await out.commit();
+    assertEquals(await fdsInto(dir), open === undefined ? undefined : 0, "both closed");
+    assertEquals(await sha256(await Deno.readFile(path)), await sha256(data));
+    assertEquals(listDir(dir), ["out.igvm"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AtomicFile.abort() while a background flush runs leaves the old output and no file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  try {
+    const path = `${dir}/out.igvm`;
+    await Deno.writeFile(path, new Uint8Array(100).fill(7));
+    const out = await AtomicFile.create(path);
+    await out.writeAt(0, pseudoRandomBytes(9 * MIB, 4)); // past the background flush's mark
+    await waitForFds(dir, 2);
+    await out.abort();
+    const linux = Deno.build.os === "linux";
+    assertEquals(await fdsInto(dir), linux ? 0 : undefined, "the file and its flushing handle");
+    assertEquals(listDir(dir), ["out.igvm"]);
+    assertEquals(await Deno.readFile(path), new Uint8Array(100).fill(7));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
