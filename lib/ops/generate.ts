@@ -34,6 +34,7 @@ import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "../measur
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "../measure/tei_config.ts";
 import {
   commitOutputs,
+  flushImageFile,
   type ImageFile,
   type NamedInput,
   openImageOutput,
@@ -584,7 +585,14 @@ export async function generateIgvm(
           }`,
         );
       }
-      await selfCheck(out, written, req.verify);
+      // The bytes are final: they go to disk while the self-check reads them back, and a
+      // failed check still wins over a failed flush.
+      const [check, flush] = await Promise.allSettled([
+        selfCheck(out, written, req.verify),
+        flushImageFile(outputs.image, out),
+      ]);
+      if (check.status === "rejected") throw check.reason;
+      if (flush.status === "rejected") throw flush.reason;
       const launchMeasurement = toHex(targetDigest);
       const json = measurementJson(req.svn, launchMeasurement);
       await commitOutputs(
