@@ -46,7 +46,7 @@ import {
 import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "../layout/ram_limit.ts";
 import { checkCommandLineLength } from "../bzimage/cmdline_check.ts";
 import { writeIgvm, type WrittenImage } from "../write/igvm_writer.ts";
-import { checkHeaderSection } from "../igvm/reader.ts";
+import { checkHeaderSection } from "../igvm/header_check.ts";
 import { measurementJson, svnMismatchNote } from "../measure/measurement_json.ts";
 import type { KvmTarget } from "./target.ts";
 import { DEFAULT_LOADER } from "../measure/loader_names.ts";
