@@ -54,9 +54,10 @@ import { DEFAULT_LOADER } from "../measure/loader_names.ts";
 /**
  * The parts of generation that only some runs use, each loaded when a run first needs it:
  * a default run (a bzImage for Hyper-V, built-in ACPI tables) compiles and runs none of
- * them, which saves a third of its start-up. Deno still reads these modules before the
- * program starts (their specifiers are literal, so `deno compile` and `deno publish` see
- * them), but that costs little. tests/startup_test.ts checks a default run's modules.
+ * them, which makes loading generation about a third cheaper. Deno still reads these
+ * modules' sources when it loads this one (their specifiers are literal, so that `deno
+ * compile` and `deno publish` see them), which costs far less than running them.
+ * tests/startup_test.ts checks a default run's modules.
  */
 const optional = {
   /** `--verify`: the whole `verify` of the written file. */
