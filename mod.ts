@@ -90,7 +90,7 @@ export type {
   KernelFormat,
 } from "./lib/ops/generate_request.ts";
 export type { Input, NamedStream } from "./lib/io/input_source.ts";
-export type { Target } from "./lib/ops/target.ts";
+export type { Target } from "./lib/ops/generate_request.ts";
 export type { DiffRequest, DiffResult } from "./lib/ops/diff.ts";
 export type { IgvmFileRequest, LoaderChoice } from "./lib/ops/igvm_file.ts";
 export type { InspectRequest } from "./lib/ops/inspect.ts";

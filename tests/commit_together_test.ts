@@ -186,3 +186,62 @@ for (const end of ["its end", "SIGINT"] as const) {
     },
   });
 }
+
+Deno.test("flushImageFile() flushes and closes an image bound for a file before its commit; a spool for a stream stays open", async () => {
+  const { commitOutputs, flushImageFile, openImageOutput, planOutputs } = await import(
+    "../lib/io/output_target.ts"
+  );
+  const dir = tempDir();
+  const plan = await planOutputs({ output: `${dir}/o.bin`, inputs: [] });
+  const out = await openImageOutput(plan.image);
+  await out.writeAt(0, new Uint8Array([1, 2, 3]));
+  await flushImageFile(plan.image, out);
+  let refused = false;
+  await out.writeAt(3, new Uint8Array([4])).catch(() => refused = true);
+  assert(refused, "the flushed image is closed: no write after it");
+  assertEquals(listDir(dir).length, 1, "only the temporary file, not yet in place");
+  await commitOutputs(plan, out, undefined);
+  assertEquals([...Deno.readFileSync(`${dir}/o.bin`)], [1, 2, 3]);
+  assertEquals(listDir(dir), ["o.bin"]);
+
+  const chunks: Uint8Array[] = [];
+  const stdout = new WritableStream<Uint8Array>({ write: (c) => void chunks.push(c) });
+  const toStdout = await planOutputs({ output: "-", inputs: [], stdout });
+  const spool = await openImageOutput(toStdout.image);
+  await spool.writeAt(0, new Uint8Array([5]));
+  await flushImageFile(toStdout.image, spool);
+  await spool.writeAt(1, new Uint8Array([6]));
+  await commitOutputs(toStdout, spool, undefined, stdout);
+  assertEquals(chunks.flatMap((c) => [...c]), [5, 6]);
+});
+
+Deno.test("AtomicFile.abort() after a commit, a swap into place or a copy out removes nothing: its temporary path may name another file by then", async () => {
+  const { AtomicFile } = await import("../lib/io/atomic_file.ts");
+  const dir = tempDir();
+  const stranger = new Uint8Array([9, 9]);
+  const placeAnotherFileAt = (path: string) => Deno.writeFileSync(path, stranger);
+  const committed = await AtomicFile.create(`${dir}/a.bin`);
+  await committed.writeAt(0, new Uint8Array([1]));
+  await committed.commit();
+  const swapped = await AtomicFile.create(`${dir}/b.bin`);
+  await swapped.writeAt(0, new Uint8Array([2]));
+  await (await swapped.swapIn()).keep();
+  const spool = await AtomicFile.createSpool();
+  await spool.writeAt(0, new Uint8Array([3]));
+  const chunks: Uint8Array[] = [];
+  await spool.commitTo(new WritableStream({ write: (c) => void chunks.push(c) }));
+  for (const file of [committed, swapped, spool]) {
+    placeAnotherFileAt(file.tempPath);
+    await file.abort();
+    assertEquals([...Deno.readFileSync(file.tempPath)], [...stranger], file.tempPath);
+    Deno.removeSync(file.tempPath);
+  }
+  assertEquals([...Deno.readFileSync(`${dir}/a.bin`)], [1]);
+  assertEquals([...Deno.readFileSync(`${dir}/b.bin`)], [2]);
+  assertEquals(chunks.flatMap((c) => [...c]), [3]);
+  // Before any commit, abort() removes the temporary file as it always did.
+  const dropped = await AtomicFile.create(`${dir}/c.bin`);
+  await dropped.writeAt(0, new Uint8Array([4]));
+  await dropped.abort();
+  assertEquals(listDir(dir).sort(), ["a.bin", "b.bin"]);
+});

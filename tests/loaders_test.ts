@@ -474,3 +474,14 @@ Deno.test("loader_names.ts lists the registry's loaders: file-order ones, then t
   assertEquals(LOADERS.filter((l) => !l.hostDependent).map((l) => l.name), FILE_LOADER_NAMES);
   assertEquals(LOADERS.filter((l) => l.hostDependent).map((l) => l.name), KVM_LOADER_NAMES);
 });
+
+Deno.test("policyWarning() never warns for the default loader, whose digest generation writes (a default run skips the loader pass)", async () => {
+  const { DEFAULT_LOADER, LOADERS, policyWarning } = await import("../lib/measure/loaders.ts");
+  const { DEFAULT_LOADER: NAME } = await import("../lib/measure/loader_names.ts");
+  assertEquals(DEFAULT_LOADER, NAME);
+  assertEquals(LOADERS[0].name, DEFAULT_LOADER);
+  for (const policy of [0n, 0x30000n, 0x3001fn, 0xffff_ffff_ffff_ffffn]) {
+    assertEquals(policyWarning(DEFAULT_LOADER, policy), undefined);
+  }
+  assert(policyWarning("ch-mshv", 0x30000n) !== undefined, "another loader's forced policy warns");
+});

@@ -118,6 +118,23 @@ Deno.test("signIdBlock() is RFC 6979 deterministic and verifies; random mode dif
   assertEquals(await verifyIdBlock(tampered, a.r, a.s, key.x, key.y), false);
 });
 
+Deno.test("a parsed or generated key keeps its WebCrypto signer; signing with it gives the same bytes as from d, x, y", async () => {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const pems = (["sec1", "pkcs8"] as const).map((type) =>
+    privateKey.export({ format: "pem", type }).toString()
+  );
+  const block = encodeSnpIdBlock(new Uint8Array(48).fill(7), defaultIdBlockConfig());
+  const keys = [...await Promise.all(pems.map(parseP384PrivateKeyPem)), await generateP384Key()];
+  for (const key of keys) {
+    assert(key.signer instanceof CryptoKey && key.signer.type === "private");
+    const { d, x, y } = key;
+    const viaSigner = await signIdBlock(block, key, true);
+    const viaJwk = await signIdBlock(block, { d, x, y }, true);
+    assertEquals(toHex(viaSigner.r) + toHex(viaSigner.s), toHex(viaJwk.r) + toHex(viaJwk.s));
+    assert(await verifyIdBlock(block, viaSigner.r, viaSigner.s, x, y));
+  }
+});
+
 Deno.test(
   "signIdBlock() deterministic equals @noble/curves' RFC 6979 signature with lowS off",
   async () => {

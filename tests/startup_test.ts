@@ -249,3 +249,41 @@ Deno.test("igvmgen -h loads the option table only: no loader model, generator, A
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * Modules a default generation (a bzImage for Hyper-V, built-in ACPI tables, no --verify)
+ * never runs: the whole `verify` and the validating reader (its self-check needs only
+ * lib/igvm/header_check.ts), the KVM targets, ELF kernels, ACPI folders and zips, and the
+ * loader models. Each costs start-up time when loaded (about 0.2 ms a module).
+ */
+const NOT_FOR_A_DEFAULT_RUN =
+  /^(lib\/ops\/(verify|target)\.ts|lib\/elf\/|lib\/(layout|guest)\/elf_|lib\/layout\/early_areas\.ts|acpi\/(acpi_image|zip_reader|walk|iasl|legacy_snapshot)\.ts|lib\/x86\/(kvm_vmsa|native_context)\.ts|lib\/igvm\/(reader|structure|header_stream)\.ts|lib\/measure\/(launch_checks|kvm_\w+|loaders|file_loaders|generate_loader|launch_update|host_search|id_block_file|id_block_checks|attestation_report|x509|amd_\w+)\.ts)$/;
+
+Deno.test("a default generation loads no verify, KVM, ELF, ACPI-folder or loader-model module; the options that need them load them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-startup-test-" });
+  try {
+    Deno.writeFileSync(`${dir}/k`, makeBzImage());
+    const base = ["-o", "o.igvm", "-kernel", "k", "--quiet"];
+    const { project } = await nodeScriptsLoadedBy(dir, base);
+    assert(
+      project.includes("lib/ops/generate.ts") && project.includes("lib/write/igvm_writer.ts"),
+      `the log names the generator's modules: ${project}`,
+    );
+    assertEquals(project.filter((m) => NOT_FOR_A_DEFAULT_RUN.test(m)), []);
+    // The same modules load when an option needs them: the check above is not vacuous.
+    const needs: [string[], string[]][] = [
+      [["--verify"], ["lib/ops/verify.ts"]],
+      [["-target", "qemu-kvm"], ["lib/ops/target.ts", "lib/measure/launch_checks.ts"]],
+      [["--loader", "ch-mshv"], ["lib/measure/generate_loader.ts", "lib/measure/loaders.ts"]],
+    ];
+    for (const [options, modules] of needs) {
+      const loaded = (await nodeScriptsLoadedBy(dir, [...base, ...options])).project;
+      for (const m of modules) {
+        assert(loaded.includes(m), `${options.join(" ")} did not load ${m}`);
+        assert(NOT_FOR_A_DEFAULT_RUN.test(m), `${m} is in the list`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

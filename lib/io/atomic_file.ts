@@ -184,10 +184,13 @@ export class AtomicFile implements ByteSink {
       throw writeError(name, e);
     } finally {
       await removeTemp(this.tempPath);
+      this.#gone = true;
     }
   }
 
   #flushed = false;
+  /** True once nothing is left at the temporary path: renamed into place, or copied out. */
+  #gone = false;
 
   /**
    * Flushes the data to disk and closes the file: all of `commit()` but the rename. Done
@@ -215,6 +218,7 @@ export class AtomicFile implements ByteSink {
       throw this.#lost(e);
     }
     unregisterTemp(this.tempPath);
+    this.#gone = true;
   }
 
   /**
@@ -245,6 +249,7 @@ export class AtomicFile implements ByteSink {
       throw this.#lost(e);
     }
     unregisterTemp(this.tempPath);
+    this.#gone = true;
     const path = this.path;
     return {
       async undo() {
@@ -259,8 +264,12 @@ export class AtomicFile implements ByteSink {
     };
   }
 
-  /** Removes the temporary file. */
+  /**
+   * Removes the temporary file; nothing once it was renamed into place or copied out (its
+   * path may name another file by then).
+   */
   async abort(): Promise<void> {
+    if (this.#gone) return;
     await this.#endBackground();
     try {
       this.file.close();

@@ -583,6 +583,16 @@ export async function commitImage(
   );
 }
 
+/**
+ * Flushes a finished image bound for a regular file to disk and closes it, ahead of
+ * {@link commitOutputs} (whose flush then has nothing left to do), so that the flush can
+ * overlap other work such as the self-check's reading back. Nothing for other targets:
+ * streams and /dev/null are not flushed.
+ */
+export async function flushImageFile(target: OutputTarget, image: ImageFile): Promise<void> {
+  if (target.kind === "file" && image instanceof AtomicFile) await image.flush();
+}
+
 /** One finished output of a run: built in `image`, or small `bytes` written whole. */
 export interface FinishedOutput {
   target: OutputTarget;

@@ -114,7 +114,7 @@ export async function signIdBlock(
 ): Promise<{ r: Uint8Array; s: Uint8Array }> {
   let sig: Uint8Array;
   if (deterministic) {
-    const cryptoKey = await crypto.subtle.importKey(
+    const cryptoKey = key.signer ?? await crypto.subtle.importKey(
       "jwk",
       jwkOf(key),
       {

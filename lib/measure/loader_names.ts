@@ -3,6 +3,9 @@
  * that the command line's option table can list them without loading any model.
  */
 
+/** The default loader: the original igvmgen's, whose digest generation computes as it writes. */
+export const DEFAULT_LOADER = "hyperv";
+
 /** Loaders that take every page and the VMSA from the file: their digest is the file's. */
 export const FILE_LOADER_NAMES = ["hyperv", "ch-mshv", "igvmmeasure", "igvmmeasure-native-zero"];
 

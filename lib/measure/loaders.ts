@@ -7,6 +7,7 @@ import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { InputError, UsageError } from "../errors.ts";
 import { toHex } from "../bytes/le.ts";
+import { DEFAULT_LOADER } from "./loader_names.ts";
 import { type HostConfig, launchDigestOf, type LaunchUpdateSource } from "./launch_update.ts";
 import {
   chMshvUpdates,
@@ -33,6 +34,8 @@ export interface LoaderModel {
    */
   hostDependent?: boolean;
 }
+
+export { DEFAULT_LOADER };
 
 /** Every loader model, the default first. */
 export const LOADERS: readonly LoaderModel[] = [
@@ -78,9 +81,6 @@ export const LOADERS: readonly LoaderModel[] = [
     hostDependent: true,
   },
 ];
-
-/** The default loader. */
-export const DEFAULT_LOADER = "hyperv";
 
 /** The loader names, for help and errors; `fileOnly` leaves out the host-dependent ones. */
 export function loaderNames(fileOnly = false): string[] {

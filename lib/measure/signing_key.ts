@@ -20,6 +20,8 @@ export interface P384Key {
   d: Uint8Array;
   x: Uint8Array;
   y: Uint8Array;
+  /** The same key as WebCrypto's ECDSA signing key, when it was imported already. */
+  signer?: CryptoKey;
 }
 
 /** A key that cannot be used. */
@@ -103,7 +105,10 @@ function pkcs8FromSec1(der: Uint8Array): Uint8Array {
   return wrapSec1InPkcs8(der.subarray(0, readDer(der).end));
 }
 
-/** Imports a PKCS#8 P-384 key and reads its scalar and public point (from its JWK). */
+/**
+ * Imports a PKCS#8 P-384 key and reads its scalar and public point (from its JWK); the
+ * imported key is kept for signing, which then need not import it again.
+ */
 async function keyFromPkcs8(pkcs8: Uint8Array): Promise<P384Key> {
   const key = await crypto.subtle.importKey(
     "pkcs8",
@@ -112,7 +117,7 @@ async function keyFromPkcs8(pkcs8: Uint8Array): Promise<P384Key> {
     true,
     ["sign"],
   );
-  return keyFromJwk(await crypto.subtle.exportKey("jwk", key));
+  return { ...keyFromJwk(await crypto.subtle.exportKey("jwk", key)), signer: key };
 }
 
 function keyFromJwk(jwk: JsonWebKey): P384Key {

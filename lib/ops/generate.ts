@@ -2,18 +2,17 @@
  * The generation pipeline: inputs -> layout plan -> guest image -> measured, streamed IGVM
  * file -> measurement JSON. No printing here; the CLI reports.
  */
-import { type AcpiImage, acpiInputFiles, loadAcpi } from "../../acpi/acpi_image.ts";
+import type { AcpiImage } from "../../acpi/acpi_image.ts";
 import { builtinAcpi } from "../../acpi/builtin.ts";
 import { InputError, UsageError } from "../errors.ts";
 import {
+  checkHypervTarget,
   type GenerateRequest,
-  kvmTargetOf,
   type ResolvedRequest,
   resolveGenerateRequest,
 } from "./generate_request.ts";
 import { parseSetupHeader, SETUP_HEADER_END } from "../bzimage/setup_header.ts";
 import { hex, toHex } from "../bytes/le.ts";
-import { qemuSnpGuestObject } from "../measure/launch_checks.ts";
 import { buildBzImageGuest } from "../guest/bzimage_guest.ts";
 import {
   checkStdinOnce,
@@ -29,16 +28,13 @@ import {
   planBzImageLayout,
   SHARED_PAYLOAD_ADDR,
 } from "../layout/bzimage_layout.ts";
-import { planElfLayout, VMPL2_KERNEL_ADDR } from "../layout/elf_layout.ts";
-import { buildElfGuest } from "../guest/elf_guest.ts";
-import { flatBinary, parseElf64, sectionByName } from "../elf/elf64.ts";
-import { earlyAreasFromSymbols } from "../layout/early_areas.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
 import { encodeIgvmIdBlock } from "../measure/id_block.ts";
 import { generateP384Key, type P384Key, parseP384PrivateKeyPem } from "../measure/signing_key.ts";
 import { defaultIdBlockConfig, type IdBlockConfig, parseTeiConfig } from "../measure/tei_config.ts";
 import {
   commitOutputs,
+  flushImageFile,
   type ImageFile,
   type NamedInput,
   openImageOutput,
@@ -50,20 +46,38 @@ import {
 import { checkGuestRamLimit, GUEST_RAM_LIMIT_HEX, roomBelowRamLimit } from "../layout/ram_limit.ts";
 import { checkCommandLineLength } from "../bzimage/cmdline_check.ts";
 import { writeIgvm, type WrittenImage } from "../write/igvm_writer.ts";
-import { checkHeaderSection } from "../igvm/reader.ts";
+import { checkHeaderSection } from "../igvm/header_check.ts";
 import { measurementJson, svnMismatchNote } from "../measure/measurement_json.ts";
-import { verifyIgvm } from "./verify.ts";
-import {
-  checkKvmPolicy,
-  finishKvmImage,
-  KVM_LAYOUT,
-  type KvmTarget,
-  nativeQemuCommand,
-  relocateRsdp,
-  retargetWrittenImage,
-} from "./target.ts";
-import { signForLoader } from "../measure/generate_loader.ts";
-import { DEFAULT_LOADER } from "../measure/loaders.ts";
+import type { KvmTarget } from "./target.ts";
+import { DEFAULT_LOADER } from "../measure/loader_names.ts";
+
+/**
+ * The parts of generation that only some runs use, each loaded when a run first needs it:
+ * a default run (a bzImage for Hyper-V, built-in ACPI tables) compiles and runs none of
+ * them, which makes loading generation about a third cheaper. Deno still reads these
+ * modules' sources when it loads this one (their specifiers are literal, so that `deno
+ * compile` and `deno publish` see them), which costs far less than running them.
+ * tests/startup_test.ts checks a default run's modules.
+ */
+const optional = {
+  /** `--verify`: the whole `verify` of the written file. */
+  verify: () => import("./verify.ts"),
+  /** `-target qemu-kvm|ch-kvm`: the KVM layout, checks and digests. */
+  kvmTarget: () => import("./target.ts"),
+  /** `-target qemu-kvm`: the launch checks that name QEMU's SEV-SNP object. */
+  launchChecks: () => import("../measure/launch_checks.ts"),
+  /** `--loader` other than hyperv, or shared pages: the written file measured again. */
+  loaderPass: () => import("../measure/generate_loader.ts"),
+  /** `-acpi_dir`: tables from a folder or a zip file. */
+  acpiFiles: () => import("../../acpi/acpi_image.ts"),
+  /** `-inform elf` and `-symbol_elf`: ELF files. */
+  elf: () => import("../elf/elf64.ts"),
+  /** `-inform elf`: the monitor's layout and guest image. */
+  elfLayout: () => import("../layout/elf_layout.ts"),
+  elfGuest: () => import("../guest/elf_guest.ts"),
+  /** `-symbol_elf`: the early areas named by the kernel's symbols. */
+  earlyAreas: () => import("../layout/early_areas.ts"),
+};
 
 /** What a generation run produced. */
 export interface GenerateResult {
@@ -154,6 +168,7 @@ async function loadConfig(req: ResolvedRequest): Promise<IdBlockConfig> {
 async function loadAcpiFor(req: ResolvedRequest, io: RunIo): Promise<AcpiImage> {
   if (!req.acpi) return builtinAcpi(req.acpiProfile, req.vcpus);
   const dir = req.acpi;
+  const { loadAcpi } = await optional.acpiFiles();
   const acpi = await wrapInput("ACPI source", dir, () => loadAcpi(dir, { notice: io.notice }));
   await io.onAcpiSources?.(acpi.sources ?? []);
   return acpi;
@@ -212,6 +227,7 @@ async function readElf(source: InputSource) {
       } MiB`,
     );
   }
+  const { parseElf64 } = await optional.elf();
   try {
     return parseElf64(await source.head(source.size));
   } catch (e) {
@@ -232,6 +248,7 @@ async function earlyAreasFor(
     regularOnly: true,
   });
   const elf = await readElf(source);
+  const { earlyAreasFromSymbols } = await optional.earlyAreas();
   try {
     return earlyAreasFromSymbols(elf, initSize);
   } catch (e) {
@@ -243,6 +260,8 @@ async function planElf(req: ResolvedRequest, io: RunIo): Promise<GuestImage> {
   if (req.initrd || req.sharedPayload || req.symbolElf) {
     throw new UsageError("-inform elf takes no -rdinit, -shared_payload or -symbol_elf");
   }
+  const [{ flatBinary, sectionByName }, { planElfLayout, VMPL2_KERNEL_ADDR }, { buildElfGuest }] =
+    await Promise.all([optional.elf(), optional.elfLayout(), optional.elfGuest()]);
   const kernel = await openKernel(req, io);
   const elf = await readElf(kernel);
   let image: Uint8Array;
@@ -334,8 +353,11 @@ async function planBzImage(
   } else if (req.sharedPayload) {
     throw new UsageError("-shared_payload is only used with -inform bzImage2");
   }
+  const target = kvm ? await optional.kvmTarget() : undefined;
   const loaded = await loadAcpiFor(req, io);
-  const { acpi, rsdpAddr } = kvm ? relocateRsdp(loaded) : { acpi: loaded, rsdpAddr: undefined };
+  const { acpi, rsdpAddr } = target
+    ? target.relocateRsdp(loaded)
+    : { acpi: loaded, rsdpAddr: undefined };
   const cmdline = new TextEncoder().encode(req.cmdline);
   checkCommandLineLength(cmdline.length, header.cmdlineSize, req.strict, io.notice);
   const payload = kernel.region(header.payloadOffset);
@@ -356,7 +378,7 @@ async function planBzImage(
       pvalidateOpt: req.pvalidateOpt,
       sharedPayloadLength: shared?.size,
       earlyAreas: await earlyAreasFor(req, header.initSize),
-      kvm: kvm ? KVM_LAYOUT : undefined,
+      kvm: target?.KVM_LAYOUT,
     });
   } catch (e) {
     throw new InputError(`cannot lay out ${kernel.name}: ${(e as Error).message}`, { cause: e });
@@ -385,7 +407,7 @@ async function planBzImage(
     highestVtl: req.vtl,
     native: kvm?.native ? { ramEnd: nativeRamEnd(layout.top) } : undefined,
   });
-  return kvm ? finishKvmImage(image) : image;
+  return target ? target.finishKvmImage(image) : image;
 }
 
 /**
@@ -407,6 +429,7 @@ async function selfCheck(out: ImageFile, written: WrittenImage, full: boolean): 
     problems.push(`${check.pageHeaders} page headers for ${written.pageCount} pages`);
   }
   if (full) {
+    const { verifyIgvm } = await optional.verify();
     const report = await verifyIgvm({
       size,
       readAt: (offset, length) => out.readBack(offset, length),
@@ -473,9 +496,11 @@ export async function generateIgvm(
   checkStdinOnce(allInputs);
   // An -acpi_dir folder's files, links followed, must not be outputs either: found now.
   const acpiDir = req.acpi;
-  const acpiFiles = acpiDir === undefined
-    ? []
-    : await wrapInput("ACPI source", acpiDir, () => acpiInputFiles(acpiDir));
+  const acpiFiles = acpiDir === undefined ? [] : await wrapInput(
+    "ACPI source",
+    acpiDir,
+    async () => (await optional.acpiFiles()).acpiInputFiles(acpiDir),
+  );
   const outputs = await planOutputs({
     output: toStream ? "-" : dest,
     measurementFile: req.measurementFile,
@@ -492,9 +517,11 @@ export async function generateIgvm(
   });
   holdSpools();
   try {
-    const kvm = kvmTargetOf(request, req);
+    const target = req.target === "hyperv" ? undefined : await optional.kvmTarget();
+    if (!target) checkHypervTarget(req);
+    const kvm = target?.kvmTargetOf(request, req);
     const config = await loadConfig(req);
-    if (kvm) checkKvmPolicy(kvm, config.policy);
+    if (target && kvm) target.checkKvmPolicy(kvm, config.policy);
     const { key, generated } = await loadKey(req);
     const authorKey = await loadAuthorKey(req);
     let stdinSpool: string | undefined;
@@ -525,9 +552,11 @@ export async function generateIgvm(
       const sign = (digest: Uint8Array) =>
         encodeIgvmIdBlock(digest, config, key, req.signDeterministic || generated, authorKey);
       const written = await writeIgvm(image, out, sign, config.policy, io.progress?.(image));
-      const targetDigest = kvm
-        ? await retargetWrittenImage(out, kvm, written.launchDigest, sign)
-        : await signForLoader(
+      // The written digest is the default loader's (which forces no ID block policy).
+      const targetDigest = target && kvm
+        ? await target.retargetWrittenImage(out, kvm, written.launchDigest, sign)
+        : remeasure
+        ? await (await optional.loaderPass()).signForLoader(
           { size: written.totalSize, readAt: (offset, length) => out.readBack(offset, length) },
           out,
           req.loader,
@@ -536,9 +565,11 @@ export async function generateIgvm(
           sign,
           config.policy,
           io.notice,
-        );
+        )
+        : written.launchDigest;
       if (kvm) io.notice?.(`the ID block and launch measurement are for ${kvm.description}`);
       if (kvm?.loader === "qemu-kvm") {
+        const { qemuSnpGuestObject } = await optional.launchChecks();
         io.notice?.(
           `on SEV-SNP, QEMU needs ${qemuSnpGuestObject(config.policy)}: it starts the launch ` +
             `with that policy (0x30000 when absent), and the ID block carries ${
@@ -547,15 +578,22 @@ export async function generateIgvm(
         );
       }
       const nativeMemory = image.native?.memoryBytes;
-      if (kvm && nativeMemory) {
+      if (target && kvm && nativeMemory) {
         const file = toStream ? "IMAGE" : dest;
         io.notice?.(
           `without SEV-SNP (QEMU 10.2 or later): ${
-            nativeQemuCommand(file, nativeMemory, kvm.host.vcpus)
+            target.nativeQemuCommand(file, nativeMemory, kvm.host.vcpus)
           }`,
         );
       }
-      await selfCheck(out, written, req.verify);
+      // The bytes are final: they go to disk while the self-check reads them back, and a
+      // failed check still wins over a failed flush.
+      const [check, flush] = await Promise.allSettled([
+        selfCheck(out, written, req.verify),
+        flushImageFile(outputs.image, out),
+      ]);
+      if (check.status === "rejected") throw check.reason;
+      if (flush.status === "rejected") throw flush.reason;
       const launchMeasurement = toHex(targetDigest);
       const json = measurementJson(req.svn, launchMeasurement);
       await commitOutputs(

@@ -7,9 +7,16 @@ import { MAX_VCPUS, PROFILE_NAMES, type ProfileName } from "../../acpi/profiles.
 import { UsageError } from "../errors.ts";
 import { checkSvn } from "../measure/measurement_json.ts";
 import type { Input } from "../io/input_source.ts";
-import { type KvmTarget, type Target, TARGETS } from "./target.ts";
-import { CPU_SIGNATURES, parseCpuSignature } from "../x86/kvm_vmsa.ts";
-import { loaderNames } from "../measure/loaders.ts";
+import { FILE_LOADER_NAMES } from "../measure/loader_names.ts";
+
+/**
+ * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud
+ * Hypervisor on Linux KVM (lib/ops/target.ts).
+ */
+export type Target = "hyperv" | "qemu-kvm" | "ch-kvm";
+
+/** The `-target` values. */
+export const TARGETS: readonly Target[] = ["hyperv", "qemu-kvm", "ch-kvm"];
 
 /** The kernel's format: a bzImage, a bzImage with a shared payload, or a monitor ELF. */
 export type KernelFormat = "bzImage" | "bzImage2" | "elf";
@@ -280,7 +287,7 @@ export function resolveGenerateRequest(request: GenerateRequest): ResolvedReques
   oneOf("arch", r.arch, ["Intel", "AMD"]);
   oneOf("acpiProfile", r.acpiProfile, PROFILE_NAMES);
   oneOf("target", r.target, TARGETS);
-  oneOf("loader", r.loader, loaderNames(true));
+  oneOf("loader", r.loader, FILE_LOADER_NAMES);
   if (r.target !== "hyperv" && request.loader !== undefined) {
     throw new UsageError(
       `--loader ${r.loader} does not go with -target ${r.target} (loader, target): a KVM target signs for its own loader`,
@@ -318,77 +325,14 @@ function withoutUndefined<T extends object>(o: T): Partial<T> {
 }
 
 /**
- * Checks the options of a KVM target and returns it; undefined for `-target hyperv`. Fails
- * on options that cannot give such an image.
+ * Fails on the options that only a KVM target takes when the target is `hyperv`; a KVM
+ * target's options are checked by kvmTargetOf (lib/ops/target.ts), loaded only for one.
  */
-export function kvmTargetOf(
-  request: GenerateRequest,
-  o: ResolvedRequest,
-): KvmTarget | undefined {
-  const target = o.target;
-  if (target === "hyperv") {
-    if (o.cpu !== undefined) throw new UsageError("-cpu goes with -target qemu-kvm or ch-kvm");
-    if (o.native) {
-      throw new UsageError(
-        "-native goes with -target qemu-kvm or ch-kvm: the NATIVE platform shares their layout",
-      );
-    }
-    return undefined;
-  }
-  if (target === "ch-kvm" && o.cpu !== undefined) {
+export function checkHypervTarget(o: ResolvedRequest): void {
+  if (o.cpu !== undefined) throw new UsageError("-cpu goes with -target qemu-kvm or ch-kvm");
+  if (o.native) {
     throw new UsageError(
-      "-cpu has no effect with -target ch-kvm: Cloud Hypervisor starts the other vCPUs in KVM's reset state, whatever the model",
+      "-native goes with -target qemu-kvm or ch-kvm: the NATIVE platform shares their layout",
     );
   }
-  if (o.kernelFormat !== "bzImage") {
-    throw new UsageError(
-      `-target ${target} takes -inform bzImage: ${
-        o.kernelFormat === "bzImage2"
-          ? "KVM loaders measure and encrypt guest-invalid pages"
-          : "a security monitor ELF runs at VMPL0 under a paravisor, which KVM hosts do not start"
-      }`,
-    );
-  }
-  if (request.vtl !== undefined && o.vtl !== 0) {
-    throw new UsageError(
-      `-target ${target} declares highest VTL 0; -vtl ${o.vtl} does not go with it`,
-    );
-  }
-  if (request.svme !== undefined && !o.svme) {
-    throw new UsageError(
-      `-target ${target}: KVM always sets EFER.SVME; -svme false does not go with it`,
-    );
-  }
-  if (request.arch !== undefined && o.arch === "AMD") {
-    throw new UsageError(
-      `-target ${target}: KVM always sets RFLAGS bit 1; -arch AMD does not go with it`,
-    );
-  }
-  let cpuSignature = 0;
-  let cpuName = "";
-  if (o.cpu !== undefined) {
-    const sig = parseCpuSignature(o.cpu);
-    if (sig === undefined) {
-      throw new UsageError(
-        `-cpu: expected ${
-          Object.keys(CPU_SIGNATURES).join(", ")
-        }, a QEMU model name (EPYC-Milan...) or a hex signature, got "${o.cpu}"`,
-      );
-    }
-    cpuSignature = sig;
-    cpuName = o.cpu;
-  } else if (target === "qemu-kvm" && o.vcpus > 1) {
-    throw new UsageError(
-      `-target qemu-kvm with -vcpus ${o.vcpus} needs -cpu: each AP's VMSA holds the CPU signature`,
-    );
-  }
-  const cpu = target === "qemu-kvm" && o.vcpus > 1
-    ? ` of ${cpuName} (0x${cpuSignature.toString(16).padStart(8, "0")})`
-    : "";
-  return {
-    loader: target,
-    host: { vcpus: o.vcpus, cpuSignature },
-    native: o.native,
-    description: `${target} with ${o.vcpus} vCPU${o.vcpus === 1 ? "" : "s"}${cpu}`,
-  };
 }

@@ -19,7 +19,7 @@
  */
 import type { AcpiImage } from "../../acpi/acpi_image.ts";
 import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
-import { InputError } from "../errors.ts";
+import { InputError, UsageError } from "../errors.ts";
 import { PAGE_SIZE, toHex } from "../bytes/le.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
@@ -31,17 +31,9 @@ import { KVM_LOADERS, type KvmLoaderName } from "../measure/kvm_loaders.ts";
 import { launchDigestOf } from "../measure/launch_update.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
 import { extendWithApVmsas, fileOrderIsQemuOrder } from "../measure/kvm_extend.ts";
-import { KVM_VMSA_GPA, kvmTargetVmsa } from "../x86/kvm_vmsa.ts";
+import { CPU_SIGNATURES, KVM_VMSA_GPA, kvmTargetVmsa, parseCpuSignature } from "../x86/kvm_vmsa.ts";
+import type { GenerateRequest, ResolvedRequest } from "./generate_request.ts";
 import { nativeVpContextOf } from "../x86/native_context.ts";
-
-/**
- * The host an image is laid out for: `hyperv` (the original's layout), or QEMU / Cloud
- * Hypervisor on Linux KVM.
- */
-export type Target = "hyperv" | "qemu-kvm" | "ch-kvm";
-
-/** The `-target` values. */
-export const TARGETS: readonly Target[] = ["hyperv", "qemu-kvm", "ch-kvm"];
 
 /** A KVM target: its loader and the host configuration its digest is for. */
 export interface KvmTarget {
@@ -166,4 +158,69 @@ export async function retargetWrittenImage(
   if (toHex(digest) === toHex(writtenDigest)) return digest;
   await rewriteIdBlockInPlace(file, headers, await signIdBlock(digest), out);
   return digest;
+}
+
+/**
+ * Checks the options of a KVM target (`-target qemu-kvm|ch-kvm`) and returns it. Fails on
+ * options that cannot give such an image.
+ */
+export function kvmTargetOf(request: GenerateRequest, o: ResolvedRequest): KvmTarget {
+  const target = o.target;
+  if (target === "hyperv") throw new Error("kvmTargetOf: -target hyperv is not a KVM target");
+  if (target === "ch-kvm" && o.cpu !== undefined) {
+    throw new UsageError(
+      "-cpu has no effect with -target ch-kvm: Cloud Hypervisor starts the other vCPUs in KVM's reset state, whatever the model",
+    );
+  }
+  if (o.kernelFormat !== "bzImage") {
+    throw new UsageError(
+      `-target ${target} takes -inform bzImage: ${
+        o.kernelFormat === "bzImage2"
+          ? "KVM loaders measure and encrypt guest-invalid pages"
+          : "a security monitor ELF runs at VMPL0 under a paravisor, which KVM hosts do not start"
+      }`,
+    );
+  }
+  if (request.vtl !== undefined && o.vtl !== 0) {
+    throw new UsageError(
+      `-target ${target} declares highest VTL 0; -vtl ${o.vtl} does not go with it`,
+    );
+  }
+  if (request.svme !== undefined && !o.svme) {
+    throw new UsageError(
+      `-target ${target}: KVM always sets EFER.SVME; -svme false does not go with it`,
+    );
+  }
+  if (request.arch !== undefined && o.arch === "AMD") {
+    throw new UsageError(
+      `-target ${target}: KVM always sets RFLAGS bit 1; -arch AMD does not go with it`,
+    );
+  }
+  let cpuSignature = 0;
+  let cpuName = "";
+  if (o.cpu !== undefined) {
+    const sig = parseCpuSignature(o.cpu);
+    if (sig === undefined) {
+      throw new UsageError(
+        `-cpu: expected ${
+          Object.keys(CPU_SIGNATURES).join(", ")
+        }, a QEMU model name (EPYC-Milan...) or a hex signature, got "${o.cpu}"`,
+      );
+    }
+    cpuSignature = sig;
+    cpuName = o.cpu;
+  } else if (target === "qemu-kvm" && o.vcpus > 1) {
+    throw new UsageError(
+      `-target qemu-kvm with -vcpus ${o.vcpus} needs -cpu: each AP's VMSA holds the CPU signature`,
+    );
+  }
+  const cpu = target === "qemu-kvm" && o.vcpus > 1
+    ? ` of ${cpuName} (0x${cpuSignature.toString(16).padStart(8, "0")})`
+    : "";
+  return {
+    loader: target,
+    host: { vcpus: o.vcpus, cpuSignature },
+    native: o.native,
+    description: `${target} with ${o.vcpus} vCPU${o.vcpus === 1 ? "" : "s"}${cpu}`,
+  };
 }
