@@ -158,3 +158,8 @@ Deno.test("lib/hash/sha384_wasm.ts is what wat2wasm builds from lib/hash/sha384.
     assertEquals(await Deno.readTextFile(OUT), embeddingModule(built));
   });
 });
+
+Deno.test("ZERO_PAGE_DIGEST is WebCrypto's SHA-384 of a 4 KiB page of zeros", async () => {
+  const { ZERO_PAGE_DIGEST } = await import("../lib/measure/snp_digest.ts");
+  assertEquals(toHex(ZERO_PAGE_DIGEST), await webCrypto(new Uint8Array(PAGE)));
+});

@@ -17,6 +17,15 @@ export const SNP_PAGE_INFO = defineLayout("SNP_PAGE_INFO", 0x70, [
   ["Gpa", 0x68, "u64"],
 ]);
 
+/**
+ * SHA-384 of a 4 KiB page of zeros: the contents digest of a measured zero page (a constant,
+ * so that nothing is hashed when the module loads; tests/sha384_test.ts checks it).
+ */
+export const ZERO_PAGE_DIGEST: Uint8Array = Uint8Array.fromHex(
+  "c0e59a3e3ffbd3b5c75428fb36432facabc745944296ff515f737c4fef4efc64" +
+    "586809f7a16f56354a1eaecf2aa8d774",
+);
+
 export const SNP_PAGE_TYPE_NORMAL = 1;
 export const SNP_PAGE_TYPE_VMSA = 2;
 export const SNP_PAGE_TYPE_ZERO = 3;

@@ -28,9 +28,9 @@ import {
   SNP_PAGE_TYPE_UNMEASURED,
   SNP_PAGE_TYPE_VMSA,
   SnpLaunchDigest,
+  ZERO_PAGE_DIGEST,
 } from "../measure/snp_digest.ts";
-import { PageHashPool } from "../hash/hash_pool.ts";
-import { ZERO_PAGE_DIGEST } from "../measure/planned_updates.ts";
+import type { PageHashPool } from "../hash/hash_pool.ts";
 import { PageHasher } from "../hash/wasm_sha384.ts";
 
 /** The result of writing an image. */
@@ -258,9 +258,9 @@ const QUEUED_PER_WORKER = 2;
  * per core hashes everything (at most 4). Until the workers have started, batches are hashed
  * on this thread (unless `onlyWorkers`), so their start-up costs no waiting.
  */
-function workerHasher(withThisThread: boolean): BatchHasher {
+function workerHasher(Pool: typeof PageHashPool, withThisThread: boolean): BatchHasher {
   const cores = navigator.hardwareConcurrency || 1;
-  const pool = new PageHashPool(Math.max(1, Math.min(withThisThread ? cores - 1 : cores, 4)));
+  const pool = new Pool(Math.max(1, Math.min(withThisThread ? cores - 1 : cores, 4)));
   const meanwhile = threadHasher(512);
   let started = !withThisThread;
   pool.ready.then(() => started = true, () => {});
@@ -486,7 +486,10 @@ export async function writeIgvm(
 
   // On this thread, batches of 512 KiB: the few that are reused are all the fresh memory
   // a small image touches (fresh pages cost a fault each).
-  const hasher = mode === "thread" ? threadHasher(128) : workerHasher(mode === "shared");
+  // The pool's module loads only for an image that uses it.
+  const hasher = mode === "thread"
+    ? threadHasher(128)
+    : workerHasher((await import("../hash/hash_pool.ts")).PageHashPool, mode === "shared");
   // Batches are filled in order and hashed `depth` at a time; the oldest is emitted first.
   // An emitted batch is reused once its data is written; until then, up to
   // `depth + SPARE_BATCHES` batches exist, so that writing overlaps reading and hashing.
