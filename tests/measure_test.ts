@@ -20,6 +20,7 @@ import {
   generateP384Key,
   KeyError,
   keyFromScalar,
+  P384_N,
   parseP384PrivateKeyPem,
 } from "../lib/measure/signing_key.ts";
 import {
@@ -116,6 +117,62 @@ Deno.test("signIdBlock() is RFC 6979 deterministic and verifies; random mode dif
   const tampered = block.slice();
   tampered[80] ^= 1;
   assertEquals(await verifyIdBlock(tampered, a.r, a.s, key.x, key.y), false);
+});
+
+/** DER of an ECDSA signature (SEQUENCE of the INTEGERs r and s), as openssl reads it. */
+function derSignature(r: Uint8Array, s: Uint8Array): Uint8Array {
+  const integer = (be: Uint8Array) => {
+    let i = 0;
+    while (i < be.length - 1 && be[i] === 0) i++;
+    const body = be[i] & 0x80 ? [0, ...be.subarray(i)] : [...be.subarray(i)];
+    return [0x02, body.length, ...body];
+  };
+  const body = [...integer(r), ...integer(s)];
+  return new Uint8Array([0x30, body.length, ...body]);
+}
+
+Deno.test("signIdBlock() with random nonces: openssl verifies each signature; r differs and s is high about half of the time", async () => {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const key = await parseP384PrivateKeyPem(
+    privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+  );
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-ecdsa-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/pub.pem`,
+      publicKey.export({ format: "pem", type: "spki" }).toString(),
+    );
+    const rs = new Set<string>();
+    let high = 0;
+    const rounds = 16;
+    for (let i = 0; i < rounds; i++) {
+      const block = encodeSnpIdBlock(new Uint8Array(48).fill(i), defaultIdBlockConfig());
+      const { r, s } = await signIdBlock(block, key, false);
+      rs.add(toHex(r));
+      if (BigInt("0x" + toHex(s)) > P384_N / 2n) high++;
+      await Deno.writeFile(`${dir}/block`, block);
+      await Deno.writeFile(`${dir}/sig.der`, derSignature(r, s));
+      const out = await new Deno.Command("openssl", {
+        args: ["dgst", "-sha384", "-verify", `${dir}/pub.pem`, "-signature", `${dir}/sig.der`],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        cwd: dir,
+      }).spawn();
+      const writer = out.stdin.getWriter();
+      await writer.write(block);
+      await writer.close();
+      const result = await out.output();
+      assertEquals(new TextDecoder().decode(result.stdout).trim(), "Verified OK", `signature ${i}`);
+    }
+    assertEquals(rs.size, rounds, "a fresh nonce each time");
+    assert(
+      high > 0 && high < rounds,
+      `s is left high or low as it comes (${high} of ${rounds} high)`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a parsed or generated key keeps its WebCrypto signer; signing with it gives the same bytes as from d, x, y", async () => {

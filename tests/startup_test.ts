@@ -67,7 +67,7 @@ async function nodeBuiltinsIn(dir: string): Promise<string[]> {
 /**
  * What loads the Node-compatibility layer from `entries`, following static imports and the
  * dynamic imports of the entries themselves (main.ts loads each mode that way); other dynamic
- * imports are first-use loads (zip, legacy snapshot, random-nonce signing) and are skipped.
+ * imports are first-use loads (the zip reader, the legacy snapshot) and are skipped.
  */
 async function nodeLoadsFrom(entries: string[]): Promise<string[]> {
   const problems: string[] = [];

@@ -11,7 +11,7 @@ import {
   SNP_ID_BLOCK_ALGORITHM_ECDSA_P384_SHA384,
 } from "../igvm/defs.ts";
 import type { IdBlockConfig } from "./tei_config.ts";
-import { P384_N, type P384Key } from "./signing_key.ts";
+import { generateP384Key, P384_N, type P384Key } from "./signing_key.ts";
 import { sha384 } from "../hash/wasm_sha384.ts";
 
 /** A P-384 point, big-endian 48-byte coordinates. */
@@ -104,8 +104,7 @@ function jwkOf(key: { x: Uint8Array; y: Uint8Array; d?: Uint8Array }): JsonWebKe
  *
  * Deterministic signing uses WebCrypto, whose ECDSA nonces are RFC 6979's: its signature is
  * byte for byte the original's `-sign_deterministic` one. WebCrypto cannot draw random
- * nonces, so random mode uses @noble/curves (RFC 6979 hedged with fresh randomness), loaded
- * on first use only.
+ * nonces, so random mode signs with a fresh nonce of its own (signWithRandomNonce).
  */
 export async function signIdBlock(
   block: Uint8Array,
@@ -128,10 +127,50 @@ export async function signIdBlock(
       await crypto.subtle.sign(ECDSA_SHA384, cryptoKey, block as Uint8Array<ArrayBuffer>),
     );
   } else {
-    const { p384 } = await import("npm:@noble/curves@2.4.0/nist.js");
-    sig = p384.sign(block, key.d, { lowS: false, extraEntropy: true });
+    sig = await signWithRandomNonce(block, key);
   }
   return { r: sig.slice(0, 48), s: sig.slice(48, 96) };
+}
+
+/**
+ * ECDSA P-384 over SHA-384 with a random nonce k (FIPS 186-5 6.4.1), as the original's
+ * default signing: k is a fresh key from the system's secure generator, and WebCrypto gives
+ * its public point R = kG; then r = R.x mod n and s = k^-1 (z + r d) mod n, where z is the
+ * SHA-384 of the block (384 bits, the size of n: nothing to truncate). s is left as it comes,
+ * high half of the time, as the original's. The signature is checked with WebCrypto's
+ * verifier before it is returned. The BigInt arithmetic is not constant-time: signing runs on
+ * the builder's own machine.
+ */
+async function signWithRandomNonce(block: Uint8Array, key: P384Key): Promise<Uint8Array> {
+  const d = bigFromBytes(key.d);
+  const z = bigFromBytes(sha384(block));
+  for (;;) {
+    const nonce = await generateP384Key();
+    const r = bigFromBytes(nonce.x) % P384_N;
+    const k = bigFromBytes(nonce.d);
+    const s = modPow(k, P384_N - 2n, P384_N) * ((z + r * d) % P384_N) % P384_N;
+    if (r === 0n || s === 0n) continue; // (2^-380 likely) draw again, as the standard says
+    const rBytes = bytesFromBig(r, 48);
+    const sBytes = bytesFromBig(s, 48);
+    if (!await verifyIdBlock(block, rBytes, sBytes, key.x, key.y)) {
+      throw new Error("the ID block's signature failed its own check (is the key valid?)");
+    }
+    const sig = new Uint8Array(96);
+    sig.set(rBytes, 0);
+    sig.set(sBytes, 48);
+    return sig;
+  }
+}
+
+/** base^exponent mod m, by squaring (m prime: base^(m-2) is base's inverse). */
+function modPow(base: bigint, exponent: bigint, m: bigint): bigint {
+  let result = 1n;
+  base %= m;
+  for (; exponent > 0n; exponent >>= 1n) {
+    if (exponent & 1n) result = result * base % m;
+    base = base * base % m;
+  }
+  return result;
 }
 
 /**
