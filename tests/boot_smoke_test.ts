@@ -6,7 +6,12 @@
 import { assert, assertEquals } from "./assert.ts";
 import { igvmToPvhElf } from "../lib/boot/pvh_elf.ts";
 import { buildTrampoline } from "../lib/boot/trampoline.ts";
-import { bootSmoke, buildInitramfs, smokePrerequisites } from "../lib/boot/smoke.ts";
+import {
+  bootSmoke,
+  buildInitramfs,
+  parsePageDumps,
+  smokePrerequisites,
+} from "../lib/boot/smoke.ts";
 import { PT_LOAD } from "../lib/elf/elf64.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { buildSmokeImage, SMOKE_CASES } from "../scripts/boot_smoke.ts";
@@ -158,4 +163,30 @@ Deno.test({
     }
     Deno.removeSync(dir, { recursive: true });
   },
+});
+
+Deno.test("parsePageDumps() skips console lines between a page's rows and leaves out a page missing one", () => {
+  const rows = (fill: string) =>
+    Array.from(
+      { length: 16 },
+      (_, i) =>
+        `${(i * 16).toString(16).padStart(6, "0")} ${
+          `${fill}${i.toString(16)}`.padStart(8, "0")
+        } ` +
+        "00000000 00000000 00000000",
+    );
+  const page1 = rows("a");
+  const page2 = rows("b").filter((_, i) => i !== 7); // row 0x70 lost
+  const log = [
+    "IGVMGEN-PAGE 0x1000",
+    ...page1.slice(0, 5),
+    "[    3.141592] random: crng init done",
+    ...page1.slice(5),
+    "IGVMGEN-PAGE 0x2000",
+    ...page2,
+  ].join("\r\n");
+  const pages = parsePageDumps(log);
+  assertEquals([...pages.keys()], [0x1000]);
+  const view = new DataView(pages.get(0x1000)!.buffer);
+  for (let i = 0; i < 16; i++) assertEquals(view.getUint32(i * 16, true), 0xa0 + i, `row ${i}`);
 });

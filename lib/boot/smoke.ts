@@ -55,7 +55,8 @@ export function dumpPagesStep(gpas: readonly number[]): string {
 
 /**
  * Reads back what `dumpPagesStep` printed: the first 256 bytes of each page by GPA (absent
- * when the log does not have them).
+ * when the log does not have all 16 rows). Rows are taken by their offsets, so a kernel
+ * message printed between them on the same console is skipped.
  */
 export function parsePageDumps(log: string): Map<number, Uint8Array> {
   const out = new Map<number, Uint8Array>();
@@ -65,15 +66,16 @@ export function parsePageDumps(log: string): Map<number, Uint8Array> {
     if (!head) continue;
     const bytes = new Uint8Array(256);
     const view = new DataView(bytes.buffer);
-    let filled = 0;
-    for (let j = i + 1; j < lines.length && j <= i + 16; j++) {
+    const rows = new Set<number>();
+    for (let j = i + 1; j < lines.length && j <= i + 64 && rows.size < 16; j++) {
+      if (/IGVMGEN-PAGE/.test(lines[j])) break;
       const row = /^([0-9a-f]{6}) ((?:[0-9a-f]{8} ?){4})$/.exec(lines[j].trim());
-      if (!row) break;
-      const at = parseInt(row[1], 16);
+      const at = row ? parseInt(row[1], 16) : -1;
+      if (!row || at % 16 !== 0 || at >= 256) continue;
       row[2].trim().split(" ").forEach((w, k) => view.setUint32(at + 4 * k, parseInt(w, 16), true));
-      filled = at + 16;
+      rows.add(at);
     }
-    if (filled === 256) out.set(parseInt(head[1], 16), bytes);
+    if (rows.size === 16) out.set(parseInt(head[1], 16), bytes);
   }
   return out;
 }
