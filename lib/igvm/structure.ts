@@ -178,43 +178,125 @@ export function assertStructurallySound(file: FileAccess, h: IgvmFile): ProblemL
 
 /**
  * The pages a file places in guest memory (PAGE_DATA and VP_CONTEXT at an aligned GPA), as
- * sorted typed arrays: 12 bytes a page. Where two place the same GPA, the later one counts.
+ * runs of consecutive pages whose data is consecutive in the file (or absent), sorted by
+ * GPA in typed arrays: a kernel's or an initrd's pages are one run, so a 1 GiB initrd costs
+ * a few runs, not 263k entries. Where two pages place the same GPA, the later one counts:
+ * runs that overlap are cut into single pages, which keep that rule.
  */
 class GuestPageIndex {
-  readonly #gpas: Float64Array;
-  /** File offsets of the pages' data; 0 for a page with none. */
-  readonly #offsets: Uint32Array;
+  /** Run r places `count[r]` pages from GPA `start[r]` on, data from `offset[r]` (0: none). */
+  #start = new Float64Array(16);
+  #offset = new Float64Array(16);
+  #count = new Uint32Array(16);
+  #runs = 0;
 
   constructor(ds: readonly Directive[], platformMask: number | undefined) {
-    const gpas = new Float64Array(ds.length);
-    const offsets = new Uint32Array(ds.length);
-    let n = 0;
-    for (const d of ds) {
+    const access = directiveAccess(ds);
+    let pages = 0;
+    for (let i = 0; i < access.length; i++) {
+      const d = access.at(i);
       if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
       if (directiveGpaPageOffset(d) !== 0) continue; // never a page's address
       if (platformMask !== undefined && !(directiveMask(d) & platformMask)) continue;
-      gpas[n] = directiveGpa(d);
-      offsets[n++] = directiveFileOffset(d) ?? 0;
+      this.#add(directiveGpa(d), directiveFileOffset(d) ?? 0);
+      pages++;
+    }
+    if (!this.#sortRuns()) this.#splitOverlaps(pages);
+  }
+
+  /** Appends a page in file order: to the last run when it follows it, else as a new run. */
+  #add(gpa: number, offset: number): void {
+    const r = this.#runs - 1;
+    if (r >= 0) {
+      const next = this.#count[r] * PAGE_SIZE;
+      const start = this.#offset[r];
+      if (
+        gpa === this.#start[r] + next &&
+        (start === 0 ? offset === 0 : offset === start + next)
+      ) {
+        this.#count[r]++;
+        return;
+      }
+    }
+    this.#push(gpa, offset, 1);
+  }
+
+  #push(gpa: number, offset: number, count: number): void {
+    const r = this.#runs;
+    if (r === this.#start.length) {
+      const grow = <T extends Float64Array | Uint32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.#start = grow(this.#start);
+      this.#offset = grow(this.#offset);
+      this.#count = grow(this.#count);
+    }
+    this.#start[r] = gpa;
+    this.#offset[r] = offset;
+    this.#count[r] = count;
+    this.#runs = r + 1;
+  }
+
+  /** Sorts the runs by GPA; false when two overlap (the order is then file order still). */
+  #sortRuns(): boolean {
+    const n = this.#runs;
+    const order = stableOrder(this.#start, n);
+    for (let i = 1; i < n; i++) {
+      const a = order[i - 1];
+      if (this.#start[a] + this.#count[a] * PAGE_SIZE > this.#start[order[i]]) return false;
+    }
+    const start = new Float64Array(n);
+    const offset = new Float64Array(n);
+    const count = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      start[i] = this.#start[order[i]];
+      offset[i] = this.#offset[order[i]];
+      count[i] = this.#count[order[i]];
+    }
+    this.#start = start;
+    this.#offset = offset;
+    this.#count = count;
+    return true;
+  }
+
+  /**
+   * Replaces overlapping runs (in file order) by single pages sorted by GPA, the later of
+   * two pages at one GPA kept.
+   */
+  #splitOverlaps(pages: number): void {
+    const gpas = new Float64Array(pages);
+    const offsets = new Float64Array(pages);
+    let n = 0;
+    for (let r = 0; r < this.#runs; r++) {
+      for (let k = 0; k < this.#count[r]; k++) {
+        gpas[n] = this.#start[r] + k * PAGE_SIZE;
+        offsets[n++] = this.#offset[r] === 0 ? 0 : this.#offset[r] + k * PAGE_SIZE;
+      }
     }
     const order = stableOrder(gpas, n);
-    this.#gpas = new Float64Array(n);
-    this.#offsets = new Uint32Array(n);
+    this.#runs = 0;
     for (let i = 0; i < n; i++) {
-      this.#gpas[i] = gpas[order[i]];
-      this.#offsets[i] = offsets[order[i]];
+      const k = order[i];
+      if (i + 1 < n && gpas[order[i + 1]] === gpas[k]) continue; // a later page has this GPA
+      this.#push(gpas[k], offsets[k], 1);
     }
   }
 
-  /** The position of the last page at `gpa`, or -1. */
+  /** The run that places a page at `gpa`, or -1. */
   #find(gpa: number): number {
     let lo = 0;
-    let hi = this.#gpas.length; // the answer is below hi: the first GPA above `gpa`
+    let hi = this.#runs; // the answer is below hi: the first run starting above `gpa`
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.#gpas[mid] <= gpa) lo = mid + 1;
+      if (this.#start[mid] <= gpa) lo = mid + 1;
       else hi = mid;
     }
-    return lo > 0 && this.#gpas[lo - 1] === gpa ? lo - 1 : -1;
+    const r = lo - 1;
+    if (r < 0) return -1;
+    const at = gpa - this.#start[r];
+    return at < this.#count[r] * PAGE_SIZE && at % PAGE_SIZE === 0 ? r : -1;
   }
 
   /** True when the file places a page at `gpa`. */
@@ -224,8 +306,9 @@ class GuestPageIndex {
 
   /** The file offset of the data of the page at `gpa`; undefined for a page with none. */
   fileOffset(gpa: number): number | undefined {
-    const i = this.#find(gpa);
-    return i < 0 || this.#offsets[i] === 0 ? undefined : this.#offsets[i];
+    const r = this.#find(gpa);
+    if (r < 0 || this.#offset[r] === 0) return undefined;
+    return this.#offset[r] + (gpa - this.#start[r]);
   }
 }
 

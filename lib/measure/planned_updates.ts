@@ -166,6 +166,8 @@ class BatchHasher {
       // Every page to hash is file data, one page after another: one read, no copy.
       const read = await this.file.readAt(lo, hi - lo, hosted);
       if (read.length !== hi - lo) this.#pastTheEnd(updates, read.length, lo);
+      // A FileAccess may answer from its own bytes rather than fill `into`.
+      if (read.buffer !== hosted.buffer || read.byteOffset !== hosted.byteOffset) hosted.set(read);
     } else if (count > 0) {
       await this.#gather(updates, lo, hi, fromFile);
     }
