@@ -70,7 +70,7 @@ function gpasLoadedTwice(ds: readonly Directive[]): Set<number> {
  * Positions 0..n-1 ordered by `key`, ties in position order (a stable sort), in a typed
  * array; keys already in order (the usual case) cost one pass.
  */
-function stableOrder(key: Float64Array, n: number): Uint32Array {
+export function stableOrder(key: Float64Array, n: number): Uint32Array {
   const order = new Uint32Array(n);
   let sorted = true;
   for (let i = 0; i < n; i++) {
