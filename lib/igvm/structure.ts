@@ -14,6 +14,7 @@ import {
 } from "./defs.ts";
 import {
   type Directive,
+  type DirectiveAccess,
   directiveAccess,
   directiveFileOffset,
   type IgvmFile,
@@ -48,21 +49,71 @@ function placesPages(type: number): boolean {
 }
 
 /**
- * The GPAs (as numbers) that more than one PAGE_DATA or PARAMETER_INSERT loads, found by
- * sorting them in a typed array. Two unaligned GPAs above 2^53 may round to one number: the
- * caller tells them apart exactly.
+ * Numbers added one by one, kept as runs: a number PAGE_SIZE above the one before extends the
+ * last run. A kernel's or an initrd's pages make one run of GPAs and one of file offsets, so
+ * a check that no two pages share a GPA, or overlap in the file, costs a few runs.
+ */
+class PageRuns {
+  #start = new Float64Array(16);
+  #count = new Uint32Array(16);
+  #runs = 0;
+
+  add(value: number): void {
+    const r = this.#runs - 1;
+    if (r >= 0 && value === this.#start[r] + this.#count[r] * PAGE_SIZE) {
+      this.#count[r]++;
+      return;
+    }
+    if (this.#runs === this.#start.length) {
+      const start = new Float64Array(this.#runs * 2);
+      const count = new Uint32Array(this.#runs * 2);
+      start.set(this.#start);
+      count.set(this.#count);
+      this.#start = start;
+      this.#count = count;
+    }
+    this.#start[this.#runs] = value;
+    this.#count[this.#runs++] = 1;
+  }
+
+  /** True when the runs' spans [start, start + count pages) overlap nowhere. */
+  disjoint(): boolean {
+    const order = stableOrder(this.#start, this.#runs);
+    for (let i = 1; i < this.#runs; i++) {
+      const a = order[i - 1];
+      if (this.#start[a] + this.#count[a] * PAGE_SIZE > this.#start[order[i]]) return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * The GPAs (as numbers) that more than one PAGE_DATA or PARAMETER_INSERT loads: none when
+ * their runs do not overlap, else found by sorting them in a typed array. Two unaligned GPAs
+ * above 2^53 may round to one number: the caller tells them apart exactly.
  */
 function gpasLoadedTwice(ds: readonly Directive[]): Set<number> {
-  const gpas = new Float64Array(ds.length);
+  const access = directiveAccess(ds);
+  const loads = (d: Directive) =>
+    d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT;
+  const runs = new PageRuns();
   let n = 0;
-  for (const d of ds) {
-    if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT) {
-      gpas[n++] = directiveGpa(d);
-    }
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (!loads(d)) continue;
+    runs.add(directiveGpa(d));
+    n++;
   }
-  const sorted = gpas.subarray(0, n).sort();
   const twice = new Set<number>();
-  for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) twice.add(sorted[i]);
+  if (runs.disjoint()) return twice;
+  const gpas = new Float64Array(n);
+  n = 0;
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (loads(d)) gpas[n++] = directiveGpa(d);
+  }
+  gpas.sort();
+  for (let i = 1; i < n; i++) if (gpas[i] === gpas[i - 1]) twice.add(gpas[i]);
   return twice;
 }
 
@@ -93,9 +144,8 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
   // The compatibility masks a GPA loaded more than once is loaded under so far: one page per
   // GPA and platform (a multi-platform file may load a GPA once for each).
   const seenTwice = new Map<bigint, number>();
-  // Pages with file data: the data's offset and the directive's position.
-  const dataStart = new Float64Array(ds.length);
-  const dataDirective = new Uint32Array(ds.length);
+  // Pages with file data: runs of their data's offsets.
+  const dataRuns = new PageRuns();
   let withData = 0;
   const access = directiveAccess(ds);
   for (let i = 0; i < access.length; i++) {
@@ -134,12 +184,29 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
       if (offset + PAGE_SIZE > file.size) {
         problems.push(`${headerAt(d)}: file data at 0x${offset.toString(16)} runs past the end`);
       }
-      dataStart[withData] = offset;
-      dataDirective[withData++] = i;
+      dataRuns.add(offset);
+      withData++;
     }
   }
   if (!ds.some((d) => d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT)) {
     problems.push("no PAGE_DATA or VP_CONTEXT header: the file loads nothing");
+  }
+  if (!dataRuns.disjoint()) fileDataOverlaps(access, withData, problems);
+}
+
+/** Pushes a problem for each page whose file data overlaps the next page's in the file. */
+function fileDataOverlaps(access: DirectiveAccess, withData: number, problems: ProblemList) {
+  // Pages with file data: the data's offset and the directive's position.
+  const dataStart = new Float64Array(withData);
+  const dataDirective = new Uint32Array(withData);
+  let n = 0;
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (!placesPages(d.type)) continue;
+    const offset = directiveFileOffset(d);
+    if (offset === undefined) continue;
+    dataStart[n] = offset;
+    dataDirective[n++] = i;
   }
   const order = stableOrder(dataStart, withData);
   const gpaOf = (k: number) => directiveGpaExact(access.at(dataDirective[k])).toString(16);
