@@ -70,6 +70,7 @@ export async function* launchLogBatches(
   const digest = new SnpLaunchDigest();
   let digests = new Uint8Array(0);
   const names: string[] = [];
+  const one = new Uint8Array(48);
   let first = 0;
   for await (
     const { updates, contents } of updateBatches(loaderModel(loader).updates(file, headers, host))
@@ -78,7 +79,8 @@ export async function* launchLogBatches(
     names.length = updates.length;
     for (let k = 0; k < updates.length; k++) {
       const u = updates[k];
-      digest.extend(u.gpa, u.pageType, undefined, contents.subarray(k * 48, k * 48 + 48));
+      for (let i = 0; i < 48; i++) one[i] = contents[k * 48 + i]; // no view per page
+      digest.extend(u.gpa, u.pageType, undefined, one);
       digests.set(digest.value, k * 48);
       names[k] = u.pageType === SNP_PAGE_TYPE_VMSA ? "VMSA" : parts.partOf(u.gpa, u.directive);
     }

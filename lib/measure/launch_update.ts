@@ -76,11 +76,13 @@ export async function* updateBatches(
 /** Folds launch updates, in order, into the SNP launch digest. */
 export async function launchDigestOf(updates: AsyncIterable<LaunchUpdate>): Promise<Uint8Array> {
   const digest = new SnpLaunchDigest();
+  const one = new Uint8Array(48); // each update's contents digest, copied: no view per page
   for await (const b of updateBatches(updates)) {
     const { updates, contents } = b;
     for (let k = 0; k < updates.length; k++) {
       const u = updates[k];
-      digest.extend(u.gpa, u.pageType, undefined, contents.subarray(k * 48, k * 48 + 48));
+      for (let i = 0; i < 48; i++) one[i] = contents[k * 48 + i];
+      digest.extend(u.gpa, u.pageType, undefined, one);
     }
   }
   return digest.value;

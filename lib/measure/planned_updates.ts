@@ -178,8 +178,9 @@ class BatchHasher {
     for (let k = 0; k < updates.length; k++) {
       const i = slot[k];
       const at = k * DIGEST;
-      if (i >= 0 && !zero[i]) contents.set(digests.subarray(i * DIGEST, (i + 1) * DIGEST), at);
-      else {
+      if (i >= 0 && !zero[i]) {
+        for (let b = 0; b < DIGEST; b++) contents[at + b] = digests[i * DIGEST + b]; // no view per page
+      } else {
         contents.set(
           i >= 0 || isContentMeasured(updates[k]) ? ZERO_PAGE_DIGEST : ZERO_CONTENTS,
           at,
