@@ -7,7 +7,7 @@
  * the CLI on golden images under several loaders.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { HAVE_SHARED, runCli, SHARED } from "./helpers.ts";
+import { HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
 import {
   formatLogEntry,
   launchLog,
@@ -21,6 +21,7 @@ import { printable } from "../lib/cli/errors.ts";
 import { toHex } from "../lib/bytes/le.ts";
 import { openFileAccess } from "../lib/io/file_reader.ts";
 import { readHeaders } from "../lib/igvm/structure.ts";
+import { headerSectionChecksum, readIgvmFile } from "../lib/igvm/reader.ts";
 import { layoutLoader } from "../lib/measure/host_search.ts";
 
 const PARTS = [
@@ -170,4 +171,48 @@ Deno.test({
       assertEquals(r.stdout, expected, `${name} ${args.join(" ")} json=${json}`);
     }
   }
+});
+
+Deno.test({
+  name:
+    "measure FILE --log [--json] stopped by a page no loader knows prints the entries before it as one string per entry did",
+  ignore: !HAVE_SHARED,
+}, async () => {
+  // A golden image whose 3000th page has an unknown data type (checksum fixed): the loader
+  // model stops there, after the log has printed the batches before it.
+  const bytes = await Deno.readFile(`${SHARED}golden/tb_noopt_acpitest.igvm`);
+  const h = readIgvmFile(bytes);
+  const page = h.directives.filter((d) => d.type === 0x302)[3000];
+  const v = new DataView(bytes.buffer, bytes.byteOffset);
+  v.setUint16(page.offset + 8 + 0x14, 0x99, true); // DataType
+  const end = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
+  v.setUint32(0x14, headerSectionChecksum(bytes, end), true);
+  const path = `${tempDir()}/unknown-type.igvm`;
+  await Deno.writeFile(path, bytes);
+  const entries: LaunchLogEntry[] = [];
+  const file = await openFileAccess(path);
+  try {
+    const headers = await readHeaders(file);
+    for await (const e of launchLog(file, headers, "hyperv")) entries.push(e);
+    throw new Error("the log did not stop");
+  } catch (e) {
+    assert(/unknown page data type 153/.test((e as Error).message), String(e));
+  } finally {
+    file.close();
+  }
+  assert(entries.length >= 256, `${entries.length} entries`);
+  const text = await runCli(["measure", path, "--log"]);
+  assertEquals(text.code, 1);
+  assertEquals(text.stdout, [LOG_HEADER, ...entries.map(formatLogEntry)].join("\n") + "\n");
+  assert(text.stderr.includes("unknown page data type 153"), text.stderr);
+  // JSON: each entry was printed with its comma once the next one came, so the last is not.
+  const json = await runCli(["measure", path, "--log", "--json"]);
+  assertEquals(json.code, 1);
+  const lines = entries.slice(0, -1).map((e) => `    ${JSON.stringify(logEntryJson(e))},`);
+  assertEquals(
+    json.stdout,
+    `{\n  "schema": "igvmgen-measure-log/1",\n  "file": ${
+      JSON.stringify(path)
+    },\n  "loader": "hyperv",\n  "updates": [\n${lines.join("\n")}\n`,
+  );
 });
