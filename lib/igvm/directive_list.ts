@@ -1,9 +1,9 @@
 /**
  * The directives of a parsed file in file order, kept compact: PAGE_DATA headers as rows of a
- * {@link PageDataTable}, the others (a few dozen in any file) as objects, and the order as one
- * 32-bit entry per header. Read as an array (`h.directives`), a page is a short-lived view of
+ * {@link PageDataTable}, the others (a few dozen in any file) as objects, and the order as
+ * where the others lie. Read as an array (`h.directives`), a page is a short-lived view of
  * its row ({@link PageDataDirective}), made when it is read and not kept: a 1 GiB initrd's
- * 263k page headers take about 32 bytes each, not one object each. Two reads of one page
+ * 263k page headers take about 18 bytes each, not one object each. Two reads of one page
  * give two objects: directives are told apart by `offset`, not by identity.
  */
 import { IGVM_VHS_PAGE_DATA, IGVM_VHT_PAGE_DATA, VARIABLE_HEADER_BODIES } from "./defs.ts";
