@@ -27,7 +27,8 @@ import {
 import { IGVM_VHS_SNP_ID_BLOCK, IGVM_VHT_SNP_ID_BLOCK } from "../igvm/defs.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
-import { formatLogEntry, launchLog, LOG_HEADER, logEntryJson } from "../measure/launch_log.ts";
+import { launchLogBatches, LOG_HEADER } from "../measure/launch_log.ts";
+import { LaunchLogWriter } from "../measure/launch_log_writer.ts";
 import { parseSubArgs } from "./sub_args.ts";
 import { SUB_OPTIONS } from "./sub_options.ts";
 import type { HostConfig } from "../measure/launch_update.ts";
@@ -152,28 +153,22 @@ export async function runMeasureCommand(
         );
       } else print(LOG_HEADER);
       let last: Uint8Array = new Uint8Array(48);
-      let pending: string | undefined; // the previous JSON entry, printed with its comma
-      // Lines are printed 256 at a time: a print per line of a 1M-page log costs memory.
-      const lines: string[] = [];
-      const flush = () => {
-        if (lines.length) print(lines.join("\n"));
-        lines.length = 0;
-      };
+      // The lines are written as bytes straight from the log's batches and printed about
+      // 64 KiB at a time: a string or an object per line of a 1M-page log costs memory.
+      const decoder = new TextDecoder();
+      const writer = new LaunchLogWriter(json, (chunk) => print(decoder.decode(chunk)));
       try {
-        for await (const e of launchLog(file, headers, loader, host)) {
-          if (json) {
-            if (pending !== undefined) lines.push(pending + ",");
-            pending = `    ${JSON.stringify(logEntryJson(e))}`;
-          } else lines.push(formatLogEntry(e));
-          if (lines.length === 256) flush();
-          last = e.digest;
+        for await (const b of launchLogBatches(file, headers, loader, host)) {
+          writer.add(b);
+          const n = b.updates.length;
+          if (n) last = b.digests.slice((n - 1) * 48, n * 48);
         }
       } catch (e) {
+        if (json) writer.dropLast();
         throw named(e);
       } finally {
-        flush();
+        writer.flush();
       }
-      if (pending !== undefined) print(pending);
       digest = toHex(last);
       if (json) print(`  ],\n  "launchDigest": "${digest}"\n}`);
       else print(`launch digest (${loader}): ${digest}`);

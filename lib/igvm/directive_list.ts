@@ -1,9 +1,9 @@
 /**
  * The directives of a parsed file in file order, kept compact: PAGE_DATA headers as rows of a
- * {@link PageDataTable}, the others (a few dozen in any file) as objects, and the order as one
- * 32-bit entry per header. Read as an array (`h.directives`), a page is a short-lived view of
+ * {@link PageDataTable}, the others (a few dozen in any file) as objects, and the order as
+ * where the others lie. Read as an array (`h.directives`), a page is a short-lived view of
  * its row ({@link PageDataDirective}), made when it is read and not kept: a 1 GiB initrd's
- * 263k page headers take about 32 bytes each, not one object each. Two reads of one page
+ * 263k page headers take about 18 bytes each, not one object each. Two reads of one page
  * give two objects: directives are told apart by `offset`, not by identity.
  */
 import { IGVM_VHS_PAGE_DATA, IGVM_VHT_PAGE_DATA, VARIABLE_HEADER_BODIES } from "./defs.ts";
@@ -49,43 +49,60 @@ export class PageDataDirective implements Directive {
   }
 }
 
-/** The directives of a file in order: page rows and other directives, one entry each. */
+/**
+ * The directives of a file in order: page rows and other directives. Pages are added in
+ * file order, so only where the others lie is kept: directive i is the k-th other when the
+ * k-th other lies at i, else page row i - k, with k the others before i.
+ */
 export class DirectiveList {
   readonly pages: PageDataTable = new PageDataTable();
   readonly #others: Directive[] = [];
-  /** Entry i: a page's row (>= 0), or ~k for the k-th other directive. */
-  #order = new Int32Array(1024);
+  /** Where each other directive lies in the list, ascending. */
+  readonly #otherAt: number[] = [];
   #count = 0;
+  /** The others before the directive last read: sequential reads find it in one step. */
+  #hint = 0;
 
   /** How many directives the list holds. */
   get count(): number {
     return this.#count;
   }
 
-  #append(entry: number): void {
-    if (this.#count === this.#order.length) {
-      const grown = new Int32Array(this.#order.length * 2);
-      grown.set(this.#order);
-      this.#order = grown;
-    }
-    this.#order[this.#count++] = entry;
-  }
-
   /** Appends a PAGE_DATA header whose body is at byte `at` of `chunk` (copied). */
   addPage(chunk: DataView, at: number, headerOffset: number): void {
-    this.#append(this.pages.add(chunk, at, headerOffset));
+    this.pages.add(chunk, at, headerOffset);
+    this.#count++;
   }
 
   /** Appends any other directive. */
   addOther(d: Directive): void {
-    this.#append(~this.#others.length);
+    this.#otherAt.push(this.#count++);
     this.#others.push(d);
+  }
+
+  /** How many others lie before position i. */
+  #othersBefore(i: number): number {
+    const at = this.#otherAt;
+    let k = this.#hint;
+    if (k < at.length && at[k] < i) k++; // the read before was of an other
+    if ((k > 0 && at[k - 1] >= i) || (k < at.length && at[k] < i)) {
+      let lo = 0;
+      let hi = at.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (at[mid] < i) lo = mid + 1;
+        else hi = mid;
+      }
+      k = lo;
+    }
+    this.#hint = k;
+    return k;
   }
 
   /** Directive `i` (a fresh view for a page). */
   at(i: number): Directive {
-    const entry = this.#order[i];
-    return entry >= 0 ? new PageDataDirective(this.pages, entry) : this.#others[~entry];
+    const k = this.#othersBefore(i);
+    return this.#otherAt[k] === i ? this.#others[k] : new PageDataDirective(this.pages, i - k);
   }
 
   /** The directives as a read-only array (see {@link directiveArray}). */

@@ -26,7 +26,7 @@ import {
 } from "./defs.ts";
 import type { Directive, IgvmFile } from "./reader.ts";
 import type { ProblemList } from "./problem_list.ts";
-import { directiveGpa, directiveMask, headerAt } from "./directives.ts";
+import { directiveFlags, directiveGpa, directiveMask, headerAt } from "./directives.ts";
 
 /** The PAGE_DATA flags the format defines; the other bits are reserved. */
 const PAGE_DATA_FLAGS = IGVM_VHF_PAGE_DATA_2MB | IGVM_VHF_PAGE_DATA_UNMEASURED |
@@ -296,7 +296,7 @@ function lastStartingAtOrBelow(sorted: Insert[], gpa: number): Insert | undefine
 
 /** PAGE_DATA flags: only 2 MiB, unmeasured and guest-invalid are defined. */
 function checkPageDataFlags(d: Directive, problems: ProblemList): void {
-  const flags = Number(d.fields.Flags ?? 0n);
+  const flags = directiveFlags(d);
   const reserved = (flags & ~PAGE_DATA_FLAGS) >>> 0;
   if (reserved) {
     problems.push(

@@ -14,6 +14,7 @@ import {
 } from "./defs.ts";
 import {
   type Directive,
+  type DirectiveAccess,
   directiveAccess,
   directiveFileOffset,
   type IgvmFile,
@@ -48,21 +49,71 @@ function placesPages(type: number): boolean {
 }
 
 /**
- * The GPAs (as numbers) that more than one PAGE_DATA or PARAMETER_INSERT loads, found by
- * sorting them in a typed array. Two unaligned GPAs above 2^53 may round to one number: the
- * caller tells them apart exactly.
+ * Numbers added one by one, kept as runs: a number PAGE_SIZE above the one before extends the
+ * last run. A kernel's or an initrd's pages make one run of GPAs and one of file offsets, so
+ * a check that no two pages share a GPA, or overlap in the file, costs a few runs.
+ */
+class PageRuns {
+  #start = new Float64Array(16);
+  #count = new Uint32Array(16);
+  #runs = 0;
+
+  add(value: number): void {
+    const r = this.#runs - 1;
+    if (r >= 0 && value === this.#start[r] + this.#count[r] * PAGE_SIZE) {
+      this.#count[r]++;
+      return;
+    }
+    if (this.#runs === this.#start.length) {
+      const start = new Float64Array(this.#runs * 2);
+      const count = new Uint32Array(this.#runs * 2);
+      start.set(this.#start);
+      count.set(this.#count);
+      this.#start = start;
+      this.#count = count;
+    }
+    this.#start[this.#runs] = value;
+    this.#count[this.#runs++] = 1;
+  }
+
+  /** True when the runs' spans [start, start + count pages) overlap nowhere. */
+  disjoint(): boolean {
+    const order = stableOrder(this.#start, this.#runs);
+    for (let i = 1; i < this.#runs; i++) {
+      const a = order[i - 1];
+      if (this.#start[a] + this.#count[a] * PAGE_SIZE > this.#start[order[i]]) return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * The GPAs (as numbers) that more than one PAGE_DATA or PARAMETER_INSERT loads: none when
+ * their runs do not overlap, else found by sorting them in a typed array. Two unaligned GPAs
+ * above 2^53 may round to one number: the caller tells them apart exactly.
  */
 function gpasLoadedTwice(ds: readonly Directive[]): Set<number> {
-  const gpas = new Float64Array(ds.length);
+  const access = directiveAccess(ds);
+  const loads = (d: Directive) =>
+    d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT;
+  const runs = new PageRuns();
   let n = 0;
-  for (const d of ds) {
-    if (d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT) {
-      gpas[n++] = directiveGpa(d);
-    }
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (!loads(d)) continue;
+    runs.add(directiveGpa(d));
+    n++;
   }
-  const sorted = gpas.subarray(0, n).sort();
   const twice = new Set<number>();
-  for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) twice.add(sorted[i]);
+  if (runs.disjoint()) return twice;
+  const gpas = new Float64Array(n);
+  n = 0;
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (loads(d)) gpas[n++] = directiveGpa(d);
+  }
+  gpas.sort();
+  for (let i = 1; i < n; i++) if (gpas[i] === gpas[i - 1]) twice.add(gpas[i]);
   return twice;
 }
 
@@ -70,7 +121,7 @@ function gpasLoadedTwice(ds: readonly Directive[]): Set<number> {
  * Positions 0..n-1 ordered by `key`, ties in position order (a stable sort), in a typed
  * array; keys already in order (the usual case) cost one pass.
  */
-function stableOrder(key: Float64Array, n: number): Uint32Array {
+export function stableOrder(key: Float64Array, n: number): Uint32Array {
   const order = new Uint32Array(n);
   let sorted = true;
   for (let i = 0; i < n; i++) {
@@ -93,9 +144,8 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
   // The compatibility masks a GPA loaded more than once is loaded under so far: one page per
   // GPA and platform (a multi-platform file may load a GPA once for each).
   const seenTwice = new Map<bigint, number>();
-  // Pages with file data: the data's offset and the directive's position.
-  const dataStart = new Float64Array(ds.length);
-  const dataDirective = new Uint32Array(ds.length);
+  // Pages with file data: runs of their data's offsets.
+  const dataRuns = new PageRuns();
   let withData = 0;
   const access = directiveAccess(ds);
   for (let i = 0; i < access.length; i++) {
@@ -134,12 +184,29 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
       if (offset + PAGE_SIZE > file.size) {
         problems.push(`${headerAt(d)}: file data at 0x${offset.toString(16)} runs past the end`);
       }
-      dataStart[withData] = offset;
-      dataDirective[withData++] = i;
+      dataRuns.add(offset);
+      withData++;
     }
   }
   if (!ds.some((d) => d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_VP_CONTEXT)) {
     problems.push("no PAGE_DATA or VP_CONTEXT header: the file loads nothing");
+  }
+  if (!dataRuns.disjoint()) fileDataOverlaps(access, withData, problems);
+}
+
+/** Pushes a problem for each page whose file data overlaps the next page's in the file. */
+function fileDataOverlaps(access: DirectiveAccess, withData: number, problems: ProblemList) {
+  // Pages with file data: the data's offset and the directive's position.
+  const dataStart = new Float64Array(withData);
+  const dataDirective = new Uint32Array(withData);
+  let n = 0;
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (!placesPages(d.type)) continue;
+    const offset = directiveFileOffset(d);
+    if (offset === undefined) continue;
+    dataStart[n] = offset;
+    dataDirective[n++] = i;
   }
   const order = stableOrder(dataStart, withData);
   const gpaOf = (k: number) => directiveGpaExact(access.at(dataDirective[k])).toString(16);
@@ -178,43 +245,125 @@ export function assertStructurallySound(file: FileAccess, h: IgvmFile): ProblemL
 
 /**
  * The pages a file places in guest memory (PAGE_DATA and VP_CONTEXT at an aligned GPA), as
- * sorted typed arrays: 12 bytes a page. Where two place the same GPA, the later one counts.
+ * runs of consecutive pages whose data is consecutive in the file (or absent), sorted by
+ * GPA in typed arrays: a kernel's or an initrd's pages are one run, so a 1 GiB initrd costs
+ * a few runs, not 263k entries. Where two pages place the same GPA, the later one counts:
+ * runs that overlap are cut into single pages, which keep that rule.
  */
 class GuestPageIndex {
-  readonly #gpas: Float64Array;
-  /** File offsets of the pages' data; 0 for a page with none. */
-  readonly #offsets: Uint32Array;
+  /** Run r places `count[r]` pages from GPA `start[r]` on, data from `offset[r]` (0: none). */
+  #start = new Float64Array(16);
+  #offset = new Float64Array(16);
+  #count = new Uint32Array(16);
+  #runs = 0;
 
   constructor(ds: readonly Directive[], platformMask: number | undefined) {
-    const gpas = new Float64Array(ds.length);
-    const offsets = new Uint32Array(ds.length);
-    let n = 0;
-    for (const d of ds) {
+    const access = directiveAccess(ds);
+    let pages = 0;
+    for (let i = 0; i < access.length; i++) {
+      const d = access.at(i);
       if (d.type !== IGVM_VHT_PAGE_DATA && d.type !== IGVM_VHT_VP_CONTEXT) continue;
       if (directiveGpaPageOffset(d) !== 0) continue; // never a page's address
       if (platformMask !== undefined && !(directiveMask(d) & platformMask)) continue;
-      gpas[n] = directiveGpa(d);
-      offsets[n++] = directiveFileOffset(d) ?? 0;
+      this.#add(directiveGpa(d), directiveFileOffset(d) ?? 0);
+      pages++;
+    }
+    if (!this.#sortRuns()) this.#splitOverlaps(pages);
+  }
+
+  /** Appends a page in file order: to the last run when it follows it, else as a new run. */
+  #add(gpa: number, offset: number): void {
+    const r = this.#runs - 1;
+    if (r >= 0) {
+      const next = this.#count[r] * PAGE_SIZE;
+      const start = this.#offset[r];
+      if (
+        gpa === this.#start[r] + next &&
+        (start === 0 ? offset === 0 : offset === start + next)
+      ) {
+        this.#count[r]++;
+        return;
+      }
+    }
+    this.#push(gpa, offset, 1);
+  }
+
+  #push(gpa: number, offset: number, count: number): void {
+    const r = this.#runs;
+    if (r === this.#start.length) {
+      const grow = <T extends Float64Array | Uint32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.#start = grow(this.#start);
+      this.#offset = grow(this.#offset);
+      this.#count = grow(this.#count);
+    }
+    this.#start[r] = gpa;
+    this.#offset[r] = offset;
+    this.#count[r] = count;
+    this.#runs = r + 1;
+  }
+
+  /** Sorts the runs by GPA; false when two overlap (the order is then file order still). */
+  #sortRuns(): boolean {
+    const n = this.#runs;
+    const order = stableOrder(this.#start, n);
+    for (let i = 1; i < n; i++) {
+      const a = order[i - 1];
+      if (this.#start[a] + this.#count[a] * PAGE_SIZE > this.#start[order[i]]) return false;
+    }
+    const start = new Float64Array(n);
+    const offset = new Float64Array(n);
+    const count = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      start[i] = this.#start[order[i]];
+      offset[i] = this.#offset[order[i]];
+      count[i] = this.#count[order[i]];
+    }
+    this.#start = start;
+    this.#offset = offset;
+    this.#count = count;
+    return true;
+  }
+
+  /**
+   * Replaces overlapping runs (in file order) by single pages sorted by GPA, the later of
+   * two pages at one GPA kept.
+   */
+  #splitOverlaps(pages: number): void {
+    const gpas = new Float64Array(pages);
+    const offsets = new Float64Array(pages);
+    let n = 0;
+    for (let r = 0; r < this.#runs; r++) {
+      for (let k = 0; k < this.#count[r]; k++) {
+        gpas[n] = this.#start[r] + k * PAGE_SIZE;
+        offsets[n++] = this.#offset[r] === 0 ? 0 : this.#offset[r] + k * PAGE_SIZE;
+      }
     }
     const order = stableOrder(gpas, n);
-    this.#gpas = new Float64Array(n);
-    this.#offsets = new Uint32Array(n);
+    this.#runs = 0;
     for (let i = 0; i < n; i++) {
-      this.#gpas[i] = gpas[order[i]];
-      this.#offsets[i] = offsets[order[i]];
+      const k = order[i];
+      if (i + 1 < n && gpas[order[i + 1]] === gpas[k]) continue; // a later page has this GPA
+      this.#push(gpas[k], offsets[k], 1);
     }
   }
 
-  /** The position of the last page at `gpa`, or -1. */
+  /** The run that places a page at `gpa`, or -1. */
   #find(gpa: number): number {
     let lo = 0;
-    let hi = this.#gpas.length; // the answer is below hi: the first GPA above `gpa`
+    let hi = this.#runs; // the answer is below hi: the first run starting above `gpa`
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.#gpas[mid] <= gpa) lo = mid + 1;
+      if (this.#start[mid] <= gpa) lo = mid + 1;
       else hi = mid;
     }
-    return lo > 0 && this.#gpas[lo - 1] === gpa ? lo - 1 : -1;
+    const r = lo - 1;
+    if (r < 0) return -1;
+    const at = gpa - this.#start[r];
+    return at < this.#count[r] * PAGE_SIZE && at % PAGE_SIZE === 0 ? r : -1;
   }
 
   /** True when the file places a page at `gpa`. */
@@ -224,8 +373,9 @@ class GuestPageIndex {
 
   /** The file offset of the data of the page at `gpa`; undefined for a page with none. */
   fileOffset(gpa: number): number | undefined {
-    const i = this.#find(gpa);
-    return i < 0 || this.#offsets[i] === 0 ? undefined : this.#offsets[i];
+    const r = this.#find(gpa);
+    if (r < 0 || this.#offset[r] === 0) return undefined;
+    return this.#offset[r] + (gpa - this.#start[r]);
   }
 }
 

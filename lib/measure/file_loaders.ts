@@ -32,6 +32,7 @@ import {
   snpCompatibilityMask,
 } from "../igvm/directives.ts";
 import { pageDataSnpType } from "./page_type.ts";
+import { stableOrder } from "../igvm/structure.ts";
 import { hashPlanned, type PlannedUpdate } from "./planned_updates.ts";
 
 /** How one file-order model treats the directives (LOADERS.md §10). */
@@ -109,28 +110,111 @@ function* planFileOrder(headers: IgvmFile, rules: FileOrderRules): Generator<Pla
 }
 
 /**
- * Stable sort by GPA. The planned updates are held in typed arrays (about 25 bytes each)
- * and the sort runs on an index array, so 1M pages need about 25 MB.
+ * Runs of planned updates in typed arrays: run r is `count[r]` updates of type
+ * `pageType[r]` from GPA `gpa[r]`, directive `directive[r]` and file data `dataOffset[r]`
+ * (-1: none) on, each the next page, directive and page of data after the one before.
+ */
+class PlanRuns {
+  gpa = new Float64Array(16);
+  dataOffset = new Float64Array(16);
+  directive = new Int32Array(16);
+  count = new Uint32Array(16);
+  pageType = new Uint8Array(16);
+  length = 0;
+
+  /** Appends an update: to the last run when it follows it, else as a new run. */
+  add(u: PlannedUpdate): void {
+    const r = this.length - 1;
+    const offset = u.dataOffset ?? -1;
+    if (r >= 0) {
+      const k = this.count[r];
+      const from = this.dataOffset[r];
+      if (
+        u.pageType === this.pageType[r] && u.gpa === this.gpa[r] + k * PAGE_SIZE &&
+        u.directive === this.directive[r] + k &&
+        (from < 0 ? offset < 0 : offset === from + k * PAGE_SIZE)
+      ) {
+        this.count[r]++;
+        return;
+      }
+    }
+    if (this.length === this.gpa.length) this.#grow();
+    this.gpa[this.length] = u.gpa;
+    this.dataOffset[this.length] = offset;
+    this.directive[this.length] = u.directive;
+    this.count[this.length] = 1;
+    this.pageType[this.length] = u.pageType;
+    this.length++;
+  }
+
+  #grow(): void {
+    const n = this.gpa.length * 2;
+    const grow = <T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(
+      a: T,
+      make: (n: number) => T,
+    ): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.gpa = grow(this.gpa, (n) => new Float64Array(n));
+    this.dataOffset = grow(this.dataOffset, (n) => new Float64Array(n));
+    this.directive = grow(this.directive, (n) => new Int32Array(n));
+    this.count = grow(this.count, (n) => new Uint32Array(n));
+    this.pageType = grow(this.pageType, (n) => new Uint8Array(n));
+  }
+
+  /** Update k of run r. */
+  *updates(r: number): Generator<PlannedUpdate> {
+    const from = this.dataOffset[r];
+    for (let k = 0; k < this.count[r]; k++) {
+      yield {
+        gpa: this.gpa[r] + k * PAGE_SIZE,
+        pageType: this.pageType[r],
+        directive: this.directive[r] + k,
+        dataOffset: from < 0 ? undefined : from + k * PAGE_SIZE,
+      };
+    }
+  }
+}
+
+/**
+ * Stable sort by GPA. The plan is held as runs of consecutive pages (a kernel's or an
+ * initrd's pages are one run) in typed arrays, and the runs are sorted when no two overlap;
+ * else the pages one by one, about 25 bytes each, so 1M pages need about 25 MB.
  */
 function* sortedByGpa(plan: () => Iterable<PlannedUpdate>): Generator<PlannedUpdate> {
+  const runs = new PlanRuns();
   let n = 0;
-  for (const _ of plan()) n++;
+  for (const u of plan()) {
+    runs.add(u);
+    n++;
+  }
+  const order = stableOrder(runs.gpa, runs.length);
+  let disjoint = true;
+  for (let i = 1; i < runs.length && disjoint; i++) {
+    const a = order[i - 1];
+    disjoint = runs.gpa[a] + runs.count[a] * PAGE_SIZE <= runs.gpa[order[i]];
+  }
+  if (disjoint) {
+    for (const r of order) yield* runs.updates(r);
+    return;
+  }
   const gpa = new Float64Array(n);
   const dataOffset = new Float64Array(n);
   const directive = new Int32Array(n);
   const pageType = new Uint8Array(n);
   let i = 0;
-  for (const u of plan()) {
-    gpa[i] = u.gpa;
-    dataOffset[i] = u.dataOffset ?? -1;
-    directive[i] = u.directive;
-    pageType[i] = u.pageType;
-    i++;
+  for (let r = 0; r < runs.length; r++) {
+    for (const u of runs.updates(r)) {
+      gpa[i] = u.gpa;
+      dataOffset[i] = u.dataOffset ?? -1;
+      directive[i] = u.directive;
+      pageType[i] = u.pageType;
+      i++;
+    }
   }
-  const order = new Uint32Array(n);
-  for (let k = 0; k < n; k++) order[k] = k;
-  order.sort((a, b) => gpa[a] - gpa[b] || a - b);
-  for (const k of order) {
+  for (const k of stableOrder(gpa, n)) {
     yield {
       gpa: gpa[k],
       pageType: pageType[k],

@@ -26,7 +26,7 @@ import {
   SNP_PAGE_TYPE_UNMEASURED,
   SNP_PAGE_TYPE_VMSA,
 } from "./snp_digest.ts";
-import type { HostConfig, LaunchUpdate, LaunchUpdateSource } from "./launch_update.ts";
+import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
 import {
   directiveDataType,
   directiveFlags,
@@ -36,7 +36,11 @@ import {
   parameterAreaSizes,
 } from "../igvm/directives.ts";
 import { pageDataSnpType } from "./page_type.ts";
-import { hashPlanned as hashPlannedUpdates, type PlannedUpdate } from "./planned_updates.ts";
+import {
+  type HashedUpdates,
+  hashPlanned as hashPlannedUpdates,
+  type PlannedUpdate,
+} from "./planned_updates.ts";
 import {
   KVM_RESET_RDX,
   KVM_VMSA_GPA,
@@ -181,8 +185,14 @@ export async function kvmVmsaPages(
     vmsaPage(rules.kind, contexts, vp, rules.apRdxIsCpu ? cpuSignature : KVM_RESET_RDX);
 }
 
-/** Hashes the planned updates' pages in batches; file data past the end is a refusal. */
-function hashPlanned(file: FileAccess, plan: Iterable<Planned>): AsyncIterable<LaunchUpdate> {
+/**
+ * Hashes the planned updates' pages in batches; file data past the end is a refusal. `plan`
+ * runs when the updates are first read (its failures reject that read).
+ */
+function hashPlanned(
+  file: FileAccess,
+  plan: () => Promise<Iterable<Planned>>,
+): HashedUpdates {
   return hashPlannedUpdates(file, plan, refuse);
 }
 
@@ -226,18 +236,19 @@ function planned(d: Directive, index: number, pageType: number): Planned {
  * boot CPU's rebuilt from the file's VMSA (CR0.ET, CR4.MCE, EFER.SVME, TR base from LDTR,
  * KVM's FPU defaults), the others in QEMU's reset state with RDX = the CPU signature.
  */
-export const qemuKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpMask(headers);
-  const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
-  const areas = parameterAreas(headers);
-  const vmsas = vmsaUpdates(
-    "qemu",
-    await vpContexts(file, headers, matches),
-    host,
-    host.cpuSignature,
-  );
-  yield* hashPlanned(file, qemuPlan(headers, matches, areas, vmsas));
-};
+export const qemuKvmUpdates: LaunchUpdateSource = (file, headers, host) =>
+  hashPlanned(file, async () => {
+    const mask = snpMask(headers);
+    const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
+    const areas = parameterAreas(headers);
+    const vmsas = vmsaUpdates(
+      "qemu",
+      await vpContexts(file, headers, matches),
+      host,
+      host.cpuSignature,
+    );
+    return qemuPlan(headers, matches, areas, vmsas);
+  });
 
 /**
  * QEMU's launch queue for {@link qemuKvmUpdates}, streamed. A pending run is a range of
@@ -252,7 +263,11 @@ function* qemuPlan(
   const ds = directiveAccess(headers.directives);
   let runStart = 0; // the pending run is ds[runStart, runEnd)
   let runEnd = 0;
-  let runKey = "";
+  // What the pending run's pages share: flags, data type, mask, and having no data.
+  let runFlags = 0;
+  let runType = 0;
+  let runMask = 0;
+  let runEmpty = false;
   let nextGpa = -1;
   function* flush(): Generator<Planned> {
     for (let i = runStart; i < runEnd; i++) {
@@ -266,20 +281,23 @@ function* qemuPlan(
     if (d.type === IGVM_VHT_PAGE_DATA) {
       if (!matches(d)) continue;
       kvmPageType(d, "qemu-kvm", false); // a refusal comes at the page that causes it
-      const key = [
-        directiveFlags(d),
-        directiveDataType(d),
-        directiveMask(d),
-        directiveFileOffset(d) === undefined,
-      ].join();
+      const flags = directiveFlags(d);
+      const dataType = directiveDataType(d);
+      const dMask = directiveMask(d);
+      const empty = directiveFileOffset(d) === undefined;
+      const sameKind = flags === runFlags && dataType === runType && dMask === runMask &&
+        empty === runEmpty;
       const running = runEnd > runStart;
       const gpa = pageGpa(d, refuse);
-      if (running && (key !== runKey || gpa !== nextGpa || runEnd !== index)) {
+      if (running && (!sameKind || gpa !== nextGpa || runEnd !== index)) {
         yield* flush();
       }
       if (runEnd === runStart) runStart = index;
       runEnd = index + 1;
-      runKey = key;
+      runFlags = flags;
+      runType = dataType;
+      runMask = dMask;
+      runEmpty = empty;
       nextGpa = gpa + PAGE_SIZE;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
       yield* parameterPages(d, index, areas); // before the pending run
@@ -299,23 +317,31 @@ function* qemuPlan(
  * else at KVM's reset values), the others in KVM's reset state with RDX 0x600 (KVM's value
  * when no CPUID was set at reset; UNCONFIRMED, LOADERS.md §12.4), whatever the CPU model.
  */
-export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const filter = snpMask(headers); // no SEV-SNP platform, no SNP launch
-  const kept = (d: Directive) => (directiveMask(d) & filter) !== 0;
-  const areas = parameterAreas(headers);
-  const vmsas = vmsaUpdates("ch", await vpContexts(file, headers, kept), host, KVM_RESET_RDX);
-  function* plan(): Generator<Planned> {
-    const ds = directiveAccess(headers.directives);
-    for (let index = 0; index < ds.length; index++) {
-      const d = ds.at(index);
-      if (!kept(d)) continue;
-      if (d.type === IGVM_VHT_PAGE_DATA) yield planned(d, index, kvmPageType(d, "ch-kvm", true));
-      else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
-    }
-    yield* vmsas;
+export const chKvmUpdates: LaunchUpdateSource = (file, headers, host) =>
+  hashPlanned(file, async () => {
+    const filter = snpMask(headers); // no SEV-SNP platform, no SNP launch
+    const kept = (d: Directive) => (directiveMask(d) & filter) !== 0;
+    const areas = parameterAreas(headers);
+    const vmsas = vmsaUpdates("ch", await vpContexts(file, headers, kept), host, KVM_RESET_RDX);
+    return chPlan(headers, kept, areas, vmsas);
+  });
+
+/** Cloud Hypervisor's launch queue for {@link chKvmUpdates}, streamed. */
+function* chPlan(
+  headers: IgvmFile,
+  kept: (d: Directive) => boolean,
+  areas: Map<number, number>,
+  vmsas: Planned[],
+): Generator<Planned> {
+  const ds = directiveAccess(headers.directives);
+  for (let index = 0; index < ds.length; index++) {
+    const d = ds.at(index);
+    if (!kept(d)) continue;
+    if (d.type === IGVM_VHT_PAGE_DATA) yield planned(d, index, kvmPageType(d, "ch-kvm", true));
+    else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
   }
-  yield* hashPlanned(file, plan());
-};
+  yield* vmsas;
+}
 
 /**
  * OpenVMM on KVM, LOADERS.md §7.2 and §10 "openvmm-kvm": file order; zero pages measured as
@@ -323,31 +349,39 @@ export const chKvmUpdates: LaunchUpdateSource = async function* (file, headers, 
  * CPUID_XF refused. Then the VMSAs: the boot CPU's from OpenVMM's allow-list of VMSA fields,
  * the others in the reset state with RDX = the CPU signature (UNCONFIRMED, §12.4).
  */
-export const openvmmKvmUpdates: LaunchUpdateSource = async function* (file, headers, host) {
-  const mask = snpMask(headers);
-  const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
-  const areas = parameterAreas(headers);
-  const vmsas = vmsaUpdates(
-    "openvmm",
-    await vpContexts(file, headers, matches),
-    host,
-    host.cpuSignature,
-  );
-  function* plan(): Generator<Planned> {
-    const ds = directiveAccess(headers.directives);
-    for (let index = 0; index < ds.length; index++) {
-      const d = ds.at(index);
-      if (!matches(d)) continue;
-      if (d.type === IGVM_VHT_PAGE_DATA) {
-        const type = kvmPageType(d, "openvmm-kvm", false);
-        if (directiveFlags(d) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
-        yield planned(d, index, type);
-      } else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
-    }
-    yield* vmsas;
+export const openvmmKvmUpdates: LaunchUpdateSource = (file, headers, host) =>
+  hashPlanned(file, async () => {
+    const mask = snpMask(headers);
+    const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
+    const areas = parameterAreas(headers);
+    const vmsas = vmsaUpdates(
+      "openvmm",
+      await vpContexts(file, headers, matches),
+      host,
+      host.cpuSignature,
+    );
+    return openvmmPlan(headers, matches, areas, vmsas);
+  });
+
+/** OpenVMM's launch queue for {@link openvmmKvmUpdates}, streamed. */
+function* openvmmPlan(
+  headers: IgvmFile,
+  matches: (d: Directive) => boolean,
+  areas: Map<number, number>,
+  vmsas: Planned[],
+): Generator<Planned> {
+  const ds = directiveAccess(headers.directives);
+  for (let index = 0; index < ds.length; index++) {
+    const d = ds.at(index);
+    if (!matches(d)) continue;
+    if (d.type === IGVM_VHT_PAGE_DATA) {
+      const type = kvmPageType(d, "openvmm-kvm", false);
+      if (directiveFlags(d) & IGVM_VHF_PAGE_DATA_GUEST_INVALID) continue;
+      yield planned(d, index, type);
+    } else if (d.type === IGVM_VHT_PARAMETER_INSERT) yield* parameterPages(d, index, areas);
   }
-  yield* hashPlanned(file, plan());
-};
+  yield* vmsas;
+}
 
 /** The KVM loaders by name. */
 export const KVM_LOADERS = {

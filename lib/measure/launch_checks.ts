@@ -19,7 +19,12 @@ import {
   IGVM_VHT_VP_CONTEXT,
   IGVM_VHT_VP_COUNT_PARAMETER,
 } from "../igvm/defs.ts";
-import { type Directive, directiveFileOffset, type IgvmFile } from "../igvm/reader.ts";
+import {
+  type Directive,
+  directiveAccess,
+  directiveFileOffset,
+  type IgvmFile,
+} from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { hex, PAGE_SIZE, toHex } from "../bytes/le.ts";
 import {
@@ -42,7 +47,12 @@ import {
 } from "../x86/kvm_vmsa.ts";
 import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
 import { type HostConfig, launchDigestOf } from "./launch_update.ts";
-import { directiveGpa, directiveMask, findSnpPlatform } from "../igvm/directives.ts";
+import {
+  directiveDataType,
+  directiveGpa,
+  directiveMask,
+  findSnpPlatform,
+} from "../igvm/directives.ts";
 import { POLICY_MIGRATE_MA_BIT, POLICY_RESERVED_ONE } from "./tei_config.ts";
 import { idBlockVerdict } from "./id_block_checks.ts";
 
@@ -195,6 +205,16 @@ const SEV_FEATURE_NAMES: [bigint, string][] = [
 
 const SEGMENT = (name: string) => (VMCB_SAVE_AREA.off as Record<string, number>)[name];
 
+/** The last directive that passes `test`, read from the end without copying the list. */
+function lastOf(ds: readonly Directive[], test: (d: Directive) => boolean): Directive | undefined {
+  const access = directiveAccess(ds);
+  for (let i = access.length - 1; i >= 0; i--) {
+    const d = access.at(i);
+    if (test(d)) return d;
+  }
+  return undefined;
+}
+
 /**
  * Checks whether `loader` would start the file. `host` (vCPUs and CPU model) is used to
  * compare the file's ID block with the digest the loader makes KVM compute (a pass over the
@@ -242,7 +262,7 @@ export async function checkLaunch(
     }
     if (
       d.type === IGVM_VHT_PAGE_DATA && applies(d) &&
-      Number(d.fields.DataType ?? 0n) === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF && loader !== "qemu-kvm"
+      directiveDataType(d) === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF && loader !== "qemu-kvm"
     ) {
       refusals.push(
         `CPUID_XF page 0x${Number(d.fields.GPA).toString(16)}: ${name} cannot load it${
@@ -298,10 +318,9 @@ export async function checkLaunch(
       }
     }
   }
-  const lastDirective = [...ds].reverse().find((d) =>
+  const lastDirective = lastOf(ds, (d) =>
     d.type >= 0x301 && d.type !== IGVM_VHT_SNP_ID_BLOCK &&
-    (d.fields.CompatibilityMask === undefined || applies(d))
-  );
+    (d.fields.CompatibilityMask === undefined || applies(d)));
   if (contexts.length && lastDirective && lastDirective.type !== IGVM_VHT_VP_CONTEXT) {
     const text = `the VP context is not the last directive: KVM measures the VMSA ` +
       `after every page, so tools that measure in file order disagree with KVM`;
@@ -369,8 +388,9 @@ export async function checkLaunch(
   // Pages QEMU may not be able to place, and the parameter area's memory map.
   if (loader === "qemu-kvm") {
     const legacy = ds.filter((d) => {
-      const gpa = Number(d.fields.GPA ?? 0n);
-      return d.type === IGVM_VHT_PAGE_DATA && applies(d) && gpa >= 0xa0000 && gpa < 0x100000;
+      if (d.type !== IGVM_VHT_PAGE_DATA) return false;
+      const gpa = directiveGpa(d);
+      return applies(d) && gpa >= 0xa0000 && gpa < 0x100000;
     });
     // QEMU 10.2.2, run here: "Could not prepare memory at address 0xA0000 due to existing
     // non-RAM region" (LOADERS.md §14), so these pages stop the launch.

@@ -6,7 +6,7 @@
 import { toHex } from "../bytes/le.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import type { HostConfig } from "./launch_update.ts";
+import { type HostConfig, type UpdateBatch, updateBatches } from "./launch_update.ts";
 import { DEFAULT_HOST } from "./file_loaders.ts";
 import { loaderModel } from "./loaders.ts";
 import { mapParts } from "./parts.ts";
@@ -43,27 +43,72 @@ export interface LaunchLogEntry {
   digest: Uint8Array;
 }
 
-/** The launch log of a file under `loader`. */
+/**
+ * Consecutive entries of the log: entry `first + k` is update k of `updates`, with its
+ * contents digest at `contents[48 k, 48 k + 48)`, the running digest after it at the same
+ * place in `digests`, and its part `parts[k]`. Valid until the next batch is asked for.
+ */
+export interface LaunchLogBatch {
+  first: number;
+  updates: UpdateBatch["updates"];
+  contents: Uint8Array;
+  digests: Uint8Array;
+  parts: string[];
+}
+
+/**
+ * The launch log of a file under `loader`, up to 256 entries at a time with no object per
+ * entry: how the CLI prints the log of a 1M-page file in little memory.
+ */
+export async function* launchLogBatches(
+  file: FileAccess,
+  headers: IgvmFile,
+  loader: string,
+  host: HostConfig = DEFAULT_HOST,
+): AsyncGenerator<LaunchLogBatch> {
+  const parts = await mapParts(file, headers);
+  const digest = new SnpLaunchDigest();
+  let digests = new Uint8Array(0);
+  const names: string[] = [];
+  const one = new Uint8Array(48);
+  let first = 0;
+  for await (
+    const { updates, contents } of updateBatches(loaderModel(loader).updates(file, headers, host))
+  ) {
+    if (digests.length < contents.length) digests = new Uint8Array(contents.length);
+    names.length = updates.length;
+    for (let k = 0; k < updates.length; k++) {
+      const u = updates[k];
+      for (let i = 0; i < 48; i++) one[i] = contents[k * 48 + i]; // no view per page
+      digest.extend(u.gpa, u.pageType, undefined, one);
+      digests.set(digest.value, k * 48);
+      names[k] = u.pageType === SNP_PAGE_TYPE_VMSA ? "VMSA" : parts.partOf(u.gpa, u.directive);
+    }
+    yield { first, updates, contents, digests, parts: names };
+    first += updates.length;
+  }
+}
+
+/** The launch log of a file under `loader`, one entry at a time. */
 export async function* launchLog(
   file: FileAccess,
   headers: IgvmFile,
   loader: string,
   host: HostConfig = DEFAULT_HOST,
 ): AsyncGenerator<LaunchLogEntry> {
-  const parts = await mapParts(file, headers);
-  const digest = new SnpLaunchDigest();
-  let index = 0;
-  for await (const u of loaderModel(loader).updates(file, headers, host)) {
-    digest.extend(u.gpa, u.pageType, undefined, u.contents);
-    yield {
-      index: index++,
-      gpa: u.gpa,
-      pageType: u.pageType,
-      directive: u.directive,
-      part: u.pageType === SNP_PAGE_TYPE_VMSA ? "VMSA" : parts.partOf(u.gpa, u.directive),
-      contents: u.contents,
-      digest: digest.value,
-    };
+  for await (const b of launchLogBatches(file, headers, loader, host)) {
+    for (let k = 0; k < b.updates.length; k++) {
+      const u = b.updates[k];
+      yield {
+        index: b.first + k,
+        gpa: u.gpa,
+        pageType: u.pageType,
+        directive: u.directive,
+        part: b.parts[k],
+        contents: b.contents.slice(k * 48, k * 48 + 48),
+        digest: b.digests.slice(k * 48, k * 48 + 48),
+      };
+    }
   }
 }
 

@@ -24,7 +24,7 @@ import {
   type IgvmFile,
 } from "../igvm/reader.ts";
 import { guestReaderOf } from "../igvm/structure.ts";
-import { directiveDataType, directiveFlags } from "../igvm/directives.ts";
+import { directiveDataType, directiveFlags, directiveGpa } from "../igvm/directives.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import { walkAcpiTables } from "../../acpi/walk.ts";
 import { VMCB_SAVE_AREA, VMCB_SEG } from "../x86/vmsa.ts";
@@ -64,7 +64,7 @@ function directivePart(d: Directive | undefined): string | undefined {
 /** True when the file has igvmgen's SNP pages at their fixed addresses. */
 function hasIgvmgenSnpPages(h: IgvmFile): boolean {
   const at = (type: number, gpa: number) =>
-    h.directives.some((d) => d.type === type && Number(d.fields.GPA ?? -1n) === gpa);
+    h.directives.some((d) => d.type === type && directiveGpa(d) === gpa);
   return at(IGVM_VHT_PAGE_DATA, SNP_PAGES.cpuid) && at(IGVM_VHT_PAGE_DATA, SNP_PAGES.secrets) &&
     at(IGVM_VHT_PARAMETER_INSERT, SNP_PAGES.param) && at(IGVM_VHT_VP_CONTEXT, SNP_PAGES.vmsa);
 }

@@ -18,7 +18,7 @@ import {
   IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
-import { type Directive, directiveFileOffset } from "../igvm/reader.ts";
+import { type Directive, directiveAccess, directiveFileOffset } from "../igvm/reader.ts";
 import { directiveDataType, directiveFlags, directiveGpa } from "../igvm/directives.ts";
 import { assertStructurallySound, readHeaders } from "../igvm/structure.ts";
 import type { FileAccess } from "../io/file_reader.ts";
@@ -166,14 +166,33 @@ function nativeRegisters(page: Uint8Array): Record<string, string> {
   return out;
 }
 
-/** Appends the page of `d` at `gpa` to the runs of one kind. */
-function addToRanges(ranges: PageRange[], gpa: number, kind: PageKind): void {
-  const last = ranges[ranges.length - 1];
-  if (last && last.kind === kind && Number(last.end) === gpa) {
-    last.end = hex(gpa + PAGE_SIZE);
-    last.pages++;
-  } else {
-    ranges.push({ start: hex(gpa), end: hex(gpa + PAGE_SIZE), pages: 1, kind });
+/** Runs of consecutive pages of one kind, built page by page. */
+class PageRanges {
+  readonly list: PageRange[] = [];
+  /** The GPA after the last run, as a number (its `end` is written when the run ends). */
+  #end = NaN;
+  #kind?: PageKind;
+
+  /** Appends the page at `gpa`. */
+  add(gpa: number, kind: PageKind): void {
+    if (kind === this.#kind && gpa === this.#end) {
+      this.list[this.list.length - 1].pages++;
+    } else {
+      this.#close();
+      this.list.push({ start: hex(gpa), end: "", pages: 1, kind });
+      this.#kind = kind;
+    }
+    this.#end = gpa + PAGE_SIZE;
+  }
+
+  /** The runs, each with its end. */
+  done(): PageRange[] {
+    this.#close();
+    return this.list;
+  }
+
+  #close(): void {
+    if (this.list.length) this.list[this.list.length - 1].end = hex(this.#end);
   }
 }
 
@@ -194,7 +213,7 @@ async function inspectIgvm(file: FileAccess, name: string): Promise<InspectRepor
     "guest-invalid": 0,
     parameter: 0,
   };
-  const ranges: PageRange[] = [];
+  const ranges = new PageRanges();
   let withData = 0;
   let total = 0;
   const declared = platformsOf(h);
@@ -210,13 +229,15 @@ async function inspectIgvm(file: FileAccess, name: string): Promise<InspectRepor
   const others = declared.filter((p) => p.compatibilityMask !== snpMask).map((p) => ({
     type: p.name,
     mask: p.compatibilityMask,
-    ranges: [] as PageRange[],
+    ranges: new PageRanges(),
     vpContexts: [] as { vpIndex: number; registers: Record<string, string> }[],
   }));
   const parameterAreas: InspectReport["parameterAreas"] = [];
   const vmsa: InspectReport["vmsa"] = [];
   let policy: string | undefined;
-  for (const d of h.directives) {
+  const ds = directiveAccess(h.directives);
+  for (let i = 0; i < ds.length; i++) {
+    const d = ds.at(i);
     if (d.type === IGVM_VHT_SUPPORTED_PLATFORM) {
       continue;
     } else if (d.type === IGVM_VHT_SNP_POLICY) {
@@ -244,7 +265,7 @@ async function inspectIgvm(file: FileAccess, name: string): Promise<InspectRepor
     for (const p of platforms) if (p.pages !== undefined && p.compatibilityMask! & mask) p.pages++;
     if (snpMask !== undefined && !(mask & snpMask)) {
       for (const o of others.filter((o) => o.mask & mask)) {
-        if (d.type !== IGVM_VHT_VP_CONTEXT) addToRanges(o.ranges, gpa, kind);
+        if (d.type !== IGVM_VHT_VP_CONTEXT) o.ranges.add(gpa, kind);
         else if (offset !== undefined) {
           o.vpContexts.push({
             vpIndex: Number(d.fields.VpIndex ?? 0n),
@@ -257,7 +278,7 @@ async function inspectIgvm(file: FileAccess, name: string): Promise<InspectRepor
     if (offset !== undefined) withData++;
     byKind[kind]++;
     total++;
-    addToRanges(ranges, gpa, kind);
+    ranges.add(gpa, kind);
     if (d.type === IGVM_VHT_VP_CONTEXT && offset !== undefined) {
       const page = await file.readAt(offset, VMCB_SAVE_AREA.size);
       const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
@@ -286,11 +307,15 @@ async function inspectIgvm(file: FileAccess, name: string): Promise<InspectRepor
     platforms,
     ...(snpMask === undefined ? {} : {
       reportedPlatform: "SEV-SNP",
-      otherPlatforms: others.map(({ type, ranges, vpContexts }) => ({ type, ranges, vpContexts })),
+      otherPlatforms: others.map(({ type, ranges, vpContexts }) => ({
+        type,
+        ranges: ranges.done(),
+        vpContexts,
+      })),
     }),
     policy,
     pages: { total, withData, byKind },
-    ranges,
+    ranges: ranges.done(),
     parameterAreas,
     vmsa,
     idBlock: id && {
