@@ -9,8 +9,8 @@ import { PAGE_SIZE } from "../bytes/le.ts";
 import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
 import type { LaunchUpdate, UpdateBatch } from "./launch_update.ts";
-import { PageHasher, sha384 } from "../hash/wasm_sha384.ts";
-import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA } from "./snp_digest.ts";
+import { PageHasher } from "../hash/wasm_sha384.ts";
+import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA, ZERO_PAGE_DIGEST } from "./snp_digest.ts";
 
 /** A launch update before its contents are hashed. */
 export interface PlannedUpdate {
@@ -25,8 +25,6 @@ export interface PlannedUpdate {
 
 const DIGEST = 48;
 const ZERO_CONTENTS = new Uint8Array(DIGEST);
-/** SHA-384 of a 4 KiB zero page: the contents of an empty NORMAL page. */
-export const ZERO_PAGE_DIGEST = sha384(new Uint8Array(PAGE_SIZE));
 
 const BATCH = 256;
 /** A batch's pages are read in one go when their file data lies within this span. */
