@@ -85,6 +85,26 @@ Deno.test("decodeLegacySnapshot() rejects bad layers with a reason", async () =>
   );
 });
 
+Deno.test("decodeLegacySnapshot() refuses zlib data cut short, even by its checksum alone", async () => {
+  const pages: [number, Uint8Array][] = [[0xe0000, new Uint8Array(4096).fill(3)]];
+  const whole = Uint8Array.fromBase64(new TextDecoder().decode(snapshotOf(pages)));
+  assertEquals((await decodeLegacySnapshot(snapshotOf(pages))).size, 1);
+  for (const cut of [1, 4]) {
+    const text = new TextEncoder().encode(whole.subarray(0, whole.length - cut).toBase64());
+    await assertRejects(() => decodeLegacySnapshot(text), SnapshotError, "not zlib data");
+  }
+});
+
+Deno.test("adler32() gives zlib's checksum (node:zlib's trailer), over more than one 5552-byte run", async () => {
+  const { adler32 } = await import("../acpi/inflate.ts");
+  for (const size of [0, 1, 5552, 5553, 100_000]) {
+    const bytes = Uint8Array.from({ length: size }, (_, i) => (i * 131 + 7) & 0xff);
+    const z = new Uint8Array(deflateSync(bytes));
+    const trailer = new DataView(z.buffer, z.byteOffset + z.length - 4).getUint32(0);
+    assertEquals(adler32(bytes), trailer, `${size} bytes`);
+  }
+});
+
 Deno.test("decodeLegacySnapshot() stops a zlib bomb at SNAPSHOT_PICKLE_MAX, before it fills memory", async () => {
   // 64 MiB of zeros deflate to 64 KiB: as a snapshot, more than 288 pages could ever need.
   const bomb = new Uint8Array(deflateSync(new Uint8Array(64 << 20)));
