@@ -1,7 +1,8 @@
 /**
- * AtomicFile flushes a large output to disk in the background while it is written, through a
- * second handle: the committed file holds every byte, and committing or aborting waits for
- * that flush and closes the handle (counted in /proc on Linux).
+ * AtomicFile flushes a large output to disk in the background while it is written, each time
+ * through a handle of its own: the committed file holds every byte, a background flush leaves
+ * no descriptor behind (an output waiting for its commit holds one), and committing or
+ * aborting waits for the flush under way (descriptors counted in /proc on Linux).
  */
 import { assertEquals } from "./assert.ts";
 import { listDir } from "./helpers.ts";
@@ -46,10 +47,10 @@ Deno.test("AtomicFile: an output flushed in the background as it is written comm
       await out.writeAt(at, data.subarray(at, Math.min(at + MIB, data.length)));
     }
     await out.writeAt(0, data.subarray(0, headers));
-    const open = await waitForFds(dir, 2);
-    if (open !== undefined) assertEquals(open, 2, "the file and its flushing handle are open");
+    const open = await waitForFds(dir, 1);
+    if (open !== undefined) assertEquals(open, 1, "the file's own handle, no flushing handle");
     await out.commit();
-    assertEquals(await fdsInto(dir), open === undefined ? undefined : 0, "both closed");
+    assertEquals(await fdsInto(dir), open === undefined ? undefined : 0, "closed");
     assertEquals(await sha256(await Deno.readFile(path)), await sha256(data));
     assertEquals(listDir(dir), ["out.igvm"]);
   } finally {
@@ -64,13 +65,36 @@ Deno.test("AtomicFile.abort() while a background flush runs leaves the old outpu
     await Deno.writeFile(path, new Uint8Array(100).fill(7));
     const out = await AtomicFile.create(path);
     await out.writeAt(0, pseudoRandomBytes(9 * MIB, 4)); // past the background flush's mark
-    await waitForFds(dir, 2);
     await out.abort();
     const linux = Deno.build.os === "linux";
-    assertEquals(await fdsInto(dir), linux ? 0 : undefined, "the file and its flushing handle");
+    assertEquals(await fdsInto(dir), linux ? 0 : undefined, "the file's handles are closed");
     assertEquals(listDir(dir), ["out.igvm"]);
     assertEquals(await Deno.readFile(path), new Uint8Array(100).fill(7));
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AtomicFile spool for -o -: found and removed when its folder (TMPDIR) was moved; the error names the spool", async () => {
+  const base = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  const before = Deno.env.get("TMPDIR");
+  try {
+    await Deno.mkdir(`${base}/tmp`);
+    Deno.env.set("TMPDIR", `${base}/tmp`);
+    const spool = await AtomicFile.createSpool();
+    await spool.writeAt(0, new Uint8Array(4096).fill(1));
+    await Deno.rename(`${base}/tmp`, `${base}/moved`);
+    const error = await spool.readBack(0, 16).then(() => undefined, (e: Error) => e.message);
+    assertEquals(
+      error,
+      `cannot write the spool of standard output ${spool.tempPath} (in TMPDIR): its folder ` +
+        `${base}/tmp was moved or removed while igvmgen wrote it`,
+    );
+    await spool.abort();
+    assertEquals(listDir(`${base}/moved`), [], "the moved spool is removed");
+  } finally {
+    if (before === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", before);
+    await Deno.remove(base, { recursive: true });
   }
 });

@@ -98,33 +98,37 @@ export class AtomicFile implements ByteSink {
   #background: Promise<void> | undefined;
   /** What a background flush failed with: flush() reports it. */
   #backgroundFailure: { error: unknown } | undefined;
-  /** A second handle on the file for background flushes (null: it could not be opened). */
-  #flushHandle: Deno.FsFile | null | undefined;
+  /** False once a second handle could not be opened, or flush() or abort() began. */
+  #backgroundFlushes = true;
 
   /**
    * Starts flushing what was written so far to disk, through a second handle, so that
    * writing goes on meanwhile: the disk works while the pages are hashed, and the flush
-   * before the rename has only the last bytes left. One at a time; not for a spool, which is
-   * copied out, never renamed into place.
+   * before the rename has only the last bytes left. One at a time, each with a handle of its
+   * own that it closes (outputs waiting to be committed hold one descriptor each); not for a
+   * spool, which is copied out, never renamed into place.
    */
   #flushInBackground(): void {
-    if (this.#background || this.path === "-" || this.#flushHandle === null) return;
+    if (this.#background || this.path === "-" || !this.#backgroundFlushes) return;
     this.#unflushed = 0;
     this.#background = (async () => {
-      this.#flushHandle ??= await Deno.open(this.tempPath, { read: true, write: true })
-        .catch(() => null);
-      await this.#flushHandle?.syncData();
+      const handle = await Deno.open(this.tempPath, { read: true, write: true }).catch(() => {
+        this.#backgroundFlushes = false; // the final flush still flushes everything
+      });
+      if (!handle) return;
+      try {
+        await handle.syncData();
+      } finally {
+        handle.close();
+      }
     })().catch((error) => void (this.#backgroundFailure ??= { error }))
       .finally(() => this.#background = undefined);
   }
 
-  /** Waits for a background flush and closes its handle. */
+  /** Stops background flushes and waits for the one under way, if any. */
   async #endBackground(): Promise<void> {
+    this.#backgroundFlushes = false;
     await this.#background;
-    try {
-      this.#flushHandle?.close();
-    } catch { /* already closed */ }
-    this.#flushHandle = null;
   }
 
   /** How errors name this file: the output, or the spool of `-o -`. */
@@ -159,11 +163,10 @@ export class AtomicFile implements ByteSink {
    */
   #lost(e: unknown): Error {
     if (!(e instanceof Deno.errors.NotFound)) return writeError(this.#label, e);
+    const folder = dirname(this.tempPath);
     return writeError(
-      this.path,
-      new Error(
-        `its folder ${dirname(this.path)} was moved or removed while igvmgen wrote it`,
-      ),
+      this.#label,
+      new Error(`its folder ${folder} was moved or removed while igvmgen wrote it`),
     );
   }
 
@@ -171,6 +174,9 @@ export class AtomicFile implements ByteSink {
   static async createSpool(): Promise<AtomicFile> {
     const tempPath = await makeRegisteredTempFile("igvmgen-out-");
     const file = await Deno.open(tempPath, { write: true, read: true });
+    // Known by device and inode, the spool is found and removed even if TMPDIR is moved.
+    const created = await file.stat().catch(() => undefined);
+    if (created) noteTempIdentity(tempPath, created);
     return new AtomicFile("-", tempPath, file);
   }
 
