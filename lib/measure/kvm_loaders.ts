@@ -236,19 +236,27 @@ function planned(d: Directive, index: number, pageType: number): Planned {
  * boot CPU's rebuilt from the file's VMSA (CR0.ET, CR4.MCE, EFER.SVME, TR base from LDTR,
  * KVM's FPU defaults), the others in QEMU's reset state with RDX = the CPU signature.
  */
-export const qemuKvmUpdates: LaunchUpdateSource = (file, headers, host) =>
-  hashPlanned(file, async () => {
-    const mask = snpMask(headers);
-    const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
-    const areas = parameterAreas(headers);
-    const vmsas = vmsaUpdates(
-      "qemu",
-      await vpContexts(file, headers, matches),
-      host,
-      host.cpuSignature,
-    );
-    return qemuPlan(headers, matches, areas, vmsas);
-  });
+export const qemuKvmUpdates: LaunchUpdateSource = kvmUpdates("qemu", qemuPlan);
+
+/** A loader's plan of the SEV-SNP platform's directives, with the vCPUs' VMSAs it ends with. */
+type KvmPlan = (
+  headers: IgvmFile,
+  matches: (d: Directive) => boolean,
+  areas: Map<number, number>,
+  vmsas: Planned[],
+) => Iterable<Planned>;
+
+/** The launch updates of a KVM loader: `plan` over the directives of the SEV-SNP platform. */
+function kvmUpdates(kind: KvmLoaderKind, plan: KvmPlan): LaunchUpdateSource {
+  return (file, headers, host) =>
+    hashPlanned(file, async () => {
+      const mask = snpMask(headers);
+      const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
+      const areas = parameterAreas(headers);
+      const contexts = await vpContexts(file, headers, matches);
+      return plan(headers, matches, areas, vmsaUpdates(kind, contexts, host, host.cpuSignature));
+    });
+}
 
 /**
  * QEMU's launch queue for {@link qemuKvmUpdates}, streamed. A pending run is a range of
@@ -349,19 +357,7 @@ function* chPlan(
  * CPUID_XF refused. Then the VMSAs: the boot CPU's from OpenVMM's allow-list of VMSA fields,
  * the others in the reset state with RDX = the CPU signature (UNCONFIRMED, §12.4).
  */
-export const openvmmKvmUpdates: LaunchUpdateSource = (file, headers, host) =>
-  hashPlanned(file, async () => {
-    const mask = snpMask(headers);
-    const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
-    const areas = parameterAreas(headers);
-    const vmsas = vmsaUpdates(
-      "openvmm",
-      await vpContexts(file, headers, matches),
-      host,
-      host.cpuSignature,
-    );
-    return openvmmPlan(headers, matches, areas, vmsas);
-  });
+export const openvmmKvmUpdates: LaunchUpdateSource = kvmUpdates("openvmm", openvmmPlan);
 
 /** OpenVMM's launch queue for {@link openvmmKvmUpdates}, streamed. */
 function* openvmmPlan(
