@@ -246,15 +246,23 @@ type KvmPlan = (
   vmsas: Planned[],
 ) => Iterable<Planned>;
 
-/** The launch updates of a KVM loader: `plan` over the directives of the SEV-SNP platform. */
-function kvmUpdates(kind: KvmLoaderKind, plan: KvmPlan): LaunchUpdateSource {
+/**
+ * The launch updates of a KVM loader: `plan` over the directives of the SEV-SNP platform (no
+ * such platform, no SNP launch: nothing matches), with the vCPUs' VMSAs, whose application
+ * processors start with RDX = `apRdx(host)` (by default the CPU signature).
+ */
+function kvmUpdates(
+  kind: KvmLoaderKind,
+  plan: KvmPlan,
+  apRdx = (host: HostConfig) => host.cpuSignature,
+): LaunchUpdateSource {
   return (file, headers, host) =>
     hashPlanned(file, async () => {
       const mask = snpMask(headers);
       const matches = (d: Directive) => (directiveMask(d) & mask) !== 0;
       const areas = parameterAreas(headers);
       const contexts = await vpContexts(file, headers, matches);
-      return plan(headers, matches, areas, vmsaUpdates(kind, contexts, host, host.cpuSignature));
+      return plan(headers, matches, areas, vmsaUpdates(kind, contexts, host, apRdx(host)));
     });
 }
 
@@ -325,14 +333,7 @@ function* qemuPlan(
  * else at KVM's reset values), the others in KVM's reset state with RDX 0x600 (KVM's value
  * when no CPUID was set at reset; UNCONFIRMED, LOADERS.md §12.4), whatever the CPU model.
  */
-export const chKvmUpdates: LaunchUpdateSource = (file, headers, host) =>
-  hashPlanned(file, async () => {
-    const filter = snpMask(headers); // no SEV-SNP platform, no SNP launch
-    const kept = (d: Directive) => (directiveMask(d) & filter) !== 0;
-    const areas = parameterAreas(headers);
-    const vmsas = vmsaUpdates("ch", await vpContexts(file, headers, kept), host, KVM_RESET_RDX);
-    return chPlan(headers, kept, areas, vmsas);
-  });
+export const chKvmUpdates: LaunchUpdateSource = kvmUpdates("ch", chPlan, () => KVM_RESET_RDX);
 
 /** Cloud Hypervisor's launch queue for {@link chKvmUpdates}, streamed. */
 function* chPlan(
