@@ -255,8 +255,8 @@ const QUEUED_PER_WORKER = 2;
  * this one (at least 1, at most 4), and this thread hashes a batch itself whenever every
  * worker already has QUEUED_PER_WORKER of them: it reads, emits and writes too, so it takes
  * whatever share of the hashing the workers leave, and no core idles. Without it, one worker
- * per core hashes everything (at most 4). Until the workers have started, batches are hashed
- * on this thread (unless `onlyWorkers`), so their start-up costs no waiting.
+ * per core hashes everything (at most 4). With it, until the workers have started, batches
+ * are hashed on this thread, so their start-up costs no waiting.
  */
 function workerHasher(Pool: typeof PageHashPool, withThisThread: boolean): BatchHasher {
   const cores = navigator.hardwareConcurrency || 1;
@@ -265,8 +265,8 @@ function workerHasher(Pool: typeof PageHashPool, withThisThread: boolean): Batch
   let started = !withThisThread;
   pool.ready.then(() => started = true, () => {});
   // Workers answer by messages, which arrive only when this thread turns its event loop:
-  // with a reader and a sink that never wait, nothing else would turn it.
-  // Callers waiting at once share one turn.
+  // with a reader and a sink that never wait, nothing else would turn it. Callers waiting
+  // at once share one turn.
   const channel = new MessageChannel();
   let nextTurn: Promise<void> | undefined;
   const turn = () =>
