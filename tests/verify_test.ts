@@ -329,3 +329,41 @@ Deno.test("-inform elf -vmpl2_kernel loads the bzImage at 0x3d00000; -symbol_elf
   }
   assert(!gpas.has(0x1018000), "no page after the symbol's stack");
 });
+
+Deno.test("verify: a SEV-SNP VMSA (VP_CONTEXT) placed on a page the file also loads is a problem; a NATIVE register context there is not", async () => {
+  const { editBody, bodyAt } = await import("./igvm_edit.ts");
+  const { IGVM_VHT_PAGE_DATA, IGVM_VHT_VP_CONTEXT } = await import("../lib/igvm/defs.ts");
+  const pageGpa = (bytes: Uint8Array) =>
+    new DataView(bytes.buffer).getBigUint64(bodyAt(bytes, IGVM_VHT_PAGE_DATA, 5), true);
+  const dir = tempDir();
+  try {
+    const image = await generateImage(["-sign_deterministic", "true"]);
+    const gpa = pageGpa(image);
+    const moved = editBody(image, IGVM_VHT_VP_CONTEXT, (v, at) => v.setBigUint64(at, gpa, true));
+    Deno.writeFileSync(`${dir}/moved.igvm`, moved);
+    const r = await runCli(["verify", `${dir}/moved.igvm`]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes(`GPA 0x${gpa.toString(16)} is loaded twice`), r.stdout);
+    // -native's second VP_CONTEXT is the NATIVE platform's registers (mask 0x2): its GPA
+    // names no page, so moving it onto a loaded page changes nothing SEV-SNP measures.
+    const native = await generateImage([
+      "-target",
+      "qemu-kvm",
+      "-native",
+      "-sign_deterministic",
+      "true",
+    ]);
+    const nativeGpa = pageGpa(native);
+    const onPage = editBody(
+      native,
+      IGVM_VHT_VP_CONTEXT,
+      (v, at) => v.setBigUint64(at, nativeGpa, true),
+      1,
+    );
+    Deno.writeFileSync(`${dir}/native.igvm`, onPage);
+    const n = await runCli(["verify", `${dir}/native.igvm`]);
+    assertEquals(n.code, 0, n.stdout + n.stderr);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -49,6 +49,16 @@ function placesPages(type: number): boolean {
 }
 
 /**
+ * True for a directive that puts a page of guest memory at its GPA, which no other may load
+ * for the same platform: a PAGE_DATA, a PARAMETER_INSERT, and a VP_CONTEXT of a platform in
+ * `vmsaMask` (SEV-SNP's VMSA is a guest page; a NATIVE context is registers, its GPA no page).
+ */
+function placesGuestPage(d: Directive, vmsaMask: number): boolean {
+  return d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT ||
+    (d.type === IGVM_VHT_VP_CONTEXT && (directiveMask(d) & vmsaMask) !== 0);
+}
+
+/**
  * Numbers added one by one, kept as runs: a number PAGE_SIZE above the one before extends the
  * last run. A kernel's or an initrd's pages make one run of GPAs and one of file offsets, so
  * a check that no two pages share a GPA, or overlap in the file, costs a few runs.
@@ -92,10 +102,9 @@ class PageRuns {
  * their runs do not overlap, else found by sorting them in a typed array. Two unaligned GPAs
  * above 2^53 may round to one number: the caller tells them apart exactly.
  */
-function gpasLoadedTwice(ds: readonly Directive[]): Set<number> {
+function gpasLoadedTwice(ds: readonly Directive[], vmsaMask: number): Set<number> {
   const access = directiveAccess(ds);
-  const loads = (d: Directive) =>
-    d.type === IGVM_VHT_PAGE_DATA || d.type === IGVM_VHT_PARAMETER_INSERT;
+  const loads = (d: Directive) => placesGuestPage(d, vmsaMask);
   const runs = new PageRuns();
   let n = 0;
   for (let i = 0; i < access.length; i++) {
@@ -140,7 +149,8 @@ export function stableOrder(key: Float64Array, n: number): Uint32Array {
 function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): void {
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
   const ds = h.directives;
-  const twice = gpasLoadedTwice(ds);
+  const vmsaMask = findSnpCompatibilityMask(h) ?? 0;
+  const twice = gpasLoadedTwice(ds, vmsaMask);
   // The compatibility masks a GPA loaded more than once is loaded under so far: one page per
   // GPA and platform (a multi-platform file may load a GPA once for each).
   const seenTwice = new Map<bigint, number>();
@@ -162,7 +172,7 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
         `${headerAt(d)}: GPA 0x${directiveGpaExact(d).toString(16)} is not page aligned`,
       );
     }
-    if (type !== IGVM_VHT_VP_CONTEXT && twice.has(directiveGpa(d))) {
+    if (placesGuestPage(d, vmsaMask) && twice.has(directiveGpa(d))) {
       const gpa = directiveGpaExact(d);
       const mask = directiveMask(d);
       const before = seenTwice.get(gpa);
