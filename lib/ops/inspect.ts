@@ -117,29 +117,15 @@ function kindOf(d: Directive, hasData: boolean): PageKind {
   return hasData ? "normal" : "zero";
 }
 
-const VMSA_REGISTERS = [
-  "rip",
-  "rsp",
-  "rsi",
-  "rflags",
-  "cr0",
-  "cr3",
-  "cr4",
-  "efer",
-  "xcr0",
-  "g_pat",
-] as const;
+/** The registers `inspect` shows of every initial vCPU state. */
+const CPU_REGISTERS = ["rip", "rsp", "rsi", "rflags", "cr0", "cr3", "cr4", "efer"] as const;
+
+/** The registers of a VMSA `inspect` shows. */
+const VMSA_REGISTERS = [...CPU_REGISTERS, "xcr0", "g_pat"] as const;
 
 /** The registers of a native VP context `inspect` shows. */
 const NATIVE_REGISTERS = [
-  "rip",
-  "rsp",
-  "rsi",
-  "rflags",
-  "cr0",
-  "cr3",
-  "cr4",
-  "efer",
+  ...CPU_REGISTERS,
   "code_selector",
   "code_attributes",
   "data_selector",
