@@ -73,8 +73,9 @@ export const QEMU_DEVICE_RANGES: readonly { start: number; end: number; name: st
 
 /**
  * Why QEMU cannot place `bytes` of guest memory at `gpa` (`what` names them), or undefined:
- * they overlap one of {@link QEMU_DEVICE_RANGES}. QEMU names the start of the memory it was
- * preparing; for one page or one area that is `gpa`.
+ * they overlap one of {@link QEMU_DEVICE_RANGES}. QEMU prepares a run of pages at once and
+ * names the run's start (or, when the run starts in RAM, says the region is too small), so
+ * its message is quoted without an address.
  */
 export function qemuDeviceRangeProblem(
   what: string,
@@ -83,11 +84,10 @@ export function qemuDeviceRangeProblem(
 ): string | undefined {
   const r = QEMU_DEVICE_RANGES.find((r) => gpa < r.end && gpa + bytes > r.start);
   if (!r) return undefined;
-  const at = gpa.toString(16).toUpperCase();
-  return `${what} at 0x${gpa.toString(16)} overlaps the ${r.name} at 0x${r.start.toString(16)}-0x${
-    (r.end - 1).toString(16)
-  }, which QEMU maps as a device: QEMU stops with "Could not ` +
-    `prepare memory at address 0x${at} due to existing non-RAM region" (seen with QEMU 10.2.2)`;
+  const range = `0x${r.start.toString(16)}-0x${(r.end - 1).toString(16)}`;
+  return `${what} at 0x${gpa.toString(16)} overlaps the ${r.name} at ${range}, which QEMU ` +
+    `maps as a device, not RAM: QEMU stops ("Could not prepare memory at address ... due to ` +
+    `existing non-RAM region", seen with QEMU 10.2.2)`;
 }
 
 /** Refuses a page or area QEMU cannot place ({@link qemuDeviceRangeProblem}). */

@@ -483,24 +483,29 @@ function qemuDevicePlacement(
   ds: readonly Directive[],
   applies: (d: Directive) => boolean,
 ): string | undefined {
-  const areas = new Map<bigint, number>();
+  const areaBytes = new Map<bigint, number>();
+  /** The memory `d` places, as [name, bytes], or undefined for a directive that places none. */
+  const placed = (d: Directive): [string, number] | undefined => {
+    if (d.type === IGVM_VHT_PAGE_DATA) return ["page", PAGE_SIZE];
+    if (d.type === IGVM_VHT_PARAMETER_INSERT) {
+      return ["PARAMETER_INSERT", areaBytes.get(d.fields.ParameterAreaIndex ?? 0n) ?? 0];
+    }
+    if (d.type === IGVM_VHT_REQUIRED_MEMORY) {
+      return ["REQUIRED_MEMORY", Number(d.fields.NumberOfBytes ?? 0n)];
+    }
+    return undefined;
+  };
   let first: string | undefined;
   let more = 0;
   const access = directiveAccess(ds);
   for (let i = 0; i < access.length; i++) {
     const d = access.at(i);
-    let what: string;
-    let bytes: number;
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
-      areas.set(d.fields.ParameterAreaIndex ?? 0n, Number(d.fields.NumberOfBytes ?? 0n));
-      continue;
-    } else if (d.type === IGVM_VHT_PAGE_DATA) [what, bytes] = ["page", PAGE_SIZE];
-    else if (d.type === IGVM_VHT_PARAMETER_INSERT) {
-      [what, bytes] = ["PARAMETER_INSERT", areas.get(d.fields.ParameterAreaIndex ?? 0n) ?? 0];
-    } else if (d.type === IGVM_VHT_REQUIRED_MEMORY) {
-      [what, bytes] = ["REQUIRED_MEMORY", Number(d.fields.NumberOfBytes ?? 0n)];
-    } else continue;
-    if (!applies(d)) continue;
+      areaBytes.set(d.fields.ParameterAreaIndex ?? 0n, Number(d.fields.NumberOfBytes ?? 0n));
+    }
+    const memory = placed(d);
+    if (!memory || !applies(d)) continue;
+    const [what, bytes] = memory;
     const problem = qemuDeviceRangeProblem(what, directiveGpa(d), Math.max(bytes, PAGE_SIZE));
     if (!problem) continue;
     if (first) more++;
