@@ -180,3 +180,135 @@ Deno.test("diff() and measure() (the library) refuse 20 inserts of one 4 GiB are
     assert(performance.now() - started < 5000);
   }
 });
+
+const VP_CONTEXT = 0x304;
+const REQUIRED_MEMORY = 0x305;
+const TWO_52 = 1n << 52n;
+
+/** An IGVM_VHS_PAGE_DATA body: a zero page (no file data) at `gpa` for `mask`. */
+function pageBody(gpa: bigint, mask: number, flags = 0): Uint8Array {
+  const b = new Uint8Array(0x18);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, gpa, true);
+  v.setUint32(8, mask, true);
+  v.setUint32(0x10, flags, true);
+  return b;
+}
+
+/** An IGVM_VHS_REQUIRED_MEMORY body for the SNP platform (mask 1). */
+function requiredMemoryBody(gpa: bigint, bytes: number): Uint8Array {
+  const b = new Uint8Array(0x18);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, gpa, true);
+  v.setUint32(8, 1, true);
+  v.setUint32(0x0c, bytes, true);
+  return b;
+}
+
+/** `bytes` with a zero page of `mask` at `gpa` added before the first PAGE_DATA. */
+function withPage(bytes: Uint8Array, gpa: bigint, mask: number, flags = 0): Uint8Array {
+  return insertHeader(bytes, PAGE, pageBody(gpa, mask, flags), headerIndex(bytes, PAGE));
+}
+
+Deno.test("structuralProblems() refuses pages whose mask names no declared platform, one problem per mask", async () => {
+  const bytes = await image(); // one platform, SEV-SNP, mask 1
+  for (const mask of [0, 0x2, 0x8000_0000]) {
+    const problems = problemsOf(withPage(bytes, 0x7f0_0000n, mask));
+    assertEquals(problems.length, 1, problems.join("\n"));
+    assert(
+      problems[0].endsWith(
+        `PAGE_DATA mask 0x${mask.toString(16)} names no platform of the file, so no loader ` +
+          `loads its page at GPA 0x7f00000`,
+      ),
+      problems[0],
+    );
+  }
+  // Three pages of mask 0: one problem, with the count.
+  let three = bytes;
+  for (const gpa of [0x7f0_0000n, 0x7f0_1000n, 0x7f0_2000n]) three = withPage(three, gpa, 0);
+  const problems = problemsOf(three);
+  assertEquals(problems.length, 1, problems.join("\n"));
+  assert(problems[0].includes("(and 2 more pages of this mask)"), problems[0]);
+  // A page of the SNP platform's bit and an undeclared one.
+  const extra = editBody(bytes, PAGE, (v, at) => v.setUint32(at + 8, 0x5, true), 3);
+  assertEquals(problemsOf(extra).length, 1);
+  assert(problemsOf(extra)[0].includes("PAGE_DATA mask 0x5 of the page at GPA"));
+  assert(problemsOf(extra)[0].endsWith("names bits 0x4 of no declared platform"));
+});
+
+Deno.test("structuralProblems() refuses guest memory ending beyond 2^52: pages, SEV-SNP VMSAs, inserts, required memory; a NATIVE context's GPA is no page", async () => {
+  const bytes = await image();
+  const beyond = (p: string, what: string, gpa: bigint) =>
+    p.endsWith(
+      `${what} at GPA 0x${gpa.toString(16)} ends beyond 2^52, where no x86 guest has memory ` +
+        `(physical addresses have at most 52 bits): KVM refuses it (predicted)`,
+    );
+  // The last page below 2^52 is a page; 2^52, 2^62, the page that ends at 2^64 are not.
+  assertEquals(problemsOf(withPage(bytes, TWO_52 - 0x1000n, 1)), []);
+  for (const gpa of [TWO_52, 1n << 62n, 0xffff_ffff_ffff_f000n]) {
+    const problems = problemsOf(withPage(bytes, gpa, 1));
+    assertEquals(problems.length, 1, problems.join("\n"));
+    assert(beyond(problems[0], "page", gpa), problems[0]);
+  }
+  // A 2 MiB page that starts below 2^52 and ends past it.
+  const big = problemsOf(withPage(bytes, TWO_52 - 0x10_0000n, 1, 0x1));
+  assert(big.some((p) => beyond(p, "page", TWO_52 - 0x10_0000n)), big.join("\n"));
+  // The SEV-SNP VMSA.
+  const vmsa = editBody(bytes, VP_CONTEXT, (v, at) => v.setBigUint64(at, 1n << 62n, true));
+  assert(problemsOf(vmsa).some((p) => beyond(p, "page", 1n << 62n)), problemsOf(vmsa).join("\n"));
+  // The insert of a one-page area: at the last page below 2^52 it fits, one page up it does not;
+  // a two-page area there ends past 2^52.
+  const insertAt = (gpa: bigint, b = bytes) =>
+    editBody(b, INSERT, (v, at) => v.setBigUint64(at, gpa, true));
+  assertEquals(problemsOf(insertAt(TWO_52 - 0x1000n)), []);
+  for (const gpa of [TWO_52, 0xffff_ffff_ffff_f000n]) {
+    const problems = problemsOf(insertAt(gpa));
+    assertEquals(problems.length, 1, problems.join("\n"));
+    assert(beyond(problems[0], "PARAMETER_INSERT of 0x1000 bytes", gpa), problems[0]);
+  }
+  const twoPages = editBody(bytes, AREA, (v, o) => v.setBigUint64(o, 0x2000n, true));
+  const spans = problemsOf(insertAt(TWO_52 - 0x1000n, twoPages));
+  assert(spans.some((p) => beyond(p, "PARAMETER_INSERT of 0x2000 bytes", TWO_52 - 0x1000n)));
+  // Required memory (the header before the first page).
+  const required = (gpa: bigint, n: number) =>
+    problemsOf(
+      insertHeader(bytes, REQUIRED_MEMORY, requiredMemoryBody(gpa, n), headerIndex(bytes, PAGE)),
+    );
+  assertEquals(required(TWO_52 - 0x2000n, 0x2000), []);
+  const past = required(TWO_52 - 0x2000n, 0x3000);
+  assertEquals(past.length, 1, past.join("\n"));
+  assert(beyond(past[0], "REQUIRED_MEMORY of 0x3000 bytes", TWO_52 - 0x2000n), past[0]);
+  // -native's NATIVE VP context (mask 2) holds registers: its GPA places nothing.
+  const native = await generateImage([
+    "-target",
+    "qemu-kvm",
+    "-native",
+    "-sign_deterministic",
+    "1",
+  ]);
+  const moved = editBody(native, VP_CONTEXT, (v, at) => v.setBigUint64(at, 1n << 62n, true), 1);
+  assertEquals(problemsOf(moved), []);
+});
+
+Deno.test("structuralProblems() refuses a VP context whose mask names more than one platform", async () => {
+  const native = await generateImage([
+    "-target",
+    "qemu-kvm",
+    "-native",
+    "-sign_deterministic",
+    "1",
+  ]);
+  assertEquals(problemsOf(native), []);
+  for (const n of [0, 1]) { // the SEV-SNP VMSA (mask 1), the NATIVE context (mask 2)
+    const both = editBody(native, VP_CONTEXT, (v, at) => v.setUint32(at + 8, 3, true), n);
+    const problems = problemsOf(both);
+    assertEquals(problems.length, 1, problems.join("\n"));
+    assert(
+      problems[0].endsWith(
+        `VP_CONTEXT mask 0x3 names more than one platform: a VP context belongs to one, and ` +
+          `the igvm library refuses the file (QEMU 10.2.2: "Unable to parse IGVM file")`,
+      ),
+      problems[0],
+    );
+  }
+});

@@ -240,3 +240,111 @@ Deno.test({
     }
   },
 });
+
+/** Sets a u32 or u64 field of the first directive `pick` finds, header checksum redone. */
+function patchDirective(
+  bytes: Uint8Array,
+  pick: (d: ReturnType<typeof readIgvmFile>["directives"][number]) => boolean,
+  at: number,
+  value: number | bigint,
+): Uint8Array {
+  const out = bytes.slice();
+  const d = readIgvmFile(out).directives.find(pick)!;
+  const view = new DataView(out.buffer);
+  if (typeof value === "bigint") view.setBigUint64(d.offset + 8 + at, value, true);
+  else view.setUint32(d.offset + 8 + at, value, true);
+  const end = view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
+    view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
+  view.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(out, end), true);
+  return out;
+}
+
+Deno.test({
+  name: "QEMU's IGVM loader refuses a VP context of two platforms and pages or inserts on its " +
+    "HPET or I/O APIC; verify refuses each, naming QEMU's reason; QEMU takes a page of " +
+    "mask 0 and one at 2^62 without a word, and verify refuses them too",
+  ignore: missing !== undefined,
+  async fn() {
+    const dir = tempDir();
+    try {
+      const cpio = `${dir}/empty.cpio`;
+      Deno.writeFileSync(cpio, new Uint8Array(0));
+      const native = await buildSmokeImage(dir, cpio, ["-target", "qemu-kvm", "-native"]);
+      type D = ReturnType<typeof readIgvmFile>["directives"][number];
+      const vp = (mask: bigint) => (d: D) =>
+        d.name === "IGVM_VHT_VP_CONTEXT" && d.fields.CompatibilityMask === mask;
+      const shared = (d: D) => d.name === "IGVM_VHT_PAGE_DATA" && d.fields.CompatibilityMask === 3n;
+      const insert = (d: D) => d.name === "IGVM_VHT_PARAMETER_INSERT";
+      const MASK = 8; // the CompatibilityMask field of VP_CONTEXT, PAGE_DATA and PARAMETER_INSERT
+      const twoPlatforms = "VP_CONTEXT mask 0x3 names more than one platform";
+      const nonRam = (gpa: number) =>
+        `Could not prepare memory at address 0x${
+          gpa.toString(16).toUpperCase()
+        } due to existing non-RAM region`;
+      // [name, file, QEMU's message, the verify command's arguments, verify's reason]
+      const refused: [string, Uint8Array, string, string[], string][] = [
+        [
+          "snp-vp",
+          patchDirective(native, vp(1n), MASK, 3),
+          "Unable to parse IGVM file",
+          [],
+          twoPlatforms,
+        ],
+        [
+          "native-vp",
+          patchDirective(native, vp(2n), MASK, 3),
+          "Unable to parse IGVM file",
+          [],
+          twoPlatforms,
+        ],
+        [
+          "hpet",
+          patchDirective(native, shared, 0, 0xfed0_0000n),
+          nonRam(0xfed0_0000),
+          ["--loader", "qemu-kvm"],
+          `page at 0xfed00000 overlaps the HPET at 0xfed00000-0xfed003ff, which QEMU maps as a ` +
+          `device, not RAM: QEMU stops`,
+        ],
+        [
+          "ioapic-insert",
+          patchDirective(native, insert, 0, 0xfec0_0000n),
+          nonRam(0xfec0_0000),
+          ["--loader", "qemu-kvm"],
+          `PARAMETER_INSERT at 0xfec00000 overlaps the I/O APIC`,
+        ],
+      ];
+      const options = {
+        qemu: QEMU_IGVM,
+        romPath: QEMU_ROMS,
+        memoryBytes: 512 * MiB,
+        timeoutSeconds: 60,
+      };
+      for (const [name, bytes, message, args, reason] of refused) {
+        const loaded = await igvmQemuAccepts(bytes, options);
+        assertEquals(loaded.accepted, false, `${name}: QEMU took it`);
+        assert(loaded.message.includes(message), `${name}: ${loaded.message}`);
+        const path = `${dir}/${name}.igvm`;
+        Deno.writeFileSync(path, bytes);
+        const v = await runCli(["verify", ...args, path]);
+        assertEquals(v.code, 1, `${name}: ${v.stdout}${v.stderr}`);
+        assert(v.stdout.includes(reason), `${name}: ${v.stdout}`);
+      }
+      // QEMU takes these without a word, but no guest gets the page (QEMU skips the first and
+      // maps the second beyond the guest's physical addresses), so verify refuses them.
+      const quiet: [string, Uint8Array, string][] = [
+        ["mask0", patchDirective(native, shared, MASK, 0), "PAGE_DATA mask 0x0 names no platform"],
+        ["2^62", patchDirective(native, shared, 0, 1n << 62n), "ends beyond 2^52"],
+      ];
+      for (const [name, bytes, reason] of quiet) {
+        assertEquals(await igvmQemuAccepts(bytes, options), { accepted: true, message: "" }, name);
+        const path = `${dir}/quiet.igvm`;
+        Deno.writeFileSync(path, bytes);
+        const v = await runCli(["verify", path]);
+        assertEquals(v.code, 1, `${name}: ${v.stdout}${v.stderr}`);
+        assert(v.stdout.includes(reason), `${name}: ${v.stdout}`);
+      }
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});

@@ -1,7 +1,7 @@
 /** `verify`, `inspect` and `measure` on golden files, our own outputs, and corrupted files. */
 import { crc32 } from "node:zlib";
 import { assert, assertEquals } from "./assert.ts";
-import { generateImage, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
+import { FIXTURES, generateImage, HAVE_SHARED, runCli, SHARED, tempDir } from "./helpers.ts";
 import { makeBzImage, makeElf } from "../scripts/fixtures.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import type { FileAccess } from "../lib/io/file_reader.ts";
@@ -367,3 +367,117 @@ Deno.test("verify: a SEV-SNP VMSA (VP_CONTEXT) placed on a page the file also lo
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+/** An IGVM_VHS_PAGE_DATA body: a zero page (no file data) at `gpa` for `mask`. */
+function zeroPageBody(gpa: bigint, mask: number, flags = 0): Uint8Array {
+  const b = new Uint8Array(0x18);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, gpa, true);
+  v.setUint32(8, mask, true);
+  v.setUint32(0x10, flags, true);
+  return b;
+}
+
+Deno.test("igvmgen verify and measure refuse a page no loader loads: PAGE_DATA of mask 0, or of bits no platform declares", async () => {
+  const { editBody, headerIndex, insertHeader } = await import("./igvm_edit.ts");
+  const PAGE = 0x302;
+  const dir = tempDir();
+  try {
+    // Pages no loader selects leave the launch digest as it was: the ID block still matches.
+    const image = await generateImage(["-sign_deterministic", "true"]);
+    const at = headerIndex(image, PAGE);
+    const cases: [string, Uint8Array, string][] = [
+      [
+        "mask0",
+        insertHeader(image, PAGE, zeroPageBody(0x7f0_0000n, 0), at),
+        "PAGE_DATA mask 0x0 names no platform of the file, so no loader loads its page at " +
+        "GPA 0x7f00000",
+      ],
+      [
+        "mask2",
+        insertHeader(image, PAGE, zeroPageBody(0x7f0_0000n, 0x2), at),
+        "PAGE_DATA mask 0x2 names no platform of the file, so no loader loads its page at " +
+        "GPA 0x7f00000",
+      ],
+      [
+        "mask5",
+        editBody(image, PAGE, (v, body) => v.setUint32(body + 8, 0x5, true), 3),
+        "names bits 0x4 of no declared platform",
+      ],
+    ];
+    for (const [name, bytes, problem] of cases) {
+      const path = `${dir}/${name}.igvm`;
+      Deno.writeFileSync(path, bytes);
+      const v = await runCli(["verify", path]);
+      assertEquals(v.code, 1, `${name}: ${v.stdout}${v.stderr}`);
+      assert(v.stdout.includes(problem), v.stdout);
+      assert(!v.stdout.includes("OK"), v.stdout);
+      const m = await runCli(["measure", path]);
+      assertEquals([m.code, m.stdout], [1, ""], m.stderr);
+      assert(m.stderr.includes(problem), m.stderr);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("igvmgen verify, measure and sign refuse pages at 2^62 and 0xfffffffffffff000 (beyond 2^52)", async () => {
+  const { headerIndex, insertHeader } = await import("./igvm_edit.ts");
+  const PAGE = 0x302;
+  const dir = tempDir();
+  try {
+    const image = await generateImage(["-sign_deterministic", "true"]);
+    const native = await generateImage([
+      "-target",
+      "qemu-kvm",
+      "-native",
+      "-sign_deterministic",
+      "true",
+    ]);
+    const GUEST_INVALID = 0x4;
+    for (const gpa of [1n << 62n, 0xffff_ffff_ffff_f000n]) {
+      const problem = `page at GPA 0x${gpa.toString(16)} ends beyond 2^52, where no x86 guest ` +
+        `has memory (physical addresses have at most 52 bits): KVM refuses it (predicted)`;
+      // Pages the signed digest leaves out: a shared page (Hyper-V does not measure it) and a
+      // NATIVE page of a -native image; and a measured SEV-SNP page, for sign.
+      const files: [string, Uint8Array][] = [
+        [
+          "shared",
+          insertHeader(image, PAGE, zeroPageBody(gpa, 1, GUEST_INVALID), headerIndex(image, PAGE)),
+        ],
+        ["native", insertHeader(native, PAGE, zeroPageBody(gpa, 0x2), headerIndex(native, PAGE))],
+        ["measured", insertHeader(image, PAGE, zeroPageBody(gpa, 1), headerIndex(image, PAGE))],
+      ];
+      for (const [name, bytes] of files) {
+        const path = `${dir}/${name}.igvm`;
+        Deno.writeFileSync(path, bytes);
+        const v = await runCli(["verify", path]);
+        assertEquals(v.code, 1, `${name}: ${v.stdout}${v.stderr}`);
+        assert(v.stdout.includes(`${path}: header at 0x`) && v.stdout.includes(problem), v.stdout);
+        const m = await runCli(["measure", "--all-loaders", path]);
+        assertEquals([m.code, m.stdout], [1, ""], m.stderr);
+        assert(m.stderr.includes(problem), m.stderr);
+      }
+      if (!HAVE_SHARED) continue; // the signing key is in ../shared
+      const signed = `${dir}/signed.igvm`;
+      const s = await runCli([
+        "sign",
+        `${dir}/measured.igvm`,
+        "-sign_key",
+        `${FIXTURES}test-key.pem`,
+        "-o",
+        signed,
+      ]);
+      assertEquals(s.code, 1, s.stdout + s.stderr);
+      assert(s.stderr.includes(problem), s.stderr);
+      assert(!listNames(dir).includes("signed.igvm"));
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** The names in a directory. */
+function listNames(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name);
+}

@@ -17,6 +17,7 @@ import {
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_REQUIRED_MEMORY,
   IGVM_VHT_SNP_ID_BLOCK,
   IGVM_VHT_SNP_POLICY,
   IGVM_VHT_SUPPORTED_PLATFORM,
@@ -26,7 +27,14 @@ import {
 } from "./defs.ts";
 import type { Directive, IgvmFile } from "./reader.ts";
 import type { ProblemList } from "./problem_list.ts";
-import { directiveFlags, directiveGpa, directiveMask, headerAt } from "./directives.ts";
+import {
+  directiveFlags,
+  directiveGpa,
+  directiveGpaExact,
+  directiveMask,
+  gpaRangeProblem,
+  headerAt,
+} from "./directives.ts";
 
 /** The PAGE_DATA flags the format defines; the other bits are reserved. */
 const PAGE_DATA_FLAGS = IGVM_VHF_PAGE_DATA_2MB | IGVM_VHF_PAGE_DATA_UNMEASURED |
@@ -40,16 +48,27 @@ const PARAMETER_USAGE_TYPES = new Set(
   [...VARIABLE_HEADER_BODIES].filter(([, b]) => b.body === IGVM_VHS_PARAMETER).map(([t]) => t),
 );
 
+/** The pages of one compatibility mask: the first (in file order) and how many there are. */
+interface PageMask {
+  first: Directive;
+  count: number;
+}
+
 /**
  * Platform and policy headers: one SUPPORTED_PLATFORM per platform type and mask bit, one
  * SNP_POLICY per mask bit (two would leave the loader to pick one). Every other header with a
- * compatibility mask (policy, VP context, ID block, parameter uses and inserts) names at
- * least one declared platform and no undeclared one: a loader applies a header only to the
+ * compatibility mask (policy, pages, VP context, ID block, parameter uses and inserts) names
+ * at least one declared platform and no undeclared one: a loader applies a header only to the
  * platforms its mask names, so an SNP_POLICY of mask 0 would leave the launch to the host's
- * default policy while the ID block states another.
+ * default policy while the ID block states another, and a page of mask 0 is loaded by no
+ * loader (QEMU and the igvm crate skip it). A VP context belongs to exactly one platform:
+ * the igvm crate (QEMU, Cloud Hypervisor and OpenVMM parse with it) refuses a file whose VP
+ * context mask is not one declared platform's mask. Pages are tallied by mask (`pages`), so
+ * a file of a million pages costs a few map entries, and a bad mask is one problem.
  */
 function platformRules(problems: ProblemList) {
   const platformTypes = new Map<bigint, Directive>();
+  const platformMasks = new Set<number>();
   const masked: Directive[] = [];
   let platformBits = 0;
   let snpBits = 0;
@@ -71,6 +90,7 @@ function platformRules(problems: ProblemList) {
         problems.push(`${headerAt(d)}: SUPPORTED_PLATFORM mask ${hex(mask)} is another platform's`);
       }
       platformBits |= mask;
+      platformMasks.add(mask);
       if (type === BigInt(IGVM_PLATFORM_TYPE_SEV_SNP)) snpBits |= mask;
       return;
     }
@@ -84,8 +104,24 @@ function platformRules(problems: ProblemList) {
     }
     masked.push(d);
   };
-  const finish = (): void => {
+  const finish = (pages: Map<number, PageMask>): void => {
     if (platformBits === 0) return; // "no platform" is the reader's problem already
+    for (const [mask, { first, count }] of pages) {
+      const page = `page at GPA 0x${directiveGpaExact(first).toString(16)}`;
+      const more = count > 1 ? ` (and ${count - 1} more pages of this mask)` : "";
+      if ((mask & platformBits) === 0) {
+        problems.push(
+          `${headerAt(first)}: PAGE_DATA mask ${hex(mask)} names no platform of the file, so ` +
+            `no loader loads its ${page}${more}`,
+        );
+      } else if ((mask & ~platformBits) >>> 0) {
+        problems.push(
+          `${headerAt(first)}: PAGE_DATA mask ${hex(mask)} of the ${page}${more} names bits ${
+            hex((mask & ~platformBits) >>> 0)
+          } of no declared platform`,
+        );
+      }
+    }
     for (const d of masked) {
       const mask = directiveMask(d);
       const name = d.name.replace("IGVM_VHT_", "");
@@ -106,6 +142,12 @@ function platformRules(problems: ProblemList) {
           `${headerAt(d)}: ${name} mask ${hex(mask)} names bits ${
             hex((mask & ~platformBits) >>> 0)
           } of no declared platform`,
+        );
+      } else if (d.type === IGVM_VHT_VP_CONTEXT && !platformMasks.has(mask)) {
+        problems.push(
+          `${headerAt(d)}: VP_CONTEXT mask ${hex(mask)} names more than one platform: a VP ` +
+            `context belongs to one, and the igvm library refuses the file (QEMU 10.2.2: ` +
+            `"Unable to parse IGVM file")`,
         );
       }
     }
@@ -153,6 +195,14 @@ function parameterAreaRules(problems: ProblemList) {
         area.inserted = true;
         const bytes = Number(area.bytes);
         insertedBytes += bytes;
+        const placed = BigInt(Math.max(bytes, PAGE_SIZE));
+        const beyond = gpaRangeProblem(
+          d,
+          `PARAMETER_INSERT of ${hex(placed)} bytes`,
+          directiveGpaExact(d),
+          placed,
+        );
+        if (beyond) problems.push(beyond);
         const start = directiveGpa(d);
         const end = start + Math.max(bytes, PAGE_SIZE);
         inserts.push({ start, end, mask: directiveMask(d), d });
@@ -306,21 +356,37 @@ function checkPageDataFlags(d: Directive, problems: ProblemList): void {
 }
 
 /**
- * Pushes every problem of the rules between directives: platform and policy headers,
- * parameter areas and inserts, PAGE_DATA flags. One pass over the headers (a second over the
+ * Pushes every problem of the rules between directives: platform and policy headers, the
+ * masks of pages, parameter areas and inserts, PAGE_DATA flags, and the GPA ranges of inserts
+ * and required memory (below 2^52). One pass over the headers (a second over the
  * pages when the file inserts parameter areas) plus a sort, whatever sizes they claim.
  */
 export function checkDirectiveRules(h: IgvmFile, problems: ProblemList): void {
   const platforms = platformRules(problems);
   const areas = parameterAreaRules(problems);
+  const pages = new Map<number, PageMask>();
   for (const d of h.directives) {
     if (d.type === IGVM_VHT_PAGE_DATA) {
       checkPageDataFlags(d, problems);
+      const mask = directiveMask(d);
+      const tally = pages.get(mask);
+      if (tally) tally.count++;
+      else pages.set(mask, { first: d, count: 1 });
       continue;
+    }
+    if (d.type === IGVM_VHT_REQUIRED_MEMORY) {
+      const bytes = d.fields.NumberOfBytes ?? 0n;
+      const beyond = gpaRangeProblem(
+        d,
+        `REQUIRED_MEMORY of ${hex(bytes)} bytes`,
+        d.fields.GPA ?? 0n,
+        bytes,
+      );
+      if (beyond) problems.push(beyond);
     }
     platforms.visit(d);
     areas.visit(d);
   }
-  platforms.finish();
+  platforms.finish(pages);
   checkInsertOverlaps(h, areas.finish(), problems);
 }

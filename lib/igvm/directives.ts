@@ -129,6 +129,30 @@ export function pageGpa(d: Directive, refuse: (message: string) => Error): numbe
   return directiveGpa(d);
 }
 
+/**
+ * One past the highest guest physical address any x86 guest can have: 2^52. The physical
+ * address width (MAXPHYADDR) is at most 52 bits on x86-64 (a SEV-SNP host's is 48 to 52), so
+ * guest memory at or above it cannot exist: Linux KVM refuses a memory slot that reaches past
+ * the host's width, and with it any launch update there.
+ */
+export const GPA_LIMIT = 2n ** 52n;
+
+/**
+ * Why `bytes` of guest memory from `gpa` cannot be placed, or undefined when they can: they
+ * end beyond {@link GPA_LIMIT} (a range that passes 2^64 included). `what` names the memory
+ * ("page", "PARAMETER_INSERT of 0x1000 bytes", ...).
+ */
+export function gpaRangeProblem(
+  d: Directive,
+  what: string,
+  gpa: bigint,
+  bytes: bigint,
+): string | undefined {
+  if (gpa + bytes <= GPA_LIMIT) return undefined;
+  return `${headerAt(d)}: ${what} at GPA 0x${gpa.toString(16)} ends beyond 2^52, where no x86 ` +
+    `guest has memory (physical addresses have at most 52 bits): KVM refuses it (predicted)`;
+}
+
 /** The compatibility mask of a directive (0 when it has none, or for no directive). */
 export function directiveMask(d: Directive | undefined): number {
   if (d instanceof PageDataDirective) return d.table.mask(d.row);

@@ -31,6 +31,8 @@ import {
   directiveGpaPageOffset,
   directiveMask,
   findSnpCompatibilityMask,
+  GPA_LIMIT,
+  gpaRangeProblem,
   hasNonZeroReserved,
   headerAt,
   parameterAreaSizeProblem,
@@ -41,6 +43,9 @@ import type { FileAccess } from "../io/file_reader.ts";
 export const readHeaders: (file: FileAccess) => Promise<IgvmFile> = readIgvmHeaders;
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+const PAGE_SIZE_2MB = 0x20_0000;
+/** {@link GPA_LIMIT} as a number (2^52 is exact): the per-page test stays cheap. */
+const GPA_LIMIT_NUMBER = Number(GPA_LIMIT);
 
 /** True for the directives that place a page at their GPA (or, an insert, an area). */
 function placesPages(type: number): boolean {
@@ -144,7 +149,9 @@ export function stableOrder(key: Float64Array, n: number): Uint32Array {
  * Checks the structure of the directives: lengths, reserved fields, GPAs, data ranges, and
  * parameter area sizes (whole pages, at least one, at most 4 GiB: every loader measures an
  * area page by page, so a hostile u64 size would have every command loop for hours). GPAs
- * are checked exactly (they are u64). Memory: typed arrays, about 20 bytes a directive.
+ * are checked exactly (they are u64): aligned, loaded once per platform, and below 2^52 for
+ * the pages a guest holds (a NATIVE register context's GPA names no page). Memory: typed
+ * arrays, about 20 bytes a directive.
  */
 function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): void {
   const sectionEnd = h.fixed.VariableHeaderOffset + h.fixed.VariableHeaderSize;
@@ -171,6 +178,16 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
       problems.push(
         `${headerAt(d)}: GPA 0x${directiveGpaExact(d).toString(16)} is not page aligned`,
       );
+    }
+    // An insert's range is checked with its area's size (directive_rules.ts).
+    if (type !== IGVM_VHT_PARAMETER_INSERT && placesGuestPage(d, vmsaMask)) {
+      const bytes = type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_2MB
+        ? PAGE_SIZE_2MB
+        : PAGE_SIZE;
+      if (directiveGpa(d) + bytes > GPA_LIMIT_NUMBER) {
+        const problem = gpaRangeProblem(d, "page", directiveGpaExact(d), BigInt(bytes));
+        if (problem) problems.push(problem);
+      }
     }
     if (placesGuestPage(d, vmsaMask) && twice.has(directiveGpa(d))) {
       const gpa = directiveGpaExact(d);

@@ -57,6 +57,45 @@ export class LoaderRefusal extends Error {
   override name = "LoaderRefusal";
 }
 
+/**
+ * Guest-physical ranges QEMU's q35 and pc machines give to devices, not RAM, whatever the
+ * memory size: the I/O APIC, the HPET and the local APIC's MSI window. QEMU refuses to place
+ * IGVM pages, parameter areas or required memory there (`qigvm_prepare_memory`: "Could not
+ * prepare memory at address ... due to existing non-RAM region"), seen with QEMU 10.2.2
+ * without KVM; on KVM the same devices sit there (predicted). The legacy VGA window is
+ * checked apart (launch_checks.ts).
+ */
+export const QEMU_DEVICE_RANGES: readonly { start: number; end: number; name: string }[] = [
+  { start: 0xfec0_0000, end: 0xfec0_1000, name: "I/O APIC" },
+  { start: 0xfed0_0000, end: 0xfed0_0400, name: "HPET" },
+  { start: 0xfee0_0000, end: 0xfef0_0000, name: "local APIC" },
+];
+
+/**
+ * Why QEMU cannot place `bytes` of guest memory at `gpa` (`what` names them), or undefined:
+ * they overlap one of {@link QEMU_DEVICE_RANGES}. QEMU prepares a run of pages at once and
+ * names the run's start (or, when the run starts in RAM, says the region is too small), so
+ * its message is quoted without an address.
+ */
+export function qemuDeviceRangeProblem(
+  what: string,
+  gpa: number,
+  bytes: number,
+): string | undefined {
+  const r = QEMU_DEVICE_RANGES.find((r) => gpa < r.end && gpa + bytes > r.start);
+  if (!r) return undefined;
+  const range = `0x${r.start.toString(16)}-0x${(r.end - 1).toString(16)}`;
+  return `${what} at 0x${gpa.toString(16)} overlaps the ${r.name} at ${range}, which QEMU ` +
+    `maps as a device, not RAM: QEMU stops ("Could not prepare memory at address ... due to ` +
+    `existing non-RAM region", seen with QEMU 10.2.2)`;
+}
+
+/** Refuses a page or area QEMU cannot place ({@link qemuDeviceRangeProblem}). */
+function assertQemuPlaces(what: string, gpa: number, bytes: number): void {
+  const problem = qemuDeviceRangeProblem(what, gpa, bytes);
+  if (problem) throw new LoaderRefusal(problem);
+}
+
 /** A planned update: its page's file data is read and hashed later, in batches. */
 type Planned = PlannedUpdate;
 
@@ -305,6 +344,7 @@ function* qemuPlan(
         empty === runEmpty;
       const running = runEnd > runStart;
       const gpa = pageGpa(d, refuse);
+      assertQemuPlaces("page", gpa, PAGE_SIZE);
       if (running && (!sameKind || gpa !== nextGpa || runEnd !== index)) {
         yield* flush();
       }
@@ -316,6 +356,8 @@ function* qemuPlan(
       runEmpty = empty;
       nextGpa = gpa + PAGE_SIZE;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
+      const bytes = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n)) ?? PAGE_SIZE;
+      assertQemuPlaces("PARAMETER_INSERT", pageGpa(d, refuse), bytes);
       yield* parameterPages(d, index, areas); // before the pending run
     }
   }

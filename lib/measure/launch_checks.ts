@@ -45,7 +45,12 @@ import {
   SEV_ES_SAVE_AREA_EXTRA,
   SEV_FEATURE_DEBUG_SWAP,
 } from "../x86/kvm_vmsa.ts";
-import { KVM_LOADERS, type KvmLoaderName, LoaderRefusal } from "./kvm_loaders.ts";
+import {
+  KVM_LOADERS,
+  type KvmLoaderName,
+  LoaderRefusal,
+  qemuDeviceRangeProblem,
+} from "./kvm_loaders.ts";
 import { type HostConfig, launchDigestOf } from "./launch_update.ts";
 import {
   directiveDataType,
@@ -402,6 +407,8 @@ export async function checkLaunch(
           } due to existing non-RAM region"`,
       );
     }
+    const device = qemuDevicePlacement(ds, applies);
+    if (device) refusals.push(device);
     warnings.push(...memoryMapWarnings(ds));
   }
 
@@ -466,6 +473,46 @@ export async function checkLaunch(
     } else refusals.push(`the ID block: ${p}: the PSP fails SNP_LAUNCH_FINISH`);
   }
   return { loader, refusals, notes, warnings };
+}
+
+/**
+ * The first page, parameter insert or required memory of the SEV-SNP platform (`applies`)
+ * that QEMU cannot place because a device sits there, with how many more there are.
+ */
+function qemuDevicePlacement(
+  ds: readonly Directive[],
+  applies: (d: Directive) => boolean,
+): string | undefined {
+  const areaBytes = new Map<bigint, number>();
+  /** The memory `d` places, as [name, bytes], or undefined for a directive that places none. */
+  const placed = (d: Directive): [string, number] | undefined => {
+    if (d.type === IGVM_VHT_PAGE_DATA) return ["page", PAGE_SIZE];
+    if (d.type === IGVM_VHT_PARAMETER_INSERT) {
+      return ["PARAMETER_INSERT", areaBytes.get(d.fields.ParameterAreaIndex ?? 0n) ?? 0];
+    }
+    if (d.type === IGVM_VHT_REQUIRED_MEMORY) {
+      return ["REQUIRED_MEMORY", Number(d.fields.NumberOfBytes ?? 0n)];
+    }
+    return undefined;
+  };
+  let first: string | undefined;
+  let more = 0;
+  const access = directiveAccess(ds);
+  for (let i = 0; i < access.length; i++) {
+    const d = access.at(i);
+    if (d.type === IGVM_VHT_PARAMETER_AREA) {
+      areaBytes.set(d.fields.ParameterAreaIndex ?? 0n, Number(d.fields.NumberOfBytes ?? 0n));
+    }
+    const memory = placed(d);
+    if (!memory || !applies(d)) continue;
+    const [what, bytes] = memory;
+    const problem = qemuDeviceRangeProblem(what, directiveGpa(d), Math.max(bytes, PAGE_SIZE));
+    if (!problem) continue;
+    if (first) more++;
+    else first = problem;
+  }
+  if (!first) return undefined;
+  return more ? `${first} (and ${more} more there)` : first;
 }
 
 /**
