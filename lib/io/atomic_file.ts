@@ -80,11 +80,19 @@ export class AtomicFile implements ByteSink {
     }
   }
 
+  /**
+   * Where the handle's file position is, or -1 when that is not known (after a failed
+   * write). Writing in sequence then needs no seek: one request less for each write.
+   */
+  #position = 0;
+
   async writeAt(offset: number, bytes: Uint8Array): Promise<void> {
     try {
-      await this.file.seek(offset, Deno.SeekMode.Start);
+      if (offset !== this.#position) await this.file.seek(offset, Deno.SeekMode.Start);
+      this.#position = -1;
       let done = 0;
       while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
+      this.#position = offset + done;
     } catch (e) {
       throw writeError(this.#label, e);
     }
