@@ -133,3 +133,52 @@ Deno.test("AtomicFile: writes in sequence, out of order, over earlier bytes and 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AtomicFile: a temporary file removed by hand is named as such, not as a moved folder", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  try {
+    const path = `${dir}/out.igvm`;
+    const out = await AtomicFile.create(path);
+    await out.writeAt(0, new Uint8Array(4096).fill(1));
+    await Deno.remove(out.tempPath);
+    const error = await out.commit().then(() => undefined, (e: Error) => e.message);
+    assertEquals(
+      error,
+      `cannot write ${path}: its temporary file ${out.tempPath} was removed while igvmgen wrote it`,
+    );
+    await out.abort();
+    assertEquals(listDir(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("outputs: a measurement file whose folder is moved before the commit gets one 'cannot write'", async () => {
+  const { commitOutputs, openImageOutput, planOutputs } = await import(
+    "../lib/io/output_target.ts"
+  );
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  const cwd = Deno.cwd();
+  try {
+    await Deno.mkdir(`${dir}/json`);
+    Deno.chdir(dir);
+    const plan = await planOutputs({
+      output: "o.igvm",
+      measurementFile: "json/o.json",
+      inputs: [],
+    });
+    const image = await openImageOutput(plan.image);
+    await image.writeAt(0, new Uint8Array(4096).fill(2));
+    await Deno.rename(`${dir}/json`, `${dir}/moved`);
+    const error = await commitOutputs(plan, image, "{}").then(() => undefined, (e) => e.message);
+    assertEquals(
+      error,
+      "cannot write json/o.json: the folder json does not exist",
+    );
+    assertEquals(listDir(dir), ["moved"], "no image without its JSON, no temporary file");
+    assertEquals(listDir(`${dir}/moved`), []);
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
