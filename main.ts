@@ -96,19 +96,18 @@ export async function main(args: readonly string[]): Promise<number> {
     const [
       { generateIgvm },
       { progressFor },
-      { generateRequestFrom },
+      { generateRequestFrom, mayNameStandardStream },
     ] = await Promise.all([
       load<typeof import("./lib/ops/generate.ts")>("./lib/ops/generate.ts"),
       load<typeof import("./lib/cli/progress.ts")>("./lib/cli/progress.ts"),
       load<typeof import("./lib/cli/request.ts")>("./lib/cli/request.ts"),
     ]);
-    const request = generateRequestFrom(o, {
-      stdin: Deno.stdin.readable,
-      stdout: Deno.stdout.writable,
-    });
+    const std = mayNameStandardStream(o)
+      ? { stdin: Deno.stdin.readable, stdout: Deno.stdout.writable }
+      : {};
+    const request = generateRequestFrom(o, std);
     const result = await generateIgvm(request, {
-      stdin: Deno.stdin.readable,
-      stdout: Deno.stdout.writable,
+      ...std,
       stdoutIsTerminal: Deno.stdout.isTerminal(),
       stdoutProbe: probeStandardOutput,
       stdinIdentity: streamIdentity("/dev/stdin"),

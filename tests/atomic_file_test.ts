@@ -98,3 +98,87 @@ Deno.test("AtomicFile spool for -o -: found and removed when its folder (TMPDIR)
     await Deno.remove(base, { recursive: true });
   }
 });
+
+Deno.test("AtomicFile: writes in sequence, out of order, over earlier bytes and after a gap land where they are put", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  try {
+    const path = `${dir}/out.bin`;
+    const size = 64 * 1024;
+    const expected = new Uint8Array(size);
+    const out = await AtomicFile.create(path);
+    // A fixed mix: runs of writes that follow each other (no seek needed), jumps back and
+    // forward, a rewrite of bytes already written, and a write at 0 like the headers'.
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    let at = 4096;
+    let end = 0;
+    for (let i = 0; i < 200; i++) {
+      const roll = next();
+      if (roll < 0.25) at = Math.floor(next() * (size - 2048)); // jump anywhere
+      else if (roll < 0.3) at = 0;
+      const length = Math.min(1 + Math.floor(next() * 2048), size - at);
+      const bytes = pseudoRandomBytes(length, i + 1);
+      await out.writeAt(at, bytes);
+      expected.set(bytes, at);
+      at += length;
+      end = Math.max(end, at);
+      if (at >= size) at = 0;
+    }
+    await out.commit();
+    const written = await Deno.readFile(path);
+    // The file ends at the last byte written; bytes never written read as zero.
+    assertEquals(written.length, end);
+    assertEquals(await sha256(written), await sha256(expected.subarray(0, end)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AtomicFile: a temporary file removed by hand is named as such, not as a moved folder", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  try {
+    const path = `${dir}/out.igvm`;
+    const out = await AtomicFile.create(path);
+    await out.writeAt(0, new Uint8Array(4096).fill(1));
+    await Deno.remove(out.tempPath);
+    const error = await out.commit().then(() => undefined, (e: Error) => e.message);
+    assertEquals(
+      error,
+      `cannot write ${path}: its temporary file ${out.tempPath} was removed while igvmgen wrote it`,
+    );
+    await out.abort();
+    assertEquals(listDir(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("outputs: a measurement file whose folder is moved before the commit gets one 'cannot write'", async () => {
+  const { commitOutputs, openImageOutput, planOutputs } = await import(
+    "../lib/io/output_target.ts"
+  );
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  const cwd = Deno.cwd();
+  try {
+    await Deno.mkdir(`${dir}/json`);
+    Deno.chdir(dir);
+    const plan = await planOutputs({
+      output: "o.igvm",
+      measurementFile: "json/o.json",
+      inputs: [],
+    });
+    const image = await openImageOutput(plan.image);
+    await image.writeAt(0, new Uint8Array(4096).fill(2));
+    await Deno.rename(`${dir}/json`, `${dir}/moved`);
+    const error = await commitOutputs(plan, image, "{}").then(() => undefined, (e) => e.message);
+    assertEquals(
+      error,
+      "cannot write json/o.json: the folder json does not exist",
+    );
+    assertEquals(listDir(dir), ["moved"], "no image without its JSON, no temporary file");
+    assertEquals(listDir(`${dir}/moved`), []);
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -4,7 +4,9 @@
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { OPTION_SPECS, parseOptions } from "../lib/cli/options.ts";
-import { generateRequestFrom } from "../lib/cli/request.ts";
+import { generateRequestFrom, mayNameStandardStream } from "../lib/cli/request.ts";
+import { STDIN_PATHS } from "../lib/io/inputs.ts";
+import { STDOUT_PATHS } from "../lib/io/output_target.ts";
 import { type GenerateRequest, resolveGenerateRequest } from "../lib/ops/generate_request.ts";
 import { UsageError } from "../lib/errors.ts";
 
@@ -129,4 +131,18 @@ Deno.test("resolveGenerateRequest() refuses a field it does not know (a misspell
       `unknown request field ${field}`,
     );
   }
+});
+
+Deno.test("request: every name the library reads as standard input or output makes the CLI pass the streams", () => {
+  // The CLI makes the streams only when mayNameStandardStream says a value could name one;
+  // a name it missed would fail as "there is no standard input" or "needs a standard output".
+  const names = [...STDIN_PATHS, ...STDOUT_PATHS, `/proc/${Deno.pid}/fd/1`, "/dev/stderr", "-"];
+  for (const name of names) {
+    for (const option of ["-o", "-kernel", "-rdinit", "-measurement_file", "-sign_key"]) {
+      const args = ["-o", "out.igvm", "-kernel", "bzImage", option, name];
+      assert(mayNameStandardStream(parseOptions(args)), `${option} ${name}`);
+    }
+  }
+  const plain = ["-o", "out.igvm", "-kernel", "bzImage", "-rdinit", "dev/stdin", "-append", "a"];
+  assertEquals(mayNameStandardStream(parseOptions(plain)), false);
 });

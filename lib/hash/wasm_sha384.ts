@@ -28,19 +28,12 @@ interface Sha384Exports {
 
 let compiled: WebAssembly.Module | undefined;
 
-function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
-  const chars = atob(text);
-  const bytes = new Uint8Array(chars.length);
-  for (let i = 0; i < chars.length; i++) bytes[i] = chars.charCodeAt(i);
-  return bytes;
-}
-
 /**
  * A new instance whose memory has `heapBytes` free from `heap` on. Its memory never grows
  * after this, so views of it stay valid.
  */
 function instantiate(heapBytes: number): { wasm: Sha384Exports; heap: number; mem: Uint8Array } {
-  compiled ??= new WebAssembly.Module(decodeBase64(SHA384_WASM_BASE64));
+  compiled ??= new WebAssembly.Module(Uint8Array.fromBase64(SHA384_WASM_BASE64));
   const wasm = new WebAssembly.Instance(compiled).exports as unknown as Sha384Exports;
   const heap = wasm.heap.value as number;
   const missing = heap + heapBytes - wasm.memory.buffer.byteLength;

@@ -29,20 +29,24 @@ export class AtomicFile implements ByteSink {
     private file: Deno.FsFile,
   ) {}
 
-  /** Creates the temporary file in the target's folder (which must exist). */
+  /**
+   * Creates the temporary file in the target's folder (which must exist). A failure is the
+   * reason alone ("the folder … does not exist"): callers name the output, as the user gave it,
+   * with `writeError`.
+   */
   static async create(path: string): Promise<AtomicFile> {
     const dir = dirname(path);
     let info: Deno.FileInfo;
     try {
       info = await Deno.stat(dir);
     } catch {
-      throw new Error(`cannot write ${path}: the folder ${dir} does not exist`);
+      throw new Error(`the folder ${dir} does not exist`);
     }
-    if (!info.isDirectory) throw new Error(`cannot write ${path}: ${dir} is not a folder`);
+    if (!info.isDirectory) throw new Error(`${dir} is not a folder`);
     let existing: Deno.FileInfo | undefined;
     try {
       existing = await Deno.stat(path);
-      if (existing.isDirectory) throw new Error(`cannot write ${path}: it is a folder`);
+      if (existing.isDirectory) throw new Error("it is a folder");
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
@@ -54,12 +58,12 @@ export class AtomicFile implements ByteSink {
       file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
     } catch (e) {
       unregisterTemp(tempPath);
-      throw writeError(path, e);
+      throw e;
     }
     const created = await file.stat().catch(() => undefined);
     if (created) noteTempIdentity(tempPath, created);
     const out = new AtomicFile(path, tempPath, file);
-    await out.#keepModeOf(path, existing);
+    await out.#keepModeOf(existing);
     return out;
   }
 
@@ -67,7 +71,7 @@ export class AtomicFile implements ByteSink {
    * An existing output keeps its permission bits (not on Windows, which has none);
    * `existing` is what create() found at `path`, if anything.
    */
-  async #keepModeOf(path: string, existing: Deno.FileInfo | undefined): Promise<void> {
+  async #keepModeOf(existing: Deno.FileInfo | undefined): Promise<void> {
     if (Deno.build.os === "windows") return;
     if (!existing?.isFile || existing.mode === null) return;
     try {
@@ -75,16 +79,24 @@ export class AtomicFile implements ByteSink {
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) {
         await this.abort();
-        throw writeError(path, e);
+        throw e;
       }
     }
   }
 
+  /**
+   * Where the handle's file position is, or -1 when that is not known (after a failed
+   * write). Writing in sequence then needs no seek: one request less for each write.
+   */
+  #position = 0;
+
   async writeAt(offset: number, bytes: Uint8Array): Promise<void> {
     try {
-      await this.file.seek(offset, Deno.SeekMode.Start);
+      if (offset !== this.#position) await this.file.seek(offset, Deno.SeekMode.Start);
+      this.#position = -1;
       let done = 0;
       while (done < bytes.length) done += await this.file.write(bytes.subarray(done));
+      this.#position = offset + done;
     } catch (e) {
       throw writeError(this.#label, e);
     }
@@ -159,14 +171,23 @@ export class AtomicFile implements ByteSink {
 
   /**
    * The error for a temporary file that is no longer where it was made: its folder was moved
-   * or removed while the run went on (the file itself is removed on abort, wherever it is).
+   * or removed while the run went on, or the file itself was removed (the file is removed on
+   * abort, wherever it is).
    */
   #lost(e: unknown): Error {
     if (!(e instanceof Deno.errors.NotFound)) return writeError(this.#label, e);
     const folder = dirname(this.tempPath);
+    let folderThere = false;
+    try {
+      folderThere = Deno.statSync(folder).isDirectory;
+    } catch { /* gone */ }
     return writeError(
       this.#label,
-      new Error(`its folder ${folder} was moved or removed while igvmgen wrote it`),
+      new Error(
+        folderThere
+          ? `its temporary file ${this.tempPath} was removed while igvmgen wrote it`
+          : `its folder ${folder} was moved or removed while igvmgen wrote it`,
+      ),
     );
   }
 

@@ -64,7 +64,7 @@ export async function readInputFile(
 }
 
 /** Paths that name this process's standard input, which Deno opens only with all access. */
-const STDIN_PATHS = ["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"];
+export const STDIN_PATHS = ["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"];
 
 /** True when `path` names standard input (read through Deno.stdin instead of opened). */
 export function isStdinPath(path: string): boolean {

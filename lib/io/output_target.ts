@@ -142,7 +142,13 @@ export interface OutputTarget {
 }
 
 /** Names that mean standard output; Deno opens these only with all access, so they map. */
-const STDOUT_PATHS = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/proc/thread-self/fd/1"];
+export const STDOUT_PATHS = [
+  "-",
+  "/dev/stdout",
+  "/dev/fd/1",
+  "/proc/self/fd/1",
+  "/proc/thread-self/fd/1",
+];
 
 /**
  * A path that names an open descriptor (`/dev/fd/N`, `/proc/self/fd/N`, what a shell's

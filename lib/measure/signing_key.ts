@@ -53,14 +53,14 @@ export const EC_CURVE_NAMES: Record<string, string> = {
 const NOT_A_KEY = "not a PEM private key (SEC1 EC PRIVATE KEY or PKCS#8)";
 const ECDSA_P384 = { name: "ECDSA", namedCurve: "P-384" } as const;
 
+// Uint8Array.fromBase64 rather than atob: the first atob of a process costs about 2 ms.
 function base64UrlToBytes(s: string): Uint8Array {
-  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return Uint8Array.fromBase64(s, { alphabet: "base64url" });
 }
 
 /** The bytes of base64 text, whitespace (as in a PEM body) ignored. */
 export function base64ToBytes(s: string): Uint8Array {
-  return Uint8Array.from(atob(s.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+  return Uint8Array.fromBase64(s.replace(/\s+/g, ""));
 }
 
 function curveError(oid: string | undefined): KeyError {
