@@ -13,6 +13,7 @@ import {
   headersOf,
   insertHeader,
   removeHeader,
+  zeroPageBody,
 } from "./igvm_edit.ts";
 import { readIgvmFile } from "../lib/igvm/reader.ts";
 import { structuralProblems } from "../lib/igvm/structure.ts";
@@ -185,16 +186,6 @@ const VP_CONTEXT = 0x304;
 const REQUIRED_MEMORY = 0x305;
 const TWO_52 = 1n << 52n;
 
-/** An IGVM_VHS_PAGE_DATA body: a zero page (no file data) at `gpa` for `mask`. */
-function pageBody(gpa: bigint, mask: number, flags = 0): Uint8Array {
-  const b = new Uint8Array(0x18);
-  const v = new DataView(b.buffer);
-  v.setBigUint64(0, gpa, true);
-  v.setUint32(8, mask, true);
-  v.setUint32(0x10, flags, true);
-  return b;
-}
-
 /** An IGVM_VHS_REQUIRED_MEMORY body for the SNP platform (mask 1). */
 function requiredMemoryBody(gpa: bigint, bytes: number): Uint8Array {
   const b = new Uint8Array(0x18);
@@ -207,7 +198,7 @@ function requiredMemoryBody(gpa: bigint, bytes: number): Uint8Array {
 
 /** `bytes` with a zero page of `mask` at `gpa` added before the first PAGE_DATA. */
 function withPage(bytes: Uint8Array, gpa: bigint, mask: number, flags = 0): Uint8Array {
-  return insertHeader(bytes, PAGE, pageBody(gpa, mask, flags), headerIndex(bytes, PAGE));
+  return insertHeader(bytes, PAGE, zeroPageBody(gpa, mask, flags), headerIndex(bytes, PAGE));
 }
 
 Deno.test("structuralProblems() refuses pages whose mask names no declared platform, one problem per mask", async () => {

@@ -139,3 +139,13 @@ export function pageDataOffset(bytes: Uint8Array, minGpa = 0): number {
   }
   throw new Error("no PAGE_DATA with data");
 }
+
+/** An IGVM_VHS_PAGE_DATA body: a zero page (no file data) at `gpa` for `mask`. */
+export function zeroPageBody(gpa: bigint, mask: number, flags = 0): Uint8Array {
+  const b = new Uint8Array(0x18);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, gpa, true);
+  v.setUint32(8, mask, true);
+  v.setUint32(0x10, flags, true);
+  return b;
+}

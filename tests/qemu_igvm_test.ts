@@ -22,13 +22,10 @@ import {
   QEMU_ROMS,
   qemuIgvmPrerequisites,
 } from "../scripts/boot_smoke.ts";
-import { headerSectionChecksum, readIgvmFile } from "../lib/igvm/reader.ts";
-import {
-  IGVM_FIXED_HEADER,
-  IGVM_VHS_MEMORY_MAP_ENTRY,
-  IGVM_VHS_PARAMETER,
-} from "../lib/igvm/defs.ts";
+import { type Directive, readIgvmFile } from "../lib/igvm/reader.ts";
+import { IGVM_VHS_MEMORY_MAP_ENTRY, IGVM_VHS_PARAMETER } from "../lib/igvm/defs.ts";
 import { HAVE_SHARED, runCli, tempDir } from "./helpers.ts";
+import { fixHeaders } from "./igvm_edit.ts";
 
 const missing = (HAVE_SHARED ? undefined : "../shared is absent") ?? smokePrerequisites() ??
   qemuIgvmPrerequisites();
@@ -93,10 +90,7 @@ function patchBody(bytes: Uint8Array, offset: number, fields: [number, number][]
   const out = bytes.slice();
   const view = new DataView(out.buffer);
   for (const [at, value] of fields) view.setUint32(offset + 8 + at, value, true);
-  const end = view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
-    view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
-  view.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(out, end), true);
-  return out;
+  return fixHeaders(out);
 }
 
 Deno.test({
@@ -137,16 +131,9 @@ Deno.test({
 
 /** Moves the first page that both platforms load to `gpa`, with the header checksum redone. */
 function moveSharedPage(bytes: Uint8Array, gpa: number): Uint8Array {
-  const out = bytes.slice();
-  const page = readIgvmFile(out).directives.find((d) =>
-    d.name === "IGVM_VHT_PAGE_DATA" && d.fields.CompatibilityMask === 3n
-  )!;
-  const view = new DataView(out.buffer);
-  view.setBigUint64(page.offset + 8, BigInt(gpa), true); // the body's GPA, after type and length
-  const end = view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
-    view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
-  view.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(out, end), true);
-  return out;
+  const shared = (d: Directive) =>
+    d.name === "IGVM_VHT_PAGE_DATA" && d.fields.CompatibilityMask === 3n;
+  return patchDirective(bytes, shared, 0, BigInt(gpa)); // the body's GPA comes first
 }
 
 Deno.test({
@@ -244,7 +231,7 @@ Deno.test({
 /** Sets a u32 or u64 field of the first directive `pick` finds, header checksum redone. */
 function patchDirective(
   bytes: Uint8Array,
-  pick: (d: ReturnType<typeof readIgvmFile>["directives"][number]) => boolean,
+  pick: (d: Directive) => boolean,
   at: number,
   value: number | bigint,
 ): Uint8Array {
@@ -253,10 +240,7 @@ function patchDirective(
   const view = new DataView(out.buffer);
   if (typeof value === "bigint") view.setBigUint64(d.offset + 8 + at, value, true);
   else view.setUint32(d.offset + 8 + at, value, true);
-  const end = view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderOffset, true) +
-    view.getUint32(IGVM_FIXED_HEADER.off.VariableHeaderSize, true);
-  view.setUint32(IGVM_FIXED_HEADER.off.Checksum, headerSectionChecksum(out, end), true);
-  return out;
+  return fixHeaders(out);
 }
 
 Deno.test({

@@ -368,18 +368,8 @@ Deno.test("verify: a SEV-SNP VMSA (VP_CONTEXT) placed on a page the file also lo
   }
 });
 
-/** An IGVM_VHS_PAGE_DATA body: a zero page (no file data) at `gpa` for `mask`. */
-function zeroPageBody(gpa: bigint, mask: number, flags = 0): Uint8Array {
-  const b = new Uint8Array(0x18);
-  const v = new DataView(b.buffer);
-  v.setBigUint64(0, gpa, true);
-  v.setUint32(8, mask, true);
-  v.setUint32(0x10, flags, true);
-  return b;
-}
-
 Deno.test("igvmgen verify and measure refuse a page no loader loads: PAGE_DATA of mask 0, or of bits no platform declares", async () => {
-  const { editBody, headerIndex, insertHeader } = await import("./igvm_edit.ts");
+  const { editBody, headerIndex, insertHeader, zeroPageBody } = await import("./igvm_edit.ts");
   const PAGE = 0x302;
   const dir = tempDir();
   try {
@@ -422,7 +412,7 @@ Deno.test("igvmgen verify and measure refuse a page no loader loads: PAGE_DATA o
 });
 
 Deno.test("igvmgen verify, measure and sign refuse pages at 2^62 and 0xfffffffffffff000 (beyond 2^52)", async () => {
-  const { headerIndex, insertHeader } = await import("./igvm_edit.ts");
+  const { headerIndex, insertHeader, zeroPageBody } = await import("./igvm_edit.ts");
   const PAGE = 0x302;
   const dir = tempDir();
   try {
