@@ -12,6 +12,7 @@ import {
   IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF,
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_REQUIRED_MEMORY,
   IGVM_VHT_VP_CONTEXT,
 } from "../igvm/defs.ts";
 import {
@@ -30,6 +31,7 @@ import type { HostConfig, LaunchUpdateSource } from "./launch_update.ts";
 import {
   directiveDataType,
   directiveFlags,
+  directiveGpa,
   directiveMask,
   findSnpCompatibilityMask,
   pageGpa,
@@ -359,6 +361,10 @@ function* qemuPlan(
       const bytes = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n)) ?? PAGE_SIZE;
       assertQemuPlaces("PARAMETER_INSERT", pageGpa(d, refuse), bytes);
       yield* parameterPages(d, index, areas); // before the pending run
+    } else if (d.type === IGVM_VHT_REQUIRED_MEMORY && matches(d)) {
+      // No launch update, but QEMU prepares the memory and stops on a device there.
+      const bytes = Math.max(Number(d.fields.NumberOfBytes ?? 0n), PAGE_SIZE);
+      assertQemuPlaces("REQUIRED_MEMORY", directiveGpa(d), bytes);
     }
   }
   yield* flush();
