@@ -182,3 +182,29 @@ Deno.test("outputs: a measurement file whose folder is moved before the commit g
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AtomicFile: a folder moved and made anew at its path is a moved folder; errors name the output as given", async () => {
+  const { commitOutputs, openImageOutput, planOutputs } = await import(
+    "../lib/io/output_target.ts"
+  );
+  const dir = await Deno.makeTempDir({ prefix: "igvmgen-atomic-" });
+  try {
+    await Deno.mkdir(`${dir}/real`);
+    await Deno.symlink(`${dir}/real/out.igvm`, `${dir}/link.igvm`);
+    const plan = await planOutputs({ output: `${dir}/link.igvm`, inputs: [] });
+    const image = await openImageOutput(plan.image);
+    await image.writeAt(0, new Uint8Array(4096).fill(3));
+    await Deno.rename(`${dir}/real`, `${dir}/moved`);
+    await Deno.mkdir(`${dir}/real`);
+    const error = await commitOutputs(plan, image, undefined).then(() => undefined, (e) => e);
+    assertEquals(
+      error?.message,
+      `cannot write ${dir}/link.igvm: its folder ${dir}/real was moved or removed while ` +
+        "igvmgen wrote it",
+    );
+    assertEquals(listDir(`${dir}/moved`), [], "the moved temporary file is removed");
+    assertEquals(listDir(`${dir}/real`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

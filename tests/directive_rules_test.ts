@@ -220,6 +220,11 @@ Deno.test("structuralProblems() refuses pages whose mask names no declared platf
   const problems = problemsOf(three);
   assertEquals(problems.length, 1, problems.join("\n"));
   assert(problems[0].includes("(and 2 more pages of this mask)"), problems[0]);
+  // A page of mask 0 where another page is: the mask is the problem, not a second load.
+  const firstGpa = BigInt(readIgvmFile(bytes).directives.find((d) => d.type === PAGE)!.fields.GPA!);
+  const overlaid = problemsOf(withPage(bytes, firstGpa, 0));
+  assertEquals(overlaid.length, 1, overlaid.join("\n"));
+  assert(overlaid[0].includes("names no platform of the file"), overlaid[0]);
   // A page of the SNP platform's bit and an undeclared one.
   const extra = editBody(bytes, PAGE, (v, at) => v.setUint32(at + 8, 0x5, true), 3);
   assertEquals(problemsOf(extra).length, 1);

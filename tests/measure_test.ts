@@ -265,6 +265,11 @@ Deno.test("parseP384PrivateKeyPem() accepts PKCS#8 and rejects garbage, P-256 an
   const pkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
   assertEquals((await parseP384PrivateKeyPem(pkcs8)).d.length, 48);
   await assertRejects(() => parseP384PrivateKeyPem("not a key"), KeyError, "not a PEM private key");
+  // Base64 that does not decode says so in our words, not the engine's.
+  const broken = pkcs8.replace(/\n-----END/, "==\n-----END");
+  const error = await parseP384PrivateKeyPem(broken).then(() => undefined, (e) => e);
+  assert(error instanceof KeyError);
+  assertEquals((error.cause as Error).message, "not valid base64");
   const p256 = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
     format: "pem",
     type: "sec1",

@@ -189,11 +189,12 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
         if (problem) problems.push(problem);
       }
     }
-    if (placesGuestPage(d, vmsaMask) && twice.has(directiveGpa(d))) {
+    // A mask of 0 places nothing: no loader loads it (directive_rules.ts says so).
+    if (placesGuestPage(d, vmsaMask) && directiveMask(d) && twice.has(directiveGpa(d))) {
       const gpa = directiveGpaExact(d);
       const mask = directiveMask(d);
       const before = seenTwice.get(gpa);
-      if (before !== undefined && (before & mask || !before || !mask)) {
+      if (before !== undefined && before & mask) {
         problems.push(`${headerAt(d)}: GPA 0x${gpa.toString(16)} is loaded twice`);
       }
       seenTwice.set(gpa, (before ?? 0) | mask);

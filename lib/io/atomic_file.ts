@@ -21,20 +21,30 @@ import { writeError } from "./os_errors.ts";
  */
 const BACKGROUND_FLUSH_BYTES = 4 << 20;
 
+/** A folder's device and inode, to tell it from another made at its path later. */
+interface FolderIdentity {
+  dev: number;
+  ino: number | null;
+}
+
 /** A temporary file that becomes `path` on commit. */
 export class AtomicFile implements ByteSink {
   private constructor(
     readonly path: string,
     readonly tempPath: string,
     private file: Deno.FsFile,
+    /** How errors name the output: the path as the user gave it (`path` is resolved). */
+    private readonly name: string,
+    /** The folder of `tempPath` when the file was made, if it could be told. */
+    private readonly folder?: FolderIdentity,
   ) {}
 
   /**
-   * Creates the temporary file in the target's folder (which must exist). A failure is the
-   * reason alone ("the folder … does not exist"): callers name the output, as the user gave it,
-   * with `writeError`.
+   * Creates the temporary file in the target's folder (which must exist); errors name the
+   * output `name` (default `path`). A failure to create it is the reason alone ("the folder …
+   * does not exist"): callers name the output, as the user gave it, with `writeError`.
    */
-  static async create(path: string): Promise<AtomicFile> {
+  static async create(path: string, name = path): Promise<AtomicFile> {
     const dir = dirname(path);
     let info: Deno.FileInfo;
     try {
@@ -62,7 +72,7 @@ export class AtomicFile implements ByteSink {
     }
     const created = await file.stat().catch(() => undefined);
     if (created) noteTempIdentity(tempPath, created);
-    const out = new AtomicFile(path, tempPath, file);
+    const out = new AtomicFile(path, tempPath, file, name, info);
     await out.#keepModeOf(existing);
     return out;
   }
@@ -147,7 +157,7 @@ export class AtomicFile implements ByteSink {
   get #label(): string {
     return this.path === "-"
       ? `the spool of standard output ${this.tempPath} (in TMPDIR)`
-      : this.path;
+      : this.name;
   }
 
   /** Reads back what was written (for the self-check before commit). */
@@ -171,20 +181,22 @@ export class AtomicFile implements ByteSink {
 
   /**
    * The error for a temporary file that is no longer where it was made: its folder was moved
-   * or removed while the run went on, or the file itself was removed (the file is removed on
-   * abort, wherever it is).
+   * or removed while the run went on (another folder may have been made at its path), or the
+   * file itself was removed (the file is removed on abort, wherever it is).
    */
   #lost(e: unknown): Error {
     if (!(e instanceof Deno.errors.NotFound)) return writeError(this.#label, e);
     const folder = dirname(this.tempPath);
-    let folderThere = false;
+    let sameFolder = false;
     try {
-      folderThere = Deno.statSync(folder).isDirectory;
+      const now = Deno.statSync(folder);
+      sameFolder = now.isDirectory &&
+        (!this.folder || (now.dev === this.folder.dev && now.ino === this.folder.ino));
     } catch { /* gone */ }
     return writeError(
       this.#label,
       new Error(
-        folderThere
+        sameFolder
           ? `its temporary file ${this.tempPath} was removed while igvmgen wrote it`
           : `its folder ${folder} was moved or removed while igvmgen wrote it`,
       ),
@@ -198,7 +210,8 @@ export class AtomicFile implements ByteSink {
     // Known by device and inode, the spool is found and removed even if TMPDIR is moved.
     const created = await file.stat().catch(() => undefined);
     if (created) noteTempIdentity(tempPath, created);
-    return new AtomicFile("-", tempPath, file);
+    const folder = await Deno.stat(dirname(tempPath)).catch(() => undefined);
+    return new AtomicFile("-", tempPath, file, "-", folder);
   }
 
   /** Copies the finished spool to `stream` (standard output, named `name`) and removes it. */
@@ -231,7 +244,7 @@ export class AtomicFile implements ByteSink {
       await this.file.syncData();
       this.file.close();
     } catch (e) {
-      throw writeError(this.path, e);
+      throw writeError(this.#label, e);
     }
     this.#flushed = true;
   }

@@ -484,7 +484,7 @@ export async function openImageOutput(
   }
   try {
     return target.kind === "file"
-      ? await AtomicFile.create(target.path)
+      ? await AtomicFile.create(target.path, target.given)
       : await AtomicFile.createSpool();
   } catch (e) {
     throw writeError(target.given, e);
@@ -561,7 +561,7 @@ export async function writeSmallOutput(
 
 /** A small output written to its temporary file, ready to commit. */
 async function stageSmallOutput(target: OutputTarget, bytes: Uint8Array): Promise<AtomicFile> {
-  const staged = await AtomicFile.create(target.path).catch((e) => {
+  const staged = await AtomicFile.create(target.path, target.given).catch((e) => {
     throw writeError(target.given, e);
   });
   await staged.writeAt(0, bytes).catch(async (e) => {

@@ -60,7 +60,11 @@ function base64UrlToBytes(s: string): Uint8Array {
 
 /** The bytes of base64 text, whitespace (as in a PEM body) ignored. */
 export function base64ToBytes(s: string): Uint8Array {
-  return Uint8Array.fromBase64(s.replace(/\s+/g, ""));
+  try {
+    return Uint8Array.fromBase64(s.replace(/\s+/g, ""));
+  } catch {
+    throw new SyntaxError("not valid base64");
+  }
 }
 
 function curveError(oid: string | undefined): KeyError {
