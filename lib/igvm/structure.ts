@@ -10,6 +10,7 @@ import {
   IGVM_VHT_PAGE_DATA,
   IGVM_VHT_PARAMETER_AREA,
   IGVM_VHT_PARAMETER_INSERT,
+  IGVM_VHT_SUPPORTED_PLATFORM,
   IGVM_VHT_VP_CONTEXT,
 } from "./defs.ts";
 import {
@@ -161,6 +162,9 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
   // The compatibility masks a GPA loaded more than once is loaded under so far: one page per
   // GPA and platform (a multi-platform file may load a GPA once for each).
   const seenTwice = new Map<bigint, number>();
+  // A page of mask 0 is loaded by no loader, and the mask rules say so when the file declares
+  // a platform (directive_rules.ts); without one, it counts as a load, as any other page.
+  const maskZeroLoads = !ds.some((d) => d.type === IGVM_VHT_SUPPORTED_PLATFORM);
   // Pages with file data: runs of their data's offsets.
   const dataRuns = new PageRuns();
   let withData = 0;
@@ -189,12 +193,12 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
         if (problem) problems.push(problem);
       }
     }
-    // A mask of 0 places nothing: no loader loads it (directive_rules.ts says so).
-    if (placesGuestPage(d, vmsaMask) && directiveMask(d) && twice.has(directiveGpa(d))) {
+    const loads = maskZeroLoads || directiveMask(d) !== 0;
+    if (placesGuestPage(d, vmsaMask) && loads && twice.has(directiveGpa(d))) {
       const gpa = directiveGpaExact(d);
       const mask = directiveMask(d);
       const before = seenTwice.get(gpa);
-      if (before !== undefined && before & mask) {
+      if (before !== undefined && (before & mask || !before || !mask)) {
         problems.push(`${headerAt(d)}: GPA 0x${gpa.toString(16)} is loaded twice`);
       }
       seenTwice.set(gpa, (before ?? 0) | mask);
