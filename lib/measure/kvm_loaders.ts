@@ -5,7 +5,7 @@
  * at LAUNCH_FINISH: the boot CPU's rebuilt from the registers the loader set, the others in
  * their reset state.
  */
-import { PAGE_SIZE } from "../bytes/le.ts";
+import { hex, PAGE_SIZE } from "../bytes/le.ts";
 import {
   IGVM_VHF_PAGE_DATA_2MB,
   IGVM_VHF_PAGE_DATA_GUEST_INVALID,
@@ -67,11 +67,31 @@ export class LoaderRefusal extends Error {
  * without KVM; on KVM the same devices sit there (predicted). The legacy VGA window is
  * checked apart (launch_checks.ts).
  */
-export const QEMU_DEVICE_RANGES: readonly { start: number; end: number; name: string }[] = [
+const QEMU_DEVICE_RANGES: readonly { start: number; end: number; name: string }[] = [
   { start: 0xfec0_0000, end: 0xfec0_1000, name: "I/O APIC" },
   { start: 0xfed0_0000, end: 0xfed0_0400, name: "HPET" },
   { start: 0xfee0_0000, end: 0xfef0_0000, name: "local APIC" },
 ];
+
+/**
+ * The guest memory QEMU prepares for `d`, as its name and size in bytes (a parameter
+ * insert's from its area's size in `areas`, by area index), or undefined for a directive
+ * that places none. Every size is at least a page.
+ */
+export function qemuPlacement(
+  d: Directive,
+  areas: ReadonlyMap<number, number>,
+): [what: string, bytes: number] | undefined {
+  if (d.type === IGVM_VHT_PAGE_DATA) return ["page", PAGE_SIZE];
+  if (d.type === IGVM_VHT_PARAMETER_INSERT) {
+    const area = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n)) ?? 0;
+    return ["PARAMETER_INSERT", Math.max(area, PAGE_SIZE)];
+  }
+  if (d.type === IGVM_VHT_REQUIRED_MEMORY) {
+    return ["REQUIRED_MEMORY", Math.max(Number(d.fields.NumberOfBytes ?? 0n), PAGE_SIZE)];
+  }
+  return undefined;
+}
 
 /**
  * Why QEMU cannot place `bytes` of guest memory at `gpa` (`what` names them), or undefined:
@@ -84,12 +104,13 @@ export function qemuDeviceRangeProblem(
   gpa: number,
   bytes: number,
 ): string | undefined {
+  if (gpa >= 0xfef0_0000 || gpa + bytes <= 0xfec0_0000) return undefined; // most pages
   const r = QEMU_DEVICE_RANGES.find((r) => gpa < r.end && gpa + bytes > r.start);
   if (!r) return undefined;
-  const range = `0x${r.start.toString(16)}-0x${(r.end - 1).toString(16)}`;
-  return `${what} at 0x${gpa.toString(16)} overlaps the ${r.name} at ${range}, which QEMU ` +
-    `maps as a device, not RAM: QEMU stops ("Could not prepare memory at address ... due to ` +
-    `existing non-RAM region", seen with QEMU 10.2.2)`;
+  return `${what} at ${hex(gpa)} overlaps the ${r.name} at ${hex(r.start)}-${
+    hex(r.end - 1)
+  }, which QEMU maps as a device, not RAM: QEMU stops ("Could not prepare memory at ` +
+    `address ... due to existing non-RAM region", seen with QEMU 10.2.2)`;
 }
 
 /** Refuses a page or area QEMU cannot place ({@link qemuDeviceRangeProblem}). */
@@ -358,13 +379,13 @@ function* qemuPlan(
       runEmpty = empty;
       nextGpa = gpa + PAGE_SIZE;
     } else if (d.type === IGVM_VHT_PARAMETER_INSERT && matches(d)) {
-      const bytes = areas.get(Number(d.fields.ParameterAreaIndex ?? 0n)) ?? PAGE_SIZE;
-      assertQemuPlaces("PARAMETER_INSERT", pageGpa(d, refuse), bytes);
+      const [what, bytes] = qemuPlacement(d, areas)!;
+      assertQemuPlaces(what, pageGpa(d, refuse), bytes);
       yield* parameterPages(d, index, areas); // before the pending run
     } else if (d.type === IGVM_VHT_REQUIRED_MEMORY && matches(d)) {
       // No launch update, but QEMU prepares the memory and stops on a device there.
-      const bytes = Math.max(Number(d.fields.NumberOfBytes ?? 0n), PAGE_SIZE);
-      assertQemuPlaces("REQUIRED_MEMORY", directiveGpa(d), bytes);
+      const [what, bytes] = qemuPlacement(d, areas)!;
+      assertQemuPlaces(what, directiveGpa(d), bytes);
     }
   }
   yield* flush();

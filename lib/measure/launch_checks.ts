@@ -50,6 +50,7 @@ import {
   type KvmLoaderName,
   LoaderRefusal,
   qemuDeviceRangeProblem,
+  qemuPlacement,
 } from "./kvm_loaders.ts";
 import { type HostConfig, launchDigestOf } from "./launch_update.ts";
 import {
@@ -392,23 +393,7 @@ export async function checkLaunch(
 
   // Pages QEMU may not be able to place, and the parameter area's memory map.
   if (loader === "qemu-kvm") {
-    const legacy = ds.filter((d) => {
-      if (d.type !== IGVM_VHT_PAGE_DATA) return false;
-      const gpa = directiveGpa(d);
-      return applies(d) && gpa >= 0xa0000 && gpa < 0x100000;
-    });
-    // QEMU 10.2.2, run here: "Could not prepare memory at address 0xA0000 due to existing
-    // non-RAM region" (LOADERS.md §14), so these pages stop the launch.
-    if (legacy.length) {
-      refusals.push(
-        `${legacy.length} pages in 0xa0000-0xfffff, which q35 and pc map as VGA and BIOS, not ` +
-          `RAM: QEMU stops with "Could not prepare memory at address 0x${
-            directiveGpa(legacy[0]).toString(16).toUpperCase()
-          } due to existing non-RAM region"`,
-      );
-    }
-    const device = qemuDevicePlacement(ds, applies);
-    if (device) refusals.push(device);
+    refusals.push(...qemuPlacementRefusals(ds, applies));
     warnings.push(...memoryMapWarnings(ds));
   }
 
@@ -476,43 +461,51 @@ export async function checkLaunch(
 }
 
 /**
- * The first page, parameter insert or required memory of the SEV-SNP platform (`applies`)
- * that QEMU cannot place because a device sits there, with how many more there are.
+ * Where QEMU cannot place the SEV-SNP platform's (`applies`) memory, in one walk: pages in the
+ * legacy window 0xa0000-0xfffff (QEMU 10.2.2, run here: "Could not prepare memory at address
+ * 0xA0000 due to existing non-RAM region", LOADERS.md §14), and the first page, parameter
+ * insert or required memory on a device (qemuDeviceRangeProblem), with how many more.
  */
-function qemuDevicePlacement(
+function qemuPlacementRefusals(
   ds: readonly Directive[],
   applies: (d: Directive) => boolean,
-): string | undefined {
-  const areaBytes = new Map<bigint, number>();
-  /** The memory `d` places, as [name, bytes], or undefined for a directive that places none. */
-  const placed = (d: Directive): [string, number] | undefined => {
-    if (d.type === IGVM_VHT_PAGE_DATA) return ["page", PAGE_SIZE];
-    if (d.type === IGVM_VHT_PARAMETER_INSERT) {
-      return ["PARAMETER_INSERT", areaBytes.get(d.fields.ParameterAreaIndex ?? 0n) ?? 0];
-    }
-    if (d.type === IGVM_VHT_REQUIRED_MEMORY) {
-      return ["REQUIRED_MEMORY", Number(d.fields.NumberOfBytes ?? 0n)];
-    }
-    return undefined;
-  };
-  let first: string | undefined;
-  let more = 0;
+): string[] {
+  // Area sizes as the file gives them (parameterAreaSizes would throw on a bad one).
+  const areaBytes = new Map<number, number>();
+  let legacy = 0;
+  let firstLegacy = 0;
+  let device: string | undefined;
+  let moreDevices = 0;
   const access = directiveAccess(ds);
   for (let i = 0; i < access.length; i++) {
     const d = access.at(i);
     if (d.type === IGVM_VHT_PARAMETER_AREA) {
-      areaBytes.set(d.fields.ParameterAreaIndex ?? 0n, Number(d.fields.NumberOfBytes ?? 0n));
+      areaBytes.set(
+        Number(d.fields.ParameterAreaIndex ?? 0n),
+        Number(d.fields.NumberOfBytes ?? 0n),
+      );
     }
-    const memory = placed(d);
-    if (!memory || !applies(d)) continue;
-    const [what, bytes] = memory;
-    const problem = qemuDeviceRangeProblem(what, directiveGpa(d), Math.max(bytes, PAGE_SIZE));
-    if (!problem) continue;
-    if (first) more++;
-    else first = problem;
+    const placed = qemuPlacement(d, areaBytes);
+    if (!placed || !applies(d)) continue;
+    const gpa = directiveGpa(d);
+    if (d.type === IGVM_VHT_PAGE_DATA && gpa >= 0xa0000 && gpa < 0x100000 && !legacy++) {
+      firstLegacy = gpa;
+    }
+    const problem = qemuDeviceRangeProblem(placed[0], gpa, placed[1]);
+    if (problem && device) moreDevices++;
+    else if (problem) device = problem;
   }
-  if (!first) return undefined;
-  return more ? `${first} (and ${more} more there)` : first;
+  const refusals: string[] = [];
+  if (legacy) {
+    refusals.push(
+      `${legacy} pages in 0xa0000-0xfffff, which q35 and pc map as VGA and BIOS, not RAM: ` +
+        `QEMU stops with "Could not prepare memory at address 0x${
+          firstLegacy.toString(16).toUpperCase()
+        } due to existing non-RAM region"`,
+    );
+  }
+  if (device) refusals.push(moreDevices ? `${device} (and ${moreDevices} more there)` : device);
+  return refusals;
 }
 
 /**
