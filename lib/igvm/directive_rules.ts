@@ -379,7 +379,7 @@ export function checkDirectiveRules(h: IgvmFile, problems: ProblemList): void {
       const beyond = gpaRangeProblem(
         d,
         `REQUIRED_MEMORY of ${hex(bytes)} bytes`,
-        d.fields.GPA ?? 0n,
+        directiveGpaExact(d),
         bytes,
       );
       if (beyond) problems.push(beyond);

@@ -183,29 +183,27 @@ function checkDirectives(file: FileAccess, h: IgvmFile, problems: ProblemList): 
         `${headerAt(d)}: GPA 0x${directiveGpaExact(d).toString(16)} is not page aligned`,
       );
     }
+    const guestPage = placesGuestPage(d, vmsaMask);
+    const gpa = directiveGpa(d);
+    const twoMb = type === IGVM_VHT_PAGE_DATA && (directiveFlags(d) & IGVM_VHF_PAGE_DATA_2MB) !== 0;
     // An insert's range is checked with its area's size (directive_rules.ts).
-    if (type !== IGVM_VHT_PARAMETER_INSERT && placesGuestPage(d, vmsaMask)) {
-      const bytes = type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_2MB
-        ? PAGE_SIZE_2MB
-        : PAGE_SIZE;
-      if (directiveGpa(d) + bytes > GPA_LIMIT_NUMBER) {
+    if (type !== IGVM_VHT_PARAMETER_INSERT && guestPage) {
+      const bytes = twoMb ? PAGE_SIZE_2MB : PAGE_SIZE;
+      if (gpa + bytes > GPA_LIMIT_NUMBER) {
         const problem = gpaRangeProblem(d, "page", directiveGpaExact(d), BigInt(bytes));
         if (problem) problems.push(problem);
       }
     }
-    const loads = maskZeroLoads || directiveMask(d) !== 0;
-    if (placesGuestPage(d, vmsaMask) && loads && twice.has(directiveGpa(d))) {
-      const gpa = directiveGpaExact(d);
+    if (guestPage && twice.has(gpa) && (maskZeroLoads || directiveMask(d) !== 0)) {
+      const exact = directiveGpaExact(d);
       const mask = directiveMask(d);
-      const before = seenTwice.get(gpa);
+      const before = seenTwice.get(exact);
       if (before !== undefined && (before & mask || !before || !mask)) {
-        problems.push(`${headerAt(d)}: GPA 0x${gpa.toString(16)} is loaded twice`);
+        problems.push(`${headerAt(d)}: GPA 0x${exact.toString(16)} is loaded twice`);
       }
-      seenTwice.set(gpa, (before ?? 0) | mask);
+      seenTwice.set(exact, (before ?? 0) | mask);
     }
-    if (type === IGVM_VHT_PAGE_DATA && directiveFlags(d) & IGVM_VHF_PAGE_DATA_2MB) {
-      problems.push(`${headerAt(d)}: 2 MiB pages are not supported by this verifier`);
-    }
+    if (twoMb) problems.push(`${headerAt(d)}: 2 MiB pages are not supported by this verifier`);
     const offset = directiveFileOffset(d);
     if (offset !== undefined) {
       if (offset < sectionEnd) {
