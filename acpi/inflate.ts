@@ -12,7 +12,7 @@ const INFLATE_STEP = 16 << 10;
 export class InflateLimitError extends Error {
   override name = "InflateLimitError";
   /** `limit`: the bound, in bytes. */
-  constructor(readonly limit: number) {
+  constructor(limit: number) {
     super(`the data inflates to more than ${limit} bytes`);
   }
 }

@@ -46,11 +46,10 @@ export class PageHashPool {
   readonly ready: Promise<void>;
 
   /**
-   * Starts `size` workers: by default one per core the machine reports, at most 4. The main
-   * thread, which emits the pages in order, keeps up with about that many; each worker costs
-   * a V8 isolate (~10 MB) and two batches in flight.
+   * Starts `size` workers (at least 1). Each costs a V8 isolate (~10 MB) and two batches in
+   * flight; the writer chooses how many (one per core but its own, at most 4).
    */
-  constructor(size = Math.min(navigator.hardwareConcurrency || 1, 4)) {
+  constructor(size: number) {
     this.#starting = Math.max(1, size);
     this.ready = new Promise((resolve, reject) => {
       this.#onReady = resolve;

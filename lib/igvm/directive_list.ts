@@ -59,24 +59,22 @@ export class DirectiveList {
   readonly #others: Directive[] = [];
   /** Where each other directive lies in the list, ascending. */
   readonly #otherAt: number[] = [];
-  #count = 0;
   /** The others before the directive last read: sequential reads find it in one step. */
   #hint = 0;
 
   /** How many directives the list holds. */
   get count(): number {
-    return this.#count;
+    return this.pages.count + this.#others.length;
   }
 
   /** Appends a PAGE_DATA header whose body is at byte `at` of `chunk` (copied). */
   addPage(chunk: DataView, at: number, headerOffset: number): void {
     this.pages.add(chunk, at, headerOffset);
-    this.#count++;
   }
 
   /** Appends any other directive. */
   addOther(d: Directive): void {
-    this.#otherAt.push(this.#count++);
+    this.#otherAt.push(this.count);
     this.#others.push(d);
   }
 

@@ -19,11 +19,7 @@ import { type Directive, DirectiveList, PageDataDirective } from "./directive_li
 import { directiveMask, findSnpCompatibilityMask } from "./directives.ts";
 import { headerSectionChecksum } from "./header_check.ts";
 
-export {
-  checkHeaderSection,
-  type HeaderSectionCheck,
-  headerSectionChecksum,
-} from "./header_check.ts";
+export { checkHeaderSection, headerSectionChecksum } from "./header_check.ts";
 
 /** A file that is not a readable IGVM file. */
 export class IgvmFormatError extends Error {

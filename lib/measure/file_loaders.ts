@@ -183,10 +183,10 @@ class PlanRuns {
  * initrd's pages are one run) in typed arrays, and the runs are sorted when no two overlap;
  * else the pages one by one, about 25 bytes each, so 1M pages need about 25 MB.
  */
-function* sortedByGpa(plan: () => Iterable<PlannedUpdate>): Generator<PlannedUpdate> {
+function* sortedByGpa(plan: Iterable<PlannedUpdate>): Generator<PlannedUpdate> {
   const runs = new PlanRuns();
   let n = 0;
-  for (const u of plan()) {
+  for (const u of plan) {
     runs.add(u);
     n++;
   }
@@ -270,7 +270,8 @@ export const hypervUpdates: LaunchUpdateSource = (file, headers) =>
  * insert counts its first page only, then a stable sort by GPA. CPUID_XF pages make CH panic.
  */
 export const chMshvUpdates: LaunchUpdateSource = (file, headers) => {
-  const plan = () => planFileOrder(headers, FILE_ORDER_RULES["ch-mshv"]);
+  // Planned (and sorted) when the updates are first read: a generator runs only then.
+  const plan = planFileOrder(headers, FILE_ORDER_RULES["ch-mshv"]);
   for (const d of headers.directives) {
     if (
       d.type === IGVM_VHT_PAGE_DATA && directiveDataType(d) === IGVM_VHS_PAGE_DATA_TYPE_CPUID_XF

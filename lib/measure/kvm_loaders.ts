@@ -38,11 +38,7 @@ import {
   parameterAreaSizes,
 } from "../igvm/directives.ts";
 import { pageDataSnpType } from "./page_type.ts";
-import {
-  type HashedUpdates,
-  hashPlanned as hashPlannedUpdates,
-  type PlannedUpdate,
-} from "./planned_updates.ts";
+import { hashPlanned, type PlannedUpdate } from "./planned_updates.ts";
 import {
   KVM_RESET_RDX,
   KVM_VMSA_GPA,
@@ -247,17 +243,6 @@ export async function kvmVmsaPages(
     vmsaPage(rules.kind, contexts, vp, rules.apRdxIsCpu ? cpuSignature : KVM_RESET_RDX);
 }
 
-/**
- * Hashes the planned updates' pages in batches; file data past the end is a refusal. `plan`
- * runs when the updates are first read (its failures reject that read).
- */
-function hashPlanned(
-  file: FileAccess,
-  plan: () => Promise<Iterable<Planned>>,
-): HashedUpdates {
-  return hashPlannedUpdates(file, plan, refuse);
-}
-
 /** The SNP page type of a PAGE_DATA directive under KVM, or a refusal. */
 function kvmPageType(d: Directive, loader: string, zeroType: boolean): number {
   const flags = directiveFlags(d);
@@ -325,7 +310,7 @@ function kvmUpdates(
       const areas = parameterAreas(headers);
       const contexts = await vpContexts(file, headers, matches);
       return plan(headers, matches, areas, vmsaUpdates(kind, contexts, host, apRdx(host)));
-    });
+    }, refuse); // file data past the end is a refusal
 }
 
 /**

@@ -82,9 +82,9 @@ export const LOADERS: readonly LoaderModel[] = [
   },
 ];
 
-/** The loader names, for help and errors; `fileOnly` leaves out the host-dependent ones. */
-export function loaderNames(fileOnly = false): string[] {
-  return LOADERS.filter((l) => !(fileOnly && l.hostDependent)).map((l) => l.name);
+/** The loader names, for help and errors. */
+export function loaderNames(): string[] {
+  return LOADERS.map((l) => l.name);
 }
 
 /** The model of `name`; a usage error names the choices. */

@@ -260,7 +260,7 @@ const QUEUED_PER_WORKER = 2;
  */
 function workerHasher(Pool: typeof PageHashPool, withThisThread: boolean): BatchHasher {
   const cores = navigator.hardwareConcurrency || 1;
-  const pool = new Pool(Math.max(1, Math.min(withThisThread ? cores - 1 : cores, 4)));
+  const pool = new Pool(Math.min(withThisThread ? cores - 1 : cores, 4)); // at least 1
   const meanwhile = threadHasher(512);
   let started = !withThisThread;
   pool.ready.then(() => started = true, () => {});
