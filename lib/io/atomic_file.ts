@@ -21,6 +21,15 @@ import { writeError } from "./os_errors.ts";
  */
 const BACKGROUND_FLUSH_BYTES = 4 << 20;
 
+/**
+ * Notes a temporary file's device and inode: it is then found and removed even if its folder
+ * (the output's, or TMPDIR for a spool) is moved while igvmgen runs.
+ */
+async function noteIdentity(tempPath: string, file: Deno.FsFile): Promise<void> {
+  const created = await file.stat().catch(() => undefined);
+  if (created) noteTempIdentity(tempPath, created);
+}
+
 /** A folder's device and inode, to tell it from another made at its path later. */
 interface FolderIdentity {
   dev: number;
@@ -70,8 +79,7 @@ export class AtomicFile implements ByteSink {
       unregisterTemp(tempPath);
       throw e;
     }
-    const created = await file.stat().catch(() => undefined);
-    if (created) noteTempIdentity(tempPath, created);
+    await noteIdentity(tempPath, file);
     const out = new AtomicFile(path, tempPath, file, name, info);
     await out.#keepModeOf(existing);
     return out;
@@ -207,9 +215,7 @@ export class AtomicFile implements ByteSink {
   static async createSpool(): Promise<AtomicFile> {
     const tempPath = await makeRegisteredTempFile("igvmgen-out-");
     const file = await Deno.open(tempPath, { write: true, read: true });
-    // Known by device and inode, the spool is found and removed even if TMPDIR is moved.
-    const created = await file.stat().catch(() => undefined);
-    if (created) noteTempIdentity(tempPath, created);
+    await noteIdentity(tempPath, file);
     const folder = await Deno.stat(dirname(tempPath)).catch(() => undefined);
     return new AtomicFile("-", tempPath, file, "-", folder);
   }

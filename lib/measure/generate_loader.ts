@@ -13,37 +13,34 @@ import type { SignSink } from "./id_block_file.ts";
 
 /**
  * Returns the launch digest of the written file under `loader`, re-signing its ID block
- * with `signIdBlock` when that is not the writer's (hyperv) digest.
+ * with `signIdBlock` when that is not the writer's (hyperv) digest. Generation calls it for
+ * a loader other than hyperv, or for an image with shared pages.
  */
 export async function signForLoader(
   file: FileAccess,
   sink: SignSink,
-  loader: string | undefined,
+  loader: string,
   writtenDigest: Uint8Array,
   hasGuestInvalidPages: boolean,
   signIdBlock: (digest: Uint8Array) => Promise<Uint8Array>,
   policy: bigint,
   notice?: (message: string) => void,
 ): Promise<Uint8Array> {
-  const name = loader ?? DEFAULT_LOADER;
-  const warning = policyWarning(name, policy);
+  const warning = policyWarning(loader, policy);
   if (warning) notice?.(warning);
-  if (name === DEFAULT_LOADER && !hasGuestInvalidPages) return writtenDigest;
-  {
-    const headers = await readHeaders(file);
-    if (hasGuestInvalidPages) {
-      const chMshv = await loaderDigest("ch-mshv", file, headers);
-      if (toHex(chMshv) !== toHex(writtenDigest)) {
-        notice?.(
-          `the image has shared (guest-invalid) pages, so the launch digest depends on the loader: hyperv ${
-            toHex(writtenDigest)
-          }, ch-mshv ${toHex(chMshv)}; the ID block is signed for ${name} (see --loader)`,
-        );
-      }
+  const headers = await readHeaders(file);
+  if (hasGuestInvalidPages) {
+    const chMshv = await loaderDigest("ch-mshv", file, headers);
+    if (toHex(chMshv) !== toHex(writtenDigest)) {
+      notice?.(
+        `the image has shared (guest-invalid) pages, so the launch digest depends on the loader: hyperv ${
+          toHex(writtenDigest)
+        }, ch-mshv ${toHex(chMshv)}; the ID block is signed for ${loader} (see --loader)`,
+      );
     }
-    if (name === DEFAULT_LOADER) return writtenDigest;
-    const digest = await loaderDigest(name, file, headers);
-    await rewriteIdBlockInPlace(file, headers, await signIdBlock(digest), sink);
-    return digest;
   }
+  if (loader === DEFAULT_LOADER) return writtenDigest;
+  const digest = await loaderDigest(loader, file, headers);
+  await rewriteIdBlockInPlace(file, headers, await signIdBlock(digest), sink);
+  return digest;
 }
