@@ -7,7 +7,6 @@
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { bytesAccess } from "./kvm_helpers.ts";
 import { hashPlanned, type PlannedUpdate } from "../lib/measure/planned_updates.ts";
-import { updateBatches } from "../lib/measure/launch_update.ts";
 import { chMshvUpdates, igvmmeasureUpdates } from "../lib/measure/file_loaders.ts";
 import { guestReaderOf } from "../lib/igvm/structure.ts";
 import type { Directive, IgvmFile } from "../lib/igvm/reader.ts";
@@ -92,7 +91,7 @@ Deno.test("hashPlanned(): batches and single updates carry each page's SHA-384, 
     for (const [kind, access] of [["into", intoAccess(bytes)], ["own", bytesAccess(bytes)]]) {
       const got: string[] = [];
       const seen: number[] = [];
-      for await (const b of updateBatches(hashPlanned(access as FileAccess, plan))) {
+      for await (const b of hashPlanned(access as FileAccess, plan).batches()) {
         assert(b.updates.length <= 256);
         b.updates.forEach((u, k) => {
           got.push(toHex(b.contents.subarray(k * 48, k * 48 + 48)));
@@ -127,7 +126,7 @@ Deno.test("hashPlanned() refuses the first page whose data runs past the end, in
       const bad = plan.find((u) => u.gpa === Number(gpa))!;
       await assertRejects(
         async () => {
-          for await (const _ of updateBatches(hashPlanned(access, plan)));
+          for await (const _ of hashPlanned(access, plan).batches());
         },
         Error,
         `page ${gpa}: file data at 0x${bad.dataOffset!.toString(16)} runs past the end`,

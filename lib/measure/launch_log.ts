@@ -6,7 +6,7 @@
 import { toHex } from "../bytes/le.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import type { FileAccess } from "../io/file_reader.ts";
-import { type HostConfig, type UpdateBatch, updateBatches } from "./launch_update.ts";
+import type { HostConfig, UpdateBatch } from "./launch_update.ts";
 import { DEFAULT_HOST } from "./file_loaders.ts";
 import { loaderModel } from "./loaders.ts";
 import { mapParts } from "./parts.ts";
@@ -70,17 +70,15 @@ export async function* launchLogBatches(
   const digest = new SnpLaunchDigest();
   let digests = new Uint8Array(0);
   const names: string[] = [];
-  const one = new Uint8Array(48);
   let first = 0;
   for await (
-    const { updates, contents } of updateBatches(loaderModel(loader).updates(file, headers, host))
+    const { updates, contents } of loaderModel(loader).updates(file, headers, host).batches()
   ) {
     if (digests.length < contents.length) digests = new Uint8Array(contents.length);
     names.length = updates.length;
     for (let k = 0; k < updates.length; k++) {
       const u = updates[k];
-      for (let i = 0; i < 48; i++) one[i] = contents[k * 48 + i]; // no view per page
-      digest.extend(u.gpa, u.pageType, undefined, one);
+      digest.extendAt(u.gpa, u.pageType, contents, k * 48);
       digests.set(digest.value, k * 48);
       names[k] = u.pageType === SNP_PAGE_TYPE_VMSA ? "VMSA" : parts.partOf(u.gpa, u.directive);
     }

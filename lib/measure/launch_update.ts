@@ -6,6 +6,7 @@
 import type { FileAccess } from "../io/file_reader.ts";
 import type { IgvmFile } from "../igvm/reader.ts";
 import { SnpLaunchDigest } from "./snp_digest.ts";
+import type { HashedUpdates } from "./planned_updates.ts";
 
 /** One 4 KiB SNP_LAUNCH_UPDATE as the PSP measures it (SNP firmware ABI, PAGE_INFO). */
 export interface LaunchUpdate {
@@ -38,51 +39,21 @@ export interface HostConfig {
 
 /**
  * A loader's model: the launch updates it issues for a file, in PSP order. `headers` is the
- * parsed header section (lib/igvm/reader.ts), `file` gives the page data. The models'
- * updates also come in batches (planned_updates.ts HashedUpdates), which
- * {@link updateBatches} reads.
+ * parsed header section (lib/igvm/reader.ts), `file` gives the page data. Every model hands
+ * its updates one at a time or in batches (planned_updates.ts HashedUpdates).
  */
 export type LaunchUpdateSource = (
   file: FileAccess,
   headers: IgvmFile,
   host: HostConfig,
-) => AsyncIterable<LaunchUpdate>;
-
-const BATCH = 256;
-
-/**
- * The updates in batches: straight from a source that hands them so (`batches()`), else
- * gathered 256 at a time.
- */
-export async function* updateBatches(
-  updates: AsyncIterable<LaunchUpdate> & { batches?: () => AsyncIterable<UpdateBatch> },
-): AsyncGenerator<UpdateBatch> {
-  if (updates.batches) {
-    yield* updates.batches();
-    return;
-  }
-  let batch: LaunchUpdate[] = [];
-  const contents = new Uint8Array(BATCH * 48);
-  for await (const u of updates) {
-    contents.set(u.contents, batch.length * 48);
-    if (batch.push(u) === BATCH) {
-      yield { updates: batch, contents };
-      batch = [];
-    }
-  }
-  if (batch.length) yield { updates: batch, contents };
-}
+) => HashedUpdates;
 
 /** Folds launch updates, in order, into the SNP launch digest. */
-export async function launchDigestOf(updates: AsyncIterable<LaunchUpdate>): Promise<Uint8Array> {
+export async function launchDigestOf(updates: HashedUpdates): Promise<Uint8Array> {
   const digest = new SnpLaunchDigest();
-  const one = new Uint8Array(48); // each update's contents digest, copied: no view per page
-  for await (const b of updateBatches(updates)) {
-    const { updates, contents } = b;
-    for (let k = 0; k < updates.length; k++) {
-      const u = updates[k];
-      for (let i = 0; i < 48; i++) one[i] = contents[k * 48 + i];
-      digest.extend(u.gpa, u.pageType, undefined, one);
+  for await (const { updates: batch, contents } of updates.batches()) {
+    for (let k = 0; k < batch.length; k++) {
+      digest.extendAt(batch[k].gpa, batch[k].pageType, contents, k * 48);
     }
   }
   return digest.value;
