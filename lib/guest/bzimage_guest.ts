@@ -6,7 +6,7 @@ import { PAGE_SIZE } from "../bytes/le.ts";
 import { ACPI_RSDP_ADDR } from "../../acpi/tables.ts";
 import { type BzImageLayout, nativeE820 } from "../layout/bzimage_layout.ts";
 import type { SparseMemory } from "../layout/sparse_memory.ts";
-import { buildPageTables } from "../x86/page_tables.ts";
+import { pageTablePages, writePageTablePages } from "../x86/page_tables.ts";
 import type { GuestImage } from "../layout/guest_image.ts";
 import type { StreamRegion } from "../io/byte_stream.ts";
 import {
@@ -88,9 +88,11 @@ export function buildBzImageGuest(i: BzImageGuestInput): GuestImage {
   const pages = new Map<number, Uint8Array>();
   overlay(pages, memory, l.bootParams, bootParams(nativeE820(l, i.native.ramEnd), 0));
   if (l.pageTables && i.encryptedPage) {
-    const plain = buildPageTables(l.pageTables.level, l.pageTables.base, false);
-    for (let at = 0; at < plain.length; at += PAGE_SIZE) {
-      pages.set(l.pageTables.base + at, plain.slice(at, at + PAGE_SIZE));
+    const spec = { level: l.pageTables.level, base: l.pageTables.base, encrypted: false };
+    for (let n = 0; n < pageTablePages(spec.level); n++) {
+      const page = new Uint8Array(PAGE_SIZE);
+      writePageTablePages(spec, n, 1, page);
+      pages.set(spec.base + n * PAGE_SIZE, page);
     }
   }
   const memoryBytes = i.native.ramEnd;
