@@ -7,13 +7,13 @@
 import { type LaunchLogBatch, SNP_PAGE_TYPE_NAMES } from "./launch_log.ts";
 
 const HEX = new TextEncoder().encode("0123456789abcdef");
+const SPACE = 0x20;
+const ZERO = 0x30;
 const encoder = new TextEncoder();
 /** Lines are handed on in chunks of about this many bytes. */
 const CHUNK = 64 << 10;
 /** Room for one line without its part name: index, GPA, type, directive and two digests. */
 const LINE_ROOM = 512;
-/** 2^53: up to it, a number's digits come from exact arithmetic. */
-const EXACT_LIMIT = 2 ** 53;
 /** Part names kept encoded; a file's parts are a few dozen, a hostile file's at most this. */
 const MAX_CACHED_PARTS = 4096;
 
@@ -75,13 +75,13 @@ export class LaunchLogWriter {
    */
   #jsonLine(b: LaunchLogBatch, k: number, u: LaunchLogBatch["updates"][number], part: Uint8Array) {
     this.#ascii('    {"index":');
-    this.#decimal(b.first + k);
+    this.#number(b.first + k, 10, 0, SPACE);
     this.#ascii(',"gpa":"0x');
-    this.#hexNumber(u.gpa, 0);
+    this.#number(u.gpa, 16, 0, ZERO);
     this.#ascii('","pageType":');
     this.#bytes(this.#type(u.pageType, true));
     this.#ascii(',"directive":');
-    this.#decimal(u.directive);
+    this.#number(u.directive, 10, 0, SPACE);
     this.#ascii(',"part":');
     this.#bytes(part);
     this.#ascii(',"contents":"');
@@ -93,9 +93,9 @@ export class LaunchLogWriter {
 
   /** Index (7 wide), GPA (0x and 12 digits), type (10 wide), the digests, the part. */
   #textLine(b: LaunchLogBatch, k: number, u: LaunchLogBatch["updates"][number], part: Uint8Array) {
-    this.#padded(b.first + k, 7);
+    this.#number(b.first + k, 10, 7, SPACE);
     this.#ascii("  0x");
-    this.#hexNumber(u.gpa, 12);
+    this.#number(u.gpa, 16, 12, ZERO);
     this.#ascii("  ");
     this.#bytes(this.#type(u.pageType, false));
     this.#ascii("  ");
@@ -154,46 +154,22 @@ export class LaunchLogWriter {
     this.#at = at;
   }
 
-  /** A whole number in decimal, as String(n) writes it. */
-  #decimal(n: number): void {
-    if (!Number.isSafeInteger(n)) return this.#ascii(String(n));
-    if (n < 0) {
-      this.#buf[this.#at++] = 0x2d; // "-"
-      n = -n;
+  /**
+   * A number in `base` (10 or 16, lower case), padded on the left to `width` with the byte
+   * `fill`: as n.toString(base).padStart(width, fill), which also writes what is not a whole
+   * number from 0 to 2^53 - 1.
+   */
+  #number(n: number, base: number, width: number, fill: number): void {
+    if (!(Number.isSafeInteger(n) && n >= 0)) {
+      return this.#ascii(n.toString(base).padStart(width, String.fromCharCode(fill)));
     }
     let digits = 1;
-    for (let p = 10; p <= n; p *= 10) digits++;
+    for (let p = base; p <= n; p *= base) digits++;
     const buf = this.#buf;
+    for (let i = digits; i < width; i++) buf[this.#at++] = fill;
     for (let i = this.#at + digits - 1; i >= this.#at; i--) {
-      buf[i] = 0x30 + (n % 10);
-      n = Math.floor(n / 10);
-    }
-    this.#at += digits;
-  }
-
-  /** A whole number in decimal, right-aligned in `width` (String(n).padStart(width)). */
-  #padded(n: number, width: number): void {
-    const text = Number.isSafeInteger(n) && n >= 0 ? undefined : String(n);
-    let digits = 1;
-    if (text === undefined) { for (let p = 10; p <= n; p *= 10) digits++; }
-    else digits = text.length;
-    for (let i = digits; i < width; i++) this.#buf[this.#at++] = 0x20;
-    if (text === undefined) this.#decimal(n);
-    else this.#ascii(text);
-  }
-
-  /** A number in lower-case hex, zero-padded to `width` (n.toString(16).padStart). */
-  #hexNumber(n: number, width: number): void {
-    if (!(n >= 0 && n < EXACT_LIMIT && Number.isInteger(n))) {
-      return this.#ascii(n.toString(16).padStart(width, "0"));
-    }
-    let digits = 1;
-    for (let p = 16; p <= n; p *= 16) digits++;
-    const buf = this.#buf;
-    for (let i = digits; i < width; i++) buf[this.#at++] = 0x30;
-    for (let i = this.#at + digits - 1; i >= this.#at; i--) {
-      buf[i] = HEX[n % 16];
-      n = Math.floor(n / 16);
+      buf[i] = HEX[n % base];
+      n = Math.floor(n / base);
     }
     this.#at += digits;
   }
