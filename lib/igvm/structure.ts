@@ -81,12 +81,8 @@ class PageRuns {
       return;
     }
     if (this.#runs === this.#start.length) {
-      const start = new Float64Array(this.#runs * 2);
-      const count = new Uint32Array(this.#runs * 2);
-      start.set(this.#start);
-      count.set(this.#count);
-      this.#start = start;
-      this.#count = count;
+      this.#start = grown(this.#start);
+      this.#count = grown(this.#count);
     }
     this.#start[this.#runs] = value;
     this.#count[this.#runs++] = 1;
@@ -94,12 +90,7 @@ class PageRuns {
 
   /** True when the runs' spans [start, start + count pages) overlap nowhere. */
   disjoint(): boolean {
-    const order = stableOrder(this.#start, this.#runs);
-    for (let i = 1; i < this.#runs; i++) {
-      const a = order[i - 1];
-      if (this.#start[a] + this.#count[a] * PAGE_SIZE > this.#start[order[i]]) return false;
-    }
-    return true;
+    return disjointOrder(this.#start, this.#count, this.#runs) !== undefined;
   }
 }
 
@@ -144,6 +135,30 @@ export function stableOrder(key: Float64Array, n: number): Uint32Array {
     if (i > 0 && key[i] < key[i - 1]) sorted = false;
   }
   return sorted ? order : order.sort((a, b) => key[a] - key[b] || a - b);
+}
+
+/**
+ * Runs of pages, run r from `start[r]` for `count[r]` pages, ordered by start (ties in
+ * position order), or undefined when two of them overlap.
+ */
+export function disjointOrder(
+  start: Float64Array,
+  count: Uint32Array,
+  n: number,
+): Uint32Array | undefined {
+  const order = stableOrder(start, n);
+  for (let i = 1; i < n; i++) {
+    const a = order[i - 1];
+    if (start[a] + count[a] * PAGE_SIZE > start[order[i]]) return undefined;
+  }
+  return order;
+}
+
+/** A typed array twice as long as `a`, that starts with its elements. */
+export function grown<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(a: T): T {
+  const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 /**
@@ -321,14 +336,9 @@ class GuestPageIndex {
   #push(gpa: number, offset: number, count: number): void {
     const r = this.#runs;
     if (r === this.#start.length) {
-      const grow = <T extends Float64Array | Uint32Array>(a: T): T => {
-        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
-        b.set(a);
-        return b;
-      };
-      this.#start = grow(this.#start);
-      this.#offset = grow(this.#offset);
-      this.#count = grow(this.#count);
+      this.#start = grown(this.#start);
+      this.#offset = grown(this.#offset);
+      this.#count = grown(this.#count);
     }
     this.#start[r] = gpa;
     this.#offset[r] = offset;
@@ -339,11 +349,8 @@ class GuestPageIndex {
   /** Sorts the runs by GPA; false when two overlap (the order is then file order still). */
   #sortRuns(): boolean {
     const n = this.#runs;
-    const order = stableOrder(this.#start, n);
-    for (let i = 1; i < n; i++) {
-      const a = order[i - 1];
-      if (this.#start[a] + this.#count[a] * PAGE_SIZE > this.#start[order[i]]) return false;
-    }
+    const order = disjointOrder(this.#start, this.#count, n);
+    if (!order) return false;
     const start = new Float64Array(n);
     const offset = new Float64Array(n);
     const count = new Uint32Array(n);

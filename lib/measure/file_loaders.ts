@@ -32,7 +32,7 @@ import {
   snpCompatibilityMask,
 } from "../igvm/directives.ts";
 import { pageDataSnpType } from "./page_type.ts";
-import { stableOrder } from "../igvm/structure.ts";
+import { disjointOrder, grown, stableOrder } from "../igvm/structure.ts";
 import { hashPlanned, type PlannedUpdate } from "./planned_updates.ts";
 
 /** How one file-order model treats the directives (LOADERS.md §10). */
@@ -138,30 +138,19 @@ class PlanRuns {
         return;
       }
     }
-    if (this.length === this.gpa.length) this.#grow();
+    if (this.length === this.gpa.length) {
+      this.gpa = grown(this.gpa);
+      this.dataOffset = grown(this.dataOffset);
+      this.directive = grown(this.directive);
+      this.count = grown(this.count);
+      this.pageType = grown(this.pageType);
+    }
     this.gpa[this.length] = u.gpa;
     this.dataOffset[this.length] = offset;
     this.directive[this.length] = u.directive;
     this.count[this.length] = 1;
     this.pageType[this.length] = u.pageType;
     this.length++;
-  }
-
-  #grow(): void {
-    const n = this.gpa.length * 2;
-    const grow = <T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(
-      a: T,
-      make: (n: number) => T,
-    ): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.gpa = grow(this.gpa, (n) => new Float64Array(n));
-    this.dataOffset = grow(this.dataOffset, (n) => new Float64Array(n));
-    this.directive = grow(this.directive, (n) => new Int32Array(n));
-    this.count = grow(this.count, (n) => new Uint32Array(n));
-    this.pageType = grow(this.pageType, (n) => new Uint8Array(n));
   }
 
   /** Update k of run r. */
@@ -190,13 +179,8 @@ function* sortedByGpa(plan: Iterable<PlannedUpdate>): Generator<PlannedUpdate> {
     runs.add(u);
     n++;
   }
-  const order = stableOrder(runs.gpa, runs.length);
-  let disjoint = true;
-  for (let i = 1; i < runs.length && disjoint; i++) {
-    const a = order[i - 1];
-    disjoint = runs.gpa[a] + runs.count[a] * PAGE_SIZE <= runs.gpa[order[i]];
-  }
-  if (disjoint) {
+  const order = disjointOrder(runs.gpa, runs.count, runs.length);
+  if (order) {
     for (const r of order) yield* runs.updates(r);
     return;
   }
