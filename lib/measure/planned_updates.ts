@@ -8,6 +8,7 @@
 import { PAGE_SIZE } from "../bytes/le.ts";
 import { InputError } from "../errors.ts";
 import type { FileAccess } from "../io/file_reader.ts";
+import { nextTurn } from "../io/event_loop.ts";
 import type { LaunchUpdate, UpdateBatch } from "./launch_update.ts";
 import { PageHasher } from "../hash/wasm_sha384.ts";
 import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA, ZERO_PAGE_DIGEST } from "./snp_digest.ts";
@@ -33,17 +34,7 @@ const SPAN_BYTES = 4 * BATCH * PAGE_SIZE;
 /** Long runs give the event loop a turn this often (ms), so signal handlers run. */
 const YIELD_EVERY_MS = 50;
 
-const NOTHING = new Uint8Array(0);
 const ALL_MEASURED = new Uint8Array(BATCH).fill(1);
-
-/**
- * Resolves after a turn of the event loop, not as a microtask: an asynchronous operation
- * (WebCrypto's, which runs off the main thread) lets pending signal listeners run. A timer
- * would do too, but Deno's timers load its Node layer, which igvmgen keeps out of start-up.
- */
-async function nextTurn(): Promise<void> {
-  await crypto.subtle.digest("SHA-384", NOTHING);
-}
 
 const isContentMeasured = (u: PlannedUpdate) =>
   u.pageType === SNP_PAGE_TYPE_NORMAL || u.pageType === SNP_PAGE_TYPE_VMSA;

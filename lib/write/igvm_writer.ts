@@ -32,6 +32,7 @@ import {
 } from "../measure/snp_digest.ts";
 import type { PageHashPool } from "../hash/hash_pool.ts";
 import { PageHasher } from "../hash/wasm_sha384.ts";
+import { nextTurn } from "../io/event_loop.ts";
 
 /** The result of writing an image. */
 export interface WrittenImage {
@@ -265,18 +266,7 @@ function workerHasher(Pool: typeof PageHashPool, withThisThread: boolean): Batch
   let started = !withThisThread;
   pool.ready.then(() => started = true, () => {});
   // Workers answer by messages, which arrive only when this thread turns its event loop:
-  // with a reader and a sink that never wait, nothing else would turn it. Callers waiting
-  // at once share one turn.
-  const channel = new MessageChannel();
-  let nextTurn: Promise<void> | undefined;
-  const turn = () =>
-    nextTurn ??= new Promise<void>((resolve) => {
-      channel.port1.onmessage = () => {
-        nextTurn = undefined;
-        resolve();
-      };
-      channel.port2.postMessage(0);
-    });
+  // with a reader and a sink that never wait, nothing else would turn it.
   const dispatch = (b: Batch): Promise<void> | undefined => {
     if (withThisThread && pool.saturated(QUEUED_PER_WORKER)) return meanwhile.hash(b);
     return pool.hash(b.bytes.buffer, b.filled, b.measured).then((reply) => {
@@ -291,10 +281,9 @@ function workerHasher(Pool: typeof PageHashPool, withThisThread: boolean): Batch
     // Workers take a batch's buffer by transfer: a plain ArrayBuffer.
     newBatch: () => newBatch(512),
     hash: (b) =>
-      started ? dispatch(b) : turn().then(() => started ? dispatch(b) : meanwhile.hash(b)),
+      started ? dispatch(b) : nextTurn().then(() => started ? dispatch(b) : meanwhile.hash(b)),
     close() {
       pool.close();
-      channel.port1.close();
     },
   };
 }
